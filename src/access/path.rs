@@ -1,0 +1,156 @@
+//! Request-path interpretations used for access decisions.
+//!
+//! Upstreams disagree on how they read a path (`%2F`, `..;/` for Tomcat, `\` for IIS,
+//! `//`). labgate decides on every interpretation it knows and takes the stricter
+//! answer: a path is public only when all readings are public, and a route's rules apply
+//! when any reading matches it. The path forwarded upstream is the RFC 3986 §6.2.2
+//! normalisation of the request path (unreserved characters decoded, dot segments removed).
+
+use std::borrow::Cow;
+
+/// The two readings of a request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathViews {
+    /// RFC 3986 normal form: what labgate forwards.
+    pub forward: String,
+    /// Every `%XX` decoded once, `\` read as `/`, `;params` dropped, `//` collapsed,
+    /// dot segments removed: the most-resolved reading any common server might use.
+    pub resolved: String,
+}
+
+impl PathViews {
+    /// Builds both readings from a request target's path (query already split off by the
+    /// URI parser; an encoded `%23` and anything after it is cut here as a fragment).
+    pub fn new(raw_path: &str) -> Self {
+        let raw = raw_path.split(['?', '#']).next().unwrap_or("");
+        let forward = remove_dot_segments(&decode_unreserved(raw));
+        let forward = if forward.starts_with('/') {
+            forward
+        } else {
+            format!("/{forward}")
+        };
+        // Cut at an encoded '#' (`%23`) for the decision: apps that decode before routing
+        // would see a fragment delimiter there.
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let decoded = decoded.split('#').next().unwrap_or("").replace('\\', "/");
+        let mut segments = Vec::new();
+        for seg in decoded.split('/') {
+            let seg = seg.split(';').next().unwrap_or("");
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                s => segments.push(s),
+            }
+        }
+        let mut resolved = String::with_capacity(decoded.len() + 1);
+        for s in &segments {
+            resolved.push('/');
+            resolved.push_str(s);
+        }
+        if resolved.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
+            resolved.push('/');
+        }
+        PathViews { forward, resolved }
+    }
+
+    /// Both readings (the same string twice when they agree).
+    pub fn all(&self) -> [&str; 2] {
+        [&self.forward, &self.resolved]
+    }
+}
+
+/// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3), upper-cases
+/// the hex of the others; invalid escapes are kept as they are.
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = &path[i + 1..i + 3];
+            if let Ok(v) = u8::from_str_radix(hex, 16) {
+                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                    out.push(v as char);
+                } else {
+                    out.push('%');
+                    out.push_str(&hex.to_ascii_uppercase());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i] as char);
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+/// RFC 3986 §5.2.4 remove_dot_segments.
+fn remove_dot_segments(path: &str) -> String {
+    if !path.split('/').any(|s| s == "." || s == "..") {
+        return path.to_owned();
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings() {
+        let cases = [
+            ("/", "/", "/"),
+            ("/a/b", "/a/b", "/a/b"),
+            ("/admin/../admin", "/admin", "/admin"),
+            ("/%61dmin", "/admin", "/admin"),
+            ("//admin", "//admin", "/admin"),
+            ("/public/..%2Fadmin", "/public/..%2Fadmin", "/admin"),
+            ("/admin%23x", "/admin%23x", "/admin"),
+            ("/admin;x", "/admin;x", "/admin"),
+            ("/public/..;/admin", "/public/..;/admin", "/admin"),
+            ("/a/./b/../c/", "/a/c/", "/a/c/"),
+            ("/..", "/", "/"),
+            ("/x\\..\\admin", "/x\\..\\admin", "/admin"),
+            ("/%2e%2e/admin", "/admin", "/admin"),
+            ("/a%2fb", "/a%2Fb", "/a/b"),
+            ("/caf%C3%A9", "/caf%C3%A9", "/café"),
+        ];
+        for (raw, forward, resolved) in cases {
+            let v = PathViews::new(raw);
+            assert_eq!(v.forward, forward, "forward of {raw}");
+            assert_eq!(v.resolved, resolved, "resolved of {raw}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The running service's shared state, built once from the [`Config`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::identity::Signer;
+use crate::oauth::gitlab::Gitlab;
+use crate::pages::Pages;
+use crate::proxy::Upstream;
+use crate::session::{CookieCodec, Session};
+
+/// How long a refreshed session is handed to requests that still carry the pre-refresh
+/// cookie (a browser's parallel requests during a refresh).
+pub const REFRESH_SHARE: Duration = Duration::from_secs(60);
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The protected application.
+    pub upstream: Upstream,
+    /// Session and flow cookies.
+    pub cookies: CookieCodec,
+    /// GitLab.
+    pub gitlab: Gitlab,
+    /// Assertion signing and JWKS.
+    pub signer: Signer,
+    /// HTML pages.
+    pub pages: Pages,
+    /// Single-flight revalidation per session id.
+    pub refresh: RefreshGate,
+    /// Unix time source (tests may shift it).
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// Unix seconds, with an offset tests can move forward.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset: std::sync::atomic::AtomicU64,
+}
+
+impl Clock {
+    /// Now, in Unix seconds.
+    pub fn now(&self) -> u64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        real + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Moves the clock forward (tests).
+    pub fn advance(&self, secs: u64) {
+        self.offset
+            .fetch_add(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The latest revalidation of one session: the result, shared with concurrent requests.
+pub type RefreshSlot = Arc<tokio::sync::Mutex<Option<(Session, Instant)>>>;
+
+/// Makes refreshes single-flight per session: GitLab refresh tokens are single-use, so two
+/// concurrent refreshes with one token would log the user out.
+#[derive(Debug, Default)]
+pub struct RefreshGate {
+    slots: Mutex<HashMap<String, RefreshSlot>>,
+}
+
+impl RefreshGate {
+    /// The slot for session `sid`; holders of its lock refresh one at a time.
+    pub fn slot(&self, sid: &str) -> RefreshSlot {
+        let Ok(mut slots) = self.slots.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(None));
+        };
+        if slots.len() > 10_000 {
+            slots.retain(|_, s| {
+                Arc::strong_count(s) > 1
+                    || s.try_lock()
+                        .map(|g| g.as_ref().is_some_and(|(_, t)| t.elapsed() < REFRESH_SHARE))
+                        .unwrap_or(true)
+            });
+        }
+        slots.entry(sid.to_owned()).or_default().clone()
+    }
+}
+
+impl App {
+    /// Builds the service state. Errors are start-up problems worth exiting over.
+    pub fn new(config: Config) -> Result<Arc<App>, String> {
+        let redirect_uri = redirect_uri(&config);
+        let gitlab = Gitlab::new(&config.gitlab, redirect_uri)?;
+        let signer = Signer::new(&config.identity, config.server.public_url.as_str())?;
+        if signer.ephemeral {
+            tracing::warn!(
+                "identity.signing_key_files is not set: signing assertions with a key generated at start. \
+                 Replicas will not verify each other's assertions and the key changes at every restart; \
+                 create one with `labgate keygen` for production"
+            );
+        }
+        Ok(Arc::new(App {
+            upstream: Upstream::new(&config.upstream),
+            cookies: CookieCodec::new(&config.session),
+            pages: Pages::new(&config.server),
+            gitlab,
+            signer,
+            refresh: RefreshGate::default(),
+            clock: Clock::default(),
+            config,
+        }))
+    }
+
+    /// `{prefix}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.server.prefix)
+    }
+}
+
+/// The Redirect URI to register in GitLab: `public_url + prefix + /callback`.
+pub fn redirect_uri(config: &Config) -> String {
+    format!(
+        "{}{}/callback",
+        config.server.public_url.as_str().trim_end_matches('/'),
+        config.server.prefix
+    )
+}

@@ -1,0 +1,173 @@
+//! The command line (SPEC §1): run | dev | check | redirect-uri | keygen.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Overrides};
+
+/// labgate: a reverse-proxy authentication sidecar for GitLab sign-in.
+#[derive(Debug, Parser)]
+#[command(name = "labgate", version, about)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The TOML config file (also LABGATE_CONFIG).
+    #[arg(long, short = 'c', global = true, env = "LABGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address, overriding server.listen.
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Log level or filter, overriding log.level.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: the proxy and the auth endpoints (the default).
+    Run,
+    /// The embedded demo: labgate, a GitLab stand-in and an echo app in one process.
+    Dev,
+    /// Validate the config, print it with secrets redacted, and the Redirect URI.
+    Check {
+        /// Also ask GitLab whether the application is set up right.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Print the Redirect URI to paste into the GitLab application.
+    RedirectUri,
+    /// Print a fresh cookie secret and ES256 signing key.
+    Keygen,
+}
+
+impl Cli {
+    /// The flag overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            log_level: self.log_level.clone(),
+        }
+    }
+
+    /// Loads the configuration from the file, the environment and the flags.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        crate::config::load(self.config.as_deref(), std::env::vars(), &self.overrides())
+    }
+}
+
+/// The effective configuration, secrets redacted, for `labgate check`.
+pub fn describe(c: &Config) -> String {
+    let s = &c.server;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| {
+        out.push_str(&format!("{k:<34} = {v}\n"));
+    };
+    line("server.listen", s.listen.to_string());
+    line(
+        "server.public_url",
+        s.public_url.as_str().trim_end_matches('/').to_owned(),
+    );
+    line("server.prefix", s.prefix.clone());
+    line(
+        "server.trusted_proxies",
+        format!(
+            "{:?}",
+            s.trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
+    );
+    line(
+        "server.allowed_redirect_domains",
+        format!("{:?}", s.allowed_redirect_domains),
+    );
+    line("server.skip_sign_in_page", s.skip_sign_in_page.to_string());
+    line("server.app_name", format!("{:?}", s.app_name));
+    line("log.format", format!("{:?}", c.log.format).to_lowercase());
+    line("log.level", c.log.level.clone());
+    line("upstream.url", c.upstream.url.clone());
+    line(
+        "upstream.timeout",
+        humantime::format_duration(c.upstream.timeout).to_string(),
+    );
+    line("gitlab.url", c.gitlab.url.clone());
+    line("gitlab.client_id", c.gitlab.client_id.clone());
+    line("gitlab.client_secret", "<redacted>".into());
+    line("gitlab.scopes", format!("{:?}", c.gitlab.scopes));
+    line(
+        "session.store",
+        format!("{:?}", c.session.store).to_lowercase(),
+    );
+    line("session.cookie_name", c.session.cookie_name.clone());
+    line(
+        "session.cookie_secret",
+        format!("<redacted> ({} key(s))", c.session.cookie_secrets.len()),
+    );
+    line("session.cookie_secure", c.session.cookie_secure.to_string());
+    line(
+        "session.cookie_samesite",
+        format!("{:?}", c.session.cookie_samesite).to_lowercase(),
+    );
+    line(
+        "session.lifetime",
+        humantime::format_duration(c.session.lifetime).to_string(),
+    );
+    line(
+        "session.revalidate",
+        humantime::format_duration(c.session.revalidate).to_string(),
+    );
+    line(
+        "identity.assertion_header",
+        c.identity.assertion_header.to_string(),
+    );
+    line("identity.audience", c.identity.audience.clone());
+    line(
+        "identity.assertion_lifetime",
+        humantime::format_duration(c.identity.assertion_lifetime).to_string(),
+    );
+    line(
+        "identity.signing_key_files",
+        if c.identity.signing_key_files.is_empty() {
+            "(none: a key is generated at start; single replica only)".into()
+        } else {
+            format!("{:?}", c.identity.signing_key_files)
+        },
+    );
+    line(
+        "identity.pass_access_token",
+        c.identity.pass_access_token.to_string(),
+    );
+    line(
+        "identity.pass_authorization",
+        c.identity.pass_authorization.to_string(),
+    );
+    out
+}
+
+/// Notes `labgate check` adds about the setup.
+pub fn notes(c: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !c.gitlab.oidc() {
+        notes.push(
+            "gitlab.scopes has no \"openid\": sign-in uses plain OAuth2 and /api/v4/user; group memberships are not available, so group rules cannot be used".into(),
+        );
+    }
+    if c.gitlab.has_scope("read_api") {
+        notes.push(
+            "the GitLab application must allow the read_api scope (project rules need it)".into(),
+        );
+    }
+    if c.gitlab.has_scope("read_user") {
+        notes.push("the GitLab application must allow the read_user scope".into());
+    }
+    if c.session.cookie_secure && c.server.public_url.scheme() == "http" {
+        notes.push(
+            "server.public_url is http:// but session.cookie_secure = true: browsers will drop the cookies; use https or set cookie_secure = false for local testing".into(),
+        );
+    }
+    notes
+}

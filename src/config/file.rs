@@ -1,0 +1,173 @@
+//! The serde mirror of the TOML file: every key a user may write, nothing more.
+//!
+//! Every struct denies unknown fields so that a typo such as `gitlab.client_secert` is an
+//! error naming the key instead of a silently ignored (and possibly security-weakening)
+//! setting. Values stay raw strings here; `validate.rs` turns them into typed settings and
+//! names the key of anything malformed.
+
+use serde::Deserialize;
+
+/// A value that may be written as one string or as a list of strings (`cookie_secret`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `cookie_secret = "..."`; may hold several secrets separated by commas (env vars).
+    One(String),
+    /// `cookie_secret = ["new", "old"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, with comma-separated strings split (an env var can only carry one string).
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub log: LogFile,
+    pub upstream: UpstreamFile,
+    pub gitlab: GitlabFile,
+    pub session: SessionFile,
+    pub identity: IdentityFile,
+    pub access: AccessFile,
+    pub route: Vec<RouteFile>,
+    pub machine: MachineFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub prefix: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub allowed_redirect_domains: Vec<String>,
+    pub skip_sign_in_page: Option<bool>,
+    pub app_name: Option<String>,
+    pub logo_url: Option<String>,
+    pub footer_text: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFile {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFile {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitlabFile {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub ca_file: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionFile {
+    pub store: Option<String>,
+    pub cookie_name: Option<String>,
+    pub cookie_secret: Option<OneOrMany>,
+    pub cookie_secret_file: Option<String>,
+    pub cookie_secure: Option<bool>,
+    pub cookie_samesite: Option<String>,
+    pub cookie_domain: Option<String>,
+    pub lifetime: Option<String>,
+    pub revalidate: Option<String>,
+    pub revalidate_grace: Option<String>,
+    pub redis_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityFile {
+    pub assertion_header: Option<String>,
+    pub audience: Option<String>,
+    pub assertion_lifetime: Option<String>,
+    pub signing_key_file: Option<String>,
+    pub signing_key_files: Vec<String>,
+    pub pass_access_token: Option<bool>,
+    pub pass_authorization: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessFile {
+    pub allowed_users: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub allowed_projects: Vec<String>,
+    pub allowed_email_domains: Vec<String>,
+    pub blocked_users: Vec<String>,
+    pub require_two_factor: Option<bool>,
+    pub allow_any_gitlab_user: Option<bool>,
+    pub public: Vec<PublicFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicFile {
+    pub path: Option<String>,
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteFile {
+    pub path: Option<String>,
+    pub allowed_users: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub allowed_projects: Vec<String>,
+    pub allowed_email_domains: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MachineFile {
+    pub audience: Option<String>,
+    pub gitlab_tokens: Option<bool>,
+    pub allow: Vec<MachineAllowFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MachineAllowFile {
+    pub project_path: Option<String>,
+    pub namespace_path: Option<String>,
+    #[serde(rename = "ref")]
+    pub ref_: Option<String>,
+    pub ref_protected: Option<bool>,
+    pub environment: Option<String>,
+}

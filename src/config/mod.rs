@@ -1,0 +1,291 @@
+//! Configuration: where it comes from (`sources`), what the file may say (`file`), and the
+//! typed, validated settings the rest of labgate runs on (`validate`).
+//!
+//! Precedence, lowest to highest: built-in defaults, the TOML file (`--config` or
+//! `LABGATE_CONFIG`), environment `LABGATE__SECTION__KEY`, CLI flags. Every problem is
+//! reported with the key it concerns and how to fix it; all problems are reported at once.
+
+pub mod file;
+mod sources;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use sources::{load, load_str, Overrides};
+pub(crate) use validate::decode_cookie_secret;
+pub use validate::parse_duration;
+
+use crate::access::Policy;
+use crate::machine::MachinePolicy;
+
+/// A secret value: its Debug and Display never show it, so it cannot leak through logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret string.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call sites are the only places a secret is read.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One bad setting: the key it concerns and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `session.cookie_secret`.
+    pub key: String,
+    /// What is wrong and the fix.
+    pub message: String,
+}
+
+/// Every problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// At least one problem.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    pub(crate) fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![Problem {
+                key: key.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the upstream application listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// `http://host:port` (or https): the authority to connect to and send as the URI's.
+    Http {
+        /// `https` upstreams use rustls.
+        tls: bool,
+        /// host:port.
+        authority: http::uri::Authority,
+    },
+    /// `unix:/path/to.sock`.
+    Unix(PathBuf),
+}
+
+/// How session data is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Encrypted in the browser's cookie (default).
+    Cookie,
+    /// In Redis; the cookie holds only a random id.
+    Redis,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The SameSite attribute of labgate's cookies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// SameSite=Lax (default): sent on top-level navigations from GitLab back to the callback.
+    Lax,
+    /// SameSite=Strict: breaks the callback redirect from GitLab; only for special set-ups.
+    Strict,
+    /// SameSite=None (requires Secure).
+    None,
+}
+
+/// The validated configuration labgate runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener, public URL, limits and pages.
+    pub server: ServerConfig,
+    /// Log format and filter.
+    pub log: LogConfig,
+    /// The protected application.
+    pub upstream: UpstreamConfig,
+    /// The GitLab application labgate signs in with.
+    pub gitlab: GitlabConfig,
+    /// Cookies and session lifetime.
+    pub session: SessionConfig,
+    /// What the upstream is told.
+    pub identity: IdentityConfig,
+    /// Who may enter, compiled.
+    pub access: Policy,
+    /// Bearer credentials for scripts and CI jobs.
+    pub machine: MachinePolicy,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address of the main listener.
+    pub listen: SocketAddr,
+    /// External origin users see, without a trailing slash.
+    pub public_url: url::Url,
+    /// `scheme://host[:port]` of `public_url`, for same-origin checks.
+    pub public_origin: String,
+    /// Where labgate's own endpoints live, e.g. `/oauth2` (no trailing slash).
+    pub prefix: String,
+    /// HTTPS certificate chain (PEM).
+    pub tls_cert_file: Option<PathBuf>,
+    /// HTTPS private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Extra hosts `rd` may point to; a leading dot admits subdomains.
+    pub allowed_redirect_domains: Vec<String>,
+    /// Go straight to GitLab instead of showing the sign-in page.
+    pub skip_sign_in_page: bool,
+    /// Name shown on the pages.
+    pub app_name: String,
+    /// Optional logo shown on the pages.
+    pub logo_url: Option<String>,
+    /// Optional footer text on the pages.
+    pub footer_text: Option<String>,
+    /// Serve /metrics here instead of under the prefix.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request head (request line + headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Most request headers accepted.
+    pub max_headers: usize,
+    /// A client must send its whole request head within this time (slowloris).
+    pub header_read_timeout: Duration,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Most concurrent client connections; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// A tracing filter: `info`, or RUST_LOG-style directives.
+    pub level: String,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Where to connect.
+    pub target: UpstreamTarget,
+    /// The configured URL, for display.
+    pub url: String,
+    /// Longest wait for the upstream's response head.
+    pub timeout: Duration,
+    /// Private CA for an https upstream.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[gitlab]`.
+#[derive(Debug, Clone)]
+pub struct GitlabConfig {
+    /// Base URL (= OIDC issuer), no trailing slash.
+    pub url: String,
+    /// The Application ID.
+    pub client_id: String,
+    /// The Secret.
+    pub client_secret: Secret,
+    /// Scopes requested, with those the access rules need added.
+    pub scopes: Vec<String>,
+    /// Private CA for a self-managed GitLab.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of each call to GitLab.
+    pub timeout: Duration,
+}
+
+impl GitlabConfig {
+    /// Whether OpenID Connect is used (`openid` scope) rather than plain OAuth2 + REST.
+    pub fn oidc(&self) -> bool {
+        self.has_scope("openid")
+    }
+    /// Whether a scope is requested.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+    /// Whether `GET /api/v4/user` may be called with the scopes requested.
+    pub fn can_read_user(&self) -> bool {
+        ["read_user", "read_api", "api"]
+            .iter()
+            .any(|s| self.has_scope(s))
+    }
+}
+
+/// `[session]`.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Cookie or Redis.
+    pub store: StoreKind,
+    /// Base cookie name; chunks are `name_1`, `name_2`, ...
+    pub cookie_name: String,
+    /// 32-byte keys; the first encrypts, all decrypt (rotation).
+    pub cookie_secrets: Vec<Secret>,
+    /// Mark cookies Secure.
+    pub cookie_secure: bool,
+    /// SameSite attribute.
+    pub cookie_samesite: SameSite,
+    /// Domain attribute, if any.
+    pub cookie_domain: Option<String>,
+    /// Absolute session lifetime.
+    pub lifetime: Duration,
+    /// How often identity and memberships are re-checked with GitLab.
+    pub revalidate: Duration,
+    /// How long a session keeps working while GitLab is unreachable for revalidation.
+    pub revalidate_grace: Duration,
+    /// Redis connection URL.
+    pub redis_url: Option<Secret>,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Header that carries the signed assertion.
+    pub assertion_header: http::HeaderName,
+    /// `aud` claim.
+    pub audience: String,
+    /// Lifetime of an assertion (`exp - iat`).
+    pub assertion_lifetime: Duration,
+    /// PEM files of ES256 keys; the first signs, all are published.
+    pub signing_key_files: Vec<PathBuf>,
+    /// Send `X-Forwarded-Access-Token`.
+    pub pass_access_token: bool,
+    /// Send `Authorization: Bearer <id_token>`.
+    pub pass_authorization: bool,
+}

@@ -1,0 +1,583 @@
+//! Raw file values -> typed [`Config`]. Every problem names its key and the fix; all
+//! problems are collected before returning so that one run of `labgate check` shows them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::file::FileConfig;
+use super::*;
+
+/// Parses `60s`, `5m`, `7d`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}"))
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+    base_dir: Option<PathBuf>,
+}
+
+impl Checker {
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
+        let text = value.unwrap_or(default);
+        match parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    key,
+                    format!("{key} = {text:?} is not a duration ({e}); write e.g. \"60s\", \"5m\" or \"7d\""),
+                );
+                parse_duration(default).unwrap_or_default()
+            }
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let path = PathBuf::from(p);
+        match &self.base_dir {
+            Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
+            _ => path,
+        }
+    }
+
+    /// A secret given inline or through its `*_file` twin (exactly one of them).
+    fn secret(&mut self, key: &str, inline: Option<String>, file: Option<&str>) -> Option<String> {
+        match (inline.filter(|s| !s.is_empty()), file) {
+            (Some(_), Some(_)) => {
+                self.problem(key, format!("set either {key} or {key}_file, not both"));
+                None
+            }
+            (Some(v), None) => Some(v),
+            (None, Some(f)) => {
+                let path = self.path(f);
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => Some(v.trim().to_owned()),
+                    Err(e) => {
+                        self.problem(
+                            &format!("{key}_file"),
+                            format!(
+                                "cannot read {}: {e}; mount the secret there or fix the path",
+                                path.display()
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+        base_dir: base_dir.map(Path::to_path_buf),
+    };
+    let server = server(&mut c, raw.server);
+    let log = log(&mut c, raw.log);
+    let upstream = upstream(&mut c, raw.upstream);
+    let needs_read_api = !raw.access.allowed_projects.is_empty()
+        || raw.route.iter().any(|r| !r.allowed_projects.is_empty());
+    let needs_read_user = raw.access.require_two_factor.unwrap_or(false);
+    let gitlab = gitlab(&mut c, raw.gitlab, needs_read_api, needs_read_user);
+    let session = session(&mut c, raw.session, &server);
+    let identity = identity(&mut c, raw.identity, &server);
+    let access = crate::access::Policy::compile(&raw.access, &raw.route, &gitlab, &mut c.problems);
+    let machine = crate::machine::MachinePolicy::compile(&raw.machine, &server, &mut c.problems);
+    if c.problems.is_empty() {
+        Ok(Config {
+            server,
+            log,
+            upstream,
+            gitlab,
+            session,
+            identity,
+            access,
+            machine,
+        })
+    } else {
+        Err(ConfigError {
+            problems: c.problems,
+        })
+    }
+}
+
+fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
+    let listen_text = s.listen.unwrap_or_else(|| "0.0.0.0:4180".into());
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        c.problem(
+            "server.listen",
+            format!("server.listen = {listen_text:?} is not an address; write host:port, e.g. \"0.0.0.0:4180\""),
+        );
+        SocketAddr::from(([0, 0, 0, 0], 4180))
+    });
+    let public_url = match s.public_url.as_deref() {
+        None | Some("") => {
+            c.problem(
+                "server.public_url",
+                "server.public_url is required: the external origin users open, e.g. \"https://app.example.com\"",
+            );
+            url::Url::parse("http://localhost").expect("static URL")
+        }
+        Some(text) => match url::Url::parse(text) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
+                if u.query().is_some() || u.fragment().is_some() || u.path() != "/" {
+                    c.problem(
+                        "server.public_url",
+                        format!("server.public_url = {text:?} must be an origin without path or query, e.g. \"https://app.example.com\""),
+                    );
+                }
+                if !u.username().is_empty() || u.password().is_some() {
+                    c.problem(
+                        "server.public_url",
+                        "server.public_url must not contain user:password@",
+                    );
+                }
+                u
+            }
+            _ => {
+                c.problem(
+                    "server.public_url",
+                    format!("server.public_url = {text:?} is not an http(s) URL; write e.g. \"https://app.example.com\""),
+                );
+                url::Url::parse("http://localhost").expect("static URL")
+            }
+        },
+    };
+    let public_origin = public_url.origin().ascii_serialization();
+    let prefix = s.prefix.unwrap_or_else(|| "/oauth2".into());
+    let prefix = prefix.trim_end_matches('/').to_owned();
+    if !prefix.starts_with('/') || prefix.len() < 2 || prefix.contains(['?', '#', ' ', '%']) {
+        c.problem(
+            "server.prefix",
+            format!("server.prefix = {prefix:?} must be a path such as \"/oauth2\""),
+        );
+    }
+    let tls_cert_file = s.tls_cert_file.map(|p| c.path(&p));
+    let tls_key_file = s.tls_key_file.map(|p| c.path(&p));
+    if tls_cert_file.is_some() != tls_key_file.is_some() {
+        c.problem(
+            "server.tls_cert_file",
+            "server.tls_cert_file and server.tls_key_file go together: set both for HTTPS, or neither",
+        );
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in s.trusted_proxies.iter().enumerate() {
+        let parsed = p
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => trusted_proxies.push(n),
+            Err(_) => c.problem(
+                &format!("server.trusted_proxies[{i}]"),
+                format!("{p:?} is not an IP address or CIDR range such as \"10.0.0.0/8\""),
+            ),
+        }
+    }
+    let mut allowed_redirect_domains = Vec::new();
+    for (i, d) in s.allowed_redirect_domains.iter().enumerate() {
+        let d = d.trim().to_ascii_lowercase();
+        let bare = d.strip_prefix('.').unwrap_or(&d);
+        if bare.is_empty() || bare.contains(['/', ':', '@', '*', ' ']) || !bare.contains('.') {
+            c.problem(
+                &format!("server.allowed_redirect_domains[{i}]"),
+                format!("{d:?} must be a host such as \"wiki.example.com\" or \".example.com\" (that domain and its subdomains)"),
+            );
+        } else {
+            allowed_redirect_domains.push(d);
+        }
+    }
+    let metrics_listen = s.metrics_listen.and_then(|m| match m.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.problem("server.metrics_listen", format!("{m:?} is not host:port"));
+            None
+        }
+    });
+    let header_read_timeout = c.duration(
+        "server.header_read_timeout",
+        s.header_read_timeout.as_deref(),
+        "10s",
+    );
+    let shutdown_grace = c.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "25s");
+    let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
+    if max_header_bytes < 8192 {
+        c.problem(
+            "server.max_header_bytes",
+            "server.max_header_bytes must be at least 8192",
+        );
+    }
+    ServerConfig {
+        listen,
+        public_url,
+        public_origin,
+        prefix,
+        tls_cert_file,
+        tls_key_file,
+        trusted_proxies,
+        allowed_redirect_domains,
+        skip_sign_in_page: s.skip_sign_in_page.unwrap_or(false),
+        app_name: s.app_name.unwrap_or_else(|| "this application".into()),
+        logo_url: s.logo_url,
+        footer_text: s.footer_text,
+        metrics_listen,
+        max_header_bytes,
+        max_headers: s.max_headers.unwrap_or(100),
+        header_read_timeout,
+        shutdown_grace,
+        max_connections: s.max_connections.unwrap_or(25_000),
+    }
+}
+
+fn log(c: &mut Checker, l: file::LogFile) -> LogConfig {
+    let format = match l.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            c.problem(
+                "log.format",
+                format!("log.format = {other:?}: write \"text\" or \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    let level = l.level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        c.problem(
+            "log.level",
+            format!("log.level = {level:?} is not a level (error, warn, info, debug, trace) or a filter such as \"info,labgate=debug\""),
+        );
+    }
+    LogConfig { format, level }
+}
+
+fn upstream(c: &mut Checker, u: file::UpstreamFile) -> UpstreamConfig {
+    let url = u.url.unwrap_or_default();
+    let target = if let Some(path) = url.strip_prefix("unix:") {
+        if path.is_empty() {
+            c.problem(
+                "upstream.url",
+                "upstream.url = \"unix:\" needs a socket path, e.g. \"unix:/run/app.sock\"",
+            );
+        }
+        UpstreamTarget::Unix(PathBuf::from(path))
+    } else {
+        match url::Url::parse(&url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some() =>
+            {
+                if parsed.path() != "/" || parsed.query().is_some() {
+                    c.problem(
+                        "upstream.url",
+                        format!("upstream.url = {url:?}: labgate forwards the request path as it is; give only scheme://host:port"),
+                    );
+                }
+                let port = parsed.port_or_known_default().unwrap_or(80);
+                let host = match parsed.host() {
+                    Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+                    Some(h) => h.to_string(),
+                    None => String::new(),
+                };
+                if parsed.scheme() == "https" {
+                    c.problem(
+                        "upstream.url",
+                        "https upstreams are not supported yet: labgate runs beside the app; use http:// on localhost or unix:/path",
+                    );
+                }
+                match format!("{host}:{port}").parse() {
+                    Ok(authority) => UpstreamTarget::Http {
+                        tls: parsed.scheme() == "https",
+                        authority,
+                    },
+                    Err(_) => {
+                        c.problem(
+                            "upstream.url",
+                            format!("upstream.url = {url:?} has no usable host"),
+                        );
+                        UpstreamTarget::Unix(PathBuf::new())
+                    }
+                }
+            }
+            _ => {
+                let msg = if url.is_empty() {
+                    "upstream.url is required: where the protected app listens, e.g. \"http://127.0.0.1:8080\" or \"unix:/run/app.sock\"".to_owned()
+                } else {
+                    format!("upstream.url = {url:?} is not a URL; write e.g. \"http://127.0.0.1:8080\" or \"unix:/run/app.sock\"")
+                };
+                c.problem("upstream.url", msg);
+                UpstreamTarget::Unix(PathBuf::new())
+            }
+        }
+    };
+    let timeout = c.duration("upstream.timeout", u.timeout.as_deref(), "60s");
+    UpstreamConfig {
+        target,
+        url,
+        timeout,
+        ca_file: u.ca_file.map(|p| c.path(&p)),
+    }
+}
+
+fn gitlab(c: &mut Checker, g: file::GitlabFile, read_api: bool, read_user: bool) -> GitlabConfig {
+    let url_text = g.url.unwrap_or_else(|| "https://gitlab.com".into());
+    let url = match url::Url::parse(&url_text) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none() =>
+        {
+            url_text.trim_end_matches('/').to_owned()
+        }
+        _ => {
+            c.problem(
+                "gitlab.url",
+                format!("gitlab.url = {url_text:?} is not a GitLab base URL; write e.g. \"https://gitlab.com\" or \"https://example.com/gitlab\""),
+            );
+            url_text
+        }
+    };
+    let client_id = g.client_id.unwrap_or_default();
+    if client_id.trim().is_empty() {
+        c.problem(
+            "gitlab.client_id",
+            "gitlab.client_id is required: the Application ID shown after saving the application in GitLab",
+        );
+    }
+    let secret = c.secret(
+        "gitlab.client_secret",
+        g.client_secret,
+        g.client_secret_file.as_deref(),
+    );
+    if secret.is_none()
+        && !c
+            .problems
+            .iter()
+            .any(|p| p.key.starts_with("gitlab.client_secret"))
+    {
+        c.problem(
+            "gitlab.client_secret",
+            "gitlab.client_secret (or gitlab.client_secret_file) is required: the Secret shown once after saving the application in GitLab",
+        );
+    }
+    let mut scopes = g
+        .scopes
+        .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+    if read_api && !scopes.iter().any(|s| s == "read_api" || s == "api") {
+        scopes.push("read_api".into());
+    }
+    if read_user
+        && !scopes
+            .iter()
+            .any(|s| s == "read_user" || s == "read_api" || s == "api")
+    {
+        scopes.push("read_user".into());
+    }
+    for (i, s) in scopes.iter().enumerate() {
+        if s.is_empty() || s.contains(|ch: char| ch.is_whitespace()) {
+            c.problem(
+                &format!("gitlab.scopes[{i}]"),
+                format!("{s:?} is not a scope name"),
+            );
+        }
+    }
+    let oidc = scopes.iter().any(|s| s == "openid");
+    if !oidc
+        && !scopes
+            .iter()
+            .any(|s| ["read_user", "read_api", "api"].contains(&s.as_str()))
+    {
+        c.problem(
+            "gitlab.scopes",
+            "gitlab.scopes must include \"openid\" (recommended: [\"openid\", \"profile\", \"email\"]) or \"read_user\" so that labgate can learn who signed in",
+        );
+    }
+    let timeout = c.duration("gitlab.timeout", g.timeout.as_deref(), "10s");
+    GitlabConfig {
+        url,
+        client_id,
+        client_secret: Secret::new(secret.unwrap_or_default()),
+        scopes,
+        ca_file: g.ca_file.map(|p| c.path(&p)),
+        timeout,
+    }
+}
+
+/// Decodes a cookie secret: 32 bytes in standard or URL-safe base64 (padded or not).
+pub(crate) fn decode_cookie_secret(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s.trim()).ok())
+        .filter(|b| b.len() == 32)
+}
+
+fn session(c: &mut Checker, s: file::SessionFile, server: &ServerConfig) -> SessionConfig {
+    let store = match s.store.as_deref().unwrap_or("cookie") {
+        "cookie" => StoreKind::Cookie,
+        "redis" => StoreKind::Redis,
+        other => {
+            c.problem(
+                "session.store",
+                format!("session.store = {other:?}: write \"cookie\" or \"redis\""),
+            );
+            StoreKind::Cookie
+        }
+    };
+    let cookie_name = s.cookie_name.unwrap_or_else(|| "_labgate".into());
+    if cookie_name.is_empty()
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        c.problem(
+            "session.cookie_name",
+            format!("session.cookie_name = {cookie_name:?}: use letters, digits, '_' and '-' only"),
+        );
+    }
+    let inline = s.cookie_secret.map(file::OneOrMany::into_vec);
+    let mut secrets = Vec::new();
+    match (inline.filter(|v| !v.is_empty()), s.cookie_secret_file.as_deref()) {
+        (Some(_), Some(_)) => c.problem(
+            "session.cookie_secret",
+            "set either session.cookie_secret or session.cookie_secret_file, not both",
+        ),
+        (Some(list), None) => secrets = list,
+        (None, Some(_)) => {
+            if let Some(text) = c.secret("session.cookie_secret", None, s.cookie_secret_file.as_deref()) {
+                secrets = text
+                    .split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+        }
+        (None, None) => c.problem(
+            "session.cookie_secret",
+            "session.cookie_secret is required: 32 bytes, base64; generate one with `labgate keygen`",
+        ),
+    }
+    for (i, secret) in secrets.iter().enumerate() {
+        if decode_cookie_secret(secret).is_none() {
+            let key = if secrets.len() > 1 {
+                format!("session.cookie_secret[{i}]")
+            } else {
+                "session.cookie_secret".to_owned()
+            };
+            c.problem(
+                &key,
+                format!("{key} must be 32 bytes, base64; generate one with `labgate keygen`"),
+            );
+        }
+    }
+    let cookie_samesite = match s
+        .cookie_samesite
+        .as_deref()
+        .unwrap_or("lax")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "lax" => SameSite::Lax,
+        "strict" => SameSite::Strict,
+        "none" => SameSite::None,
+        other => {
+            c.problem(
+                "session.cookie_samesite",
+                format!(
+                    "session.cookie_samesite = {other:?}: write \"lax\", \"strict\" or \"none\""
+                ),
+            );
+            SameSite::Lax
+        }
+    };
+    let cookie_secure = s.cookie_secure.unwrap_or(true);
+    if cookie_samesite == SameSite::None && !cookie_secure {
+        c.problem(
+            "session.cookie_samesite",
+            "session.cookie_samesite = \"none\" needs session.cookie_secure = true (browsers drop such cookies otherwise)",
+        );
+    }
+    let _ = server;
+    let lifetime = c.duration("session.lifetime", s.lifetime.as_deref(), "7d");
+    let revalidate = c.duration("session.revalidate", s.revalidate.as_deref(), "5m");
+    let revalidate_grace = c.duration(
+        "session.revalidate_grace",
+        s.revalidate_grace.as_deref(),
+        "15m",
+    );
+    if revalidate.is_zero() {
+        c.problem(
+            "session.revalidate",
+            "session.revalidate must be greater than zero, e.g. \"5m\"",
+        );
+    }
+    if store == StoreKind::Redis && s.redis_url.is_none() {
+        c.problem(
+            "session.redis_url",
+            "session.store = \"redis\" needs session.redis_url, e.g. \"redis://127.0.0.1:6379\"",
+        );
+    }
+    SessionConfig {
+        store,
+        cookie_name,
+        cookie_secrets: secrets.into_iter().map(Secret::new).collect(),
+        cookie_secure,
+        cookie_samesite,
+        cookie_domain: s.cookie_domain.filter(|d| !d.is_empty()),
+        lifetime,
+        revalidate,
+        revalidate_grace,
+        redis_url: s.redis_url.map(Secret::new),
+    }
+}
+
+fn identity(c: &mut Checker, i: file::IdentityFile, server: &ServerConfig) -> IdentityConfig {
+    let header_text = i
+        .assertion_header
+        .unwrap_or_else(|| "X-Labgate-Assertion".into());
+    let assertion_header =
+        http::HeaderName::from_bytes(header_text.as_bytes()).unwrap_or_else(|_| {
+            c.problem(
+                "identity.assertion_header",
+                format!("identity.assertion_header = {header_text:?} is not a header name"),
+            );
+            http::HeaderName::from_static("x-labgate-assertion")
+        });
+    let assertion_lifetime = c.duration(
+        "identity.assertion_lifetime",
+        i.assertion_lifetime.as_deref(),
+        "5m",
+    );
+    if assertion_lifetime > Duration::from_secs(600) || assertion_lifetime < Duration::from_secs(30)
+    {
+        c.problem(
+            "identity.assertion_lifetime",
+            "identity.assertion_lifetime must be between 30s and 10m: the assertion is meant to be short-lived",
+        );
+    }
+    let mut files: Vec<PathBuf> = i.signing_key_file.iter().map(|p| c.path(p)).collect();
+    files.extend(i.signing_key_files.iter().map(|p| c.path(p)));
+    let audience = i
+        .audience
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| server.public_url.as_str().trim_end_matches('/').to_owned());
+    IdentityConfig {
+        assertion_header,
+        audience,
+        assertion_lifetime,
+        signing_key_files: files,
+        pass_access_token: i.pass_access_token.unwrap_or(false),
+        pass_authorization: i.pass_authorization.unwrap_or(false),
+    }
+}

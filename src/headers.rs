@@ -1,0 +1,310 @@
+//! Pure header rewriting for the forward path: hop-by-hop removal (RFC 9110 §7.6.1),
+//! identity-header stripping, `X-Forwarded-*`, and the session cookie kept from upstream.
+//!
+//! Knows nothing of sessions or OAuth: callers pass what to set.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE};
+
+/// Headers that apply to one connection only (RFC 9110 §7.6.1, plus the legacy ones
+/// proxies still meet). `te` and `upgrade` are handled by the caller where they matter.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers and those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Identity headers labgate sets or could set: exact names (after lower-casing and reading
+/// `_` as `-`, since WSGI/PHP/CGI apps cannot tell `X_Forwarded_User` from
+/// `X-Forwarded-User`).
+const IDENTITY_EXACT: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-forwarded-name",
+    "x-forwarded-user-id",
+];
+
+/// Identity header prefixes (same normalisation).
+const IDENTITY_PREFIXES: &[&str] = &["x-labgate-", "x-auth-request-"];
+
+/// Whether `name` is an identity header in any spelling.
+pub fn is_identity_header(name: &str, assertion_header: &str, authorization: bool) -> bool {
+    let normal: String = name
+        .bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
+        .collect();
+    IDENTITY_EXACT.contains(&normal.as_str())
+        || IDENTITY_PREFIXES.iter().any(|p| normal.starts_with(p))
+        || normal == assertion_header
+        || (authorization && normal == "authorization")
+}
+
+/// Removes every copy of every identity header the client may have sent.
+pub fn strip_identity(headers: &mut HeaderMap, assertion_header: &HeaderName, authorization: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_identity_header(n.as_str(), assertion_header.as_str(), authorization))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Removes labgate's own cookies (`name`, `name_1`.., `name_csrf_*`, and `__Host-` forms)
+/// from the `Cookie` header(s) so the session never reaches the upstream.
+pub fn strip_own_cookies(headers: &mut HeaderMap, cookie_name: &str) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let mut kept = String::new();
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let name = pair.split('=').next().unwrap_or("").trim();
+            if is_own_cookie(name, cookie_name) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
+        }
+    }
+    headers.remove(COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&kept) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, v);
+        }
+    }
+}
+
+/// Whether a cookie name is one of labgate's.
+pub fn is_own_cookie(name: &str, base: &str) -> bool {
+    let name = name.strip_prefix("__Host-").unwrap_or(name);
+    name == base
+        || name
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// What labgate knows about the client connection, after the trusted-proxy rule.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The address the request came from (the TCP peer, or the first untrusted hop).
+    pub ip: IpAddr,
+    /// `http` or `https` as seen by the user.
+    pub proto: &'static str,
+    /// Host the user asked for.
+    pub host: Option<HeaderValue>,
+    /// The incoming `X-Forwarded-For` chain, if the peer is trusted.
+    pub forwarded_for: Option<String>,
+}
+
+/// Works out the client's address, scheme and host: `X-Forwarded-*` are believed only when
+/// the TCP peer is within `trusted` (oauth2-proxy's GHSA-7x63 is what happens otherwise).
+pub fn client_info(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    trusted: &[ipnet::IpNet],
+    tls: bool,
+) -> ClientInfo {
+    let host = headers.get(http::header::HOST).cloned();
+    let own_proto = if tls { "https" } else { "http" };
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return ClientInfo {
+            ip: peer,
+            proto: own_proto,
+            host,
+            forwarded_for: None,
+        };
+    }
+    let chain = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The client is the right-most address that is not itself a trusted proxy.
+    let mut ip = peer;
+    for hop in chain.split(',').rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(addr) => {
+                ip = addr;
+                if !trusted.iter().any(|n| n.contains(&addr)) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let proto = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ => own_proto,
+    };
+    let host = headers.get("x-forwarded-host").cloned().or(host);
+    ClientInfo {
+        ip,
+        proto,
+        host,
+        forwarded_for: (!chain.is_empty()).then_some(chain),
+    }
+}
+
+/// Sets `X-Forwarded-For` (appended to a trusted chain, else replaced), `-Proto` and `-Host`.
+pub fn set_forwarded(headers: &mut HeaderMap, info: &ClientInfo, peer: IpAddr) {
+    headers.remove("x-forwarded-for");
+    headers.remove("x-forwarded-proto");
+    headers.remove("x-forwarded-host");
+    headers.remove("forwarded");
+    let xff = match &info.forwarded_for {
+        Some(chain) => format!("{chain}, {peer}"),
+        None => peer.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(info.proto));
+    if let Some(h) = &info.host {
+        headers.insert("x-forwarded-host", h.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_header_spellings() {
+        let a = "x-labgate-assertion";
+        for n in [
+            "X-Forwarded-User",
+            "x-forwarded-user",
+            "X_Forwarded_User",
+            "x-forwarded_email",
+            "X-Labgate-User-Id",
+            "x_labgate_assertion",
+            "X-Auth-Request-User",
+            "X-Forwarded-Access-Token",
+            "x-forwarded-groups",
+            "X-Forwarded-Preferred-Username",
+        ] {
+            assert!(is_identity_header(n, a, false), "{n}");
+        }
+        for n in [
+            "X-Forwarded-For",
+            "x-forwarded-proto",
+            "authorization",
+            "cookie",
+            "x-forwarded-users2",
+        ] {
+            assert!(!is_identity_header(n, a, false), "{n}");
+        }
+        assert!(is_identity_header("Authorization", a, true));
+        assert!(is_identity_header(
+            "X-My-Assertion",
+            "x-my-assertion",
+            false
+        ));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn own_cookies_removed() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; _labgate=xx; _labgate_1=yy"),
+        );
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("_labgate_csrf_abc=zz; b=2; _labgatex=keep"),
+        );
+        strip_own_cookies(&mut h, "_labgate");
+        assert_eq!(h.get(COOKIE).unwrap(), "a=1; b=2; _labgatex=keep");
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("__Host-_labgate=xx"));
+        strip_own_cookies(&mut h, "_labgate");
+        assert!(h.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn forwarded_only_from_trusted() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("host", HeaderValue::from_static("app.example"));
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        let untrusted = client_info(&h, peer, &[], false);
+        assert_eq!(untrusted.ip, peer);
+        assert_eq!(untrusted.proto, "http");
+        assert_eq!(untrusted.host.as_ref().unwrap(), "app.example");
+        let trusted = client_info(&h, peer, &["10.0.0.0/8".parse().unwrap()], false);
+        assert_eq!(trusted.ip.to_string(), "6.6.6.6");
+        assert_eq!(trusted.proto, "https");
+        let mut out = h.clone();
+        set_forwarded(&mut out, &trusted, peer);
+        assert_eq!(out.get("x-forwarded-for").unwrap(), "6.6.6.6, 10.1.2.3");
+        let mut out = h.clone();
+        set_forwarded(&mut out, &untrusted, peer);
+        assert_eq!(out.get("x-forwarded-for").unwrap(), "10.1.2.3");
+        assert_eq!(out.get("x-forwarded-host").unwrap(), "app.example");
+    }
+}

@@ -1,0 +1,117 @@
+//! The `labgate` binary: parse the command line, load the config, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use labgate::cli::{describe, notes, Cli, Command};
+use labgate::config::Config;
+
+/// Exit code for configuration errors (usage).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Run) => match load(&cli) {
+            Ok(config) => run(config),
+            Err(code) => code,
+        },
+        Some(Command::Dev) => {
+            labgate::telemetry::init(
+                labgate::config::LogFormat::Text,
+                cli.log_level.as_deref().unwrap_or("info"),
+            );
+            runtime(async { labgate::dev::run_demo().await })
+        }
+        Some(Command::Check { online }) => match load(&cli) {
+            Ok(config) => {
+                print!("{}", describe(&config));
+                println!(
+                    "\nRedirect URI (paste into the GitLab application): {}",
+                    labgate::app::redirect_uri(&config)
+                );
+                for n in notes(&config) {
+                    println!("note: {n}");
+                }
+                if online {
+                    eprintln!("labgate check --online is not available in this version; the offline checks passed");
+                    return ExitCode::from(1);
+                }
+                println!("\nconfiguration OK");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some(Command::RedirectUri) => match load(&cli) {
+            Ok(config) => {
+                println!("{}", labgate::app::redirect_uri(&config));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Some(Command::Keygen) => {
+            println!("# session.cookie_secret (32 random bytes, base64)");
+            println!("{}", labgate::generate_cookie_secret());
+            println!();
+            println!("# identity signing key (ES256, PKCS#8 PEM): save as a file and list it in identity.signing_key_files");
+            print!("{}", labgate::identity::generate_es256_pem());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn load(cli: &Cli) -> Result<Config, ExitCode> {
+    cli.load().map_err(|e| {
+        eprintln!(
+            "labgate: configuration error{}:",
+            if e.problems.len() > 1 { "s" } else { "" }
+        );
+        for p in &e.problems {
+            eprintln!("  {}: {}", p.key, p.message);
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("labgate: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    labgate::telemetry::init(config.log.format, &config.log.level);
+    runtime(async move {
+        let listen = config.server.listen;
+        let app = match labgate::app::App::new(config) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("labgate: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("labgate: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(%listen, public_url = %app.config.server.public_url, "labgate listening");
+        let warm = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.gitlab.provider().await {
+                tracing::warn!(error = %e, "GitLab discovery failed at start; will retry on first use");
+            }
+        });
+        labgate::server::serve(listener, app, labgate::server::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}

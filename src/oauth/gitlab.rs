@@ -1,0 +1,615 @@
+//! The only code that talks to GitLab: discovery, JWKS, the token endpoint (via the
+//! `oauth2` crate), ID-token verification, userinfo and the REST API calls the access
+//! rules need. Every failure says whether GitLab refused (and with which RFC 6749 error)
+//! or could not be reached, so the caller can answer 4xx vs 502.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::access::User;
+use crate::config::GitlabConfig;
+
+/// What went wrong talking to GitLab.
+#[derive(Debug, thiserror::Error)]
+pub enum GitlabError {
+    /// GitLab could not be reached or answered with something unusable.
+    #[error("GitLab unreachable: {0}")]
+    Unreachable(String),
+    /// The token endpoint refused, with an RFC 6749 error code.
+    #[error("GitLab refused the request: {code}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        /// `invalid_grant`, `invalid_client`, ...
+        code: String,
+        /// GitLab's error_description.
+        description: Option<String>,
+    },
+    /// The ID token failed verification.
+    #[error("ID token rejected: {0}")]
+    BadIdToken(String),
+    /// An API call was answered with an error status.
+    #[error("GitLab API {path} answered {status}")]
+    Api {
+        /// The API path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+    },
+}
+
+impl GitlabError {
+    /// Whether GitLab (not the user or labgate) is at fault, so the answer is 502.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, GitlabError::Unreachable(_))
+            || matches!(self, GitlabError::Api { status, .. } if *status >= 500)
+    }
+    /// The RFC 6749 error code, if GitLab refused.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            GitlabError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The discovery document fields labgate uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Provider {
+    /// Issuer, the GitLab base URL.
+    pub issuer: String,
+    /// Authorization endpoint.
+    pub authorization_endpoint: String,
+    /// Token endpoint.
+    pub token_endpoint: String,
+    /// Userinfo endpoint.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// JWKS URL.
+    pub jwks_uri: String,
+    /// Revocation endpoint.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// Supported client authentication methods.
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+}
+
+/// `id_token` in the token response (GitLab adds it with `openid`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdTokenField {
+    /// The compact JWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+impl ExtraTokenFields for IdTokenField {}
+
+type TokenResp = StandardTokenResponse<IdTokenField, BasicTokenType>;
+type OAuthClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenResp,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// Tokens from the token endpoint.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// Access token.
+    pub access_token: String,
+    /// Refresh token (rotates on every refresh).
+    pub refresh_token: Option<String>,
+    /// ID token, with `openid`.
+    pub id_token: Option<String>,
+}
+
+/// The start of an authorization-code flow.
+#[derive(Debug, Clone)]
+pub struct Authorize {
+    /// Where to send the browser.
+    pub url: String,
+    /// `state`.
+    pub state: String,
+    /// PKCE verifier.
+    pub verifier: String,
+    /// OIDC nonce.
+    pub nonce: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct IdClaims {
+    sub: String,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(default)]
+    groups_direct: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UserInfo {
+    sub: String,
+    #[serde(default)]
+    nickname: Option<String>,
+    #[serde(default)]
+    preferred_username: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default, rename = "https://gitlab.org/claims/groups/owner")]
+    owner: Vec<String>,
+    #[serde(default, rename = "https://gitlab.org/claims/groups/maintainer")]
+    maintainer: Vec<String>,
+    #[serde(default, rename = "https://gitlab.org/claims/groups/developer")]
+    developer: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiUser {
+    id: u64,
+    username: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    two_factor_enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AccessLevel {
+    access_level: u8,
+}
+
+#[derive(Debug, Deserialize)]
+struct Permissions {
+    #[serde(default)]
+    project_access: Option<AccessLevel>,
+    #[serde(default)]
+    group_access: Option<AccessLevel>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Project {
+    #[serde(default)]
+    archived: bool,
+    permissions: Option<Permissions>,
+}
+
+/// Leeway for `exp`/`iat` on GitLab's ID tokens (clock skew between hosts).
+const ID_TOKEN_LEEWAY_SECS: u64 = 30;
+/// An unknown `kid` triggers a JWKS re-fetch at most this often.
+const JWKS_REFETCH_MIN: Duration = Duration::from_secs(10);
+
+/// The GitLab client.
+pub struct Gitlab {
+    cfg: GitlabConfig,
+    http: reqwest::Client,
+    redirect_uri: String,
+    provider: RwLock<Option<Arc<Provider>>>,
+    jwks: RwLock<(Arc<JwkSet>, Option<Instant>)>,
+}
+
+impl std::fmt::Debug for Gitlab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gitlab")
+            .field("url", &self.cfg.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unreachable(e: impl std::fmt::Display) -> GitlabError {
+    GitlabError::Unreachable(e.to_string())
+}
+
+impl Gitlab {
+    /// A client for the configured GitLab; `redirect_uri` is `public_url + prefix + /callback`.
+    pub fn new(cfg: &GitlabConfig, redirect_uri: String) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(cfg.timeout)
+            .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("gitlab.ca_file: cannot read {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!(
+                    "gitlab.ca_file: {} is not a PEM certificate bundle: {e}",
+                    ca.display()
+                )
+            })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Gitlab {
+            cfg: cfg.clone(),
+            http,
+            redirect_uri,
+            provider: RwLock::new(None),
+            jwks: RwLock::new((Arc::new(JwkSet { keys: Vec::new() }), None)),
+        })
+    }
+
+    /// The Redirect URI registered in GitLab.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// Whether discovery has been loaded (readiness).
+    pub fn discovered(&self) -> bool {
+        self.provider.read().map(|p| p.is_some()).unwrap_or(false)
+    }
+
+    /// The discovery document, fetched once and cached.
+    pub async fn provider(&self) -> Result<Arc<Provider>, GitlabError> {
+        if let Some(p) = self.provider.read().ok().and_then(|p| p.clone()) {
+            return Ok(p);
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.cfg.url);
+        let resp = self.http.get(&url).send().await.map_err(unreachable)?;
+        if !resp.status().is_success() {
+            return Err(GitlabError::Api {
+                path: url,
+                status: resp.status().as_u16(),
+            });
+        }
+        let p: Provider = resp
+            .json()
+            .await
+            .map_err(|e| unreachable(format!("discovery document: {e}")))?;
+        if p.issuer.trim_end_matches('/') != self.cfg.url {
+            return Err(unreachable(format!(
+                "discovery issuer {:?} is not gitlab.url {:?}",
+                p.issuer, self.cfg.url
+            )));
+        }
+        let p = Arc::new(p);
+        if let Ok(mut slot) = self.provider.write() {
+            *slot = Some(p.clone());
+        }
+        Ok(p)
+    }
+
+    fn oauth_client(&self, p: &Provider) -> Result<OAuthClient, GitlabError> {
+        let basic = p.token_endpoint_auth_methods_supported.is_empty()
+            || p.token_endpoint_auth_methods_supported
+                .iter()
+                .any(|m| m == "client_secret_basic");
+        Ok(
+            oauth2::Client::new(ClientId::new(self.cfg.client_id.clone()))
+                .set_client_secret(ClientSecret::new(
+                    self.cfg.client_secret.expose().to_owned(),
+                ))
+                .set_auth_uri(AuthUrl::new(p.authorization_endpoint.clone()).map_err(unreachable)?)
+                .set_token_uri(TokenUrl::new(p.token_endpoint.clone()).map_err(unreachable)?)
+                .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(unreachable)?)
+                .set_auth_type(if basic {
+                    AuthType::BasicAuth
+                } else {
+                    AuthType::RequestBody
+                }),
+        )
+    }
+
+    /// Builds the authorization URL with a fresh state, PKCE S256 challenge and nonce.
+    pub async fn authorize(&self) -> Result<Authorize, GitlabError> {
+        let p = self.provider().await?;
+        let client = self.oauth_client(&p)?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = CsrfToken::new_random().secret().clone();
+        // GitLab falls back to its default scope `api` when none is sent: always send it.
+        let (url, state) = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(self.cfg.scopes.iter().map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(challenge)
+            .add_extra_param("nonce", nonce.clone())
+            .url();
+        Ok(Authorize {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            verifier: verifier.secret().clone(),
+            nonce,
+        })
+    }
+
+    fn token_error(
+        e: RequestTokenError<oauth2::HttpClientError<reqwest::Error>, BasicErrorResponse>,
+    ) -> GitlabError {
+        match e {
+            RequestTokenError::ServerResponse(r) => GitlabError::Refused {
+                code: match r.error() {
+                    BasicErrorResponseType::Extension(s) => s.clone(),
+                    other => other.as_ref().to_owned(),
+                },
+                description: r.error_description().cloned(),
+            },
+            RequestTokenError::Request(e) => unreachable(e),
+            RequestTokenError::Parse(e, body) => unreachable(format!(
+                "token endpoint answered with something that is not OAuth JSON ({e}; {} bytes)",
+                body.len()
+            )),
+            RequestTokenError::Other(s) => unreachable(s),
+        }
+    }
+
+    fn tokens(t: &TokenResp) -> Tokens {
+        Tokens {
+            access_token: t.access_token().secret().clone(),
+            refresh_token: t.refresh_token().map(|r| r.secret().clone()),
+            id_token: t.extra_fields().id_token.clone(),
+        }
+    }
+
+    /// Exchanges an authorization code (with its PKCE verifier) for tokens.
+    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<Tokens, GitlabError> {
+        let p = self.provider().await?;
+        let resp = self
+            .oauth_client(&p)?
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(Self::token_error)?;
+        Ok(Self::tokens(&resp))
+    }
+
+    /// Uses a refresh token (single-use at GitLab: the answer carries the next one).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, GitlabError> {
+        let p = self.provider().await?;
+        let resp = self
+            .oauth_client(&p)?
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(Self::token_error)?;
+        Ok(Self::tokens(&resp))
+    }
+
+    /// Revokes a token, best effort (sign-out).
+    pub async fn revoke(&self, token: &str) {
+        let Ok(p) = self.provider().await else { return };
+        let Some(url) = &p.revocation_endpoint else {
+            return;
+        };
+        let result = self
+            .http
+            .post(url)
+            .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose()))
+            .form(&[("token", token)])
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "token revocation at GitLab failed");
+        }
+    }
+
+    async fn jwks(&self, force: bool) -> Result<Arc<JwkSet>, GitlabError> {
+        if let Ok(guard) = self.jwks.read() {
+            let (set, fetched) = &*guard;
+            let fresh_enough = fetched.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN);
+            if fetched.is_some() && (!force || fresh_enough) {
+                return Ok(set.clone());
+            }
+        }
+        let p = self.provider().await?;
+        let resp = self
+            .http
+            .get(&p.jwks_uri)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !resp.status().is_success() {
+            return Err(GitlabError::Api {
+                path: p.jwks_uri.clone(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let set: JwkSet = resp
+            .json()
+            .await
+            .map_err(|e| unreachable(format!("JWKS: {e}")))?;
+        let set = Arc::new(set);
+        if let Ok(mut guard) = self.jwks.write() {
+            *guard = (set.clone(), Some(Instant::now()));
+        }
+        Ok(set)
+    }
+
+    /// Verifies a GitLab-issued RS256 JWT (ID token or CI ID token): signature via JWKS
+    /// (re-fetched once on an unknown `kid`), `iss`, `aud`, `exp`/`nbf` with leeway.
+    pub async fn verify_jwt<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, GitlabError> {
+        let bad = |e: &dyn std::fmt::Display| GitlabError::BadIdToken(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(|e| bad(&e))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(bad(&format!("algorithm {:?} is not RS256", header.alg)));
+        }
+        let kid = header.kid.ok_or_else(|| bad(&"no kid in the header"))?;
+        let mut set = self.jwks(false).await?;
+        if set.find(&kid).is_none() {
+            set = self.jwks(true).await?;
+        }
+        let jwk = set
+            .find(&kid)
+            .ok_or_else(|| bad(&format!("unknown kid {kid:?}")))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e))?;
+        let p = self.provider().await?;
+        let mut v = Validation::new(Algorithm::RS256);
+        v.leeway = ID_TOKEN_LEEWAY_SECS;
+        v.set_issuer(&[p.issuer.as_str()]);
+        v.set_audience(&[audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.validate_nbf = true;
+        jsonwebtoken::decode::<T>(token, &key, &v)
+            .map(|d| d.claims)
+            .map_err(|e| bad(&e))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        token: &str,
+    ) -> Result<T, GitlabError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let path = url::Url::parse(url)
+                .map(|u| u.path().to_owned())
+                .unwrap_or_default();
+            return Err(GitlabError::Api {
+                path,
+                status: status.as_u16(),
+            });
+        }
+        resp.json()
+            .await
+            .map_err(|e| unreachable(format!("{url}: {e}")))
+    }
+
+    /// Loads who the tokens belong to and everything the rules need: ID token (verified,
+    /// with `nonce` when signing in), userinfo (groups, role claims), `/api/v4/user` when
+    /// the scopes allow (state, two-factor), and the access level on each rule project.
+    pub async fn load_user(
+        &self,
+        tokens: &Tokens,
+        nonce: Option<&str>,
+        projects: &[String],
+    ) -> Result<User, GitlabError> {
+        let mut user = User::default();
+        if self.cfg.oidc() {
+            let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+                GitlabError::BadIdToken("the token response has no id_token".into())
+            })?;
+            let claims: IdClaims = self.verify_jwt(id_token, &self.cfg.client_id).await?;
+            if let Some(expected) = nonce {
+                if claims.nonce.as_deref() != Some(expected) {
+                    return Err(GitlabError::BadIdToken(
+                        "nonce does not match this sign-in".into(),
+                    ));
+                }
+            }
+            let p = self.provider().await?;
+            let url = p
+                .userinfo_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("{}/oauth/userinfo", self.cfg.url));
+            let info: UserInfo = self.get_json(&url, &tokens.access_token).await?;
+            if info.sub != claims.sub {
+                return Err(GitlabError::BadIdToken(
+                    "userinfo sub differs from the ID token's".into(),
+                ));
+            }
+            user.id = info.sub.parse().map_err(|_| {
+                GitlabError::BadIdToken(format!("sub {:?} is not a GitLab user id", info.sub))
+            })?;
+            user.username = info
+                .preferred_username
+                .or(info.nickname)
+                .unwrap_or_default();
+            user.name = info.name.unwrap_or_default();
+            user.email = info.email;
+            user.email_verified = info.email_verified.unwrap_or(false);
+            user.groups = info.groups;
+            if user.groups.is_empty() {
+                user.groups = claims.groups_direct;
+            }
+            user.owner_of = info.owner;
+            user.maintainer_of = info.maintainer;
+            user.developer_of = info.developer;
+        }
+        if self.cfg.can_read_user() {
+            let api: ApiUser = self
+                .get_json(
+                    &format!("{}/api/v4/user", self.cfg.url),
+                    &tokens.access_token,
+                )
+                .await?;
+            if user.id != 0 && user.id != api.id {
+                return Err(GitlabError::BadIdToken(
+                    "/api/v4/user is a different user than the ID token".into(),
+                ));
+            }
+            if user.id == 0 {
+                user.id = api.id;
+                user.username = api.username;
+                user.name = api.name.unwrap_or_default();
+                // `email` from /api/v4/user is the primary email, which GitLab requires to be
+                // confirmed before sign-in.
+                user.email_verified = api.email.is_some();
+                user.email = api.email;
+            }
+            user.state = api.state;
+            user.two_factor = api.two_factor_enabled;
+        }
+        if user.username.is_empty() {
+            return Err(GitlabError::BadIdToken(
+                "GitLab did not say which user signed in (no username)".into(),
+            ));
+        }
+        for path in projects {
+            let level = self.project_access(&tokens.access_token, path).await?;
+            user.projects.insert(path.clone(), level);
+        }
+        Ok(user)
+    }
+
+    /// The user's effective access level on a project (0 when none, hidden or archived).
+    async fn project_access(&self, token: &str, path: &str) -> Result<u8, GitlabError> {
+        let encoded: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        let url = format!(
+            "{}/api/v4/projects/{}",
+            self.cfg.url,
+            encoded.replace('+', "%20")
+        );
+        match self.get_json::<Project>(&url, token).await {
+            Ok(p) if p.archived => Ok(0),
+            Ok(p) => Ok(p
+                .permissions
+                .map(|perm| {
+                    let a = perm.project_access.map_or(0, |l| l.access_level);
+                    let b = perm.group_access.map_or(0, |l| l.access_level);
+                    a.max(b)
+                })
+                .unwrap_or(0)),
+            Err(GitlabError::Api {
+                status: 404 | 403, ..
+            }) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! labgate's own endpoints under the prefix (SPEC §3) and the sign-in flow around GitLab:
+//! `/sign_in`, `/start`, `/callback`, `/sign_out`, `/userinfo`, `/jwks.json`, `/auth`.
+//!
+//! `gitlab.rs` is the only code that talks to GitLab; `redirect.rs` validates `rd`.
+
+pub mod gitlab;
+pub mod redirect;
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::access::{Decision, PathViews};
+use crate::app::App;
+use crate::pages::Alert;
+use crate::proxy::Body;
+use crate::respond::{self, query_escape, query_param};
+use crate::router::{authenticate, Auth, Peer};
+use crate::session::{FlowState, Session, SESSION_VERSION};
+
+use gitlab::{GitlabError, Tokens};
+
+/// Dispatches a request under the prefix; `rest` is the path after it.
+pub async fn endpoint(
+    app: &Arc<App>,
+    peer: Peer,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    match (req.method().clone(), rest) {
+        (Method::GET | Method::HEAD, "/sign_in") => sign_in(app, &req),
+        (Method::GET | Method::HEAD, "/start") => start(app, &req).await,
+        (Method::GET, "/callback") => callback(app, &req).await,
+        (Method::GET | Method::POST, "/sign_out") => sign_out(app, &req).await,
+        (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
+        (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
+        (Method::GET | Method::HEAD, "/auth") => forward_auth(app, peer, &req).await,
+        (
+            _,
+            "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
+            | "/auth",
+        ) => respond::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed here",
+        ),
+        _ => respond::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such labgate endpoint",
+        ),
+    }
+}
+
+/// The validated `rd` of a request, or `/`.
+fn rd_of<B>(app: &App, req: &Request<B>) -> String {
+    query_param(req.uri().query(), "rd")
+        .and_then(|rd| {
+            redirect::validate(
+                &rd,
+                &app.config.server.public_url,
+                &app.config.server.allowed_redirect_domains,
+            )
+        })
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+fn sign_in_page(
+    app: &App,
+    rd: &str,
+    status: StatusCode,
+    alert: Option<&Alert<'_>>,
+) -> Response<Body> {
+    let start = format!("{}?rd={}", app.url("/start"), query_escape(rd));
+    respond::html(status, app.pages.sign_in(&start, alert), &app.pages.csp)
+}
+
+fn sign_in<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let rd = rd_of(app, req);
+    if app.config.server.skip_sign_in_page {
+        return respond::redirect(&format!("{}?rd={}", app.url("/start"), query_escape(&rd)));
+    }
+    sign_in_page(app, &rd, StatusCode::OK, None)
+}
+
+async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let rd = rd_of(app, req);
+    let auth = match app.gitlab.authorize().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start sign-in: GitLab discovery failed");
+            return gitlab_failed(app, &rd, &e);
+        }
+    };
+    let flow = FlowState {
+        state: auth.state,
+        verifier: auth.verifier,
+        nonce: auth.nonce,
+        rd,
+        started: app.clock.now(),
+    };
+    let Some(cookie) = app.cookies.flow_cookie(&flow) else {
+        return respond::json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "cannot seal the sign-in state",
+        );
+    };
+    respond::with_cookies(respond::redirect(&auth.url), vec![cookie])
+}
+
+fn gitlab_failed(app: &App, rd: &str, e: &GitlabError) -> Response<Body> {
+    let (status, message) = match e {
+        GitlabError::Refused { code, .. } if code == "invalid_grant" => (
+            StatusCode::BAD_REQUEST,
+            "GitLab did not accept the sign-in code (it was already used, expired, or issued for another request). Please sign in again.".to_owned(),
+        ),
+        GitlabError::Refused { code, .. } if code == "invalid_client" => (
+            StatusCode::BAD_GATEWAY,
+            "GitLab did not accept labgate's application credentials. The administrator should check gitlab.client_id and the client secret (`labgate check --online`).".to_owned(),
+        ),
+        GitlabError::Refused { code, .. } => (StatusCode::BAD_GATEWAY, format!("GitLab refused the sign-in ({code}).")),
+        GitlabError::BadIdToken(_) => (
+            StatusCode::BAD_GATEWAY,
+            "GitLab's answer could not be verified, so the sign-in was refused. Please try again.".to_owned(),
+        ),
+        GitlabError::Unreachable(_) | GitlabError::Api { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "GitLab could not be reached. Please try again in a moment.".to_owned(),
+        ),
+    };
+    sign_in_page(
+        app,
+        rd,
+        status,
+        Some(&Alert {
+            message: &message,
+            hints: &[],
+        }),
+    )
+}
+
+async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let q = req.uri().query();
+    let Some(state) = query_param(q, "state") else {
+        let alert = Alert {
+            message:
+                "The sign-in response from GitLab is incomplete (no state). Please sign in again.",
+            hints: &[],
+        };
+        return sign_in_page(app, "/", StatusCode::BAD_REQUEST, Some(&alert));
+    };
+    let now = app.clock.now();
+    let flow = match app.cookies.read_flow(req.headers(), &state, now) {
+        Ok(f) => f,
+        Err(crate::session::FlowCookie::Missing) => {
+            let hints = vec![
+                "labgate is set up with session.cookie_secure = true but is reached over plain http: browsers drop Secure cookies there.".to_owned(),
+                format!(
+                    "The address in the browser is not {} (server.public_url) or session.cookie_domain does not match it.",
+                    app.config.server.public_origin
+                ),
+                "The browser blocks cookies for this site, or the sign-in took longer than 10 minutes.".to_owned(),
+            ];
+            tracing::warn!("callback without its sign-in cookie");
+            let alert = Alert { message: "The sign-in could not be completed: your browser did not send back labgate's sign-in cookie. Likely causes:", hints: &hints };
+            return respond::html(
+                StatusCode::BAD_REQUEST,
+                app.pages.error(
+                    "Sign-in cookie missing",
+                    &alert,
+                    Some(("Try again", &app.url("/sign_in"))),
+                ),
+                &app.pages.csp,
+            );
+        }
+        Err(_) => {
+            let alert = Alert { message: "This sign-in link is not valid any more (it expired or was already used). Please sign in again.", hints: &[] };
+            return sign_in_page(app, "/", StatusCode::BAD_REQUEST, Some(&alert));
+        }
+    };
+    let clear_flow = app.cookies.clear_flow(&state);
+    let rd = flow.rd.clone();
+    if let Some(error) = query_param(q, "error") {
+        let message = if error == "access_denied" {
+            "You cancelled the sign-in at GitLab. Sign in again when you are ready.".to_owned()
+        } else {
+            tracing::warn!(error = %error, description = ?query_param(q, "error_description"), "GitLab returned an error to the callback");
+            format!(
+                "GitLab could not complete the sign-in ({}).",
+                error.chars().take(64).collect::<String>()
+            )
+        };
+        let status = if error == "access_denied" {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        return respond::with_cookies(
+            sign_in_page(
+                app,
+                &rd,
+                status,
+                Some(&Alert {
+                    message: &message,
+                    hints: &[],
+                }),
+            ),
+            vec![clear_flow],
+        );
+    }
+    // RFC 9207: when GitLab names the issuer, it must be ours (mix-up defence).
+    if let Some(iss) = query_param(q, "iss") {
+        let ok = app
+            .gitlab
+            .provider()
+            .await
+            .map(|p| p.issuer == iss)
+            .unwrap_or(false);
+        if !ok {
+            let alert = Alert {
+                message: "The sign-in response came from an unexpected issuer and was refused.",
+                hints: &[],
+            };
+            return respond::with_cookies(
+                sign_in_page(app, &rd, StatusCode::BAD_REQUEST, Some(&alert)),
+                vec![clear_flow],
+            );
+        }
+    }
+    let Some(code) = query_param(q, "code") else {
+        let alert = Alert {
+            message: "The sign-in response from GitLab has no code. Please sign in again.",
+            hints: &[],
+        };
+        return respond::with_cookies(
+            sign_in_page(app, &rd, StatusCode::BAD_REQUEST, Some(&alert)),
+            vec![clear_flow],
+        );
+    };
+    let result = async {
+        let tokens = app.gitlab.exchange_code(&code, &flow.verifier).await?;
+        let user = app
+            .gitlab
+            .load_user(
+                &tokens,
+                Some(&flow.nonce),
+                &app.config.access.project_paths(),
+            )
+            .await?;
+        Ok::<_, GitlabError>((tokens, user))
+    }
+    .await;
+    let (tokens, user) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in failed at the callback");
+            return respond::with_cookies(gitlab_failed(app, &rd, &e), vec![clear_flow]);
+        }
+    };
+    let session = new_session(app, tokens, user, now);
+    if let Decision::Deny(why) = app.config.access.admit(&session.user) {
+        tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), "sign-in denied");
+        let mut cookies = vec![clear_flow];
+        cookies.extend(app.cookies.session_cookies(&session, req.headers(), now));
+        let page = app.pages.forbidden(
+            &session.user.username,
+            &why.explain(),
+            &app.url("/sign_out"),
+        );
+        return respond::with_cookies(
+            respond::html(StatusCode::FORBIDDEN, page, &app.pages.csp),
+            cookies,
+        );
+    }
+    tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
+    let mut cookies = vec![clear_flow];
+    cookies.extend(app.cookies.session_cookies(&session, req.headers(), now));
+    respond::with_cookies(respond::redirect(&rd), cookies)
+}
+
+fn new_session(app: &App, tokens: Tokens, user: crate::access::User, now: u64) -> Session {
+    Session {
+        v: SESSION_VERSION,
+        sid: crate::random_token(18),
+        user,
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        id_token: tokens
+            .id_token
+            .filter(|_| app.config.identity.pass_authorization),
+        created: now,
+        expires: now + app.config.session.lifetime.as_secs(),
+        validated: now,
+    }
+}
+
+/// Why a revalidation did not produce a fresh session.
+#[derive(Debug)]
+pub enum RevalidateError {
+    /// GitLab refused the refresh (or the account is gone): the session is over.
+    Ended(&'static str),
+    /// GitLab could not be reached.
+    Unreachable(GitlabError),
+}
+
+/// Refreshes the GitLab token and reloads identity, groups and project access.
+pub async fn revalidate(
+    app: &App,
+    session: &Session,
+    now: u64,
+) -> Result<Session, RevalidateError> {
+    let Some(refresh) = &session.refresh_token else {
+        return Err(RevalidateError::Ended("no refresh token"));
+    };
+    let tokens = match app.gitlab.refresh(refresh).await {
+        Ok(t) => t,
+        Err(e @ (GitlabError::Unreachable(_) | GitlabError::Api { .. })) => {
+            return Err(RevalidateError::Unreachable(e))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "refresh refused by GitLab");
+            return Err(RevalidateError::Ended("refresh refused"));
+        }
+    };
+    let user = match app
+        .gitlab
+        .load_user(&tokens, None, &app.config.access.project_paths())
+        .await
+    {
+        Ok(u) => u,
+        Err(e) if e.is_unreachable() => return Err(RevalidateError::Unreachable(e)),
+        Err(_) => return Err(RevalidateError::Ended("identity could not be reloaded")),
+    };
+    if user.id != session.user.id {
+        return Err(RevalidateError::Ended("GitLab returned a different user"));
+    }
+    Ok(Session {
+        user,
+        access_token: tokens.access_token,
+        refresh_token: tokens
+            .refresh_token
+            .or_else(|| session.refresh_token.clone()),
+        id_token: tokens
+            .id_token
+            .filter(|_| app.config.identity.pass_authorization),
+        validated: now,
+        ..session.clone()
+    })
+}
+
+async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    if let Some(session) = app.cookies.read_session(req.headers()) {
+        tracing::info!(target: "labgate::audit", user = %session.user.username, "signed out");
+        let token = session.access_token.clone();
+        // Best effort, bounded by gitlab.timeout: the browser's cookies are cleared anyway.
+        app.gitlab.revoke(&token).await;
+    }
+    let cookies = app
+        .cookies
+        .clear_all(req.headers(), &app.config.session.cookie_name);
+    let resp = match query_param(req.uri().query(), "rd").and_then(|rd| {
+        redirect::validate(
+            &rd,
+            &app.config.server.public_url,
+            &app.config.server.allowed_redirect_domains,
+        )
+    }) {
+        Some(rd) => respond::redirect(&rd),
+        None => respond::html(
+            StatusCode::OK,
+            app.pages.signed_out(&app.url("/sign_in")),
+            &app.pages.csp,
+        ),
+    };
+    respond::with_cookies(resp, cookies)
+}
+
+async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    match authenticate(app, req).await {
+        Auth::Valid(s, cookies) => {
+            let u = &s.user;
+            let body = serde_json::json!({
+                "user": u.username,
+                "preferred_username": u.username,
+                "user_id": u.id,
+                "name": u.name,
+                "email": if u.email_verified { u.email.clone() } else { None },
+                "email_verified": u.email_verified,
+                "groups": u.groups,
+            });
+            respond::with_cookies(respond::json(StatusCode::OK, &body), cookies)
+        }
+        Auth::Unavailable => respond::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "gitlab_unreachable",
+            "cannot confirm the session with GitLab",
+        ),
+        Auth::None | Auth::Ended(_) => {
+            respond::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "not signed in")
+        }
+    }
+}
+
+fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let (body, etag) = app.signer.jwks();
+    let matches = req
+        .headers()
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.trim() == "*" || t.trim().trim_start_matches("W/") == etag.to_str().unwrap_or("")
+        });
+    let mut resp = if matches {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    };
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    resp.headers_mut().insert(ETAG, etag);
+    resp
+}
+
+/// `/auth` for nginx `auth_request`: 202 + identity headers, 401, or 403.
+///
+/// The original path comes from `X-Original-URL` / `X-Forwarded-Uri`, believed only from
+/// `server.trusted_proxies`. When it is unknown, route rules cannot be applied, so a policy
+/// with routes answers 403 rather than guess.
+async fn forward_auth<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> {
+    let trusted = app
+        .config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&peer.addr.ip()));
+    let original = trusted
+        .then(|| {
+            ["x-original-url", "x-forwarded-uri"]
+                .iter()
+                .find_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()))
+                .map(|u| {
+                    let path = url::Url::parse(u)
+                        .map(|p| p.path().to_owned())
+                        .unwrap_or_else(|_| u.to_owned());
+                    PathViews::new(&path)
+                })
+        })
+        .flatten();
+    match authenticate(app, req).await {
+        Auth::Valid(s, cookies) => {
+            let decision = match &original {
+                Some(views) => app.config.access.decide(&s.user, views),
+                None if app.config.access.has_routes() => {
+                    Decision::Deny(crate::access::Deny::NotListed {
+                        scope: "route (original URL unknown: set server.trusted_proxies)".into(),
+                    })
+                }
+                None => app.config.access.admit(&s.user),
+            };
+            match decision {
+                Decision::Allow => {
+                    let mut resp = Response::new(Body::empty());
+                    *resp.status_mut() = StatusCode::ACCEPTED;
+                    let h = resp.headers_mut();
+                    let u = &s.user;
+                    let mut put = |name: &'static str, v: &str| {
+                        if let Ok(v) = HeaderValue::from_str(v) {
+                            h.insert(name, v);
+                        }
+                    };
+                    put("x-auth-request-user", &u.username);
+                    put("x-auth-request-preferred-username", &u.username);
+                    put(
+                        "x-auth-request-email",
+                        if u.email_verified {
+                            u.email.as_deref().unwrap_or("")
+                        } else {
+                            ""
+                        },
+                    );
+                    put("x-auth-request-groups", &u.groups.join(","));
+                    put("x-auth-request-user-id", &u.id.to_string());
+                    if let Some(a) = app.signer.assertion(&s, app.clock.now()) {
+                        h.insert(app.config.identity.assertion_header.clone(), a);
+                    }
+                    respond::with_cookies(resp, cookies)
+                }
+                Decision::Deny(why) => {
+                    respond::json_error(StatusCode::FORBIDDEN, why.code(), &why.explain())
+                }
+            }
+        }
+        Auth::Unavailable => respond::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "gitlab_unreachable",
+            "cannot confirm the session with GitLab",
+        ),
+        Auth::None | Auth::Ended(_) => {
+            respond::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "not signed in")
+        }
+    }
+}

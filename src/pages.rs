@@ -1,0 +1,181 @@
+//! labgate's own HTML pages: sign-in, signed-out, error, 403. Self-contained (inline CSS
+//! allowed by hash, no script, no external assets), readable on a phone, light and dark.
+
+use base64::Engine;
+use sha2::Digest;
+
+use crate::config::ServerConfig;
+
+const STYLE: &str = r#"
+:root{color-scheme:light dark;--bg:#f6f6f8;--card:#fff;--fg:#1f1e24;--muted:#5e5c66;--line:#dcdcde;--accent:#6b4fbb;--accent-fg:#fff;--err-bg:#fdecea;--err-fg:#8d1b13}
+@media (prefers-color-scheme:dark){:root{--bg:#18171d;--card:#232229;--fg:#ececef;--muted:#b5b3bd;--line:#3a383f;--accent:#9e87f0;--accent-fg:#111;--err-bg:#3b1916;--err-fg:#ffb4ab}}
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:flex;flex-direction:column;align-items:center;justify-content:center;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;padding:24px}
+main{width:100%;max-width:420px;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:32px 28px}
+.logo{display:block;max-height:48px;max-width:160px;margin:0 0 16px}
+h1{font-size:1.375rem;line-height:1.3;margin:0 0 8px}
+p{margin:0 0 16px;color:var(--muted)}
+p strong{color:var(--fg)}
+.app{font-size:.875rem;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:0 0 4px}
+.btn{display:flex;align-items:center;justify-content:center;gap:10px;width:100%;min-height:44px;padding:10px 16px;border-radius:8px;border:1px solid transparent;background:var(--accent);color:var(--accent-fg);font-weight:600;text-decoration:none;font-size:1rem}
+.btn:hover{filter:brightness(1.08)}
+.btn:focus-visible,a:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
+.btn.secondary{background:transparent;color:var(--fg);border-color:var(--line);margin-top:12px}
+.alert{background:var(--err-bg);color:var(--err-fg);border-radius:8px;padding:12px 14px;margin:0 0 20px}
+.alert p{color:inherit;margin:0}
+.alert ul{margin:8px 0 0;padding-left:20px}
+.hint{font-size:.875rem}
+ul.hint{color:var(--muted);padding-left:20px;margin:0 0 16px}
+footer{margin-top:20px;font-size:.8125rem;color:var(--muted);text-align:center}
+a{color:var(--accent)}
+"#;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Renders pages with the configured branding.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    app_name: String,
+    logo_url: Option<String>,
+    footer: Option<String>,
+    /// Content-Security-Policy for every page: the stylesheet by hash, nothing else.
+    pub csp: String,
+}
+
+/// A page's alert box.
+pub struct Alert<'a> {
+    /// One-line reason.
+    pub message: &'a str,
+    /// Extra help lines (HTML-escaped here).
+    pub hints: &'a [String],
+}
+
+impl Pages {
+    /// Pages for the configured app name, logo and footer.
+    pub fn new(server: &ServerConfig) -> Self {
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(STYLE.as_bytes()));
+        let img = match &server.logo_url {
+            Some(u) if u.starts_with("https://") => "img-src 'self' data: https:",
+            _ => "img-src 'self' data:",
+        };
+        Pages {
+            app_name: server.app_name.clone(),
+            logo_url: server.logo_url.clone(),
+            footer: server.footer_text.clone(),
+            csp: format!(
+                "default-src 'none'; style-src 'sha256-{hash}'; {img}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            ),
+        }
+    }
+
+    fn layout(&self, title: &str, inner: &str) -> String {
+        let logo = self
+            .logo_url
+            .as_deref()
+            .map(|u| format!(r#"<img class="logo" src="{}" alt="">"#, escape(u)))
+            .unwrap_or_default();
+        let footer = self
+            .footer
+            .as_deref()
+            .map(|f| format!("<footer>{}</footer>", escape(f)))
+            .unwrap_or_else(|| "<footer>Protected by labgate</footer>".into());
+        format!(
+            r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex"><title>{title} · {app}</title><style>{STYLE}</style></head>
+<body><main>{logo}<p class="app">{app}</p>{inner}</main>{footer}</body></html>"#,
+            title = escape(title),
+            app = escape(&self.app_name),
+        )
+    }
+
+    fn alert(a: Option<&Alert<'_>>) -> String {
+        let Some(a) = a else { return String::new() };
+        let hints: String = a
+            .hints
+            .iter()
+            .map(|h| format!("<li>{}</li>", escape(h)))
+            .collect();
+        let hints = if hints.is_empty() {
+            String::new()
+        } else {
+            format!("<ul>{hints}</ul>")
+        };
+        format!(
+            r#"<div class="alert" role="alert"><p>{}</p>{hints}</div>"#,
+            escape(a.message)
+        )
+    }
+
+    /// The sign-in page: app name, the button, an error if any.
+    pub fn sign_in(&self, start_url: &str, alert: Option<&Alert<'_>>) -> String {
+        let inner = format!(
+            r#"<h1>Sign in to continue</h1>{alert}<p>Use your GitLab account to access {app}.</p>
+<a class="btn" href="{start}">Sign in with GitLab</a>"#,
+            alert = Self::alert(alert),
+            app = escape(&self.app_name),
+            start = escape(start_url),
+        );
+        self.layout("Sign in", &inner)
+    }
+
+    /// Shown after sign-out.
+    pub fn signed_out(&self, sign_in_url: &str) -> String {
+        let inner = format!(
+            r#"<h1>You are signed out</h1><p>Your session for {app} has ended.</p>
+<a class="btn" href="{url}">Sign in again</a>"#,
+            app = escape(&self.app_name),
+            url = escape(sign_in_url),
+        );
+        self.layout("Signed out", &inner)
+    }
+
+    /// 403: who the user is, why (in general terms), and a way out.
+    pub fn forbidden(&self, username: &str, reason: &str, sign_out_url: &str) -> String {
+        let inner = format!(
+            r#"<h1>You don't have access</h1><p>You are signed in as <strong>{user}</strong>.</p>
+<div class="alert" role="alert"><p>{reason}</p></div>
+<p class="hint">If you think you should have access, ask the people who run {app} to add you in GitLab, then sign in again.</p>
+<a class="btn secondary" href="{out}">Sign out</a>"#,
+            user = escape(username),
+            reason = escape(reason),
+            app = escape(&self.app_name),
+            out = escape(sign_out_url),
+        );
+        self.layout("Access denied", &inner)
+    }
+
+    /// A general error page with a next step.
+    pub fn error(&self, title: &str, alert: &Alert<'_>, action: Option<(&str, &str)>) -> String {
+        let action = action
+            .map(|(label, href)| {
+                format!(
+                    r#"<a class="btn" href="{}">{}</a>"#,
+                    escape(href),
+                    escape(label)
+                )
+            })
+            .unwrap_or_default();
+        let inner = format!(
+            "<h1>{}</h1>{}{action}",
+            escape(title),
+            Self::alert(Some(alert))
+        );
+        self.layout(title, &inner)
+    }
+}

@@ -1,0 +1,146 @@
+//! Forwarding to the upstream: a pooled keep-alive client, bodies streamed both ways,
+//! `Upgrade` (WebSocket) pass-through, and the upstream's faults classified as 502 / 504.
+//!
+//! The caller has already rewritten the request headers (see `headers`); this module only
+//! moves bytes and strips hop-by-hop headers from the response.
+
+mod body;
+mod connector;
+
+pub use body::Body;
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONNECTION, UPGRADE};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::config::{UpstreamConfig, UpstreamTarget};
+use crate::headers::strip_hop_by_hop;
+
+/// Why forwarding failed, which decides the status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream refused or could not be reached (502).
+    #[error("upstream unreachable: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    /// The upstream did not answer in time (504).
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ProxyError {
+    /// The status to answer with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// The upstream application.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<connector::Connector, Incoming>,
+    /// `http://authority` prefix used to build absolute URIs for the client.
+    base: String,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// A pooled client for the configured upstream.
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let (dest, base) = match &cfg.target {
+            UpstreamTarget::Http { authority, .. } => (
+                connector::Dest::Tcp(authority.to_string()),
+                format!("http://{authority}"),
+            ),
+            UpstreamTarget::Unix(path) => (
+                connector::Dest::Unix(path.clone()),
+                "http://localhost".to_owned(),
+            ),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector::Connector::new(dest));
+        Upstream {
+            client,
+            base,
+            timeout: cfg.timeout,
+        }
+    }
+
+    /// Sends `req` (headers already rewritten; `path_and_query` is what the upstream gets)
+    /// and returns the upstream's response with its body streaming.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        path_and_query: &str,
+    ) -> Result<Response<Body>, ProxyError> {
+        let upgrade = wants_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let upgrade_value = req.headers().get(UPGRADE).cloned();
+        strip_hop_by_hop(req.headers_mut());
+        if let Some(v) = upgrade_value.filter(|_| upgrade) {
+            req.headers_mut().insert(UPGRADE, v);
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let mut uri = String::with_capacity(self.base.len() + path_and_query.len());
+        uri.push_str(&self.base);
+        uri.push_str(path_and_query);
+        // An unparsable target was already rejected by the router; fall back to "/".
+        *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.version_mut() = http::Version::HTTP_11;
+
+        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(ProxyError::Unreachable(e)),
+            Err(_) => return Err(ProxyError::Timeout(self.timeout)),
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await)
+                    else {
+                        tracing::debug!("upgrade did not complete");
+                        return;
+                    };
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
+                        tracing::debug!(error = %e, "upgraded connection ended");
+                    }
+                });
+                let (parts, _) = resp.into_parts();
+                return Ok(Response::from_parts(parts, Body::empty()));
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::Stream(body)))
+    }
+}
+
+/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: x` request.
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(UPGRADE)
+        && req
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}

@@ -1,0 +1,356 @@
+//! The one branch point: probes | labgate's own endpoints | public paths | protected paths.
+//!
+//! Request phases, in order: classify -> authenticate (session, revalidation) -> authorize
+//! (access policy) -> rewrite headers -> forward -> log. Each phase is a call into one
+//! module; nothing calls back up.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::HeaderValue;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::access::{Decision, PathViews};
+use crate::app::{App, REFRESH_SHARE};
+use crate::headers;
+use crate::oauth;
+use crate::pages::Alert;
+use crate::proxy::Body;
+use crate::respond::{self, query_escape};
+use crate::session::Session;
+
+/// Who the request is from, as far as the connection tells.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// TCP peer address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Handles one request and writes its access-log line.
+pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    // Only the path is logged: queries may carry codes or tokens.
+    let path = req.uri().path().to_owned();
+    let resp = route(&app, peer, req).await;
+    tracing::info!(
+        target: "labgate::access",
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+async fn route(app: &Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::CONNECT {
+        return respond::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "CONNECT is not supported",
+        );
+    }
+    if req.version() <= http::Version::HTTP_11 && req.uri().scheme().is_some() {
+        return respond::json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "absolute-form request targets are not accepted",
+        );
+    }
+    let views = PathViews::new(req.uri().path());
+    match views.forward.as_str() {
+        "/ping" => return respond::text(StatusCode::OK, "OK"),
+        "/ready" => return ready(app).await,
+        _ => {}
+    }
+    let prefix = &app.config.server.prefix;
+    if let Some(rest) = views.forward.strip_prefix(prefix.as_str()) {
+        if rest.is_empty() || rest.starts_with('/') {
+            return oauth::endpoint(app, peer, rest, req).await;
+        }
+    }
+
+    // Whatever happens next, the client's own identity headers never pass.
+    let identity = &app.config.identity;
+    headers::strip_identity(
+        req.headers_mut(),
+        &identity.assertion_header,
+        identity.pass_authorization,
+    );
+
+    if app.config.access.is_public(req.method(), &views) {
+        return forward(app, peer, req, &views, None, Vec::new()).await;
+    }
+    let (session, cookies) = match authenticate(app, &req).await {
+        Auth::Valid(s, cookies) => (s, cookies),
+        Auth::None => return unauthenticated(app, &req, Vec::new()),
+        Auth::Ended(cookies) => return unauthenticated(app, &req, cookies),
+        Auth::Unavailable => return gitlab_unavailable(app, &req),
+    };
+    match app.config.access.decide(&session.user, &views) {
+        Decision::Allow => forward(app, peer, req, &views, Some(&session), cookies).await,
+        Decision::Deny(why) => {
+            tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), path = %views.forward, "access denied");
+            respond::with_cookies(forbidden(app, &req, &session, &why), cookies)
+        }
+    }
+}
+
+async fn ready(app: &App) -> Response<Body> {
+    if app.gitlab.discovered() || app.gitlab.provider().await.is_ok() {
+        respond::text(StatusCode::OK, "OK")
+    } else {
+        respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "GitLab discovery not loaded",
+        )
+    }
+}
+
+/// The outcome of reading (and if due, revalidating) the session.
+pub enum Auth {
+    /// No session cookie, or one that does not open.
+    None,
+    /// A valid session, plus cookies to set if it was refreshed.
+    Valid(Session, Vec<String>),
+    /// The session is over (expired, or GitLab refused the refresh): cookies that clear it.
+    Ended(Vec<String>),
+    /// Revalidation is due and GitLab has been unreachable past the grace period.
+    Unavailable,
+}
+
+/// Reads the session from the cookie and revalidates it with GitLab when due.
+pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Auth {
+    let Some(session) = app.cookies.read_session(req.headers()) else {
+        return Auth::None;
+    };
+    let now = app.clock.now();
+    let clear = || {
+        app.cookies
+            .clear_all(req.headers(), &app.config.session.cookie_name)
+    };
+    if session.expired(now) {
+        return Auth::Ended(clear());
+    }
+    let cfg = &app.config.session;
+    if now.saturating_sub(session.validated) < cfg.revalidate.as_secs() {
+        return Auth::Valid(session, Vec::new());
+    }
+    let slot = app.refresh.slot(&session.sid);
+    let mut guard = slot.lock().await;
+    if let Some((fresh, at)) = guard.as_ref() {
+        if fresh.validated > session.validated && at.elapsed() < REFRESH_SHARE {
+            let fresh = fresh.clone();
+            let cookies = app.cookies.session_cookies(&fresh, req.headers(), now);
+            return Auth::Valid(fresh, cookies);
+        }
+    }
+    match oauth::revalidate(app, &session, now).await {
+        Ok(fresh) => {
+            let cookies = app.cookies.session_cookies(&fresh, req.headers(), now);
+            *guard = Some((fresh.clone(), Instant::now()));
+            Auth::Valid(fresh, cookies)
+        }
+        Err(oauth::RevalidateError::Ended(reason)) => {
+            tracing::info!(target: "labgate::audit", user = %session.user.username, reason, "session ended at revalidation");
+            Auth::Ended(clear())
+        }
+        Err(oauth::RevalidateError::Unreachable(e)) => {
+            let overdue = now.saturating_sub(session.validated);
+            if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
+                tracing::warn!(user = %session.user.username, error = %e, "GitLab unreachable for revalidation; keeping the session within the grace period");
+                Auth::Valid(session, Vec::new())
+            } else {
+                tracing::warn!(user = %session.user.username, error = %e, "GitLab unreachable for revalidation past the grace period; failing closed");
+                Auth::Unavailable
+            }
+        }
+    }
+}
+
+/// Not signed in: browsers go to the sign-in flow, APIs get 401 JSON.
+fn unauthenticated<B>(app: &App, req: &Request<B>, cookies: Vec<String>) -> Response<Body> {
+    let resp = if respond::wants_html(req.headers())
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let endpoint = if app.config.server.skip_sign_in_page {
+            "/start"
+        } else {
+            "/sign_in"
+        };
+        respond::redirect(&format!("{}?rd={}", app.url(endpoint), query_escape(rd)))
+    } else {
+        let mut r = respond::json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in with GitLab first",
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"labgate\""),
+        );
+        r
+    };
+    respond::with_cookies(resp, cookies)
+}
+
+fn gitlab_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let msg =
+        "labgate cannot confirm your access with GitLab right now. Try again in a few minutes.";
+    if respond::wants_html(req.headers()) {
+        let alert = Alert {
+            message: msg,
+            hints: &[],
+        };
+        respond::html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            app.pages.error("GitLab is unreachable", &alert, None),
+            &app.pages.csp,
+        )
+    } else {
+        respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "gitlab_unreachable", msg)
+    }
+}
+
+/// The 403 answer for a signed-in user the rules turn away.
+pub fn forbidden<B>(
+    app: &App,
+    req: &Request<B>,
+    session: &Session,
+    why: &crate::access::Deny,
+) -> Response<Body> {
+    if respond::wants_html(req.headers()) {
+        let page = app.pages.forbidden(
+            &session.user.username,
+            &why.explain(),
+            &app.url("/sign_out"),
+        );
+        respond::html(StatusCode::FORBIDDEN, page, &app.pages.csp)
+    } else {
+        respond::json(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({
+                "error": "forbidden",
+                "reason": why.code(),
+                "message": why.explain(),
+                "user": session.user.username,
+            }),
+        )
+    }
+}
+
+/// Rewrites the request for the upstream and forwards it.
+async fn forward(
+    app: &App,
+    peer: Peer,
+    mut req: Request<Incoming>,
+    views: &PathViews,
+    session: Option<&Session>,
+    cookies: Vec<String>,
+) -> Response<Body> {
+    let cfg = &app.config;
+    let html = respond::wants_html(req.headers());
+    let info = headers::client_info(
+        req.headers(),
+        peer.addr.ip(),
+        &cfg.server.trusted_proxies,
+        peer.tls,
+    );
+    let h = req.headers_mut();
+    headers::set_forwarded(h, &info, peer.addr.ip());
+    headers::strip_own_cookies(h, &cfg.session.cookie_name);
+    if let Some(s) = session {
+        set_identity(app, h, s);
+    }
+    let target = match req.uri().query() {
+        Some(q) => format!("{}?{q}", views.forward),
+        None => views.forward.clone(),
+    };
+    let resp = match app.upstream.forward(req, &target).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream request failed");
+            upstream_error(app, e.status(), html)
+        }
+    };
+    respond::with_cookies(resp, cookies)
+}
+
+/// Sets the identity headers and the assertion from the session (SPEC §4).
+pub fn set_identity(app: &App, h: &mut http::HeaderMap, s: &Session) {
+    let cfg = &app.config.identity;
+    let u = &s.user;
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    put("x-forwarded-user", &u.username);
+    put("x-forwarded-preferred-username", &u.username);
+    put(
+        "x-forwarded-email",
+        if u.email_verified {
+            u.email.as_deref().unwrap_or("")
+        } else {
+            ""
+        },
+    );
+    put("x-forwarded-groups", &u.groups.join(","));
+    put("x-labgate-user-id", &u.id.to_string());
+    if cfg.pass_access_token {
+        put("x-forwarded-access-token", &s.access_token);
+    }
+    if cfg.pass_authorization {
+        if let Some(id) = &s.id_token {
+            put("authorization", &format!("Bearer {id}"));
+        }
+    }
+    if let Some(a) = app.signer.assertion(s, app.clock.now()) {
+        h.insert(cfg.assertion_header.clone(), a);
+    }
+}
+
+fn upstream_error(app: &App, status: StatusCode, html: bool) -> Response<Body> {
+    let (title, msg) = if status == StatusCode::GATEWAY_TIMEOUT {
+        (
+            "The application did not answer in time",
+            "The application behind labgate took too long to answer. Try again in a moment.",
+        )
+    } else {
+        (
+            "The application is unreachable",
+            "labgate could not reach the application it protects. Try again in a moment.",
+        )
+    };
+    let mut resp = if html {
+        respond::html(
+            status,
+            app.pages.error(
+                title,
+                &Alert {
+                    message: msg,
+                    hints: &[],
+                },
+                None,
+            ),
+            &app.pages.csp,
+        )
+    } else {
+        let code = if status == StatusCode::GATEWAY_TIMEOUT {
+            "upstream_timeout"
+        } else {
+            "upstream_unreachable"
+        };
+        respond::json_error(status, code, msg)
+    };
+    resp.headers_mut()
+        .insert("x-labgate-error", HeaderValue::from_static("upstream"));
+    resp
+}

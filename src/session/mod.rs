@@ -1,0 +1,47 @@
+//! Sessions: what a signed-in browser carries (encrypted in its cookie) and how it is
+//! sealed, split, read back and cleared. Knows nothing of HTTP routing or GitLab.
+
+mod cookie_codec;
+#[cfg(test)]
+mod tests;
+
+pub use cookie_codec::{CookieCodec, FlowCookie, FlowState};
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::User;
+
+/// Format version of the sealed session; bump when the layout changes incompatibly.
+pub const SESSION_VERSION: u8 = 1;
+
+/// A signed-in user's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Layout version.
+    pub v: u8,
+    /// Opaque random handle: the assertion's `sid`, never the cookie itself.
+    pub sid: String,
+    /// Who signed in and what GitLab says about their memberships.
+    pub user: User,
+    /// GitLab access token (sent upstream only with `pass_access_token`).
+    pub access_token: String,
+    /// GitLab refresh token, used to revalidate.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// The ID token, kept only when `pass_authorization` needs it.
+    #[serde(default)]
+    pub id_token: Option<String>,
+    /// Unix time the session began.
+    pub created: u64,
+    /// Unix time after which the session is over, whatever happens (absolute lifetime).
+    pub expires: u64,
+    /// Unix time identity and memberships were last confirmed with GitLab.
+    pub validated: u64,
+}
+
+impl Session {
+    /// Whether the absolute lifetime is over at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        now >= self.expires
+    }
+}
