@@ -1,6 +1,224 @@
-//! The embedded demo and test fixtures: a GitLab stand-in and an echo upstream.
+//! The embedded demo (`labgate dev`) and the stack the tests run: labgate, the GitLab
+//! stand-in and the echo upstream, each on its own real listener.
 
-/// Runs `labgate dev`.
-pub async fn run_demo() -> std::process::ExitCode {
-    std::process::ExitCode::FAILURE
+pub mod echo;
+pub mod gitlab;
+mod util;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::app::App;
+use echo::{Echo, EchoConfig};
+use gitlab::{Fixture, StandIn};
+
+/// The demo configuration (config/dev.toml).
+pub const DEV_CONFIG: &str = include_str!("../../config/dev.toml");
+
+/// A running labgate + stand-in + echo app.
+pub struct Stack {
+    /// labgate's base URL.
+    pub labgate_url: String,
+    /// The echo app's base URL.
+    pub echo_url: String,
+    /// The stand-in.
+    pub gitlab: Arc<StandIn>,
+    /// labgate's state (tests move its clock).
+    pub app: Arc<App>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<bool>>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("labgate_url", &self.labgate_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where each part listens.
+pub struct Listeners {
+    /// labgate.
+    pub labgate: TcpListener,
+    /// The GitLab stand-in.
+    pub gitlab: TcpListener,
+    /// The echo app.
+    pub echo: TcpListener,
+}
+
+impl Listeners {
+    /// Three listeners on free loopback ports.
+    pub async fn ephemeral() -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            labgate: TcpListener::bind("127.0.0.1:0").await?,
+            gitlab: TcpListener::bind("127.0.0.1:0").await?,
+            echo: TcpListener::bind("127.0.0.1:0").await?,
+        })
+    }
+}
+
+impl Stack {
+    /// Starts the three parts. `config_toml` may use `{labgate}`, `{gitlab}` and `{echo}`
+    /// for the base URLs; the stand-in is mounted at `gitlab_prefix` ("" or "/gitlab") and
+    /// its applications' redirect URIs point at this labgate.
+    pub async fn start(
+        l: Listeners,
+        config_toml: &str,
+        mut fixture: Fixture,
+        gitlab_prefix: &str,
+    ) -> Result<Stack, String> {
+        let addr = |t: &TcpListener| {
+            t.local_addr()
+                .map(|a| format!("http://{a}"))
+                .map_err(|e| e.to_string())
+        };
+        let labgate_url = addr(&l.labgate)?;
+        let echo_url = addr(&l.echo)?;
+        let gitlab_url = format!(
+            "{}{}",
+            addr(&l.gitlab)?,
+            gitlab_prefix.trim_end_matches('/')
+        );
+        let text = config_toml
+            .replace("{labgate}", &labgate_url)
+            .replace("{gitlab}", &gitlab_url)
+            .replace("{echo}", &echo_url);
+        let config = crate::config::load_str(&text).map_err(|e| e.to_string())?;
+        let callback = crate::app::redirect_uri(&config);
+        for a in &mut fixture.applications {
+            if !a.redirect_uris.contains(&callback) {
+                a.redirect_uris.push(callback.clone());
+            }
+        }
+        let gitlab = StandIn::start(l.gitlab, fixture, gitlab_prefix);
+        Echo::start(
+            l.echo,
+            EchoConfig {
+                jwks_url: format!("{labgate_url}{}/jwks.json", config.server.prefix),
+                issuer: config
+                    .server
+                    .public_url
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned(),
+                audience: config.identity.audience.clone(),
+                assertion_header: config.identity.assertion_header.to_string(),
+            },
+        );
+        let app = App::new(config)?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(crate::server::serve(l.labgate, app.clone(), async {
+            let _ = rx.await;
+        }));
+        Ok(Stack {
+            labgate_url,
+            echo_url,
+            gitlab,
+            app,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    /// Stops labgate gracefully; returns whether the drain finished in time.
+    pub async fn stop(mut self) -> bool {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(h) => h.await.unwrap_or(false),
+            None => true,
+        }
+    }
+}
+
+/// The demo config with its fixed addresses turned into `{labgate}`, `{gitlab}`, `{echo}`.
+pub fn config_template() -> String {
+    DEV_CONFIG
+        .replace("http://127.0.0.1:4180", "{labgate}")
+        .replace("http://127.0.0.1:4181", "{gitlab}")
+        .replace("http://127.0.0.1:4182", "{echo}")
+        .replace("listen = \"127.0.0.1:4180\"", "listen = \"127.0.0.1:0\"")
+}
+
+/// `labgate dev`: the demo on 127.0.0.1:4180 (labgate), :4181 (GitLab stand-in) and
+/// :4182 (echo app), until Ctrl-C.
+pub async fn run_demo() -> ExitCode {
+    let bind = |port: u16| async move {
+        TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+            format!("cannot listen on 127.0.0.1:{port}: {e} (is another labgate dev running?)")
+        })
+    };
+    let listeners = match (bind(4180).await, bind(4181).await, bind(4182).await) {
+        (Ok(labgate), Ok(gitlab), Ok(echo)) => Listeners {
+            labgate,
+            gitlab,
+            echo,
+        },
+        (a, b, c) => {
+            for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+                eprintln!("labgate dev: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let fixture = Fixture::demo();
+    let users: Vec<(String, String, String)> = fixture
+        .users
+        .iter()
+        .map(|u| {
+            let groups = fixture.groups_claim(&u.username).join(", ");
+            (
+                u.username.clone(),
+                u.password.clone(),
+                if u.state != "active" {
+                    format!("account {}", u.state)
+                } else if groups.is_empty() {
+                    "no groups".into()
+                } else {
+                    groups
+                },
+            )
+        })
+        .collect();
+    let stack = match Stack::start(listeners, &config_template(), fixture, "").await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("labgate dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("labgate dev: the embedded demo is running.\n");
+    println!(
+        "  Open      {}/            (the echo app, behind labgate)",
+        stack.labgate_url
+    );
+    println!(
+        "  Admins    {}/admin       (only members of acme/admins)",
+        stack.labgate_url
+    );
+    println!("  Public    {}/public      (no sign-in)", stack.labgate_url);
+    println!(
+        "  GitLab    {}             (the stand-in; no real GitLab needed)",
+        stack.gitlab.base_url
+    );
+    println!(
+        "  Echo app  {}             (direct, without labgate)\n",
+        stack.echo_url
+    );
+    println!(
+        "  Access rule: members of the GitLab group \"acme\" (and its subgroups) may enter.\n"
+    );
+    println!("  Demo users (username / password — groups):");
+    for (u, p, g) in &users {
+        println!("    {u:<9} / {p:<18} — {g}");
+    }
+    println!("\n  Press Ctrl-C to stop.");
+    crate::server::shutdown_signal().await;
+    stack.stop().await;
+    ExitCode::SUCCESS
 }

@@ -15,12 +15,19 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A peer's body passed through as it arrives.
     Stream(Incoming),
+    /// Chunks produced by a task (the dev echo app's streams).
+    Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl Body {
     /// An empty body.
     pub fn empty() -> Self {
         Body::Full(None)
+    }
+
+    /// A body whose chunks come from `rx`; it ends when the sender is dropped.
+    pub fn from_channel(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        Body::Channel(rx)
     }
 }
 
@@ -59,6 +66,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(s) => Pin::new(s).poll_frame(cx),
+            Body::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -66,6 +74,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => b.is_none(),
             Body::Stream(s) => s.is_end_stream(),
+            Body::Channel(_) => false,
         }
     }
 
@@ -73,6 +82,7 @@ impl http_body::Body for Body {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(s) => s.size_hint(),
+            Body::Channel(_) => SizeHint::default(),
         }
     }
 }

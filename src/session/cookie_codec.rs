@@ -269,7 +269,7 @@ fn split_ascii(s: &str, n: usize) -> Vec<&str> {
 }
 
 /// All (name, value) pairs of the request's `Cookie` headers.
-pub(crate) fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
+pub fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
     headers
         .get_all(COOKIE)
         .iter()

@@ -5,7 +5,7 @@ mod cookie_codec;
 #[cfg(test)]
 mod tests;
 
-pub use cookie_codec::{CookieCodec, FlowCookie, FlowState};
+pub use cookie_codec::{cookies as request_cookies, CookieCodec, FlowCookie, FlowState};
 
 use serde::{Deserialize, Serialize};
 
