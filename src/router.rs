@@ -114,6 +114,9 @@ async fn ready(app: &App) -> Response<Body> {
 }
 
 /// The outcome of reading (and if due, revalidating) the session.
+// Returned once per request and matched at once: boxing the session would only add an
+// allocation to the hot path.
+#[allow(clippy::large_enum_variant)]
 pub enum Auth {
     /// No session cookie, or one that does not open.
     None,

@@ -200,10 +200,12 @@ impl Rules {
                         (&user.maintainer_of, level::MAINTAINER),
                         (&user.developer_of, level::DEVELOPER),
                     ];
+                    // Roles are inherited downward: an owner of `acme` is an owner of
+                    // `acme/team`; a maintainer of `acme/team` has no role in `acme`.
                     lists
                         .iter()
                         .filter(|(_, l)| *l >= min)
-                        .any(|(list, _)| list.iter().any(|have| in_group(have, &g.path)))
+                        .any(|(list, _)| list.iter().any(|have| in_group(&g.path, have)))
                 }
             };
             if hit {

@@ -9,7 +9,7 @@
 mod fixture;
 mod http_api;
 
-pub use fixture::{Application, Fixture, FixtureUser};
+pub use fixture::{Application, Fixture, FixtureUser, Group, Member, Project};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,257 @@
+//! The binary's configuration handling and process lifecycle.
+
+use std::io::Write;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn labgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labgate"));
+    cmd.args(args).env_remove("LABGATE_CONFIG");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LABGATE__")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run labgate")
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path.display().to_string()
+}
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/labgate.example.toml");
+
+#[test]
+fn the_example_config_checks_and_prints_the_redirect_uri() {
+    let out = labgate(&["check", "--config", EXAMPLE], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("https://app.example.com/oauth2/callback"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gitlab.client_secret") && stdout.contains("<redacted>"));
+    assert!(!stdout.contains("your-secret"), "secret printed: {stdout}");
+    assert!(
+        !stdout.contains("c2VjcmV0LWZvci10aGUtZXhhbXBsZS0zMi1ieXRlcyE="),
+        "cookie secret printed"
+    );
+    let out = labgate(&["redirect-uri", "--config", EXAMPLE], &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "https://app.example.com/oauth2/callback"
+    );
+}
+
+fn check_fails_naming(config: &str, env: &[(&str, &str)], key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "labgate.toml", config);
+    let out = labgate(&["check", "--config", &path], env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(key), "error should name {key}: {stderr}");
+}
+
+fn example() -> String {
+    std::fs::read_to_string(EXAMPLE).unwrap()
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    check_fails_naming(
+        &example().replace("client_secret = ", "client_secert = "),
+        &[],
+        "unknown key gitlab.client_secert",
+    );
+    check_fails_naming(
+        &example().replace("c2VjcmV0LWZvci10aGUtZXhhbXBsZS0zMi1ieXRlcyE=", "too-short"),
+        &[],
+        "session.cookie_secret must be 32 bytes, base64; generate one with `labgate keygen`",
+    );
+    check_fails_naming(
+        &example().replace("url = \"http://127.0.0.1:8080\"", "url = \"not a url\""),
+        &[],
+        "upstream.url",
+    );
+    check_fails_naming(
+        &example().replace(
+            "public_url = \"https://app.example.com\"",
+            "public_url = \"app.example.com\"",
+        ),
+        &[],
+        "server.public_url",
+    );
+    check_fails_naming(
+        &example().replace(
+            "client_secret = \"your-secret\"",
+            "client_secret_file = \"/nonexistent/secret\"",
+        ),
+        &[],
+        "gitlab.client_secret_file",
+    );
+    check_fails_naming(
+        &example().replace("timeout = \"60s\"", "timeout = \"soon\""),
+        &[],
+        "upstream.timeout",
+    );
+    check_fails_naming(
+        &example().replace("allowed_groups = [\"acme\"]", "allowed_groups = []"),
+        &[],
+        "no access rule is set",
+    );
+    check_fails_naming(
+        &example().replace("[[access.public]]", "[[access.public]]\npaht = \"x\""),
+        &[],
+        "unknown key access.public",
+    );
+    check_fails_naming(
+        &example(),
+        &[("LABGATE__SESSION__COOKIE_SECRET", "bad")],
+        "session.cookie_secret",
+    );
+    // A missing file names the flag.
+    let out = labgate(&["check", "--config", "/nonexistent/labgate.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+#[test]
+fn env_overrides_the_file_and_secret_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(&dir, "secret", "from-a-file\n");
+    let cfg = write(
+        &dir,
+        "labgate.toml",
+        &example().replace(
+            "client_secret = \"your-secret\"",
+            &format!("client_secret_file = \"{secret}\""),
+        ),
+    );
+    let out = labgate(
+        &["check", "--config", &cfg],
+        &[
+            ("LABGATE__SERVER__PUBLIC_URL", "https://other.example.org"),
+            ("LABGATE__ACCESS__ALLOWED_GROUPS", "a,b/c"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("https://other.example.org/oauth2/callback"));
+    let out = labgate(
+        &["check", "--config", &cfg, "--listen", "127.0.0.1:9999"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9999"));
+}
+
+#[test]
+fn keygen_prints_a_cookie_secret_and_a_pem_key() {
+    let out = labgate(&["keygen"], &[]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(s.contains("-----BEGIN PRIVATE KEY-----"));
+    let secret = s.lines().nth(1).unwrap();
+    assert_eq!(base64_len(secret), 32);
+}
+
+fn base64_len(s: &str) -> usize {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    let echo_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = format!("http://{}", echo_l.local_addr().unwrap());
+    labgate::dev::echo::Echo::start(
+        echo_l,
+        labgate::dev::echo::EchoConfig {
+            jwks_url: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            assertion_header: "x-labgate-assertion".into(),
+        },
+    );
+    let port = {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        &dir,
+        "labgate.toml",
+        &example()
+            .replace(
+                "url = \"http://127.0.0.1:8080\"",
+                &format!("url = \"{echo}\""),
+            )
+            .replace(
+                "url = \"https://gitlab.com\"",
+                "url = \"http://127.0.0.1:9\"",
+            )
+            .replace("path = \"^/healthz$\"", "path = \"^/slow$\""),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+        .args([
+            "run",
+            "--config",
+            &cfg,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/slow?ms=1500");
+    for _ in 0..100 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/ping"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let req =
+        tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        req.await.unwrap().unwrap(),
+        200,
+        "the in-flight request completed"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,218 @@
+//! The shared harness: start a stack, sign in through the real flow, read cookies.
+
+use labgate::dev::gitlab::Fixture;
+use labgate::dev::{config_template, Listeners, Stack};
+use reqwest::header::{ACCEPT, LOCATION};
+use reqwest::{Client, Response, StatusCode};
+
+/// The demo config with `{labgate}` etc. placeholders, with `extra` appended and
+/// `[access]`/routes replaced when `access` is given.
+pub fn config_with(access: Option<&str>, extra: &str) -> String {
+    let mut t = config_template();
+    if let Some(a) = access {
+        let start = t.find("[access]").expect("template has [access]");
+        t.truncate(start);
+        t.push_str(a);
+        t.push('\n');
+    }
+    t.push_str(extra);
+    t
+}
+
+/// A stack with the demo fixture.
+pub async fn stack(config: &str) -> Stack {
+    stack_with(config, Fixture::demo(), "").await
+}
+
+/// A stack with a given fixture and stand-in prefix.
+pub async fn stack_with(config: &str, fixture: Fixture, prefix: &str) -> Stack {
+    let l = Listeners::ephemeral().await.expect("listeners");
+    Stack::start(l, config, fixture, prefix)
+        .await
+        .expect("stack starts")
+}
+
+/// A client like a browser: cookie jar, no automatic redirects, asks for HTML.
+pub fn browser() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A plain client with no cookie jar and no redirects.
+pub fn plain() -> Client {
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The `Location` header.
+pub fn location(r: &Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Resolves a possibly relative Location against a base URL.
+pub fn absolute(base: &str, loc: &str) -> String {
+    if loc.starts_with("http") {
+        loc.to_owned()
+    } else {
+        format!("{base}{loc}")
+    }
+}
+
+/// All `Set-Cookie` values.
+pub fn set_cookies(r: &Response) -> Vec<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+/// Starts a flow at labgate and goes through the stand-in's sign-in form up to the
+/// consent page; returns the consent form's fields.
+pub async fn to_consent(
+    c: &Client,
+    stack: &Stack,
+    user: &str,
+    password: &str,
+    rd: &str,
+) -> Vec<(String, String)> {
+    let r = c
+        .get(format!(
+            "{}/oauth2/start?rd={}",
+            stack.labgate_url,
+            urlencode(rd)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND, "start redirects to GitLab");
+    let authorize = location(&r);
+    assert!(authorize.starts_with(&stack.gitlab.base_url), "{authorize}");
+    let mut r = c.get(&authorize).send().await.unwrap();
+    if r.status() == StatusCode::FOUND {
+        // Not signed in at GitLab yet: its sign-in form first.
+        let sign_in = location(&r);
+        let return_to = url::Url::parse(&sign_in)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let signed = c
+            .post(format!("{}/users/sign_in", stack.gitlab.base_url))
+            .form(&[
+                ("username", user),
+                ("password", password),
+                ("return_to", &return_to),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            signed.status(),
+            StatusCode::FOUND,
+            "stand-in sign-in accepted for {user}"
+        );
+        r = c.get(location(&signed)).send().await.unwrap();
+    }
+    assert_eq!(r.status(), StatusCode::OK, "consent page");
+    let html = r.text().await.unwrap();
+    let first_form = html.split("</form>").next().unwrap();
+    let re = regex::Regex::new(r#"name="([^"]+)" value="([^"]*)""#).unwrap();
+    re.captures_iter(first_form)
+        .map(|c| (c[1].to_owned(), html_unescape(&c[2])))
+        .filter(|(k, _)| k != "commit")
+        .collect()
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Approves (or denies) the consent form; returns the callback URL GitLab redirects to.
+pub async fn consent(
+    c: &Client,
+    stack: &Stack,
+    mut fields: Vec<(String, String)>,
+    deny: bool,
+) -> String {
+    if deny {
+        fields.push(("_method".into(), "delete".into()));
+    }
+    let r = c
+        .post(format!("{}/oauth/authorize", stack.gitlab.base_url))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    location(&r)
+}
+
+/// The whole flow up to (and including) labgate's callback; returns the callback response.
+pub async fn flow(c: &Client, stack: &Stack, user: &str, rd: &str) -> Response {
+    let fields = to_consent(c, stack, user, &format!("{user}-password"), rd).await;
+    let callback = consent(c, stack, fields, false).await;
+    c.get(&callback)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs `user` in and returns the browser holding the session.
+pub async fn signed_in(stack: &Stack, user: &str) -> Client {
+    let c = browser();
+    let r = flow(&c, stack, user, "/").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FOUND,
+        "callback for {user} succeeds"
+    );
+    c
+}
+
+/// GET as an API client (JSON).
+pub async fn get_json(c: &Client, url: &str) -> (StatusCode, serde_json::Value) {
+    let r = c
+        .get(url)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    let text = r.text().await.unwrap();
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// The cookie header value a browser would send for labgate's session (for replays).
+pub fn session_cookie_header(set_cookies: &[String]) -> String {
+    set_cookies
+        .iter()
+        .filter(|c| !c.contains("Max-Age=0"))
+        .filter_map(|c| c.split(';').next())
+        .filter(|kv| kv.starts_with("_labgate") && !kv.contains("_csrf_"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

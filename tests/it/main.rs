@@ -1,0 +1,9 @@
+//! Integration tests: real listeners for labgate, the GitLab stand-in and the echo app, and
+//! the real `labgate` binary where the process matters (signals, exit codes).
+
+mod access;
+mod config;
+mod harness;
+mod identity;
+mod login;
+mod proxy;
