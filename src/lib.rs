@@ -10,6 +10,7 @@
 //!                    redirect.rs validates `rd`
 //! session/           the session and its sealed, split cookies
 //! access/            pure decision: (user, path readings, rules) -> Allow | Deny
+//! forward_auth.rs   /oauth2/auth for nginx auth_request, Traefik, Caddy, ingress-nginx
 //! headers.rs         pure header rewriting: hop-by-hop, identity stripping, X-Forwarded-*
 //! identity.rs        the ES256 assertion and its JWKS
 //! proxy/             streaming forward to the upstream, upgrades, 502/504
@@ -25,6 +26,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod forward_auth;
 pub mod headers;
 pub mod identity;
 pub mod machine;

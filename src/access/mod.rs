@@ -156,6 +156,23 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Allow-lists given at run time (`/oauth2/auth?allowed_groups=...`).
+    pub fn from_lists(users: &[String], groups: &[String]) -> Result<Rules, String> {
+        let mut errors = Vec::new();
+        let rules = compile_rules("query", users, groups, &[], &[], &mut |_k, m| {
+            errors.push(m)
+        });
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(rules),
+        }
+    }
+
+    /// Whether the user matches one of the allow-lists.
+    pub fn admits(&self, user: &User) -> bool {
+        self.member_ok(user)
+    }
+
     fn has_member_rules(&self) -> bool {
         !self.users.is_empty() || !self.groups.is_empty() || !self.projects.is_empty()
     }

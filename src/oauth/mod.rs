@@ -12,7 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::access::{Decision, PathViews};
+use crate::access::Decision;
 use crate::app::App;
 use crate::pages::Alert;
 use crate::proxy::Body;
@@ -30,13 +30,13 @@ pub async fn endpoint(
     req: Request<Incoming>,
 ) -> Response<Body> {
     match (req.method().clone(), rest) {
-        (Method::GET | Method::HEAD, "/sign_in") => sign_in(app, &req),
+        (Method::GET | Method::HEAD, "/sign_in") => sign_in(app, peer, &req),
         (Method::GET | Method::HEAD, "/start") => start(app, &req).await,
         (Method::GET, "/callback") => callback(app, &req).await,
         (Method::GET | Method::POST, "/sign_out") => sign_out(app, &req).await,
         (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
         (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
-        (Method::GET | Method::HEAD, "/auth") => forward_auth(app, peer, &req).await,
+        (Method::GET | Method::HEAD, "/auth") => crate::forward_auth::handle(app, peer, &req).await,
         (
             _,
             "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
@@ -77,8 +77,23 @@ fn sign_in_page(
     respond::html(status, app.pages.sign_in(&start, alert), &app.pages.csp)
 }
 
-fn sign_in<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let rd = rd_of(app, req);
+fn sign_in<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> {
+    // The sign-in page is for browsers; API clients (also those sent here by nginx's
+    // `error_page 401`) get the 401 they would get anywhere else.
+    if !respond::wants_html(req.headers()) {
+        return respond::json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in with GitLab in a browser first",
+        );
+    }
+    // Behind nginx (`error_page 401 = /oauth2/sign_in`) the original URL comes in a header.
+    let rd = match query_param(req.uri().query(), "rd") {
+        Some(_) => rd_of(app, req),
+        None => crate::forward_auth::Original::from_request(app, peer, req)
+            .and_then(|o| o.redirect_target(app))
+            .unwrap_or_else(|| "/".to_owned()),
+    };
     if app.config.server.skip_sign_in_page {
         return respond::redirect(&format!("{}?rd={}", app.url("/start"), query_escape(&rd)));
     }
@@ -431,84 +446,4 @@ fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
     );
     resp.headers_mut().insert(ETAG, etag);
     resp
-}
-
-/// `/auth` for nginx `auth_request`: 202 + identity headers, 401, or 403.
-///
-/// The original path comes from `X-Original-URL` / `X-Forwarded-Uri`, believed only from
-/// `server.trusted_proxies`. When it is unknown, route rules cannot be applied, so a policy
-/// with routes answers 403 rather than guess.
-async fn forward_auth<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> {
-    let trusted = app
-        .config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&peer.addr.ip()));
-    let original = trusted
-        .then(|| {
-            ["x-original-url", "x-forwarded-uri"]
-                .iter()
-                .find_map(|h| req.headers().get(*h).and_then(|v| v.to_str().ok()))
-                .map(|u| {
-                    let path = url::Url::parse(u)
-                        .map(|p| p.path().to_owned())
-                        .unwrap_or_else(|_| u.to_owned());
-                    PathViews::new(&path)
-                })
-        })
-        .flatten();
-    match authenticate(app, req).await {
-        Auth::Valid(s, cookies) => {
-            let decision = match &original {
-                Some(views) => app.config.access.decide(&s.user, views),
-                None if app.config.access.has_routes() => {
-                    Decision::Deny(crate::access::Deny::NotListed {
-                        scope: "route (original URL unknown: set server.trusted_proxies)".into(),
-                    })
-                }
-                None => app.config.access.admit(&s.user),
-            };
-            match decision {
-                Decision::Allow => {
-                    let mut resp = Response::new(Body::empty());
-                    *resp.status_mut() = StatusCode::ACCEPTED;
-                    let h = resp.headers_mut();
-                    let u = &s.user;
-                    let mut put = |name: &'static str, v: &str| {
-                        if let Ok(v) = HeaderValue::from_str(v) {
-                            h.insert(name, v);
-                        }
-                    };
-                    put("x-auth-request-user", &u.username);
-                    put("x-auth-request-preferred-username", &u.username);
-                    put(
-                        "x-auth-request-email",
-                        if u.email_verified {
-                            u.email.as_deref().unwrap_or("")
-                        } else {
-                            ""
-                        },
-                    );
-                    put("x-auth-request-groups", &u.groups.join(","));
-                    put("x-auth-request-user-id", &u.id.to_string());
-                    if let Some(a) = app.signer.assertion(&s, app.clock.now()) {
-                        h.insert(app.config.identity.assertion_header.clone(), a);
-                    }
-                    respond::with_cookies(resp, cookies)
-                }
-                Decision::Deny(why) => {
-                    respond::json_error(StatusCode::FORBIDDEN, why.code(), &why.explain())
-                }
-            }
-        }
-        Auth::Unavailable => respond::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "gitlab_unreachable",
-            "cannot confirm the session with GitLab",
-        ),
-        Auth::None | Auth::Ended(_) => {
-            respond::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "not signed in")
-        }
-    }
 }

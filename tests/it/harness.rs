@@ -85,12 +85,20 @@ pub async fn to_consent(
     password: &str,
     rd: &str,
 ) -> Vec<(String, String)> {
+    to_consent_at(c, stack, &stack.labgate_url, user, password, rd).await
+}
+
+/// Like [`to_consent`], starting the flow at `front` (labgate itself, or a proxy before it).
+pub async fn to_consent_at(
+    c: &Client,
+    stack: &Stack,
+    front: &str,
+    user: &str,
+    password: &str,
+    rd: &str,
+) -> Vec<(String, String)> {
     let r = c
-        .get(format!(
-            "{}/oauth2/start?rd={}",
-            stack.labgate_url,
-            urlencode(rd)
-        ))
+        .get(format!("{front}/oauth2/start?rd={}", urlencode(rd)))
         .send()
         .await
         .unwrap();

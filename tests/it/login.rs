@@ -24,6 +24,7 @@ async fn sign_in_reaches_the_upstream_with_path_and_query() {
     );
     let page = c
         .get(absolute(&s.labgate_url, &location(&r)))
+        .header(ACCEPT, "text/html")
         .send()
         .await
         .unwrap()

@@ -3,6 +3,7 @@
 
 mod access;
 mod config;
+mod forward_auth;
 mod harness;
 mod identity;
 mod login;

@@ -1,0 +1,379 @@
+//! Forward-auth: a real nginx running deploy/nginx/labgate.conf, and the Traefik / Caddy /
+//! ingress-nginx header contract of /oauth2/auth.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use labgate::dev::gitlab::Fixture;
+use labgate::dev::{Listeners, Stack};
+use reqwest::header::ACCEPT;
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts nginx with the deploy example, pointed at this test's labgate and echo app.
+async fn nginx(port: u16, labgate: &str, app: &str) -> Nginx {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/nginx/labgate.conf"
+    ))
+    .unwrap();
+    let site = example
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace(
+            "server 127.0.0.1:4180;",
+            &format!("server {};", labgate.trim_start_matches("http://")),
+        )
+        .replace(
+            "server 127.0.0.1:8080;",
+            &format!("server {};", app.trim_start_matches("http://")),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().display().to_string();
+    let conf = format!(
+        "user root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\ndaemon off;\nevents {{ worker_connections 256; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {p}/body;\n proxy_temp_path {p}/proxy;\n fastcgi_temp_path {p}/fcgi;\n uwsgi_temp_path {p}/uwsgi;\n scgi_temp_path {p}/scgi;\n{site}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|b| std::path::Path::new(b).exists())
+        .expect(
+            "nginx is needed for this test: scripts/test installs it (apt-get install nginx-light)",
+        );
+    let child = Command::new(bin)
+        .args(["-p", &p, "-c", &format!("{p}/nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Nginx { child, _dir: dir }
+}
+
+#[tokio::test]
+async fn nginx_auth_request_end_to_end() {
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let cfg = config_with(None, "").replace(
+        "public_url = \"{labgate}\"",
+        &format!("public_url = \"{front}\"\ntrusted_proxies = [\"127.0.0.1\"]"),
+    );
+    let s = Stack::start(
+        Listeners::ephemeral().await.unwrap(),
+        &cfg,
+        Fixture::demo(),
+        "",
+    )
+    .await
+    .unwrap();
+    let _nginx = nginx(port, &s.labgate_url, &s.echo_url).await;
+
+    // Not signed in: nginx shows labgate's sign-in page for the original URL.
+    let c = browser();
+    let r = c
+        .get(format!("{front}/deep/page?x=1"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Sign in with GitLab"), "{page}");
+    assert!(
+        page.contains("/oauth2/start?rd=%2Fdeep%2Fpage%3Fx%3D1"),
+        "{page}"
+    );
+    // An API client gets 401.
+    assert_eq!(
+        get_json(&plain(), &format!("{front}/api")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // /oauth2/auth itself is internal to nginx.
+    assert_eq!(
+        plain()
+            .get(format!("{front}/oauth2/auth"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Sign in through nginx (the stand-in redirects back to nginx's /oauth2/callback).
+    let fields = to_consent_at(&c, &s, &front, "alice", "alice-password", "/deep/page?x=1").await;
+    let callback = consent(&c, &s, fields, false).await;
+    assert!(
+        callback.starts_with(&format!("{front}/oauth2/callback")),
+        "{callback}"
+    );
+    let r = c.get(&callback).send().await.unwrap();
+    assert_eq!(
+        (r.status(), location(&r)),
+        (StatusCode::FOUND, "/deep/page?x=1".to_owned())
+    );
+
+    // The app receives the identity, a verifying assertion, and none of the forged headers.
+    let r = c
+        .get(format!("{front}/deep/page?x=1"))
+        .header(ACCEPT, "application/json")
+        .header("X-Forwarded-User", "mallory")
+        .header("X-Labgate-User-Id", "1")
+        .header("X-Auth-Request-User", "mallory")
+        .header("X_Forwarded_User", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["path"], "/deep/page");
+    assert_eq!(
+        body["headers"]["x-forwarded-user"],
+        serde_json::json!(["alice"])
+    );
+    assert_eq!(
+        body["headers"]["x-labgate-user-id"],
+        serde_json::json!(["101"])
+    );
+    assert!(
+        body["headers"].get("x-auth-request-user").is_none(),
+        "{body}"
+    );
+    assert!(body["headers"].get("x_forwarded_user").is_none(), "{body}");
+    assert_eq!(body["verified"]["valid"], true, "{body}");
+    assert_eq!(body["verified"]["claims"]["iss"], front);
+
+    // Route rules apply to the original path: bob may not open /admin.
+    let bob = browser();
+    let f = to_consent_at(&bob, &s, &front, "bob", "bob-password", "/").await;
+    let cb = consent(&bob, &s, f, false).await;
+    assert_eq!(
+        bob.get(&cb).send().await.unwrap().status(),
+        StatusCode::FOUND
+    );
+    assert_eq!(get_json(&bob, &format!("{front}/")).await.0, StatusCode::OK);
+    assert_eq!(
+        get_json(&bob, &format!("{front}/admin/x")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get_json(&c, &format!("{front}/admin/x")).await.0,
+        StatusCode::OK
+    );
+
+    // Sign out through nginx.
+    let r = c
+        .get(format!("{front}/oauth2/sign_out"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get_json(&c, &format!("{front}/deep/page")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn auth(
+    s: &Stack,
+    c: &reqwest::Client,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = c.get(format!("{}/oauth2/auth{query}", s.labgate_url));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn traefik_and_caddy_header_contract() {
+    let trusted = config_with(None, "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let s = stack(&trusted).await;
+    let bob = signed_in(&s, "bob").await;
+    let fwd = |uri: &'static str| {
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-uri", uri),
+        ]
+    };
+
+    let r = auth(&s, &bob, "", &fwd("/docs")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    for h in [
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-groups",
+        "x-auth-request-preferred-username",
+        "x-auth-request-user-id",
+        "x-labgate-assertion",
+    ] {
+        assert!(r.headers().contains_key(h), "{h} present");
+    }
+    assert_eq!(r.headers()["x-auth-request-user"], "bob");
+    assert_eq!(
+        r.headers()["x-auth-request-groups"],
+        "acme/team,acme/team/frontend"
+    );
+    assert_eq!(
+        auth(&s, &bob, "", &fwd("/admin")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&s, &bob, "", &fwd("/admin/../docs")).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        auth(&s, &bob, "", &fwd("/docs/..%2Fadmin")).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // ingress-nginx style.
+    assert_eq!(
+        auth(
+            &s,
+            &bob,
+            "",
+            &[("x-original-url", "https://app.example.com/admin?x=1")]
+        )
+        .await
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    // Public paths need no session; the identity headers are there, empty.
+    let r = auth(&s, &plain(), "", &fwd("/public/logo.png")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-user"], "");
+    // Narrowing by query.
+    assert_eq!(
+        auth(&s, &bob, "?allowed_groups=acme/team", &fwd("/docs"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        auth(
+            &s,
+            &bob,
+            "?allowed_groups=acme/admins,outsiders",
+            &fwd("/docs")
+        )
+        .await
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&s, &bob, "?allowed_users=alice", &fwd("/docs"))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    // Not signed in: 401, or for browsers in redirect mode a 302 to the sign-in page with
+    // the original URL (on public_url's origin here, so relative).
+    let anon = plain();
+    assert_eq!(
+        auth(&s, &anon, "", &fwd("/docs")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut h = fwd("/docs?page=2");
+    h[2] = (
+        "x-forwarded-host",
+        s.labgate_url.trim_start_matches("http://"),
+    );
+    h[1] = ("x-forwarded-proto", "http");
+    h.push(("accept", "text/html"));
+    let r = auth(&s, &anon, "?mode=redirect", &h).await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&r),
+        format!("{}/oauth2/sign_in?rd=%2Fdocs%3Fpage%3D2", s.labgate_url)
+    );
+    // A foreign host in the forwarded headers is not a redirect target.
+    let r = auth(
+        &s,
+        &anon,
+        "?mode=redirect",
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-uri", "/x"),
+            ("accept", "text/html"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        location(&r),
+        format!("{}/oauth2/sign_in?rd=%2F", s.labgate_url)
+    );
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_untrusted_peers_are_ignored() {
+    // No trusted proxies: the forwarded URI is ignored, and with route rules configured
+    // labgate refuses to guess (403) instead of checking "/".
+    let s = stack(&config_with(None, "")).await;
+    let bob = signed_in(&s, "bob").await;
+    let r = auth(
+        &s,
+        &bob,
+        "",
+        &[
+            ("x-forwarded-uri", "/docs"),
+            ("x-original-url", "https://x/docs"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Without routes, the global rules decide.
+    let s = stack(&config_with(
+        Some("[access]\nallowed_groups = [\"acme\"]\n\n[[access.public]]\npath = \"^/public\"\n"),
+        "",
+    ))
+    .await;
+    let bob = signed_in(&s, "bob").await;
+    assert_eq!(
+        auth(&s, &bob, "", &[("x-forwarded-uri", "/docs")])
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    // A spoofed public path from an untrusted peer does not skip authentication.
+    assert_eq!(
+        auth(&s, &plain(), "", &[("x-forwarded-uri", "/public/x")])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
