@@ -21,7 +21,8 @@ fn main() -> ExitCode {
                 labgate::config::LogFormat::Text,
                 cli.log_level.as_deref().unwrap_or("info"),
             );
-            runtime(async { labgate::dev::run_demo().await })
+            let config = cli.config.clone();
+            runtime(async move { labgate::dev::run_demo(config.as_deref()).await })
         }
         Some(Command::Check { online }) => match load(&cli) {
             Ok(config) => {

@@ -146,8 +146,20 @@ pub fn config_template() -> String {
 }
 
 /// `labgate dev`: the demo on 127.0.0.1:4180 (labgate), :4181 (GitLab stand-in) and
-/// :4182 (echo app), until Ctrl-C.
-pub async fn run_demo() -> ExitCode {
+/// :4182 (echo app), until Ctrl-C. With `config`, labgate runs that file instead of
+/// config/dev.toml (its listen address is 127.0.0.1:4180 regardless); the stand-in accepts
+/// its Redirect URI.
+pub async fn run_demo(config: Option<&std::path::Path>) -> ExitCode {
+    let text = match config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("labgate dev: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => DEV_CONFIG.to_owned(),
+    };
     let bind = |port: u16| async move {
         TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
             format!("cannot listen on 127.0.0.1:{port}: {e} (is another labgate dev running?)")
@@ -185,7 +197,7 @@ pub async fn run_demo() -> ExitCode {
             )
         })
         .collect();
-    let stack = match Stack::start(listeners, &config_template(), fixture, "").await {
+    let stack = match Stack::start(listeners, &text, fixture, "").await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("labgate dev: {e}");
