@@ -36,6 +36,9 @@ pub enum Command {
         /// Also ask GitLab whether the application is set up right.
         #[arg(long)]
         online: bool,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the Redirect URI to paste into the GitLab application.
     RedirectUri,

@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dev;
@@ -38,6 +39,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 
 use base64::Engine;
 use rand::RngCore;

@@ -24,22 +24,51 @@ fn main() -> ExitCode {
             let config = cli.config.clone();
             runtime(async move { labgate::dev::run_demo(config.as_deref()).await })
         }
-        Some(Command::Check { online }) => match load(&cli) {
+        Some(Command::Check { online, json }) => match load(&cli) {
             Ok(config) => {
-                print!("{}", describe(&config));
-                println!(
-                    "\nRedirect URI (paste into the GitLab application): {}",
-                    labgate::app::redirect_uri(&config)
-                );
-                for n in notes(&config) {
-                    println!("note: {n}");
+                let redirect = labgate::app::redirect_uri(&config);
+                if !json {
+                    print!("{}", describe(&config));
+                    println!("\nRedirect URI (paste into the GitLab application): {redirect}");
+                    for n in notes(&config) {
+                        println!("note: {n}");
+                    }
                 }
-                if online {
-                    eprintln!("labgate check --online is not available in this version; the offline checks passed");
-                    return ExitCode::from(1);
+                if !online {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"config": "ok", "redirect_uri": redirect})
+                        );
+                    } else {
+                        println!("\nconfiguration OK (run with --online to ask GitLab too)");
+                    }
+                    return ExitCode::SUCCESS;
                 }
-                println!("\nconfiguration OK");
-                ExitCode::SUCCESS
+                let checks = runtime_value(async { labgate::check::run(&config).await });
+                let failed = checks.iter().any(labgate::check::Check::failed);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"ok": !failed, "redirect_uri": redirect, "checks": checks})
+                    );
+                } else {
+                    println!("\nOnline checks against {}:", config.gitlab.url);
+                    print!("{}", labgate::check::render(&checks));
+                    println!(
+                        "\n{}",
+                        if failed {
+                            "problems found"
+                        } else {
+                            "all checks passed"
+                        }
+                    );
+                }
+                if failed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
             Err(code) => code,
         },
@@ -85,6 +114,14 @@ fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime_value<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(fut)
 }
 
 fn run(config: Config) -> ExitCode {

@@ -46,7 +46,7 @@ impl Echo {
             http: reqwest::Client::new(),
             jwks: Mutex::new(None),
         });
-        crate::dev::util::serve(listener, e.clone(), handle);
+        crate::dev::util::serve(listener, None, e.clone(), handle);
         e
     }
 

@@ -57,9 +57,11 @@ pub fn found(location: &str) -> Response<Body> {
     r
 }
 
-/// Serves `handler` on `listener` forever (dev servers; ends with the runtime).
+/// Serves `handler` on `listener` forever (dev servers; ends with the runtime), over TLS
+/// when an acceptor is given.
 pub fn serve<S, F>(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<S>,
     handler: fn(Arc<S>, http::Request<Incoming>) -> F,
 ) where
@@ -72,14 +74,27 @@ pub fn serve<S, F>(
                 continue;
             };
             let state = state.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(handler(state, req).await) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .await;
+                    }
+                }
             });
         }
     });

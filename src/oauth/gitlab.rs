@@ -222,6 +222,35 @@ impl std::fmt::Debug for Gitlab {
     }
 }
 
+/// The HTTP client for GitLab: rustls, `gitlab.ca_file` added to the trusted roots, no
+/// redirects followed (OAuth endpoints must not be redirected), `gitlab.timeout` per call.
+pub fn http_client(cfg: &GitlabConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(cfg.timeout)
+        .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &cfg.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| format!("gitlab.ca_file: cannot read {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "gitlab.ca_file: {} is not a PEM certificate bundle: {e}",
+                ca.display()
+            )
+        })?;
+        if certs.is_empty() {
+            return Err(format!(
+                "gitlab.ca_file: {} holds no certificate",
+                ca.display()
+            ));
+        }
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|e| format!("HTTP client: {e}"))
+}
+
 fn unreachable(e: impl std::fmt::Display) -> GitlabError {
     GitlabError::Unreachable(e.to_string())
 }
@@ -229,24 +258,7 @@ fn unreachable(e: impl std::fmt::Display) -> GitlabError {
 impl Gitlab {
     /// A client for the configured GitLab; `redirect_uri` is `public_url + prefix + /callback`.
     pub fn new(cfg: &GitlabConfig, redirect_uri: String) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout)
-            .user_agent(concat!("labgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| format!("gitlab.ca_file: cannot read {}: {e}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!(
-                    "gitlab.ca_file: {} is not a PEM certificate bundle: {e}",
-                    ca.display()
-                )
-            })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let http = http_client(cfg)?;
         Ok(Gitlab {
             cfg: cfg.clone(),
             http,

@@ -224,3 +224,53 @@ pub fn session_cookie_header(set_cookies: &[String]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, as PEM files.
+pub struct TestCa {
+    /// Holds the files (removed on drop).
+    _dir: tempfile::TempDir,
+    /// The CA certificate (what `gitlab.ca_file` names).
+    pub ca: std::path::PathBuf,
+    /// The server certificate chain.
+    pub cert: std::path::PathBuf,
+    /// The server key.
+    pub key: std::path::PathBuf,
+}
+
+impl TestCa {
+    /// A fresh CA and server certificate.
+    pub fn new() -> TestCa {
+        Self::with_name("labgate test CA")
+    }
+
+    /// Same, with a CA common name (to tell two certificates apart).
+    pub fn with_name(cn: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, cn);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf_params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{cn} server"));
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = dir.path().join("server.pem");
+        let key = dir.path().join("server.key");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        std::fs::write(&cert, leaf.pem()).unwrap();
+        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        TestCa { _dir: dir, ca, cert, key }
+    }
+
+    /// A TLS acceptor serving the server certificate.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(labgate::tls::server_config(&self.cert, &self.key).unwrap())
+    }
+}

@@ -2,6 +2,7 @@
 //! the real `labgate` binary where the process matters (signals, exit codes).
 
 mod access;
+mod check;
 mod config;
 mod forward_auth;
 mod harness;

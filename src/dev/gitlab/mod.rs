@@ -166,21 +166,33 @@ fn hex_token() -> String {
 impl StandIn {
     /// Starts the stand-in on `listener`, mounted at `prefix` ("" or e.g. "/gitlab").
     pub fn start(listener: TcpListener, fixture: Fixture, prefix: &str) -> Arc<StandIn> {
+        Self::start_with_tls(listener, fixture, prefix, None)
+    }
+
+    /// Like [`StandIn::start`], serving HTTPS with `tls` when given (a self-managed GitLab
+    /// behind a private CA).
+    pub fn start_with_tls(
+        listener: TcpListener,
+        fixture: Fixture,
+        prefix: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Arc<StandIn> {
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
         let prefix = prefix.trim_end_matches('/').to_owned();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let _ = keys();
         let s = Arc::new(StandIn {
-            base_url: format!("http://{addr}{prefix}"),
+            base_url: format!("{scheme}://{addr}{prefix}"),
             prefix,
             fixture: Mutex::new(fixture),
             grants: Mutex::new(Grants::default()),
             faults: Mutex::new(Faults::default()),
             counters: Counters::default(),
         });
-        crate::dev::util::serve(listener, s.clone(), http_api::handle);
+        crate::dev::util::serve(listener, tls, s.clone(), http_api::handle);
         s
     }
 
