@@ -33,6 +33,8 @@ pub struct App {
     pub refresh: RefreshGate,
     /// Unix time source (tests may shift it).
     pub clock: Clock,
+    /// Identities of GitLab access tokens, briefly cached.
+    pub machine_tokens: crate::machine::TokenCache,
 }
 
 impl std::fmt::Debug for App {
@@ -112,6 +114,7 @@ impl App {
             signer,
             refresh: RefreshGate::default(),
             clock: Clock::default(),
+            machine_tokens: crate::machine::TokenCache::default(),
             config,
         }))
     }

@@ -16,6 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::access::{Decision, Deny, PathViews};
 use crate::app::App;
+use crate::machine::Bearer;
 use crate::proxy::Body;
 use crate::respond::{self, query_escape, query_param};
 use crate::router::{authenticate, Auth, Peer};
@@ -123,6 +124,25 @@ pub async fn handle<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body
     if let Some(o) = &original {
         if app.config.access.is_public(&o.method, &o.views()) {
             return granted(app, None, Vec::new());
+        }
+    }
+    match crate::machine::authenticate(app, req.headers()).await {
+        Bearer::Absent => {}
+        Bearer::Refused {
+            status,
+            code,
+            message,
+        } => return crate::router::bearer_refused(status, code, &message),
+        Bearer::Verified(s) => {
+            let views = original
+                .as_ref()
+                .map_or_else(|| PathViews::new("/"), Original::views);
+            return match crate::router::machine_decision(app, &s, &views) {
+                Decision::Allow => granted(app, Some(&s), Vec::new()),
+                Decision::Deny(why) => {
+                    respond::json_error(StatusCode::FORBIDDEN, why.code(), &why.explain())
+                }
+            };
         }
     }
     match authenticate(app, req).await {

@@ -36,6 +36,11 @@ struct Claims<'a> {
     exp: u64,
     sid: &'a str,
     jti: String,
+    /// "user" (signed in), "ci_job" or "user_token".
+    kind: &'a str,
+    /// The CI/CD claims that admitted a `ci_job`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ci: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Generates a new ES256 private key as PKCS#8 PEM (`labgate keygen`, ephemeral keys).
@@ -164,7 +169,15 @@ impl Signer {
         let claims = Claims {
             iss: &self.issuer,
             aud: &self.audience,
-            sub: user.id.to_string(),
+            sub: match session
+                .ci
+                .as_ref()
+                .and_then(|c| c.get("sub"))
+                .and_then(|v| v.as_str())
+            {
+                Some(ci_sub) => ci_sub.to_owned(),
+                None => user.id.to_string(),
+            },
             username: &user.username,
             email: user.email.as_deref().unwrap_or(""),
             email_verified: user.email_verified,
@@ -175,6 +188,8 @@ impl Signer {
             exp: now + self.lifetime,
             sid: &session.sid,
             jti: crate::random_token(16),
+            kind: session.kind.as_deref().unwrap_or("user"),
+            ci: session.ci.as_ref(),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());

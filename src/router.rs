@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use crate::access::{Decision, PathViews};
 use crate::app::{App, REFRESH_SHARE};
 use crate::headers;
+use crate::machine::Bearer;
 use crate::oauth;
 use crate::pages::Alert;
 use crate::proxy::Body;
@@ -86,6 +87,22 @@ async fn route(app: &Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Respon
 
     if app.config.access.is_public(req.method(), &views) {
         return forward(app, peer, req, &views, None, Vec::new()).await;
+    }
+    match crate::machine::authenticate(app, req.headers()).await {
+        Bearer::Absent => {}
+        Bearer::Refused {
+            status,
+            code,
+            message,
+        } => return bearer_refused(status, code, &message),
+        Bearer::Verified(s) => {
+            // The credential was for labgate; the app gets the identity, not the token.
+            req.headers_mut().remove(http::header::AUTHORIZATION);
+            return match machine_decision(app, &s, &views) {
+                Decision::Allow => forward(app, peer, req, &views, Some(&s), Vec::new()).await,
+                Decision::Deny(why) => forbidden(app, &req, &s, &why),
+            };
+        }
     }
     let (session, cookies) = match authenticate(app, &req).await {
         Auth::Valid(s, cookies) => (s, cookies),
@@ -175,6 +192,27 @@ pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Auth {
             }
         }
     }
+}
+
+/// CI jobs were admitted by `[[machine.allow]]`; access-token users face the access rules.
+pub fn machine_decision(app: &App, s: &Session, views: &PathViews) -> Decision {
+    if s.kind.as_deref() == Some("ci_job") {
+        Decision::Allow
+    } else {
+        app.config.access.decide(&s.user, views)
+    }
+}
+
+/// A refused bearer credential: JSON with the reason, never a redirect.
+pub fn bearer_refused(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let mut r = respond::json_error(status, code, message);
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"labgate\", error=\"invalid_token\""),
+        );
+    }
+    r
 }
 
 /// Not signed in: browsers go to the sign-in flow, APIs get 401 JSON.
@@ -307,6 +345,9 @@ pub fn set_identity(app: &App, h: &mut http::HeaderMap, s: &Session) {
     );
     put("x-forwarded-groups", &u.groups.join(","));
     put("x-labgate-user-id", &u.id.to_string());
+    if let Some(kind) = &s.kind {
+        put("x-labgate-kind", kind);
+    }
     if cfg.pass_access_token {
         put("x-forwarded-access-token", &s.access_token);
     }

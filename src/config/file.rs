@@ -158,6 +158,7 @@ pub struct RouteFile {
 pub struct MachineFile {
     pub audience: Option<String>,
     pub gitlab_tokens: Option<bool>,
+    pub token_cache_ttl: Option<String>,
     pub allow: Vec<MachineAllowFile>,
 }
 

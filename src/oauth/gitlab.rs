@@ -181,6 +181,11 @@ struct ApiUser {
 }
 
 #[derive(Debug, Deserialize)]
+struct GroupRef {
+    full_path: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct AccessLevel {
     access_level: u8,
 }
@@ -595,6 +600,73 @@ impl Gitlab {
         }
         for path in projects {
             let level = self.project_access(&tokens.access_token, path).await?;
+            user.projects.insert(path.clone(), level);
+        }
+        Ok(user)
+    }
+
+    /// Who a GitLab access token (personal or OAuth) belongs to: `/api/v4/user`, the
+    /// groups where they have at least guest access (`/api/v4/groups`, when the token has
+    /// `read_api`), and the access level on each rule project.
+    pub async fn user_for_token(
+        &self,
+        token: &str,
+        projects: &[String],
+    ) -> Result<User, GitlabError> {
+        let api: ApiUser = self
+            .get_json(&format!("{}/api/v4/user", self.cfg.url), token)
+            .await?;
+        let mut user = User {
+            id: api.id,
+            username: api.username,
+            name: api.name.unwrap_or_default(),
+            email_verified: api.email.is_some(),
+            email: api.email,
+            state: api.state,
+            two_factor: api.two_factor_enabled,
+            ..User::default()
+        };
+        let mut page = 1;
+        loop {
+            let url = format!(
+                "{}/api/v4/groups?min_access_level=10&per_page=100&page={page}",
+                self.cfg.url
+            );
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            match resp.status().as_u16() {
+                200 => {}
+                // A token without read_api cannot list groups: no group memberships then.
+                403 => break,
+                s => {
+                    return Err(GitlabError::Api {
+                        path: "/api/v4/groups".into(),
+                        status: s,
+                    })
+                }
+            }
+            let next = resp
+                .headers()
+                .get("x-next-page")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u32>().ok());
+            let groups: Vec<GroupRef> = resp
+                .json()
+                .await
+                .map_err(|e| unreachable(format!("/api/v4/groups: {e}")))?;
+            user.groups.extend(groups.into_iter().map(|g| g.full_path));
+            match next {
+                Some(n) if n > page && page < 50 => page = n,
+                _ => break,
+            }
+        }
+        for path in projects {
+            let level = self.project_access(token, path).await.unwrap_or(0);
             user.projects.insert(path.clone(), level);
         }
         Ok(user)

@@ -27,6 +27,8 @@ fn session(groups: usize) -> Session {
         created: 1,
         expires: 1000,
         validated: 1,
+        kind: None,
+        ci: None,
     }
 }
 

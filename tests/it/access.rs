@@ -235,21 +235,22 @@ async fn removal_from_the_group_locks_the_user_out_after_revalidation() {
         f.set_group_member("acme/team", "bob", None);
         f.set_group_member("acme/team/frontend", "bob", None);
     });
-    s.app.clock.advance(2);
+    // Real time: a 1 s revalidation interval passes.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
         get_json(&c, &format!("{}/", s.labgate_url)).await.0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(s.gitlab.refresh_count(), 1);
+    assert!(s.gitlab.refresh_count() >= 1);
 }
 
 #[tokio::test]
 async fn fifty_parallel_requests_across_a_refresh_make_one_refresh_call() {
     let s =
-        stack(&config_with(None, "").replace("revalidate = \"1m\"", "revalidate = \"1s\"")).await;
+        stack(&config_with(None, "").replace("revalidate = \"1m\"", "revalidate = \"10s\"")).await;
     let r = flow(&browser(), &s, "alice", "/").await;
     let cookie = session_cookie_header(&set_cookies(&r));
-    s.app.clock.advance(2);
+    s.app.clock.advance(11);
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let url = format!("{}/", s.labgate_url);

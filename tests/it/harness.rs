@@ -266,7 +266,12 @@ impl TestCa {
         std::fs::write(&ca, ca_cert.pem()).unwrap();
         std::fs::write(&cert, leaf.pem()).unwrap();
         std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-        TestCa { _dir: dir, ca, cert, key }
+        TestCa {
+            _dir: dir,
+            ca,
+            cert,
+            key,
+        }
     }
 
     /// A TLS acceptor serving the server certificate.

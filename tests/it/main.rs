@@ -8,4 +8,5 @@ mod forward_auth;
 mod harness;
 mod identity;
 mod login;
+mod machine;
 mod proxy;

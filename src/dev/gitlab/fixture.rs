@@ -67,6 +67,19 @@ pub struct FixtureUser {
     /// Two-factor authentication enabled.
     #[serde(default)]
     pub two_factor_enabled: bool,
+    /// Personal access tokens (for scripts).
+    #[serde(default)]
+    pub personal_access_tokens: Vec<PersonalAccessToken>,
+}
+
+/// A personal access token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalAccessToken {
+    /// The token, e.g. `glpat-...`.
+    pub token: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -180,6 +193,17 @@ impl Fixture {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Groups where the user's effective level (direct or inherited) is at least `min`.
+    pub fn groups_with_min_level(&self, username: &str, min: u8) -> Vec<(u64, String)> {
+        let direct = self.direct_groups(username);
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| direct.iter().any(|(d, l)| within(&g.path, d) && *l >= min))
+            .map(|(i, g)| (i as u64 + 1, g.path.clone()))
+            .collect()
     }
 
     /// Direct memberships with exactly `level`.

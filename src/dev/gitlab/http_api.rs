@@ -90,6 +90,9 @@ pub(super) async fn handle(s: Arc<StandIn>, req: Request<Incoming>) -> Response<
         (Method::POST, "/oauth/revoke") => revoke(&s, req).await,
         (Method::GET, "/api/v4/user") => api_user(&s, &req),
         (Method::GET, p) if p.starts_with("/api/v4/projects/") => api_project(&s, &req),
+        (Method::GET, "/api/v4/groups") => api_groups(&s, &req),
+        // Not GitLab: mints a CI/CD ID token as a job would receive it (demo and tests).
+        (Method::POST, "/-/standin/ci_token") => ci_token(&s, req).await,
         _ => json(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "404 Not Found"}),
@@ -542,7 +545,24 @@ fn bearer(
         .grants
         .lock()
         .ok()
-        .and_then(|g| g.access.get(token).cloned());
+        .and_then(|g| g.access.get(token).cloned())
+        .or_else(|| {
+            // Personal access tokens.
+            s.with_fixture(|f| {
+                f.users.iter().find_map(|u| {
+                    u.personal_access_tokens
+                        .iter()
+                        .find(|p| p.token == token)
+                        .map(|p| TokenGrant {
+                            client_id: String::new(),
+                            username: u.username.clone(),
+                            scopes: p.scopes.clone(),
+                            expires: u64::MAX,
+                            refresh: String::new(),
+                        })
+                })
+            })
+        });
     let Some(grant) = grant else {
         return Err(oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -635,6 +655,7 @@ async fn revoke(s: &StandIn, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn api_user(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
+    s.counters.api_user.fetch_add(1, Ordering::SeqCst);
     let grant = match bearer(s, req, &["read_user", "read_api", "api"]) {
         Ok(g) => g,
         Err(r) => return r,
@@ -687,4 +708,61 @@ fn api_project(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
             }),
         )
     })
+}
+
+fn api_groups(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
+    let grant = match bearer(s, req, &["read_api", "api"]) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let q = form(req.uri().query().unwrap_or("").as_bytes());
+    let min: u8 = q
+        .get("min_access_level")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(level::GUEST);
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let page: usize = q
+        .get("page")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let all = s.with_fixture(|f| f.groups_with_min_level(&grant.username, min));
+    let items: Vec<serde_json::Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|(id, path)| serde_json::json!({"id": id, "full_path": path, "path": path.rsplit('/').next().unwrap_or("")}))
+        .collect();
+    let mut r = json(StatusCode::OK, &serde_json::Value::Array(items));
+    if page * per_page < all.len() {
+        if let Ok(v) = http::HeaderValue::from_str(&(page + 1).to_string()) {
+            r.headers_mut().insert("x-next-page", v);
+        }
+    }
+    r
+}
+
+async fn ci_token(s: &StandIn, req: Request<Incoming>) -> Response<Body> {
+    let p = read_body(req.into_body())
+        .await
+        .map(|b| form(&b))
+        .unwrap_or_default();
+    let Some(project) = p.get("project_path") else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "project_path is required"}),
+        );
+    };
+    let token = s.ci_id_token(
+        project,
+        p.get("ref").map_or("main", String::as_str),
+        p.get("ref_protected").is_none_or(|v| v == "true"),
+        p.get("aud").map_or("", String::as_str),
+        &serde_json::json!({}),
+    );
+    respond(StatusCode::OK, "text/plain", token)
 }

@@ -9,7 +9,7 @@
 mod fixture;
 mod http_api;
 
-pub use fixture::{Application, Fixture, FixtureUser, Group, Member, Project};
+pub use fixture::{Application, Fixture, FixtureUser, Group, Member, PersonalAccessToken, Project};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,6 +78,8 @@ pub struct Counters {
     pub userinfo: AtomicUsize,
     /// revocations.
     pub revocations: AtomicUsize,
+    /// `/api/v4/user` calls.
+    pub api_user: AtomicUsize,
 }
 
 /// The stand-in.
@@ -225,6 +227,61 @@ impl StandIn {
     /// How many refresh grants were made.
     pub fn refresh_count(&self) -> usize {
         self.counters.refresh_grants.load(Ordering::SeqCst)
+    }
+
+    /// Mints a GitLab CI/CD ID token as GitLab would for a job of `project_path` on `ref_`:
+    /// GitLab's claim set (all values strings), signed with the JWKS key. `overrides` replaces
+    /// or adds claims (tests use it for expired, other-issuer... tokens).
+    pub fn ci_id_token(
+        &self,
+        project_path: &str,
+        ref_: &str,
+        ref_protected: bool,
+        aud: &str,
+        overrides: &serde_json::Value,
+    ) -> String {
+        let t = now();
+        let namespace = project_path.rsplit_once('/').map_or("", |(n, _)| n);
+        let project_id = self
+            .with_fixture(|f| f.project(project_path).map(|p| p.id))
+            .unwrap_or(0);
+        let mut claims = serde_json::json!({
+            "namespace_id": "1",
+            "namespace_path": namespace,
+            "project_id": project_id.to_string(),
+            "project_path": project_path,
+            "user_id": "101",
+            "user_login": "alice",
+            "user_email": "alice@example.com",
+            "user_access_level": "maintainer",
+            "pipeline_id": "4242",
+            "pipeline_source": "push",
+            "job_id": "9001",
+            "ref": ref_,
+            "ref_type": "branch",
+            "ref_path": format!("refs/heads/{ref_}"),
+            "ref_protected": ref_protected.to_string(),
+            "environment": "production",
+            "environment_protected": "true",
+            "runner_id": "7",
+            "runner_environment": "self-hosted",
+            "sha": "0123456789abcdef0123456789abcdef01234567",
+            "project_visibility": "private",
+            "ci_config_ref_uri": format!("{}/{project_path}//.gitlab-ci.yml@refs/heads/{ref_}", self.base_url.split("://").nth(1).unwrap_or("")),
+            "jti": crate::random_token(16),
+            "iss": self.base_url,
+            "iat": t,
+            "nbf": t - 5,
+            "exp": t + 300,
+            "sub": format!("project_path:{project_path}:ref_type:branch:ref:{ref_}"),
+            "aud": aud,
+        });
+        if let (Some(obj), Some(extra)) = (claims.as_object_mut(), overrides.as_object()) {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.sign(&claims)
     }
 
     /// Signs arbitrary claims with the stand-in's JWKS key (CI ID tokens, tests).
