@@ -23,6 +23,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Session and flow cookies.
     pub cookies: CookieCodec,
+    /// Where sessions live (cookie or Redis).
+    pub sessions: crate::session::Sessions,
     /// GitLab.
     pub gitlab: Gitlab,
     /// Assertion signing and JWKS.
@@ -95,7 +97,7 @@ impl RefreshGate {
 
 impl App {
     /// Builds the service state. Errors are start-up problems worth exiting over.
-    pub fn new(config: Config) -> Result<Arc<App>, String> {
+    pub async fn new(config: Config) -> Result<Arc<App>, String> {
         let redirect_uri = redirect_uri(&config);
         let gitlab = Gitlab::new(&config.gitlab, redirect_uri)?;
         let signer = Signer::new(&config.identity, config.server.public_url.as_str())?;
@@ -106,7 +108,9 @@ impl App {
                  create one with `labgate keygen` for production"
             );
         }
+        let sessions = crate::session::Sessions::new(&config).await?;
         Ok(Arc::new(App {
+            sessions,
             upstream: Upstream::new(&config.upstream),
             cookies: CookieCodec::new(&config.session),
             pages: Pages::new(&config.server),

@@ -427,12 +427,21 @@ async fn secret(http: &reqwest::Client, config: &Config, p: &Provider, out: &mut
 }
 
 async fn store(config: &Config, out: &mut Vec<Check>) {
-    match config.session.store {
-        StoreKind::Cookie => out.push(Check::ok("session-store", "cookie store: nothing to reach")),
-        StoreKind::Redis => out.push(Check::problem(
+    if config.session.store == StoreKind::Cookie {
+        out.push(Check::ok("session-store", "cookie store: nothing to reach"));
+        return;
+    }
+    let start = Instant::now();
+    let result = match crate::session::Sessions::new(config).await {
+        Ok(s) => s.ready().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => out.push(Check::ok("session-store", format!("Redis answers PING ({} ms round trip)", start.elapsed().as_millis()))),
+        Err(e) => out.push(Check::problem(
             "session-store",
-            "session.store = \"redis\" is not available in this version",
-            "use session.store = \"cookie\"",
+            format!("Redis: {e}"),
+            "check session.redis_url (or the cluster / sentinel nodes), the password, and that Redis is running",
         )),
     }
 }

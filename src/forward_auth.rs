@@ -175,6 +175,7 @@ pub async fn handle<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body
                 }
             }
         }
+        Auth::StoreDown => crate::router::store_unavailable(app, req),
         Auth::Unavailable => respond::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "gitlab_unreachable",

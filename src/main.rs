@@ -128,7 +128,7 @@ fn run(config: Config) -> ExitCode {
     labgate::telemetry::init(config.log.format, &config.log.level);
     runtime(async move {
         let listen = config.server.listen;
-        let app = match labgate::app::App::new(config) {
+        let app = match labgate::app::App::new(config).await {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("labgate: {e}");

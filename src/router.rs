@@ -109,6 +109,7 @@ async fn route(app: &Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Respon
         Auth::None => return unauthenticated(app, &req, Vec::new()),
         Auth::Ended(cookies) => return unauthenticated(app, &req, cookies),
         Auth::Unavailable => return gitlab_unavailable(app, &req),
+        Auth::StoreDown => return store_unavailable(app, &req),
     };
     match app.config.access.decide(&session.user, &views) {
         Decision::Allow => forward(app, peer, req, &views, Some(&session), cookies).await,
@@ -120,14 +121,16 @@ async fn route(app: &Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Respon
 }
 
 async fn ready(app: &App) -> Response<Body> {
-    if app.gitlab.discovered() || app.gitlab.provider().await.is_ok() {
-        respond::text(StatusCode::OK, "OK")
-    } else {
-        respond::text(
+    if !(app.gitlab.discovered() || app.gitlab.provider().await.is_ok()) {
+        return respond::text(
             StatusCode::SERVICE_UNAVAILABLE,
             "GitLab discovery not loaded",
-        )
+        );
     }
+    if app.sessions.ready().await.is_err() {
+        return respond::text(StatusCode::SERVICE_UNAVAILABLE, "session store unreachable");
+    }
+    respond::text(StatusCode::OK, "OK")
 }
 
 /// The outcome of reading (and if due, revalidating) the session.
@@ -143,54 +146,143 @@ pub enum Auth {
     Ended(Vec<String>),
     /// Revalidation is due and GitLab has been unreachable past the grace period.
     Unavailable,
+    /// The session store (Redis) failed: nobody is admitted on a guess.
+    StoreDown,
 }
 
-/// Reads the session from the cookie and revalidates it with GitLab when due.
+/// How long a replica waits for another one's revalidation of the same session.
+const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the session and revalidates it with GitLab when due: single-flight in this
+/// process, and across replicas through the store's lock (Redis).
 pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Auth {
-    let Some(session) = app.cookies.read_session(req.headers()) else {
-        return Auth::None;
+    let loaded = match app.sessions.load(req.headers(), false).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return Auth::None,
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable; failing closed");
+            return Auth::StoreDown;
+        }
     };
+    let session = &loaded.session;
     let now = app.clock.now();
     let clear = || {
         app.cookies
             .clear_all(req.headers(), &app.config.session.cookie_name)
     };
     if session.expired(now) {
+        let _ = app.sessions.end(&loaded).await;
         return Auth::Ended(clear());
     }
     let cfg = &app.config.session;
     if now.saturating_sub(session.validated) < cfg.revalidate.as_secs() {
-        return Auth::Valid(session, Vec::new());
+        return Auth::Valid(loaded.session, Vec::new());
     }
     let slot = app.refresh.slot(&session.sid);
     let mut guard = slot.lock().await;
+    let cookies_for = |fresh: &Session| {
+        if app.sessions.is_redis() {
+            Vec::new()
+        } else {
+            app.cookies.session_cookies(fresh, req.headers(), now)
+        }
+    };
     if let Some((fresh, at)) = guard.as_ref() {
         if fresh.validated > session.validated && at.elapsed() < REFRESH_SHARE {
             let fresh = fresh.clone();
-            let cookies = app.cookies.session_cookies(&fresh, req.headers(), now);
+            let cookies = cookies_for(&fresh);
             return Auth::Valid(fresh, cookies);
         }
     }
-    match oauth::revalidate(app, &session, now).await {
-        Ok(fresh) => {
-            let cookies = app.cookies.session_cookies(&fresh, req.headers(), now);
-            *guard = Some((fresh.clone(), Instant::now()));
-            Auth::Valid(fresh, cookies)
+    let token = match app.sessions.lock(&loaded).await {
+        Ok(Some(token)) => token,
+        Ok(None) => return wait_for_peer(app, req, &loaded, now).await,
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable; failing closed");
+            return Auth::StoreDown;
         }
+    };
+    // Another replica may have finished a refresh just before we took the lock.
+    if app.sessions.is_redis() {
+        if let Ok(Some(l)) = app.sessions.load(req.headers(), true).await {
+            if l.session.validated > session.validated {
+                app.sessions.unlock(&loaded, &token).await;
+                *guard = Some((l.session.clone(), Instant::now()));
+                return Auth::Valid(l.session, Vec::new());
+            }
+        }
+    }
+    let result = oauth::revalidate(app, session, now).await;
+    let outcome = match result {
+        Ok(fresh) => match app
+            .sessions
+            .update(&loaded, &fresh, req.headers(), now)
+            .await
+        {
+            Ok(cookies) => {
+                *guard = Some((fresh.clone(), Instant::now()));
+                Auth::Valid(fresh, cookies)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing the revalidated session failed; failing closed");
+                Auth::StoreDown
+            }
+        },
         Err(oauth::RevalidateError::Ended(reason)) => {
             tracing::info!(target: "labgate::audit", user = %session.user.username, reason, "session ended at revalidation");
+            let _ = app.sessions.end(&loaded).await;
             Auth::Ended(clear())
         }
         Err(oauth::RevalidateError::Unreachable(e)) => {
-            let overdue = now.saturating_sub(session.validated);
-            if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
-                tracing::warn!(user = %session.user.username, error = %e, "GitLab unreachable for revalidation; keeping the session within the grace period");
-                Auth::Valid(session, Vec::new())
-            } else {
-                tracing::warn!(user = %session.user.username, error = %e, "GitLab unreachable for revalidation past the grace period; failing closed");
-                Auth::Unavailable
-            }
+            within_grace(app, session, now, &e.to_string())
         }
+    };
+    app.sessions.unlock(&loaded, &token).await;
+    outcome
+}
+
+/// Another replica holds the revalidation lock: wait for its result in the store.
+async fn wait_for_peer<B>(
+    app: &App,
+    req: &Request<B>,
+    loaded: &crate::session::Loaded,
+    now: u64,
+) -> Auth {
+    let start = Instant::now();
+    while start.elapsed() < PEER_REFRESH_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        match app.sessions.load(req.headers(), true).await {
+            Ok(Some(l)) if l.session.validated > loaded.session.validated => {
+                return Auth::Valid(l.session, Vec::new())
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Auth::Ended(
+                    app.cookies
+                        .clear_all(req.headers(), &app.config.session.cookie_name),
+                )
+            }
+            Err(_) => return Auth::StoreDown,
+        }
+    }
+    within_grace(
+        app,
+        &loaded.session,
+        now,
+        "another replica's revalidation did not finish in time",
+    )
+}
+
+/// GitLab could not confirm the session: keep it within the grace period, then fail closed.
+fn within_grace(app: &App, session: &Session, now: u64, why: &str) -> Auth {
+    let cfg = &app.config.session;
+    let overdue = now.saturating_sub(session.validated);
+    if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
+        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate; keeping the session within the grace period");
+        Auth::Valid(session.clone(), Vec::new())
+    } else {
+        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate past the grace period; failing closed");
+        Auth::Unavailable
     }
 }
 
@@ -240,6 +332,28 @@ fn unauthenticated<B>(app: &App, req: &Request<B>, cookies: Vec<String>) -> Resp
         r
     };
     respond::with_cookies(resp, cookies)
+}
+
+/// The session store is down: a clear 503, never an admission.
+pub fn store_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let msg = "labgate cannot reach its session store right now, so it cannot check who you are. Try again in a moment.";
+    if respond::wants_html(req.headers()) {
+        let alert = Alert {
+            message: msg,
+            hints: &[],
+        };
+        respond::html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            app.pages.error("Sessions are unavailable", &alert, None),
+            &app.pages.csp,
+        )
+    } else {
+        respond::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session_store_unavailable",
+            msg,
+        )
+    }
 }
 
 fn gitlab_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {

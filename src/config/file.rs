@@ -109,6 +109,15 @@ pub struct SessionFile {
     pub revalidate: Option<String>,
     pub revalidate_grace: Option<String>,
     pub redis_url: Option<String>,
+    pub redis_password: Option<String>,
+    pub redis_password_file: Option<String>,
+    pub redis_cluster_nodes: Vec<String>,
+    pub redis_sentinel_master: Option<String>,
+    pub redis_sentinel_nodes: Vec<String>,
+    pub redis_connect_timeout: Option<String>,
+    pub redis_command_timeout: Option<String>,
+    pub redis_cache_ttl: Option<String>,
+    pub redis_key_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

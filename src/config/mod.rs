@@ -269,8 +269,41 @@ pub struct SessionConfig {
     pub revalidate: Duration,
     /// How long a session keeps working while GitLab is unreachable for revalidation.
     pub revalidate_grace: Duration,
-    /// Redis connection URL.
-    pub redis_url: Option<Secret>,
+    /// Redis, when `store = "redis"`.
+    pub redis: Option<RedisConfig>,
+}
+
+/// Where the Redis session store is.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    /// One server (`redis://` or `rediss://`).
+    Single(Secret),
+    /// A Redis Cluster, by any of its nodes.
+    Cluster(Vec<Secret>),
+    /// A master found through Sentinel.
+    Sentinel {
+        /// The master's service name.
+        master: String,
+        /// Sentinel addresses.
+        nodes: Vec<Secret>,
+    },
+}
+
+/// `session.redis_*`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Where.
+    pub target: RedisTarget,
+    /// Password (also from `redis_password_file`), when not in the URL.
+    pub password: Option<Secret>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-command timeout.
+    pub command_timeout: Duration,
+    /// How long a validated session is kept in this process (0: every request asks Redis).
+    pub cache_ttl: Duration,
+    /// Key prefix.
+    pub key_prefix: String,
 }
 
 /// `[identity]`.

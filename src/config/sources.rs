@@ -11,6 +11,8 @@ const LIST_KEYS: &[&str] = &[
     "server.allowed_redirect_domains",
     "gitlab.scopes",
     "identity.signing_key_files",
+    "session.redis_cluster_nodes",
+    "session.redis_sentinel_nodes",
     "access.allowed_users",
     "access.allowed_groups",
     "access.allowed_projects",

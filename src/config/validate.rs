@@ -434,6 +434,11 @@ fn session(c: &mut Checker, s: file::SessionFile, server: &ServerConfig) -> Sess
             StoreKind::Cookie
         }
     };
+    let redis = if store == StoreKind::Redis {
+        redis(c, &s)
+    } else {
+        None
+    };
     let cookie_name = s.cookie_name.unwrap_or_else(|| "_labgate".into());
     if cookie_name.is_empty()
         || !cookie_name
@@ -522,12 +527,6 @@ fn session(c: &mut Checker, s: file::SessionFile, server: &ServerConfig) -> Sess
             "session.revalidate must be greater than zero, e.g. \"5m\"",
         );
     }
-    if store == StoreKind::Redis && s.redis_url.is_none() {
-        c.problem(
-            "session.redis_url",
-            "session.store = \"redis\" needs session.redis_url, e.g. \"redis://127.0.0.1:6379\"",
-        );
-    }
     SessionConfig {
         store,
         cookie_name,
@@ -538,8 +537,102 @@ fn session(c: &mut Checker, s: file::SessionFile, server: &ServerConfig) -> Sess
         lifetime,
         revalidate,
         revalidate_grace,
-        redis_url: s.redis_url.map(Secret::new),
+        redis,
     }
+}
+
+fn redis(c: &mut Checker, s: &file::SessionFile) -> Option<RedisConfig> {
+    let url_ok = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+    let target = match (
+        &s.redis_url,
+        s.redis_cluster_nodes.is_empty(),
+        &s.redis_sentinel_master,
+    ) {
+        (Some(u), true, None) if url_ok(u) => RedisTarget::Single(Secret::new(u.clone())),
+        (Some(u), true, None) => {
+            c.problem(
+                "session.redis_url",
+                format!(
+                    "session.redis_url must start with redis:// or rediss:// (got {:?})",
+                    u.split(':').next().unwrap_or("")
+                ),
+            );
+            return None;
+        }
+        (None, false, None) => {
+            for (i, n) in s.redis_cluster_nodes.iter().enumerate() {
+                if !url_ok(n) {
+                    c.problem(
+                        &format!("session.redis_cluster_nodes[{i}]"),
+                        "each cluster node is a redis:// or rediss:// URL",
+                    );
+                }
+            }
+            RedisTarget::Cluster(
+                s.redis_cluster_nodes
+                    .iter()
+                    .cloned()
+                    .map(Secret::new)
+                    .collect(),
+            )
+        }
+        (None, true, Some(master)) if !s.redis_sentinel_nodes.is_empty() => RedisTarget::Sentinel {
+            master: master.clone(),
+            nodes: s
+                .redis_sentinel_nodes
+                .iter()
+                .cloned()
+                .map(Secret::new)
+                .collect(),
+        },
+        (None, true, None) => {
+            c.problem(
+                "session.redis_url",
+                "session.store = \"redis\" needs session.redis_url (e.g. \"redis://127.0.0.1:6379\"), session.redis_cluster_nodes, or session.redis_sentinel_master + redis_sentinel_nodes",
+            );
+            return None;
+        }
+        _ => {
+            c.problem(
+                "session.redis_url",
+                "set one of session.redis_url, session.redis_cluster_nodes, or session.redis_sentinel_master + redis_sentinel_nodes",
+            );
+            return None;
+        }
+    };
+    let password = c
+        .secret(
+            "session.redis_password",
+            s.redis_password.clone(),
+            s.redis_password_file.as_deref(),
+        )
+        .map(Secret::new);
+    let connect_timeout = c.duration(
+        "session.redis_connect_timeout",
+        s.redis_connect_timeout.as_deref(),
+        "2s",
+    );
+    let command_timeout = c.duration(
+        "session.redis_command_timeout",
+        s.redis_command_timeout.as_deref(),
+        "1s",
+    );
+    let cache_ttl = c.duration(
+        "session.redis_cache_ttl",
+        s.redis_cache_ttl.as_deref(),
+        "2s",
+    );
+    Some(RedisConfig {
+        target,
+        password,
+        connect_timeout,
+        command_timeout,
+        cache_ttl,
+        key_prefix: s
+            .redis_key_prefix
+            .clone()
+            .unwrap_or_else(|| "labgate:".into()),
+    })
 }
 
 fn identity(c: &mut Checker, i: file::IdentityFile, server: &ServerConfig) -> IdentityConfig {

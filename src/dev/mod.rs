@@ -28,6 +28,8 @@ pub struct Stack {
     pub gitlab: Arc<StandIn>,
     /// labgate's state (tests move its clock).
     pub app: Arc<App>,
+    /// The configuration text labgate runs (placeholders filled in).
+    pub config_text: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<bool>>,
 }
@@ -38,6 +40,15 @@ impl std::fmt::Debug for Stack {
             .field("labgate_url", &self.labgate_url)
             .finish_non_exhaustive()
     }
+}
+
+/// A second labgate sharing a stack's configuration; stops when dropped.
+pub struct Replica {
+    /// Its base URL.
+    pub url: String,
+    /// Its state.
+    pub app: Arc<App>,
+    _shutdown: oneshot::Sender<()>,
 }
 
 /// Where each part listens.
@@ -109,7 +120,7 @@ impl Stack {
                 assertion_header: config.identity.assertion_header.to_string(),
             },
         );
-        let app = App::new(config)?;
+        let app = App::new(config).await?;
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(crate::server::serve(l.labgate, app.clone(), async {
             let _ = rx.await;
@@ -119,8 +130,32 @@ impl Stack {
             echo_url,
             gitlab,
             app,
+            config_text: text,
             shutdown: Some(tx),
             server: Some(server),
+        })
+    }
+
+    /// Starts another labgate with the same configuration (a replica behind the same load
+    /// balancer), sharing this stack's GitLab stand-in and echo app.
+    pub async fn start_replica(&self) -> Result<Replica, String> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = listener
+            .local_addr()
+            .map(|a| format!("http://{a}"))
+            .map_err(|e| e.to_string())?;
+        let config = crate::config::load_str(&self.config_text).map_err(|e| e.to_string())?;
+        let app = App::new(config).await?;
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(crate::server::serve(listener, app.clone(), async {
+            let _ = rx.await;
+        }));
+        Ok(Replica {
+            url,
+            app,
+            _shutdown: tx,
         })
     }
 

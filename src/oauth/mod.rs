@@ -279,7 +279,10 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if let Decision::Deny(why) = app.config.access.admit(&session.user) {
         tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), "sign-in denied");
         let mut cookies = vec![clear_flow];
-        cookies.extend(app.cookies.session_cookies(&session, req.headers(), now));
+        match app.sessions.create(&session, req.headers(), now).await {
+            Ok(c) => cookies.extend(c),
+            Err(e) => tracing::error!(error = %e, "session store unavailable at sign-in"),
+        }
         let page = app.pages.forbidden(
             &session.user.username,
             &why.explain(),
@@ -292,7 +295,13 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     }
     tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
     let mut cookies = vec![clear_flow];
-    cookies.extend(app.cookies.session_cookies(&session, req.headers(), now));
+    match app.sessions.create(&session, req.headers(), now).await {
+        Ok(c) => cookies.extend(c),
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable at sign-in; failing closed");
+            return respond::with_cookies(crate::router::store_unavailable(app, req), cookies);
+        }
+    }
     respond::with_cookies(respond::redirect(&rd), cookies)
 }
 
@@ -369,11 +378,25 @@ pub async fn revalidate(
 }
 
 async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    if let Some(session) = app.cookies.read_session(req.headers()) {
-        tracing::info!(target: "labgate::audit", user = %session.user.username, "signed out");
-        let token = session.access_token.clone();
-        // Best effort, bounded by gitlab.timeout: the browser's cookies are cleared anyway.
-        app.gitlab.revoke(&token).await;
+    let everywhere =
+        query_param(req.uri().query(), "everywhere").is_some_and(|v| v == "1" || v == "true");
+    match app.sessions.load(req.headers(), true).await {
+        Ok(Some(loaded)) => {
+            let user = &loaded.session.user;
+            tracing::info!(target: "labgate::audit", user = %user.username, everywhere, "signed out");
+            let ended = if everywhere {
+                app.sessions.end_all(user.id).await.map(|_| ())
+            } else {
+                app.sessions.end(&loaded).await
+            };
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "sign-out could not delete the session in the store");
+            }
+            // Best effort, bounded by gitlab.timeout: the browser's cookies are cleared anyway.
+            app.gitlab.revoke(&loaded.session.access_token).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "sign-out could not reach the session store"),
     }
     let cookies = app
         .cookies
@@ -410,6 +433,7 @@ async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
             });
             respond::with_cookies(respond::json(StatusCode::OK, &body), cookies)
         }
+        Auth::StoreDown => crate::router::store_unavailable(app, req),
         Auth::Unavailable => respond::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "gitlab_unreachable",

@@ -106,6 +106,32 @@ impl CookieCodec {
         c.build().to_string()
     }
 
+    /// Seals a value bound to `name` (Redis stores sessions sealed under their key).
+    pub fn seal_value(&self, name: &str, plaintext: String) -> Option<String> {
+        self.seal(name, plaintext)
+    }
+
+    /// Opens a value sealed for `name` with any configured key.
+    pub fn open_value(&self, name: &str, sealed: &str) -> Option<String> {
+        self.open(name, sealed)
+    }
+
+    /// The cookie that carries a Redis session handle (sealed, so it cannot be forged or
+    /// guessed from Redis contents).
+    pub fn handle_cookie(&self, handle: &str, max_age: i64) -> Option<String> {
+        let sealed = self.seal(&self.name, format!("h:{handle}"))?;
+        Some(self.build(self.name.clone(), sealed, Some(max_age)))
+    }
+
+    /// The Redis session handle from the request's cookie.
+    pub fn read_handle(&self, headers: &HeaderMap) -> Option<String> {
+        let present = cookies(headers);
+        let value = present.iter().find(|(n, _)| *n == self.name)?.1;
+        self.open(&self.name, value)?
+            .strip_prefix("h:")
+            .map(str::to_owned)
+    }
+
     fn seal(&self, name: &str, plaintext: String) -> Option<String> {
         let key = self.keys.first()?;
         let mut jar = CookieJar::new();

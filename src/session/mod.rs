@@ -2,10 +2,13 @@
 //! sealed, split, read back and cleared. Knows nothing of HTTP routing or GitLab.
 
 mod cookie_codec;
+pub mod redis;
+mod store;
 #[cfg(test)]
 mod tests;
 
 pub use cookie_codec::{cookies as request_cookies, CookieCodec, FlowCookie, FlowState};
+pub use store::{Loaded, Sessions};
 
 use serde::{Deserialize, Serialize};
 

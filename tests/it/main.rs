@@ -10,3 +10,4 @@ mod identity;
 mod login;
 mod machine;
 mod proxy;
+mod redis;

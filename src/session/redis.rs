@@ -1,0 +1,311 @@
+//! The Redis session store: the cookie carries only a random 256-bit handle (sealed); Redis
+//! holds the session sealed too (tokens are secrets at rest) under a key derived from the
+//! handle, with a TTL of the remaining absolute lifetime. Standalone (`redis://`,
+//! `rediss://`), Sentinel and Cluster. Every command has a timeout; any failure is an
+//! error the caller turns into a fail-closed 503, never a guess.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use sha2::Digest;
+
+use super::{CookieCodec, Session};
+use crate::config::{RedisConfig, RedisTarget};
+
+/// How long a revalidation lock is held at most (a refresh takes a few GitLab calls).
+pub const LOCK_TTL: Duration = Duration::from_secs(10);
+
+/// Redis failed or did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+// One per store, built once: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel {
+        sentinel: tokio::sync::Mutex<redis::sentinel::Sentinel>,
+        master: String,
+        current: tokio::sync::Mutex<Option<ConnectionManager>>,
+    },
+}
+
+/// The Redis store.
+pub struct RedisStore {
+    conn: Conn,
+    cfg: RedisConfig,
+    /// Validated sessions kept in this process for `redis_cache_ttl`.
+    cache: Mutex<HashMap<String, (Session, Instant)>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+fn with_password(
+    url: &str,
+    password: Option<&crate::config::Secret>,
+) -> Result<redis::ConnectionInfo, StoreError> {
+    use redis::IntoConnectionInfo;
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| StoreError(format!("bad Redis URL: {e}")))?;
+    if let Some(p) = password {
+        if info.redis_settings().password().is_none() {
+            let settings = info.redis_settings().clone().set_password(p.expose());
+            info = info.set_redis_settings(settings);
+        }
+    }
+    Ok(info)
+}
+
+fn manager_config(cfg: &RedisConfig) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_response_timeout(Some(cfg.command_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+impl RedisStore {
+    /// Sets up the connection(s). Does not fail when Redis is down: connections are made
+    /// (and re-made) on use, so labgate starts and recovers without a restart.
+    pub async fn new(cfg: &RedisConfig) -> Result<RedisStore, StoreError> {
+        let conn = match &cfg.target {
+            RedisTarget::Single(url) => {
+                let client =
+                    redis::Client::open(with_password(url.expose(), cfg.password.as_ref())?)
+                        .map_err(|e| StoreError(e.to_string()))?;
+                Conn::Single(
+                    ConnectionManager::new_lazy_with_config(client, manager_config(cfg))
+                        .map_err(|e| StoreError(e.to_string()))?,
+                )
+            }
+            RedisTarget::Cluster(nodes) => {
+                let infos = nodes
+                    .iter()
+                    .map(|n| with_password(n.expose(), cfg.password.as_ref()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let client = redis::cluster::ClusterClient::builder(infos)
+                    .connection_timeout(cfg.connect_timeout)
+                    .response_timeout(cfg.command_timeout)
+                    .build()
+                    .map_err(|e| StoreError(e.to_string()))?;
+                let c =
+                    tokio::time::timeout(cfg.connect_timeout * 3, client.get_async_connection())
+                        .await
+                        .map_err(|_| StoreError("Redis Cluster did not answer in time".into()))?
+                        .map_err(|e| StoreError(e.to_string()))?;
+                Conn::Cluster(c)
+            }
+            RedisTarget::Sentinel { master, nodes } => {
+                let infos = nodes
+                    .iter()
+                    .map(|n| with_password(n.expose(), None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let sentinel = redis::sentinel::Sentinel::build(infos)
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Conn::Sentinel {
+                    sentinel: tokio::sync::Mutex::new(sentinel),
+                    master: master.clone(),
+                    current: tokio::sync::Mutex::new(None),
+                }
+            }
+        };
+        Ok(RedisStore {
+            conn,
+            cfg: cfg.clone(),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let timeout = self.cfg.command_timeout;
+        let fail = |e: redis::RedisError| StoreError(e.to_string());
+        let run = async {
+            match &self.conn {
+                Conn::Single(m) => cmd.query_async(&mut m.clone()).await.map_err(fail),
+                Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await.map_err(fail),
+                Conn::Sentinel {
+                    sentinel,
+                    master,
+                    current,
+                } => {
+                    let mut slot = current.lock().await;
+                    if slot.is_none() {
+                        let client = sentinel
+                            .lock()
+                            .await
+                            .async_master_for(master, None)
+                            .await
+                            .map_err(fail)?;
+                        *slot = Some(
+                            ConnectionManager::new_with_config(client, manager_config(&self.cfg))
+                                .await
+                                .map_err(fail)?,
+                        );
+                    }
+                    let mut m = slot.clone().ok_or_else(|| StoreError("no master".into()))?;
+                    drop(slot);
+                    let r = cmd.query_async(&mut m).await;
+                    if r.is_err() {
+                        // A failover may have moved the master: ask Sentinel again next time.
+                        *current.lock().await = None;
+                    }
+                    r.map_err(fail)
+                }
+            }
+        };
+        tokio::time::timeout(timeout * 2, run)
+            .await
+            .map_err(|_| StoreError(format!("Redis did not answer within {timeout:?}")))?
+    }
+
+    fn key(&self, handle: &str) -> String {
+        let d = sha2::Sha256::digest(handle.as_bytes());
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}s:{hex}", self.cfg.key_prefix)
+    }
+
+    fn user_key(&self, user_id: u64) -> String {
+        format!("{}u:{user_id}", self.cfg.key_prefix)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+
+    /// The session for `handle`, from the local cache when fresh enough (`fresh = false`).
+    pub async fn load(
+        &self,
+        codec: &CookieCodec,
+        handle: &str,
+        fresh: bool,
+    ) -> Result<Option<Session>, StoreError> {
+        if !fresh && !self.cfg.cache_ttl.is_zero() {
+            if let Ok(cache) = self.cache.lock() {
+                if let Some((s, at)) = cache.get(handle) {
+                    if at.elapsed() < self.cfg.cache_ttl {
+                        return Ok(Some(s.clone()));
+                    }
+                }
+            }
+        }
+        let key = self.key(handle);
+        let sealed: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+        let session = sealed
+            .and_then(|v| codec.open_value(&key, &v))
+            .and_then(|json| serde_json::from_str::<Session>(&json).ok());
+        if let Ok(mut cache) = self.cache.lock() {
+            match &session {
+                Some(s) if !self.cfg.cache_ttl.is_zero() => {
+                    if cache.len() > 50_000 {
+                        let ttl = self.cfg.cache_ttl;
+                        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                    }
+                    cache.insert(handle.to_owned(), (s.clone(), Instant::now()));
+                }
+                _ => {
+                    cache.remove(handle);
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Stores `session` under `handle` until its absolute expiry.
+    pub async fn save(
+        &self,
+        codec: &CookieCodec,
+        handle: &str,
+        session: &Session,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let key = self.key(handle);
+        let json = serde_json::to_string(session).map_err(|e| StoreError(e.to_string()))?;
+        let sealed = codec
+            .seal_value(&key, json)
+            .ok_or_else(|| StoreError("cannot seal the session".into()))?;
+        let ttl_ms = session.expires.saturating_sub(now).max(1) * 1000;
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(sealed)
+                .arg("PX")
+                .arg(ttl_ms),
+        )
+        .await?;
+        let index = self.user_key(session.user.id);
+        self.query::<()>(redis::cmd("SADD").arg(&index).arg(handle))
+            .await?;
+        // The index lives as long as its longest session: NX sets a first TTL, GT extends.
+        for flag in ["NX", "GT"] {
+            self.query::<i64>(redis::cmd("PEXPIRE").arg(&index).arg(ttl_ms).arg(flag))
+                .await?;
+        }
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(handle.to_owned(), (session.clone(), Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// Deletes one session: every replica refuses its cookie from now on (after their
+    /// local cache TTL).
+    pub async fn delete(&self, handle: &str, user_id: u64) -> Result<(), StoreError> {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(handle);
+        }
+        self.query::<()>(redis::cmd("DEL").arg(self.key(handle)))
+            .await?;
+        self.query::<()>(redis::cmd("SREM").arg(self.user_key(user_id)).arg(handle))
+            .await
+    }
+
+    /// Deletes every session of a user (`sign_out?everywhere=1`).
+    pub async fn delete_all(&self, user_id: u64) -> Result<usize, StoreError> {
+        let index = self.user_key(user_id);
+        let handles: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&index)).await?;
+        for h in &handles {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.remove(h);
+            }
+            self.query::<()>(redis::cmd("DEL").arg(self.key(h))).await?;
+        }
+        self.query::<()>(redis::cmd("DEL").arg(&index)).await?;
+        Ok(handles.len())
+    }
+
+    /// Takes the revalidation lock for a session (SET NX PX with a random token).
+    pub async fn lock(&self, handle: &str) -> Result<Option<String>, StoreError> {
+        let token = crate::random_token(16);
+        let key = format!("{}l", self.key(handle));
+        let got: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(LOCK_TTL.as_millis() as u64),
+            )
+            .await?;
+        Ok(got.map(|_| token))
+    }
+
+    /// Releases the lock only if it is still ours (a compare-and-delete script).
+    pub async fn unlock(&self, handle: &str, token: &str) -> Result<(), StoreError> {
+        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+        let key = format!("{}l", self.key(handle));
+        self.query::<i64>(redis::cmd("EVAL").arg(RELEASE).arg(1).arg(key).arg(token))
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,174 @@
+//! Where sessions live: in the cookie (default) or in Redis behind a handle cookie. The
+//! rest of labgate calls only these methods, so it does not care which.
+
+use http::HeaderMap;
+
+use super::redis::{RedisStore, StoreError};
+use super::{CookieCodec, Session};
+use crate::config::Config;
+
+/// The session store in use.
+pub struct Sessions {
+    /// Cookie sealing (also used for Redis values and handles).
+    pub codec: CookieCodec,
+    redis: Option<RedisStore>,
+    base_name: String,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("redis", &self.redis.is_some())
+            .finish()
+    }
+}
+
+/// A loaded session and the handle it is stored under (Redis), if any.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The session.
+    pub session: Session,
+    /// Redis handle.
+    pub handle: Option<String>,
+}
+
+impl Sessions {
+    /// Sets up the configured store.
+    pub async fn new(config: &Config) -> Result<Sessions, String> {
+        let redis = match &config.session.redis {
+            Some(r) => Some(
+                RedisStore::new(r)
+                    .await
+                    .map_err(|e| format!("session.redis_url: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Sessions {
+            codec: CookieCodec::new(&config.session),
+            redis,
+            base_name: config.session.cookie_name.clone(),
+        })
+    }
+
+    /// Whether sessions live in Redis.
+    pub fn is_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// The request's session, if any. `fresh` bypasses the local cache (revalidation).
+    pub async fn load(
+        &self,
+        headers: &HeaderMap,
+        fresh: bool,
+    ) -> Result<Option<Loaded>, StoreError> {
+        match &self.redis {
+            None => Ok(self.codec.read_session(headers).map(|session| Loaded {
+                session,
+                handle: None,
+            })),
+            Some(r) => {
+                let Some(handle) = self.codec.read_handle(headers) else {
+                    return Ok(None);
+                };
+                Ok(r.load(&self.codec, &handle, fresh)
+                    .await?
+                    .map(|session| Loaded {
+                        session,
+                        handle: Some(handle),
+                    }))
+            }
+        }
+    }
+
+    /// Stores a new session (a fresh handle every sign-in: no fixation); returns the
+    /// cookies to set.
+    pub async fn create(
+        &self,
+        session: &Session,
+        request: &HeaderMap,
+        now: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        match &self.redis {
+            None => Ok(self.codec.session_cookies(session, request, now)),
+            Some(r) => {
+                let handle = crate::random_token(32);
+                r.save(&self.codec, &handle, session, now).await?;
+                let max_age =
+                    i64::try_from(session.expires.saturating_sub(now)).unwrap_or(i64::MAX);
+                let mut cookies: Vec<String> = self
+                    .codec
+                    .handle_cookie(&handle, max_age)
+                    .into_iter()
+                    .collect();
+                // Chunks left over from a cookie-store session are cleared.
+                cookies.extend(
+                    self.codec
+                        .clear_all(request, &self.base_name)
+                        .into_iter()
+                        .filter(|c| !c.starts_with(&format!("{}=", self.codec.name()))),
+                );
+                Ok(cookies)
+            }
+        }
+    }
+
+    /// Stores an updated session (revalidation); returns the cookies to set (none for
+    /// Redis: the handle stays).
+    pub async fn update(
+        &self,
+        loaded: &Loaded,
+        session: &Session,
+        request: &HeaderMap,
+        now: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        match (&self.redis, &loaded.handle) {
+            (Some(r), Some(handle)) => {
+                r.save(&self.codec, handle, session, now).await?;
+                Ok(Vec::new())
+            }
+            _ => Ok(self.codec.session_cookies(session, request, now)),
+        }
+    }
+
+    /// Ends a session in the store (Redis: deleted for every replica).
+    pub async fn end(&self, loaded: &Loaded) -> Result<(), StoreError> {
+        match (&self.redis, &loaded.handle) {
+            (Some(r), Some(handle)) => r.delete(handle, loaded.session.user.id).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends every session of a user (Redis only); returns how many.
+    pub async fn end_all(&self, user_id: u64) -> Result<usize, StoreError> {
+        match &self.redis {
+            Some(r) => r.delete_all(user_id).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Takes the cross-replica revalidation lock: `Ok(None)` when another replica holds it.
+    /// Without Redis there are no other replicas to coordinate with.
+    pub async fn lock(&self, loaded: &Loaded) -> Result<Option<String>, StoreError> {
+        match (&self.redis, &loaded.handle) {
+            (Some(r), Some(handle)) => r.lock(handle).await,
+            _ => Ok(Some(String::new())),
+        }
+    }
+
+    /// Releases the revalidation lock.
+    pub async fn unlock(&self, loaded: &Loaded, token: &str) {
+        if let (Some(r), Some(handle)) = (&self.redis, &loaded.handle) {
+            if let Err(e) = r.unlock(handle, token).await {
+                tracing::warn!(error = %e, "releasing the revalidation lock failed (it expires by itself)");
+            }
+        }
+    }
+
+    /// Readiness: the store answers.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match &self.redis {
+            Some(r) => r.ping().await,
+            None => Ok(()),
+        }
+    }
+}

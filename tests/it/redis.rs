@@ -1,0 +1,399 @@
+//! The Redis session store with real redis-server processes: replicas sharing sessions,
+//! sign-out everywhere, fail closed while Redis is down, a 3-master Redis Cluster, and
+//! single-flight revalidation across replicas.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, COOKIE};
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn redis_on(port: u16, extra: &[&str]) -> Redis {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir.path())
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for this test: scripts/test installs it (apt-get install redis-server)");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    Redis {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn key_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signing.pem");
+    std::fs::write(&path, labgate::identity::generate_es256_pem()).unwrap();
+    let p = path.display().to_string();
+    (dir, p)
+}
+
+/// The demo config on Redis: `session_extra` goes into [session].
+fn redis_config(session_extra: &str, key: &str) -> String {
+    config_with(
+        None,
+        &format!("\n[identity]\nsigning_key_files = [{key:?}]\n"),
+    )
+    .replace(
+        "[session]\n",
+        &format!("[session]\nstore = \"redis\"\n{session_extra}\n"),
+    )
+}
+
+async fn get(url: &str, cookie: &str) -> StatusCode {
+    plain()
+        .get(url)
+        .header(COOKIE, cookie)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn replicas_share_sessions_and_sign_out_ends_them_everywhere() {
+    let redis = redis_on(free_port(), &[]).await;
+    let (_k, key) = key_file();
+    let s = stack(&redis_config(
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"1s\"",
+            redis.port
+        ),
+        &key,
+    ))
+    .await;
+    let b = s.start_replica().await.unwrap();
+    let r = flow(&browser(), &s, "alice", "/").await;
+    let set = set_cookies(&r);
+    let cookie = session_cookie_header(&set);
+    // The cookie holds only a sealed handle: small, and no session data.
+    assert!(cookie.len() < 200, "{cookie}");
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+    // The same cookie works on replica B; B's assertion verifies with the shared key.
+    let r = plain()
+        .get(format!("{}/x", b.url))
+        .header(COOKIE, &cookie)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["user"], "alice");
+    assert_eq!(body["verified"]["valid"], true, "{body}");
+    // Sign out on B: A refuses the same cookie once its local cache (1 s) has passed.
+    let r = plain()
+        .get(format!("{}/oauth2/sign_out", b.url))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get(&format!("{}/", b.url), &cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "at once on B"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::UNAUTHORIZED,
+        "on A after the cache TTL"
+    );
+    // A copied cookie cannot come back: the session is gone from Redis.
+    assert_eq!(
+        get(&format!("{}/", b.url), &cookie).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_ends_all_of_a_users_sessions() {
+    let redis = redis_on(free_port(), &[]).await;
+    let (_k, key) = key_file();
+    let s = stack(&redis_config(
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"",
+            redis.port
+        ),
+        &key,
+    ))
+    .await;
+    let one = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    let two = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    let bob = session_cookie_header(&set_cookies(&flow(&browser(), &s, "bob", "/").await));
+    assert_ne!(one, two, "a new handle at every sign-in");
+    let r = plain()
+        .get(format!("{}/oauth2/sign_out?everywhere=1", s.labgate_url))
+        .header(COOKIE, &one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &two).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &bob).await,
+        StatusCode::OK,
+        "other users keep theirs"
+    );
+}
+
+fn signal(redis: &Redis, sig: &str) {
+    let pid = redis.child.id().to_string();
+    assert!(Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[tokio::test]
+async fn redis_down_fails_closed_and_recovers_without_a_restart() {
+    let redis = redis_on(free_port(), &[]).await;
+    let (_k, key) = key_file();
+    let s = stack(&redis_config(
+        &format!("redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"\nredis_command_timeout = \"300ms\"\nredis_connect_timeout = \"300ms\"", redis.port),
+        &key,
+    ))
+    .await;
+    let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+    // Redis hangs (stopped): every command times out. (Stopping rather than killing keeps
+    // the port from being taken by a parallel test.)
+    signal(&redis, "-STOP");
+    let (status, body) = get_json(&plain_with(&cookie), &format!("{}/", s.labgate_url)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "session_store_unavailable");
+    let r = plain()
+        .get(format!("{}/", s.labgate_url))
+        .header(COOKIE, &cookie)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("session store"));
+    assert_eq!(
+        plain()
+            .get(format!("{}/ready", s.labgate_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Signing in while Redis is down does not admit anyone either.
+    let r = flow(&browser(), &s, "bob", "/").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Redis is back: labgate recovers by itself.
+    signal(&redis, "-CONT");
+    let mut ready = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        ready = plain()
+            .get(format!("{}/ready", s.labgate_url))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if ready == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, StatusCode::OK);
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+    let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "bob", "/").await));
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+}
+
+fn plain_with(cookie: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(COOKIE, cookie.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(h)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_revalidation_on_two_replicas_makes_one_refresh_call() {
+    let redis = redis_on(free_port(), &[]).await;
+    let (_k, key) = key_file();
+    let cfg = redis_config(
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"",
+            redis.port
+        ),
+        &key,
+    )
+    .replace("revalidate = \"1m\"", "revalidate = \"10s\"");
+    let s = stack(&cfg).await;
+    let b = s.start_replica().await.unwrap();
+    let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    s.app.clock.advance(11);
+    b.app.clock.advance(11);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let url = if i % 2 == 0 {
+            format!("{}/", s.labgate_url)
+        } else {
+            format!("{}/", b.url)
+        };
+        let cookie = cookie.clone();
+        tasks.push(tokio::spawn(async move { get(&url, &cookie).await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        s.gitlab.refresh_count(),
+        1,
+        "one refresh across both replicas"
+    );
+}
+
+#[tokio::test]
+async fn a_three_master_redis_cluster_works() {
+    let ports = [free_port(), free_port(), free_port()];
+    let mut nodes = Vec::new();
+    for p in ports {
+        nodes.push(
+            redis_on(
+                p,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{p}.conf"),
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+            )
+            .await,
+        );
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for _ in 0..100 {
+        let info = Command::new("redis-cli")
+            .args(["-p", &ports[0].to_string(), "cluster", "info"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_k, key) = key_file();
+    let list: Vec<String> = ports
+        .iter()
+        .map(|p| format!("\"redis://127.0.0.1:{p}\""))
+        .collect();
+    let s = stack(&redis_config(
+        &format!(
+            "redis_cluster_nodes = [{}]\nredis_cache_ttl = \"0s\"",
+            list.join(", ")
+        ),
+        &key,
+    ))
+    .await;
+    let b = s.start_replica().await.unwrap();
+    let mut cookies = Vec::new();
+    for user in ["alice", "bob", "alice", "bob"] {
+        cookies.push(session_cookie_header(&set_cookies(
+            &flow(&browser(), &s, user, "/").await,
+        )));
+    }
+    for c in &cookies {
+        assert_eq!(get(&format!("{}/", b.url), c).await, StatusCode::OK);
+    }
+    let r = plain()
+        .get(format!("{}/oauth2/sign_out", b.url))
+        .header(COOKIE, &cookies[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookies[0]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookies[1]).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        plain()
+            .get(format!("{}/ready", s.labgate_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    drop(nodes);
+}
