@@ -37,6 +37,10 @@ pub struct App {
     pub clock: Clock,
     /// Identities of GitLab access tokens, briefly cached.
     pub machine_tokens: crate::machine::TokenCache,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+    /// The HTTPS certificate, when `server.tls_cert_file` is set.
+    pub tls: Option<Arc<crate::tls_reload::TlsReloader>>,
 }
 
 impl std::fmt::Debug for App {
@@ -100,7 +104,12 @@ impl App {
     pub async fn new(config: Config) -> Result<Arc<App>, String> {
         let redirect_uri = redirect_uri(&config);
         let gitlab = Gitlab::new(&config.gitlab, redirect_uri)?;
-        let signer = Signer::new(&config.identity, config.server.public_url.as_str())?;
+        let metrics = crate::metrics::Metrics::default();
+        let signer = Signer::new(&config.identity, config.server.public_url.as_str(), metrics.assertions_signed.clone())?;
+        let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls_reload::TlsReloader::new(cert.clone(), key.clone())?),
+            _ => None,
+        };
         if signer.ephemeral {
             tracing::warn!(
                 "identity.signing_key_files is not set: signing assertions with a key generated at start. \
@@ -111,7 +120,7 @@ impl App {
         let sessions = crate::session::Sessions::new(&config).await?;
         Ok(Arc::new(App {
             sessions,
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream)?,
             cookies: CookieCodec::new(&config.session),
             pages: Pages::new(&config.server),
             gitlab,
@@ -119,6 +128,8 @@ impl App {
             refresh: RefreshGate::default(),
             clock: Clock::default(),
             machine_tokens: crate::machine::TokenCache::default(),
+            metrics,
+            tls,
             config,
         }))
     }

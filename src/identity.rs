@@ -64,6 +64,7 @@ pub struct Signer {
     /// Whether the key was generated at start (single replica only).
     pub ephemeral: bool,
     cache: Mutex<HashMap<(String, u64), (HeaderValue, u64)>>,
+    signed: prometheus_client::metrics::counter::Counter,
 }
 
 impl std::fmt::Debug for Signer {
@@ -87,7 +88,7 @@ fn public_jwk(key: &EncodingKey) -> Result<(Jwk, String), String> {
 
 impl Signer {
     /// Loads the configured keys (or generates one) for `issuer` = public_url.
-    pub fn new(cfg: &IdentityConfig, issuer: &str) -> Result<Self, String> {
+    pub fn new(cfg: &IdentityConfig, issuer: &str, signed: prometheus_client::metrics::counter::Counter) -> Result<Self, String> {
         let mut pems = Vec::new();
         for path in &cfg.signing_key_files {
             let pem = std::fs::read(path).map_err(|e| {
@@ -131,6 +132,7 @@ impl Signer {
             etag,
             ephemeral,
             cache: Mutex::new(HashMap::new()),
+            signed,
         })
     }
 
@@ -194,6 +196,7 @@ impl Signer {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
+        self.signed.inc();
         match jsonwebtoken::encode(&header, &claims, &self.key) {
             Ok(token) => HeaderValue::from_str(&token).ok(),
             Err(e) => {

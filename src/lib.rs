@@ -31,6 +31,7 @@ pub mod forward_auth;
 pub mod headers;
 pub mod identity;
 pub mod machine;
+pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
@@ -40,6 +41,7 @@ pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod tls_reload;
 
 use base64::Engine;
 use rand::RngCore;

@@ -149,6 +149,29 @@ fn run(config: Config) -> ExitCode {
                 tracing::warn!(error = %e, "GitLab discovery failed at start; will retry on first use");
             }
         });
+        if let Some(addr) = app.config.server.metrics_listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tracing::info!(%addr, "metrics listening");
+                    tokio::spawn(labgate::server::serve_metrics(l, app.clone()));
+                }
+                Err(e) => {
+                    eprintln!("labgate: cannot listen on server.metrics_listen {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        if let Some(addr) = app.config.server.http_redirect_listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    tokio::spawn(labgate::server::serve_http_redirect(l, app.clone()));
+                }
+                Err(e) => {
+                    eprintln!("labgate: cannot listen on server.http_redirect_listen {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         labgate::server::serve(listener, app, labgate::server::shutdown_signal()).await;
         ExitCode::SUCCESS
     })

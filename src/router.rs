@@ -31,21 +31,59 @@ pub struct Peer {
     pub tls: bool,
 }
 
+/// How long the upstream took to send its response head (a response extension, for the
+/// access log).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub std::time::Duration);
+
+/// The request id: the trusted front proxy's `X-Request-Id` when it is sane, else a new one.
+fn request_id<B>(app: &App, peer: Peer, req: &Request<B>) -> HeaderValue {
+    let trusted = app.config.server.trusted_proxies.iter().any(|n| n.contains(&peer.addr.ip()));
+    let given = req.headers().get("x-request-id").filter(|v| {
+        trusted && !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    match given {
+        Some(v) => v.clone(),
+        None => HeaderValue::from_str(&crate::random_token(12)).unwrap_or(HeaderValue::from_static("-")),
+    }
+}
+
 /// Handles one request and writes its access-log line.
-pub async fn handle(app: Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+    use tracing::Instrument;
     let start = Instant::now();
     let method = req.method().clone();
     // Only the path is logged: queries may carry codes or tokens.
     let path = req.uri().path().to_owned();
-    let resp = route(&app, peer, req).await;
-    tracing::info!(
-        target: "labgate::access",
-        method = %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        ms = start.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let id = request_id(&app, peer, &req);
+    req.headers_mut().insert("x-request-id", id.clone());
+    let route_kind = if path == "/ping" || path == "/ready" {
+        "probe"
+    } else if path.starts_with(app.config.server.prefix.as_str()) {
+        "labgate"
+    } else {
+        "app"
+    };
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
+    let mut resp = route(&app, peer, req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    let upstream_ms = resp.extensions().get::<UpstreamTime>().map(|t| t.0.as_secs_f64() * 1000.0);
+    span.in_scope(|| {
+        tracing::info!(
+            target: "labgate::access",
+            method = %method,
+            path = %path,
+            status,
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            upstream_ms,
+            "request"
+        );
+    });
+    app.metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels { class: crate::metrics::class(status), route: route_kind })
+        .inc();
+    resp.headers_mut().insert("x-request-id", id);
     resp
 }
 
@@ -220,20 +258,24 @@ pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Auth {
             .await
         {
             Ok(cookies) => {
+                app.metrics.revalidation("ok");
                 *guard = Some((fresh.clone(), Instant::now()));
                 Auth::Valid(fresh, cookies)
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing the revalidated session failed; failing closed");
+                app.metrics.store_errors.inc();
                 Auth::StoreDown
             }
         },
         Err(oauth::RevalidateError::Ended(reason)) => {
             tracing::info!(target: "labgate::audit", user = %session.user.username, reason, "session ended at revalidation");
+            app.metrics.revalidation("ended");
             let _ = app.sessions.end(&loaded).await;
             Auth::Ended(clear())
         }
         Err(oauth::RevalidateError::Unreachable(e)) => {
+            app.metrics.revalidation("unreachable");
             within_grace(app, session, now, &e.to_string())
         }
     };
@@ -428,8 +470,14 @@ async fn forward(
         Some(q) => format!("{}?{q}", views.forward),
         None => views.forward.clone(),
     };
+    let sent = Instant::now();
     let resp = match app.upstream.forward(req, &target).await {
-        Ok(r) => r,
+        Ok(mut r) => {
+            let took = sent.elapsed();
+            app.metrics.upstream_seconds.observe(took.as_secs_f64());
+            r.extensions_mut().insert(UpstreamTime(took));
+            r
+        }
         Err(e) => {
             tracing::warn!(error = %e, "upstream request failed");
             upstream_error(app, e.status(), html)

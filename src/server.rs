@@ -1,28 +1,29 @@
-//! Listeners and connections: HTTP/1.1 and h2c on one port, request-head limits, the
-//! slow-client timeout, a bound on open connections, and graceful drain on shutdown.
-//! Knows nothing of OAuth: every request goes to [`crate::router::handle`].
+//! Listeners and connections: HTTP/1.1 and h2c on one port (or HTTPS with ALPN h2 and
+//! http/1.1), request-head limits, the slow-client timeout, a bound on open connections,
+//! and graceful drain on shutdown. Knows nothing of OAuth: every request goes to
+//! [`crate::router::handle`].
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
+use http::{Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
+use crate::proxy::Body;
 use crate::router::{self, Peer};
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
-/// requests up to `server.shutdown_grace` to finish. Returns whether the drain finished.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-) -> bool {
+/// A TLS handshake must finish within this time (slow clients).
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     let cfg = &app.config.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -36,8 +37,18 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(250);
+    builder
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
+/// requests up to `server.shutdown_grace` to finish. Returns whether the drain finished.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> bool {
+    let builder = Arc::new(builder(&app));
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
+    if let Some(tls) = &app.tls {
+        tls.watch(app.config.server.tls_reload_interval);
+    }
     tokio::pin!(shutdown);
     loop {
         // Back-pressure: at the connection limit, stop accepting until one closes.
@@ -58,26 +69,25 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let peer = Peer { addr, tls: false };
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(router::handle(app, peer, req).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let watched = graceful.watch(conn.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            app.metrics.open_connections.inc();
+            match app.tls.as_ref().map(|t| t.acceptor()) {
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_conn(&builder, watcher, tls, app.clone(), Peer { addr, tls: true }).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+                None => serve_conn(&builder, watcher, stream, app.clone(), Peer { addr, tls: false }).await,
             }
+            app.metrics.open_connections.dec();
             drop(permit);
         });
     }
     drop(listener);
     let grace = app.config.server.shutdown_grace;
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: draining in-flight requests"
-    );
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => {
             tracing::info!("all connections drained");
@@ -87,6 +97,71 @@ pub async fn serve(
             tracing::warn!("drain time over; closing the remaining connections");
             false
         }
+    }
+}
+
+async fn serve_conn<I>(builder: &auto::Builder<TokioExecutor>, watcher: hyper_util::server::graceful::Watcher, io: I, app: Arc<App>, peer: Peer)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(router::handle(app, peer, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves `/metrics` alone on its own listener (`server.metrics_listen`).
+pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        metrics_response(&app)
+                    } else {
+                        crate::respond::text(StatusCode::NOT_FOUND, "not found")
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+/// The Prometheus text exposition.
+pub fn metrics_response(app: &App) -> Response<Body> {
+    let mut r = Response::new(Body::from(app.metrics.render()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// Redirects every plain-HTTP request to the same path on https `public_url`
+/// (`server.http_redirect_listen`).
+pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
+    let base = app.config.server.public_url.as_str().trim_end_matches('/').to_owned();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let base = base.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let target = format!("{base}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
+                let mut r = crate::respond::redirect(&target);
+                *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
     }
 }
 

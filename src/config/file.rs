@@ -61,6 +61,8 @@ pub struct ServerFile {
     pub logo_url: Option<String>,
     pub footer_text: Option<String>,
     pub metrics_listen: Option<String>,
+    pub tls_reload_interval: Option<String>,
+    pub http_redirect_listen: Option<String>,
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,
     pub header_read_timeout: Option<String>,

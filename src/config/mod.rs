@@ -180,6 +180,10 @@ pub struct ServerConfig {
     pub footer_text: Option<String>,
     /// Serve /metrics here instead of under the prefix.
     pub metrics_listen: Option<SocketAddr>,
+    /// How often the TLS files are checked for changes.
+    pub tls_reload_interval: Duration,
+    /// A plain-HTTP listener that redirects to https public_url.
+    pub http_redirect_listen: Option<SocketAddr>,
     /// Largest request head (request line + headers) accepted, in bytes.
     pub max_header_bytes: usize,
     /// Most request headers accepted.

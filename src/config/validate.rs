@@ -205,6 +205,14 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
             None
         }
     });
+    let http_redirect_listen = s.http_redirect_listen.and_then(|m| match m.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.problem("server.http_redirect_listen", format!("{m:?} is not host:port"));
+            None
+        }
+    });
+    let tls_reload_interval = c.duration("server.tls_reload_interval", s.tls_reload_interval.as_deref(), "10s");
     let header_read_timeout = c.duration(
         "server.header_read_timeout",
         s.header_read_timeout.as_deref(),
@@ -232,6 +240,8 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         logo_url: s.logo_url,
         footer_text: s.footer_text,
         metrics_listen,
+        tls_reload_interval,
+        http_redirect_listen,
         max_header_bytes,
         max_headers: s.max_headers.unwrap_or(100),
         header_read_timeout,
@@ -289,12 +299,6 @@ fn upstream(c: &mut Checker, u: file::UpstreamFile) -> UpstreamConfig {
                     Some(h) => h.to_string(),
                     None => String::new(),
                 };
-                if parsed.scheme() == "https" {
-                    c.problem(
-                        "upstream.url",
-                        "https upstreams are not supported yet: labgate runs beside the app; use http:// on localhost or unix:/path",
-                    );
-                }
                 match format!("{host}:{port}").parse() {
                     Ok(authority) => UpstreamTarget::Http {
                         tls: parsed.scheme() == "https",

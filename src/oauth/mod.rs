@@ -36,6 +36,7 @@ pub async fn endpoint(
         (Method::GET | Method::POST, "/sign_out") => sign_out(app, &req).await,
         (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
         (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
+        (Method::GET, "/metrics") if app.config.server.metrics_listen.is_none() => crate::server::metrics_response(app),
         (Method::GET | Method::HEAD, "/auth") => crate::forward_auth::handle(app, peer, &req).await,
         (
             _,
@@ -171,6 +172,7 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let flow = match app.cookies.read_flow(req.headers(), &state, now) {
         Ok(f) => f,
         Err(crate::session::FlowCookie::Missing) => {
+            app.metrics.sign_in("bad_state");
             let hints = vec![
                 "labgate is set up with session.cookie_secure = true but is reached over plain http: browsers drop Secure cookies there.".to_owned(),
                 format!(
@@ -192,11 +194,17 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
             );
         }
         Err(_) => {
+            app.metrics.sign_in("bad_state");
             let alert = Alert { message: "This sign-in link is not valid any more (it expired or was already used). Please sign in again.", hints: &[] };
             return sign_in_page(app, "/", StatusCode::BAD_REQUEST, Some(&alert));
         }
     };
     let clear_flow = app.cookies.clear_flow(&state);
+    if query_param(q, "error").as_deref() == Some("access_denied") {
+        app.metrics.sign_in("cancelled");
+    } else if query_param(q, "error").is_some() {
+        app.metrics.sign_in("gitlab_error");
+    }
     let rd = flow.rd.clone();
     if let Some(error) = query_param(q, "error") {
         let message = if error == "access_denied" {
@@ -272,12 +280,14 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "sign-in failed at the callback");
+            app.metrics.sign_in("gitlab_error");
             return respond::with_cookies(gitlab_failed(app, &rd, &e), vec![clear_flow]);
         }
     };
     let session = new_session(app, tokens, user, now);
     if let Decision::Deny(why) = app.config.access.admit(&session.user) {
         tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), "sign-in denied");
+        app.metrics.sign_in("denied");
         let mut cookies = vec![clear_flow];
         match app.sessions.create(&session, req.headers(), now).await {
             Ok(c) => cookies.extend(c),
@@ -294,11 +304,14 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         );
     }
     tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
+    app.metrics.sign_in("ok");
     let mut cookies = vec![clear_flow];
     match app.sessions.create(&session, req.headers(), now).await {
         Ok(c) => cookies.extend(c),
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable at sign-in; failing closed");
+            app.metrics.sign_in("store_error");
+            app.metrics.store_errors.inc();
             return respond::with_cookies(crate::router::store_unavailable(app, req), cookies);
         }
     }

@@ -52,8 +52,13 @@ pub struct Upstream {
 
 impl Upstream {
     /// A pooled client for the configured upstream.
-    pub fn new(cfg: &UpstreamConfig) -> Self {
+    pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
         let (dest, base) = match &cfg.target {
+            UpstreamTarget::Http { tls: true, authority } => {
+                let host = authority.host().trim_matches(['[', ']']).to_owned();
+                let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| format!("upstream.url: {e}"))?;
+                (connector::Dest::Tls(authority.to_string(), name, tls_connector(cfg)?), format!("http://{authority}"))
+            }
             UpstreamTarget::Http { authority, .. } => (
                 connector::Dest::Tcp(authority.to_string()),
                 format!("http://{authority}"),
@@ -70,11 +75,11 @@ impl Upstream {
             .timer(TokioTimer::new())
             .set_host(false)
             .build(connector::Connector::new(dest));
-        Upstream {
+        Ok(Upstream {
             client,
             base,
             timeout: cfg.timeout,
-        }
+        })
     }
 
     /// Sends `req` (headers already rewritten; `path_and_query` is what the upstream gets)
@@ -130,6 +135,27 @@ impl Upstream {
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::Stream(body)))
     }
+}
+
+/// rustls for an https upstream: the platform's roots plus `upstream.ca_file`; never an
+/// "insecure" mode.
+fn tls_connector(cfg: &UpstreamConfig) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(ca) = &cfg.ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("upstream.ca_file: cannot read {}: {e}", ca.display()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("upstream.ca_file: {}: {e}", ca.display()))?;
+            roots.add(c).map_err(|e| format!("upstream.ca_file: {}: {e}", ca.display()))?;
+        }
+    }
+    let mut config = tokio_rustls::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }
 
 /// An HTTP/1.1 `Connection: upgrade` + `Upgrade: x` request.
