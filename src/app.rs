@@ -105,9 +105,16 @@ impl App {
         let redirect_uri = redirect_uri(&config);
         let gitlab = Gitlab::new(&config.gitlab, redirect_uri)?;
         let metrics = crate::metrics::Metrics::default();
-        let signer = Signer::new(&config.identity, config.server.public_url.as_str(), metrics.assertions_signed.clone())?;
+        let signer = Signer::new(
+            &config.identity,
+            config.server.public_url.as_str(),
+            metrics.assertions_signed.clone(),
+        )?;
         let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-            (Some(cert), Some(key)) => Some(crate::tls_reload::TlsReloader::new(cert.clone(), key.clone())?),
+            (Some(cert), Some(key)) => Some(crate::tls_reload::TlsReloader::new(
+                cert.clone(),
+                key.clone(),
+            )?),
             _ => None,
         };
         if signer.ephemeral {

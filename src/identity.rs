@@ -88,7 +88,11 @@ fn public_jwk(key: &EncodingKey) -> Result<(Jwk, String), String> {
 
 impl Signer {
     /// Loads the configured keys (or generates one) for `issuer` = public_url.
-    pub fn new(cfg: &IdentityConfig, issuer: &str, signed: prometheus_client::metrics::counter::Counter) -> Result<Self, String> {
+    pub fn new(
+        cfg: &IdentityConfig,
+        issuer: &str,
+        signed: prometheus_client::metrics::counter::Counter,
+    ) -> Result<Self, String> {
         let mut pems = Vec::new();
         for path in &cfg.signing_key_files {
             let pem = std::fs::read(path).map_err(|e| {

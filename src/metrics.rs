@@ -53,21 +53,56 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("labgate");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests by status class and route kind", requests.clone());
-        let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        registry.register(
+            "requests",
+            "Requests by status class and route kind",
+            requests.clone(),
+        );
+        let buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
         let upstream_seconds = Histogram::new(buckets);
-        registry.register("upstream_duration_seconds", "Time to the upstream's response head", upstream_seconds.clone());
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to the upstream's response head",
+            upstream_seconds.clone(),
+        );
         let sign_ins = Family::<Outcome, Counter>::default();
         registry.register("sign_ins", "Sign-ins by outcome", sign_ins.clone());
         let revalidations = Family::<Outcome, Counter>::default();
-        registry.register("revalidations", "Session revalidations with GitLab by outcome", revalidations.clone());
+        registry.register(
+            "revalidations",
+            "Session revalidations with GitLab by outcome",
+            revalidations.clone(),
+        );
         let store_errors = Counter::default();
-        registry.register("session_store_errors", "Session store (Redis) failures", store_errors.clone());
+        registry.register(
+            "session_store_errors",
+            "Session store (Redis) failures",
+            store_errors.clone(),
+        );
         let assertions_signed = Counter::default();
-        registry.register("assertions_signed", "Assertion JWTs signed", assertions_signed.clone());
+        registry.register(
+            "assertions_signed",
+            "Assertion JWTs signed",
+            assertions_signed.clone(),
+        );
         let open_connections = Gauge::default();
-        registry.register("open_connections", "Open client connections", open_connections.clone());
-        Metrics { registry, requests, upstream_seconds, sign_ins, revalidations, store_errors, assertions_signed, open_connections }
+        registry.register(
+            "open_connections",
+            "Open client connections",
+            open_connections.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            upstream_seconds,
+            sign_ins,
+            revalidations,
+            store_errors,
+            assertions_signed,
+            open_connections,
+        }
     }
 }
 

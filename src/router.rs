@@ -38,13 +38,25 @@ pub struct UpstreamTime(pub std::time::Duration);
 
 /// The request id: the trusted front proxy's `X-Request-Id` when it is sane, else a new one.
 fn request_id<B>(app: &App, peer: Peer, req: &Request<B>) -> HeaderValue {
-    let trusted = app.config.server.trusted_proxies.iter().any(|n| n.contains(&peer.addr.ip()));
+    let trusted = app
+        .config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&peer.addr.ip()));
     let given = req.headers().get("x-request-id").filter(|v| {
-        trusted && !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+        trusted
+            && !v.is_empty()
+            && v.len() <= 128
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
     });
     match given {
         Some(v) => v.clone(),
-        None => HeaderValue::from_str(&crate::random_token(12)).unwrap_or(HeaderValue::from_static("-")),
+        None => {
+            HeaderValue::from_str(&crate::random_token(12)).unwrap_or(HeaderValue::from_static("-"))
+        }
     }
 }
 
@@ -67,7 +79,10 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     let mut resp = route(&app, peer, req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
-    let upstream_ms = resp.extensions().get::<UpstreamTime>().map(|t| t.0.as_secs_f64() * 1000.0);
+    let upstream_ms = resp
+        .extensions()
+        .get::<UpstreamTime>()
+        .map(|t| t.0.as_secs_f64() * 1000.0);
     span.in_scope(|| {
         tracing::info!(
             target: "labgate::access",
@@ -81,7 +96,10 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
     });
     app.metrics
         .requests
-        .get_or_create(&crate::metrics::RequestLabels { class: crate::metrics::class(status), route: route_kind })
+        .get_or_create(&crate::metrics::RequestLabels {
+            class: crate::metrics::class(status),
+            route: route_kind,
+        })
         .inc();
     resp.headers_mut().insert("x-request-id", id);
     resp

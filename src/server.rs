@@ -42,7 +42,11 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
 /// requests up to `server.shutdown_grace` to finish. Returns whether the drain finished.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> bool {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let builder = Arc::new(builder(&app));
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
@@ -74,12 +78,33 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         tokio::spawn(async move {
             app.metrics.open_connections.inc();
             match app.tls.as_ref().map(|t| t.acceptor()) {
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_conn(&builder, watcher, tls, app.clone(), Peer { addr, tls: true }).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
-                None => serve_conn(&builder, watcher, stream, app.clone(), Peer { addr, tls: false }).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            serve_conn(
+                                &builder,
+                                watcher,
+                                tls,
+                                app.clone(),
+                                Peer { addr, tls: true },
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+                None => {
+                    serve_conn(
+                        &builder,
+                        watcher,
+                        stream,
+                        app.clone(),
+                        Peer { addr, tls: false },
+                    )
+                    .await
+                }
             }
             app.metrics.open_connections.dec();
             drop(permit);
@@ -87,7 +112,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
     drop(listener);
     let grace = app.config.server.shutdown_grace;
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => {
             tracing::info!("all connections drained");
@@ -100,8 +128,13 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
 }
 
-async fn serve_conn<I>(builder: &auto::Builder<TokioExecutor>, watcher: hyper_util::server::graceful::Watcher, io: I, app: Arc<App>, peer: Peer)
-where
+async fn serve_conn<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    app: Arc<App>,
+    peer: Peer,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| {
@@ -117,7 +150,9 @@ where
 /// Serves `/metrics` alone on its own listener (`server.metrics_listen`).
 pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -131,7 +166,9 @@ pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -141,7 +178,9 @@ pub fn metrics_response(app: &App) -> Response<Body> {
     let mut r = Response::new(Body::from(app.metrics.render()));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
     );
     r
 }
@@ -149,18 +188,31 @@ pub fn metrics_response(app: &App) -> Response<Body> {
 /// Redirects every plain-HTTP request to the same path on https `public_url`
 /// (`server.http_redirect_listen`).
 pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
-    let base = app.config.server.public_url.as_str().trim_end_matches('/').to_owned();
+    let base = app
+        .config
+        .server
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let base = base.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let target = format!("{base}{}", req.uri().path_and_query().map_or("/", |p| p.as_str()));
+                let target = format!(
+                    "{base}{}",
+                    req.uri().path_and_query().map_or("/", |p| p.as_str())
+                );
                 let mut r = crate::respond::redirect(&target);
                 *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
                 async move { Ok::<_, Infallible>(r) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

@@ -8,20 +8,25 @@ use std::time::{Duration, SystemTime};
 
 use tokio_rustls::rustls::ServerConfig;
 
+/// Modification times of the certificate and key files.
+type Stamp = Option<(SystemTime, SystemTime)>;
+
 /// The current server certificate and the files it came from.
 pub struct TlsReloader {
     cert: PathBuf,
     key: PathBuf,
-    current: RwLock<(Arc<ServerConfig>, Option<(SystemTime, SystemTime)>)>,
+    current: RwLock<(Arc<ServerConfig>, Stamp)>,
 }
 
 impl std::fmt::Debug for TlsReloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsReloader").field("cert", &self.cert).finish_non_exhaustive()
+        f.debug_struct("TlsReloader")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
     }
 }
 
-fn mtimes(cert: &PathBuf, key: &PathBuf) -> Option<(SystemTime, SystemTime)> {
+fn mtimes(cert: &PathBuf, key: &PathBuf) -> Stamp {
     let m = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     Some((m(cert)?, m(key)?))
 }
@@ -31,12 +36,20 @@ impl TlsReloader {
     pub fn new(cert: PathBuf, key: PathBuf) -> Result<Arc<TlsReloader>, String> {
         let cfg = crate::tls::server_config(&cert, &key)?;
         let stamp = mtimes(&cert, &key);
-        Ok(Arc::new(TlsReloader { cert, key, current: RwLock::new((cfg, stamp)) }))
+        Ok(Arc::new(TlsReloader {
+            cert,
+            key,
+            current: RwLock::new((cfg, stamp)),
+        }))
     }
 
     /// An acceptor with the current certificate.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let cfg = self.current.read().map(|c| c.0.clone()).unwrap_or_else(|p| p.into_inner().0.clone());
+        let cfg = self
+            .current
+            .read()
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|p| p.into_inner().0.clone());
         tokio_rustls::TlsAcceptor::from(cfg)
     }
 

@@ -208,11 +208,18 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
     let http_redirect_listen = s.http_redirect_listen.and_then(|m| match m.parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            c.problem("server.http_redirect_listen", format!("{m:?} is not host:port"));
+            c.problem(
+                "server.http_redirect_listen",
+                format!("{m:?} is not host:port"),
+            );
             None
         }
     });
-    let tls_reload_interval = c.duration("server.tls_reload_interval", s.tls_reload_interval.as_deref(), "10s");
+    let tls_reload_interval = c.duration(
+        "server.tls_reload_interval",
+        s.tls_reload_interval.as_deref(),
+        "10s",
+    );
     let header_read_timeout = c.duration(
         "server.header_read_timeout",
         s.header_read_timeout.as_deref(),

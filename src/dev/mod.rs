@@ -59,6 +59,8 @@ pub struct Listeners {
     pub gitlab: TcpListener,
     /// The echo app.
     pub echo: TcpListener,
+    /// Serve the stand-in over HTTPS with this (a self-managed GitLab with a private CA).
+    pub gitlab_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Listeners {
@@ -68,6 +70,7 @@ impl Listeners {
             labgate: TcpListener::bind("127.0.0.1:0").await?,
             gitlab: TcpListener::bind("127.0.0.1:0").await?,
             echo: TcpListener::bind("127.0.0.1:0").await?,
+            gitlab_tls: None,
         })
     }
 }
@@ -89,11 +92,13 @@ impl Stack {
         };
         let labgate_url = addr(&l.labgate)?;
         let echo_url = addr(&l.echo)?;
-        let gitlab_url = format!(
-            "{}{}",
-            addr(&l.gitlab)?,
-            gitlab_prefix.trim_end_matches('/')
-        );
+        let gitlab_addr = addr(&l.gitlab)?;
+        let gitlab_addr = if l.gitlab_tls.is_some() {
+            gitlab_addr.replacen("http://", "https://", 1)
+        } else {
+            gitlab_addr
+        };
+        let gitlab_url = format!("{gitlab_addr}{}", gitlab_prefix.trim_end_matches('/'));
         let text = config_toml
             .replace("{labgate}", &labgate_url)
             .replace("{gitlab}", &gitlab_url)
@@ -105,7 +110,7 @@ impl Stack {
                 a.redirect_uris.push(callback.clone());
             }
         }
-        let gitlab = StandIn::start(l.gitlab, fixture, gitlab_prefix);
+        let gitlab = StandIn::start_with_tls(l.gitlab, fixture, gitlab_prefix, l.gitlab_tls);
         Echo::start(
             l.echo,
             EchoConfig {
@@ -205,6 +210,7 @@ pub async fn run_demo(config: Option<&std::path::Path>) -> ExitCode {
             labgate,
             gitlab,
             echo,
+            gitlab_tls: None,
         },
         (a, b, c) => {
             for e in [a.err(), b.err(), c.err()].into_iter().flatten() {

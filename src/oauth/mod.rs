@@ -36,7 +36,9 @@ pub async fn endpoint(
         (Method::GET | Method::POST, "/sign_out") => sign_out(app, &req).await,
         (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
         (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
-        (Method::GET, "/metrics") if app.config.server.metrics_listen.is_none() => crate::server::metrics_response(app),
+        (Method::GET, "/metrics") if app.config.server.metrics_listen.is_none() => {
+            crate::server::metrics_response(app)
+        }
         (Method::GET | Method::HEAD, "/auth") => crate::forward_auth::handle(app, peer, &req).await,
         (
             _,

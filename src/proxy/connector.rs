@@ -18,7 +18,11 @@ pub enum Dest {
     /// `host:port`.
     Tcp(String),
     /// `host:port` over TLS, with the server name to verify.
-    Tls(String, rustls_pki_types::ServerName<'static>, tokio_rustls::TlsConnector),
+    Tls(
+        String,
+        rustls_pki_types::ServerName<'static>,
+        tokio_rustls::TlsConnector,
+    ),
     /// A Unix socket path.
     Unix(PathBuf),
 }
@@ -42,7 +46,9 @@ pub struct Connector {
 impl Connector {
     /// A connector for `dest`.
     pub fn new(dest: Dest) -> Self {
-        Connector { dest: Arc::new(dest) }
+        Connector {
+            dest: Arc::new(dest),
+        }
     }
 }
 
@@ -81,7 +87,9 @@ impl tower_service::Service<http::Uri> for Connector {
                     let tls = connector.connect(name.clone(), tcp(addr).await?).await?;
                     Ok(Stream::Tls(Box::new(TokioIo::new(tls))))
                 }
-                Dest::Unix(path) => Ok(Stream::Unix(TokioIo::new(UnixStream::connect(path).await?))),
+                Dest::Unix(path) => {
+                    Ok(Stream::Unix(TokioIo::new(UnixStream::connect(path).await?)))
+                }
             }
         })
     }
@@ -108,13 +116,21 @@ macro_rules! each {
 }
 
 impl Read for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         each!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
 impl Write for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         each!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
 
@@ -134,7 +150,11 @@ impl Write for Stream {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         each!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 }

@@ -54,10 +54,17 @@ impl Upstream {
     /// A pooled client for the configured upstream.
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
         let (dest, base) = match &cfg.target {
-            UpstreamTarget::Http { tls: true, authority } => {
+            UpstreamTarget::Http {
+                tls: true,
+                authority,
+            } => {
                 let host = authority.host().trim_matches(['[', ']']).to_owned();
-                let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| format!("upstream.url: {e}"))?;
-                (connector::Dest::Tls(authority.to_string(), name, tls_connector(cfg)?), format!("http://{authority}"))
+                let name = rustls_pki_types::ServerName::try_from(host)
+                    .map_err(|e| format!("upstream.url: {e}"))?;
+                (
+                    connector::Dest::Tls(authority.to_string(), name, tls_connector(cfg)?),
+                    format!("http://{authority}"),
+                )
             }
             UpstreamTarget::Http { authority, .. } => (
                 connector::Dest::Tcp(authority.to_string()),
@@ -150,12 +157,18 @@ fn tls_connector(cfg: &UpstreamConfig) -> Result<tokio_rustls::TlsConnector, Str
             .map_err(|e| format!("upstream.ca_file: cannot read {}: {e}", ca.display()))?;
         for c in certs {
             let c = c.map_err(|e| format!("upstream.ca_file: {}: {e}", ca.display()))?;
-            roots.add(c).map_err(|e| format!("upstream.ca_file: {}: {e}", ca.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("upstream.ca_file: {}: {e}", ca.display()))?;
         }
     }
-    let mut config = tokio_rustls::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut config = tokio_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// An HTTP/1.1 `Connection: upgrade` + `Upgrade: x` request.

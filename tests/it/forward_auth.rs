@@ -128,7 +128,15 @@ async fn nginx_auth_request_end_to_end() {
     );
 
     // Sign in through nginx (the stand-in redirects back to nginx's /oauth2/callback).
-    let fields = to_consent_at(&c, &s, &front, "alice", "alice-password", "/deep/page?x=1").await;
+    let fields = to_consent_at(
+        &c,
+        &s.gitlab,
+        &front,
+        "alice",
+        "alice-password",
+        "/deep/page?x=1",
+    )
+    .await;
     let callback = consent(&c, &s, fields, false).await;
     assert!(
         callback.starts_with(&format!("{front}/oauth2/callback")),
@@ -172,7 +180,7 @@ async fn nginx_auth_request_end_to_end() {
 
     // Route rules apply to the original path: bob may not open /admin.
     let bob = browser();
-    let f = to_consent_at(&bob, &s, &front, "bob", "bob-password", "/").await;
+    let f = to_consent_at(&bob, &s.gitlab, &front, "bob", "bob-password", "/").await;
     let cb = consent(&bob, &s, f, false).await;
     assert_eq!(
         bob.get(&cb).send().await.unwrap().status(),

@@ -85,13 +85,13 @@ pub async fn to_consent(
     password: &str,
     rd: &str,
 ) -> Vec<(String, String)> {
-    to_consent_at(c, stack, &stack.labgate_url, user, password, rd).await
+    to_consent_at(c, &stack.gitlab, &stack.labgate_url, user, password, rd).await
 }
 
 /// Like [`to_consent`], starting the flow at `front` (labgate itself, or a proxy before it).
 pub async fn to_consent_at(
     c: &Client,
-    stack: &Stack,
+    gitlab: &labgate::dev::gitlab::StandIn,
     front: &str,
     user: &str,
     password: &str,
@@ -104,7 +104,7 @@ pub async fn to_consent_at(
         .unwrap();
     assert_eq!(r.status(), StatusCode::FOUND, "start redirects to GitLab");
     let authorize = location(&r);
-    assert!(authorize.starts_with(&stack.gitlab.base_url), "{authorize}");
+    assert!(authorize.starts_with(&gitlab.base_url), "{authorize}");
     let mut r = c.get(&authorize).send().await.unwrap();
     if r.status() == StatusCode::FOUND {
         // Not signed in at GitLab yet: its sign-in form first.
@@ -116,7 +116,7 @@ pub async fn to_consent_at(
             .map(|(_, v)| v.into_owned())
             .unwrap();
         let signed = c
-            .post(format!("{}/users/sign_in", stack.gitlab.base_url))
+            .post(format!("{}/users/sign_in", gitlab.base_url))
             .form(&[
                 ("username", user),
                 ("password", password),
@@ -159,6 +159,16 @@ pub fn urlencode(s: &str) -> String {
 pub async fn consent(
     c: &Client,
     stack: &Stack,
+    fields: Vec<(String, String)>,
+    deny: bool,
+) -> String {
+    consent_at(c, &stack.gitlab, fields, deny).await
+}
+
+/// [`consent`] at a given stand-in.
+pub async fn consent_at(
+    c: &Client,
+    gitlab: &labgate::dev::gitlab::StandIn,
     mut fields: Vec<(String, String)>,
     deny: bool,
 ) -> String {
@@ -166,7 +176,7 @@ pub async fn consent(
         fields.push(("_method".into(), "delete".into()));
     }
     let r = c
-        .post(format!("{}/oauth/authorize", stack.gitlab.base_url))
+        .post(format!("{}/oauth/authorize", gitlab.base_url))
         .form(&fields)
         .send()
         .await
@@ -179,6 +189,23 @@ pub async fn consent(
 pub async fn flow(c: &Client, stack: &Stack, user: &str, rd: &str) -> Response {
     let fields = to_consent(c, stack, user, &format!("{user}-password"), rd).await;
     let callback = consent(c, stack, fields, false).await;
+    c.get(&callback)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The whole flow against any labgate front and stand-in (e.g. the real binary).
+pub async fn flow_parts(
+    c: &Client,
+    front: &str,
+    gitlab: &labgate::dev::gitlab::StandIn,
+    user: &str,
+    rd: &str,
+) -> Response {
+    let fields = to_consent_at(c, gitlab, front, user, &format!("{user}-password"), rd).await;
+    let callback = consent_at(c, gitlab, fields, false).await;
     c.get(&callback)
         .header(ACCEPT, "text/html")
         .send()

@@ -9,5 +9,6 @@ mod harness;
 mod identity;
 mod login;
 mod machine;
+mod ops;
 mod proxy;
 mod redis;
