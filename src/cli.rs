@@ -167,6 +167,11 @@ pub fn notes(c: &Config) -> Vec<String> {
     if c.gitlab.has_scope("read_user") {
         notes.push("the GitLab application must allow the read_user scope".into());
     }
+    for p in c.access.unanchored_public() {
+        notes.push(format!(
+            "access.public path {p:?} is not anchored: it makes every path containing a match public (e.g. /admin{p}); write \"^{p}\" or \"^{p}(/|$)\""
+        ));
+    }
     if c.session.cookie_secure && c.server.public_url.scheme() == "http" {
         notes.push(
             "server.public_url is http:// but session.cookie_secure = true: browsers will drop the cookies; use https or set cookie_secure = false for local testing".into(),

@@ -19,6 +19,7 @@ p strong{color:var(--fg)}
 .app{font-size:.875rem;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:0 0 4px}
 .btn{display:flex;align-items:center;justify-content:center;gap:10px;width:100%;min-height:44px;padding:10px 16px;border-radius:8px;border:1px solid transparent;background:var(--accent);color:var(--accent-fg);font-weight:600;text-decoration:none;font-size:1rem}
 .btn:hover{filter:brightness(1.08)}
+button.btn{cursor:pointer;font:inherit}
 .btn:focus-visible,a:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
 .btn.secondary{background:transparent;color:var(--fg);border-color:var(--line);margin-top:12px}
 .alert{background:var(--err-bg);color:var(--err-fg);border-radius:8px;padding:12px 14px;margin:0 0 20px}
@@ -143,6 +144,17 @@ impl Pages {
             url = escape(sign_in_url),
         );
         self.layout("Signed out", &inner)
+    }
+
+    /// Asks before signing out when the request came from another site.
+    pub fn confirm_sign_out(&self, action: &str) -> String {
+        let inner = format!(
+            r#"<h1>Sign out?</h1><p>Another site asked to sign you out of {app}.</p>
+<form method="post" action="{action}"><button class="btn" type="submit">Sign out</button></form>"#,
+            app = escape(&self.app_name),
+            action = escape(action),
+        );
+        self.layout("Sign out", &inner)
     }
 
     /// 403: who the user is, why (in general terms), and a way out.

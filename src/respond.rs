@@ -75,9 +75,8 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 pub fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::FOUND;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(LOCATION, v);
-    }
+    let v = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
+    resp.headers_mut().insert(LOCATION, v);
     secure(&mut resp);
     resp
 }

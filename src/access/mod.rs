@@ -410,6 +410,15 @@ impl Policy {
         v
     }
 
+    /// Public-path regexes not anchored with `^` (they match anywhere in a path).
+    pub fn unanchored_public(&self) -> Vec<String> {
+        self.public
+            .iter()
+            .map(|p| p.path.as_str().to_owned())
+            .filter(|p| !p.starts_with('^'))
+            .collect()
+    }
+
     /// Whether any `[[route]]` is configured.
     pub fn has_routes(&self) -> bool {
         !self.routes.is_empty()

@@ -32,7 +32,12 @@ impl PathViews {
         // Cut at an encoded '#' (`%23`) for the decision: apps that decode before routing
         // would see a fragment delimiter there.
         let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-        let decoded = decoded.split('#').next().unwrap_or("").replace('\\', "/");
+        // Encoded `#` and `?` end the path for apps that decode before routing.
+        let decoded = decoded
+            .split(['#', '?'])
+            .next()
+            .unwrap_or("")
+            .replace('\\', "/");
         let mut segments = Vec::new();
         for seg in decoded.split('/') {
             let seg = seg.split(';').next().unwrap_or("");
@@ -67,26 +72,30 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
         return Cow::Borrowed(path);
     }
-    let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = &path[i + 1..i + 3];
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
-                    out.push(v as char);
-                } else {
-                    out.push('%');
-                    out.push_str(&hex.to_ascii_uppercase());
-                }
-                i += 3;
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escape = rest
+            .get(at + 1..at + 3)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        match escape.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(v) if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
+                out.push(char::from(v))
+            }
+            Some(_) => {
+                out.push('%');
+                out.push_str(&rest[at + 1..at + 3].to_ascii_uppercase());
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
                 continue;
             }
         }
-        out.push(bytes[i] as char);
-        i += 1;
+        rest = &rest[at + 3..];
     }
+    out.push_str(rest);
     Cow::Owned(out)
 }
 
@@ -138,6 +147,7 @@ mod tests {
             ("//admin", "//admin", "/admin"),
             ("/public/..%2Fadmin", "/public/..%2Fadmin", "/admin"),
             ("/admin%23x", "/admin%23x", "/admin"),
+            ("/admin%3F/public", "/admin%3F/public", "/admin"),
             ("/admin;x", "/admin;x", "/admin"),
             ("/public/..;/admin", "/public/..;/admin", "/admin"),
             ("/a/./b/../c/", "/a/c/", "/a/c/"),

@@ -287,6 +287,10 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
     };
     let session = new_session(app, tokens, user, now);
+    // A sign-in never inherits or keeps a previous session of this browser.
+    if let Ok(Some(previous)) = app.sessions.load(req.headers(), true).await {
+        let _ = app.sessions.end(&previous).await;
+    }
     if let Decision::Deny(why) = app.config.access.admit(&session.user) {
         tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), "sign-in denied");
         app.metrics.sign_in("denied");
@@ -392,7 +396,31 @@ pub async fn revalidate(
     })
 }
 
+/// Whether a request with a side effect comes from labgate's own pages: `Origin` equal to
+/// public_url's, or `Sec-Fetch-Site` same-origin / none (typed or bookmarked). Browsers
+/// that send neither (old ones, scripts) are let through: the check defends against
+/// cross-site forgery, which modern browsers always label.
+fn same_origin<B>(app: &App, req: &Request<B>) -> bool {
+    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+    if let Some(origin) = h("origin") {
+        return origin == app.config.server.public_origin;
+    }
+    !matches!(h("sec-fetch-site"), Some("cross-site" | "same-site"))
+}
+
 async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    if !same_origin(app, req) {
+        // A cross-site link or form must not sign people out (logout CSRF): ask instead.
+        if req.method() == Method::POST {
+            return respond::json_error(
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "sign-out must come from this site",
+            );
+        }
+        let page = app.pages.confirm_sign_out(&app.url("/sign_out"));
+        return respond::html(StatusCode::OK, page, &app.pages.csp);
+    }
     let everywhere =
         query_param(req.uri().query(), "everywhere").is_some_and(|v| v == "1" || v == "true");
     match app.sessions.load(req.headers(), true).await {

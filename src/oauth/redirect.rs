@@ -7,12 +7,21 @@
 //! `allowed_redirect_domains` (exact, or `.example.com` = it and its subdomains).
 //! Anything else is rejected; callers fall back to `/`.
 
+/// Characters that Unicode normalisation (NFKC, IDNA) turns into `.`, `/` or `\` somewhere
+/// between the browser and a server: a path holding one is refused.
+const CONFUSABLES: &[char] = &[
+    '\u{3002}', '\u{ff0e}', '\u{ff61}', '\u{ff0f}', '\u{ff3c}', '\u{2215}', '\u{2044}', '\u{29f8}',
+    '\u{fe68}', '\u{2024}',
+];
+
 /// How many rounds of percent-decoding are examined (double, triple encoding...).
-const DECODE_ROUNDS: usize = 4;
+const DECODE_ROUNDS: usize = 8;
 
 /// Returns the redirect target to use, or `None` when `rd` is not safe.
 pub fn validate(rd: &str, public: &url::Url, allowed_domains: &[String]) -> Option<String> {
-    if rd.is_empty() || rd.len() > 4096 {
+    // Our own redirects are always percent-encoded ASCII; anything else is a trick (or at
+    // best not a valid Location).
+    if rd.is_empty() || rd.len() > 4096 || !rd.is_ascii() {
         return None;
     }
     let mut view = rd.to_owned();
@@ -31,7 +40,10 @@ pub fn validate(rd: &str, public: &url::Url, allowed_domains: &[String]) -> Opti
         }
         view = next;
     }
-    if view.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if view
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || CONFUSABLES.contains(&c))
+    {
         return None;
     }
     if rd.starts_with('/') {
@@ -49,8 +61,12 @@ fn relative_ok(raw: &str, decoded: &str) -> bool {
             return false;
         }
     }
-    // A backslash anywhere before the query is read as '/' by browsers.
-    !path_of(decoded).contains('\\') && !path_of(raw).contains('\\')
+    // A backslash anywhere before the query is read as '/' by browsers; dot segments could
+    // be normalised into `//host` by something on the way.
+    let path = path_of(decoded);
+    !path.contains('\\')
+        && !path_of(raw).contains('\\')
+        && !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> {
@@ -134,6 +150,11 @@ mod tests {
             "https://sub.wiki.example.net/",
             "",
             "/\r\nLocation: https://evil.com",
+            "/.%2fevil.com",
+            "/%2e%2e/%2fevil.com",
+            "/a/../",
+            "/\u{3002}/evil.com",
+            "/caf\u{e9}",
         ] {
             assert!(check(rd).is_none(), "{rd:?} should be rejected");
         }

@@ -10,5 +10,7 @@ mod identity;
 mod login;
 mod machine;
 mod ops;
+mod properties;
 mod proxy;
 mod redis;
+mod security;
