@@ -98,7 +98,7 @@ impl Pages {
         format!(
             r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="robots" content="noindex"><title>{title} · {app}</title><style>{STYLE}</style></head>
+<meta name="robots" content="noindex"><link rel="icon" href="data:,"><title>{title} · {app}</title><style>{STYLE}</style></head>
 <body><main>{logo}<p class="app">{app}</p>{inner}</main>{footer}</body></html>"#,
             title = escape(title),
             app = escape(&self.app_name),

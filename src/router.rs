@@ -494,6 +494,9 @@ async fn forward(
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());
             r.extensions_mut().insert(UpstreamTime(took));
+            if session.is_some() {
+                private_html(&mut r);
+            }
             r
         }
         Err(e) => {
@@ -502,6 +505,22 @@ async fn forward(
         }
     };
     respond::with_cookies(resp, cookies)
+}
+
+/// A page rendered for a signed-in user, without caching instructions of its own, must not
+/// be kept by shared caches nor shown again from history after sign-out.
+fn private_html(resp: &mut Response<Body>) {
+    let html = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html && !resp.headers().contains_key(http::header::CACHE_CONTROL) {
+        resp.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
 }
 
 /// Sets the identity headers and the assertion from the session (SPEC §4).

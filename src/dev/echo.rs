@@ -87,6 +87,16 @@ impl Echo {
     }
 }
 
+/// A page whose script opens a WebSocket back to the app and shows the echo.
+const WS_PAGE: &str = r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>WebSocket echo</title></head>
+<body><h1>WebSocket echo</h1><p>Status: <output id="ws-result">connecting</output></p>
+<script>
+const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+ws.onopen = () => ws.send("hello through labgate");
+ws.onmessage = (e) => { document.getElementById("ws-result").textContent = "echo: " + e.data; ws.close(); };
+ws.onerror = () => { document.getElementById("ws-result").textContent = "error"; };
+</script></body></html>"#;
+
 fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
     crate::respond::query_param(req.uri().query(), name)
 }
@@ -94,6 +104,7 @@ fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
 async fn handle(e: Arc<Echo>, req: Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/ws" => websocket(req),
+        "/ws-page" => respond(StatusCode::OK, "text/html; charset=utf-8", WS_PAGE),
         "/sse" => sse(&req),
         "/slow" => {
             let ms: u64 = query(&req, "ms")
@@ -188,7 +199,7 @@ async fn identity(e: &Echo, req: &Request<Incoming>) -> Response<Body> {
     };
     let pretty = serde_json::to_string_pretty(&body).unwrap_or_default();
     let html = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>Echo app</title>
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,"><title>Echo app</title>
 <style>body{{font:15px system-ui,sans-serif;max-width:860px;margin:24px auto;padding:0 16px}}pre{{white-space:pre-wrap;word-break:break-all;background:#f3f3f5;padding:12px;border-radius:8px}}</style></head>
 <body><h1>Echo app</h1><p>Hello, <strong id="user">{who}</strong>. This page shows what labgate forwarded.</p>
 <p>Assertion valid: <strong id="valid">{valid}</strong></p>

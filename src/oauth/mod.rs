@@ -175,14 +175,15 @@ async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Ok(f) => f,
         Err(crate::session::FlowCookie::Missing) => {
             app.metrics.sign_in("bad_state");
-            let hints = vec![
-                "labgate is set up with session.cookie_secure = true but is reached over plain http: browsers drop Secure cookies there.".to_owned(),
-                format!(
-                    "The address in the browser is not {} (server.public_url) or session.cookie_domain does not match it.",
-                    app.config.server.public_origin
-                ),
-                "The browser blocks cookies for this site, or the sign-in took longer than 10 minutes.".to_owned(),
-            ];
+            let mut hints = Vec::new();
+            if app.config.session.cookie_secure {
+                hints.push("labgate sets Secure cookies (session.cookie_secure = true): if this address is plain http, browsers drop them. Use https, or cookie_secure = false for local testing.".to_owned());
+            }
+            hints.push(format!(
+                "The address in the browser is not {} (server.public_url), or session.cookie_domain does not match it.",
+                app.config.server.public_origin
+            ));
+            hints.push("The browser blocks cookies for this site, or the sign-in took longer than 10 minutes.".to_owned());
             tracing::warn!("callback without its sign-in cookie");
             let alert = Alert { message: "The sign-in could not be completed: your browser did not send back labgate's sign-in cookie. Likely causes:", hints: &hints };
             return respond::html(
@@ -458,6 +459,11 @@ async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
             &app.pages.csp,
         ),
     };
+    // Evict cached pages of the app (also the back/forward cache): after sign-out the back
+    // button must not show what the user saw while signed in.
+    let mut resp = resp;
+    resp.headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cache\""));
     respond::with_cookies(resp, cookies)
 }
 

@@ -162,8 +162,26 @@ async fn state_mismatch_and_missing_flow_cookie_are_explained() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let page = r.text().await.unwrap();
     assert!(page.contains("did not send back"), "{page}");
-    assert!(page.contains("cookie_secure"), "{page}");
     assert!(page.contains("cookie_domain"), "{page}");
+    assert!(
+        !page.contains("cookie_secure"),
+        "not a cause when cookies are not Secure: {page}"
+    );
+    // With Secure cookies over plain http (the classic mistake) the page names that cause.
+    let secure =
+        stack(&config_with(None, "").replace("cookie_secure = false", "cookie_secure = true"))
+            .await;
+    let r = plain()
+        .get(format!(
+            "{}/oauth2/callback?code=x&state=y",
+            secure.labgate_url
+        ))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    let page = r.text().await.unwrap();
+    assert!(page.contains("session.cookie_secure = true"), "{page}");
 }
 
 #[tokio::test]

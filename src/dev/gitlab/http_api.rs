@@ -34,7 +34,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<B
 
 fn page(status: StatusCode, title: &str, inner: &str) -> Response<Body> {
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{t} · GitLab stand-in</title>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><link rel=\"icon\" href=\"data:,\"><title>{t} · GitLab stand-in</title>\
 <style>body{{font:16px system-ui,sans-serif;max-width:420px;margin:40px auto;padding:0 16px}}label{{display:block;margin:12px 0 4px}}input{{width:100%;padding:8px;font-size:1rem}}button{{margin-top:16px;padding:10px 16px;font-size:1rem}}.deny{{margin-left:8px}}</style></head>\
 <body><p>GitLab stand-in</p><h1>{t}</h1>{inner}</body></html>",
         t = escape(title)
