@@ -72,7 +72,7 @@ impl Clock {
 }
 
 /// The latest revalidation of one session: the result, shared with concurrent requests.
-pub type RefreshSlot = Arc<tokio::sync::Mutex<Option<(Session, Instant)>>>;
+pub type RefreshSlot = Arc<tokio::sync::Mutex<Option<(Arc<Session>, Instant)>>>;
 
 /// Makes refreshes single-flight per session: GitLab refresh tokens are single-use, so two
 /// concurrent refreshes with one token would log the user out.

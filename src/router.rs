@@ -54,10 +54,20 @@ fn request_id<B>(app: &App, peer: Peer, req: &Request<B>) -> HeaderValue {
     });
     match given {
         Some(v) => v.clone(),
-        None => {
-            HeaderValue::from_str(&crate::random_token(12)).unwrap_or(HeaderValue::from_static("-"))
-        }
+        None => fresh_request_id(),
     }
+}
+
+/// A new request id: a random per-process prefix and a counter (unique, cheap: no
+/// system call per request; request ids are for correlation, not secrets).
+fn fresh_request_id() -> HeaderValue {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| crate::random_token(6));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix}-{n:x}")).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// Handles one request and writes its access-log line.
@@ -197,7 +207,7 @@ pub enum Auth {
     /// No session cookie, or one that does not open.
     None,
     /// A valid session, plus cookies to set if it was refreshed.
-    Valid(Session, Vec<String>),
+    Valid(Arc<Session>, Vec<String>),
     /// The session is over (expired, or GitLab refused the refresh): cookies that clear it.
     Ended(Vec<String>),
     /// Revalidation is due and GitLab has been unreachable past the grace period.
@@ -277,6 +287,7 @@ pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Auth {
         {
             Ok(cookies) => {
                 app.metrics.revalidation("ok");
+                let fresh = Arc::new(fresh);
                 *guard = Some((fresh.clone(), Instant::now()));
                 Auth::Valid(fresh, cookies)
             }
@@ -334,7 +345,7 @@ async fn wait_for_peer<B>(
 }
 
 /// GitLab could not confirm the session: keep it within the grace period, then fail closed.
-fn within_grace(app: &App, session: &Session, now: u64, why: &str) -> Auth {
+fn within_grace(app: &App, session: &Arc<Session>, now: u64, why: &str) -> Auth {
     let cfg = &app.config.session;
     let overdue = now.saturating_sub(session.validated);
     if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {

@@ -187,6 +187,23 @@ impl CookieCodec {
         out
     }
 
+    /// The sealed session exactly as the request carries it (all chunks, with the count
+    /// prefix): the key of the decoded-session cache. Borrowed when it is one cookie.
+    pub fn raw_session<'a>(&self, headers: &'a HeaderMap) -> Option<std::borrow::Cow<'a, str>> {
+        let first = cookie_value(headers, &self.name)?;
+        let (count, _) = first.split_once('.')?;
+        if count == "1" {
+            return Some(std::borrow::Cow::Borrowed(first));
+        }
+        let count: usize = count.parse().ok().filter(|c| (2..=MAX_CHUNKS).contains(c))?;
+        let mut all = String::from(first);
+        for i in 1..count {
+            all.push('|');
+            all.push_str(cookie_value(headers, &self.chunk_name(i))?);
+        }
+        Some(std::borrow::Cow::Owned(all))
+    }
+
     /// Reads and opens the session from the request's cookies. `None` for no, a tampered,
     /// truncated or foreign-key cookie, or an unknown layout.
     pub fn read_session(&self, headers: &HeaderMap) -> Option<Session> {
@@ -292,6 +309,19 @@ fn split_ascii(s: &str, n: usize) -> Vec<&str> {
     }
     out.push(rest);
     out
+}
+
+/// The value of the first cookie called `name`, without allocating.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n.trim() == name).then(|| v.trim())
+        })
 }
 
 /// All (name, value) pairs of the request's `Cookie` headers.

@@ -1,11 +1,17 @@
 //! Where sessions live: in the cookie (default) or in Redis behind a handle cookie. The
 //! rest of labgate calls only these methods, so it does not care which.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use http::HeaderMap;
 
 use super::redis::{RedisStore, StoreError};
 use super::{CookieCodec, Session};
 use crate::config::Config;
+
+/// Most decoded cookie sessions kept; the map is emptied when it is full.
+const DECODED_MAX: usize = 20_000;
 
 /// The session store in use.
 pub struct Sessions {
@@ -13,6 +19,11 @@ pub struct Sessions {
     pub codec: CookieCodec,
     redis: Option<RedisStore>,
     base_name: String,
+    /// Cookie store: sealed cookie value -> its opened session. A hit means this exact
+    /// value was already decrypted and authenticated, so AES-GCM and JSON run once per
+    /// cookie, not once per request. Expiry and revalidation are still checked per request
+    /// from the session's own timestamps.
+    decoded: RwLock<HashMap<Box<str>, Arc<Session>>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -27,7 +38,7 @@ impl std::fmt::Debug for Sessions {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     /// The session.
-    pub session: Session,
+    pub session: Arc<Session>,
     /// Redis handle.
     pub handle: Option<String>,
 }
@@ -47,6 +58,7 @@ impl Sessions {
             codec: CookieCodec::new(&config.session),
             redis,
             base_name: config.session.cookie_name.clone(),
+            decoded: RwLock::new(HashMap::new()),
         })
     }
 
@@ -62,22 +74,33 @@ impl Sessions {
         fresh: bool,
     ) -> Result<Option<Loaded>, StoreError> {
         match &self.redis {
-            None => Ok(self.codec.read_session(headers).map(|session| Loaded {
-                session,
-                handle: None,
-            })),
+            None => Ok(self.open_cookie(headers).map(|session| Loaded { session, handle: None })),
             Some(r) => {
                 let Some(handle) = self.codec.read_handle(headers) else {
                     return Ok(None);
                 };
                 Ok(r.load(&self.codec, &handle, fresh)
                     .await?
-                    .map(|session| Loaded {
-                        session,
-                        handle: Some(handle),
-                    }))
+                    .map(|session| Loaded { session: Arc::new(session), handle: Some(handle) }))
             }
         }
+    }
+
+    fn open_cookie(&self, headers: &HeaderMap) -> Option<Arc<Session>> {
+        let raw = self.codec.raw_session(headers)?;
+        if let Ok(map) = self.decoded.read() {
+            if let Some(s) = map.get(raw.as_ref()) {
+                return Some(s.clone());
+            }
+        }
+        let session = Arc::new(self.codec.read_session(headers)?);
+        if let Ok(mut map) = self.decoded.write() {
+            if map.len() >= DECODED_MAX {
+                map.clear();
+            }
+            map.insert(raw.into_owned().into_boxed_str(), session.clone());
+        }
+        Some(session)
     }
 
     /// Stores a new session (a fresh handle every sign-in: no fixation); returns the

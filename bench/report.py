@@ -1,0 +1,81 @@
+"""Turns bench/run's measurements into a markdown table (printed, and written to
+bench/RESULTS.md for a full run or target/bench-quick.md for --quick)."""
+import datetime
+import json
+import os
+import statistics
+import sys
+
+(w, quick, rss_idle, rss_big, big_conns, big_ok, rss_before_up, rss_peak, upload, upload_code,
+ signins, t0, t1, signin_ticks, clk, dur, conns, rounds) = sys.argv[1:19]
+quick = quick == "1"
+clk = int(clk)
+runs = [json.loads(l) for l in open(os.path.join(w, "runs.jsonl"))]
+fixed = [json.loads(l) for l in open(os.path.join(w, "fixed.jsonl"))] if os.path.exists(os.path.join(w, "fixed.jsonl")) else []
+cpu = [json.loads(l) for l in open(os.path.join(w, "cpu.jsonl"))]
+
+order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-auth", "apache-openidc"]
+names = {
+    "upstream": "upstream direct (tiny hyper server)",
+    "nginx": "nginx plain reverse proxy (no auth)",
+    "labgate-cookie": "labgate, signed in (cookie store)",
+    "labgate-redis": "labgate, signed in (Redis store)",
+    "labgate-auth": "labgate /oauth2/auth (forward-auth)",
+    "apache-openidc": "Apache 2.4 + mod_auth_openidc, signed in",
+}
+med = {}
+for t in order:
+    rs = [r for r in runs if r["target"] == t]
+    med[t] = {
+        "rps": statistics.median(r["rps"] for r in rs),
+        "p50": statistics.median(r["p50_ms"] or 0 for r in rs),
+        "p99": statistics.median(r["p99_ms"] or 0 for r in rs),
+        "errors": sum(r["errors"] for r in rs),
+    }
+nginx = med["nginx"]["rps"] or 1
+apache = med["apache-openidc"]["rps"] or 1
+lines = []
+p = lines.append
+p(f"# labgate benchmark{' (quick run: debug build, numbers not meaningful)' if quick else ''}")
+p("")
+p(f"{datetime.date.today().isoformat()} · {os.cpu_count()} cores · wrk 1 thread, {conns} connections, {dur} × {rounds} alternating rounds (median) · loopback")
+p("")
+p("| target | requests/s | vs nginx | p50 ms | p99 ms | errors |")
+p("| --- | ---: | ---: | ---: | ---: | ---: |")
+for t in order:
+    m = med[t]
+    p(f"| {names[t]} | {m['rps']:,.0f} | {m['rps'] / nginx:.2f}x | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']} |")
+p("")
+lg = med["labgate-cookie"]["rps"]
+p(f"labgate (cookie store) vs Apache + mod_auth_openidc: **{lg / apache:.1f}x** the throughput.")
+p("")
+if fixed:
+    f = {x["target"]: x for x in fixed}
+    if "upstream" in f and "labgate-cookie" in f:
+        added = f["labgate-cookie"]["p99_ms"] - f["upstream"]["p99_ms"]
+        p(f"Latency at half of the upstream's peak ({f['upstream']['rate']:,} req/s fixed rate, oha): upstream p99 {f['upstream']['p99_ms']:.3f} ms, "
+          f"labgate p99 {f['labgate-cookie']['p99_ms']:.3f} ms: **{added:.3f} ms added at p99** (p50 {f['labgate-cookie']['p50_ms'] - f['upstream']['p50_ms']:.3f} ms).")
+        p("")
+ticks = sum(c["cpu_ticks"] for c in cpu)
+reqs = sum(c["cpu_requests"] for c in cpu) or 1
+p(f"CPU time of labgate per 100k authenticated requests: **{ticks / clk / reqs * 100000:.2f} s**.")
+p("")
+big = json.loads(big_ok)
+mb = lambda kb: int(kb) / 1024
+p("| memory (labgate RSS) | MiB |")
+p("| --- | ---: |")
+p(f"| idle, after the runs above | {mb(rss_idle):.1f} |")
+p(f"| with {int(big_conns):,} concurrent keep-alive connections ({big['rps']:,.0f} req/s, {big['errors']} errors) | {mb(rss_big):.1f} |")
+p(f"| growth during a {int(upload) / 2**20:,.0f} MiB upload (HTTP {upload_code}) | {mb(int(rss_peak) - int(rss_before_up)):.1f} |")
+p("")
+secs = float(t1) - float(t0)
+p(f"Sign-ins: {int(signins)} complete browser-style flows (labgate + stand-in + a Python client, 4 at a time) in {secs:.2f} s = "
+  f"**{int(signins) / secs:.1f} sign-ins/s**; labgate's own CPU per sign-in: **{int(signin_ticks) / clk / int(signins) * 1000:.1f} ms**.")
+text = "\n".join(lines) + "\n"
+print(text)
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+target = os.path.join(root, "target", "bench-quick.md") if quick else os.path.join(root, "bench", "RESULTS.md")
+os.makedirs(os.path.dirname(target), exist_ok=True)
+with open(target, "w") as fh:
+    fh.write(text)
+print(f"(written to {os.path.relpath(target, root)})")
