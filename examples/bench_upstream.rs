@@ -10,10 +10,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8099".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8099".into());
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
@@ -24,7 +28,9 @@ async fn main() {
                         break;
                     }
                 }
-                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"hello from the upstream\n"))))
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                    b"hello from the upstream\n",
+                ))))
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)

@@ -19,8 +19,9 @@ pub const REFRESH_SHARE: Duration = Duration::from_secs(60);
 pub struct App {
     /// The validated configuration.
     pub config: Config,
-    /// The protected application.
-    pub upstream: Upstream,
+    /// The protected application: one pooled client per worker runtime, so a request
+    /// reuses connections owned by its own runtime.
+    pub upstreams: Vec<Upstream>,
     /// Session and flow cookies.
     pub cookies: CookieCodec,
     /// Where sessions live (cookie or Redis).
@@ -127,7 +128,9 @@ impl App {
         let sessions = crate::session::Sessions::new(&config).await?;
         Ok(Arc::new(App {
             sessions,
-            upstream: Upstream::new(&config.upstream)?,
+            upstreams: (0..config.server.workers.max(1))
+                .map(|_| Upstream::new(&config.upstream))
+                .collect::<Result<_, _>>()?,
             cookies: CookieCodec::new(&config.session),
             pages: Pages::new(&config.server),
             gitlab,

@@ -129,25 +129,37 @@ fn runtime_value<T>(fut: impl std::future::Future<Output = T>) -> T {
         .block_on(fut)
 }
 
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Serves with `server.workers` single-threaded runtimes, each accepting on its own
+/// SO_REUSEPORT listener (no cross-thread hand-offs on the request path; see
+/// bench/README.md). Worker 0 runs on this thread, builds the shared state and owns the
+/// background tasks.
 fn run(config: Config) -> ExitCode {
     labgate::telemetry::init(config.log.format, &config.log.level);
-    runtime(async move {
-        let listen = config.server.listen;
-        let app = match labgate::app::App::new(config).await {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("labgate: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-        let listener = match tokio::net::TcpListener::bind(listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("labgate: cannot listen on {listen}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(%listen, public_url = %app.config.server.public_url, "labgate listening");
+    let listen = config.server.listen;
+    let workers = config.server.workers.max(1);
+    let rt0 = match current_thread() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("labgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = rt0.block_on(async move {
+        let app = labgate::app::App::new(config).await.map_err(|e| {
+            eprintln!("labgate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })?;
+        let listener = labgate::server::reuseport_listener(listen).map_err(|e| {
+            eprintln!("labgate: cannot listen on {listen}: {e}");
+            ExitCode::FAILURE
+        })?;
+        tracing::info!(%listen, workers, public_url = %app.config.server.public_url, "labgate listening");
         let warm = app.clone();
         tokio::spawn(async move {
             if let Err(e) = warm.gitlab.provider().await {
@@ -155,29 +167,67 @@ fn run(config: Config) -> ExitCode {
             }
         });
         if let Some(addr) = app.config.server.metrics_listen {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => {
-                    tracing::info!(%addr, "metrics listening");
-                    tokio::spawn(labgate::server::serve_metrics(l, app.clone()));
-                }
-                Err(e) => {
-                    eprintln!("labgate: cannot listen on server.metrics_listen {addr}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                eprintln!("labgate: cannot listen on server.metrics_listen {addr}: {e}");
+                ExitCode::FAILURE
+            })?;
+            tracing::info!(%addr, "metrics listening");
+            tokio::spawn(labgate::server::serve_metrics(l, app.clone()));
         }
         if let Some(addr) = app.config.server.http_redirect_listen {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => {
-                    tokio::spawn(labgate::server::serve_http_redirect(l, app.clone()));
-                }
-                Err(e) => {
-                    eprintln!("labgate: cannot listen on server.http_redirect_listen {addr}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                eprintln!("labgate: cannot listen on server.http_redirect_listen {addr}: {e}");
+                ExitCode::FAILURE
+            })?;
+            tokio::spawn(labgate::server::serve_http_redirect(l, app.clone()));
         }
-        labgate::server::serve(listener, app, labgate::server::shutdown_signal()).await;
-        ExitCode::SUCCESS
-    })
+        Ok::<_, ExitCode>((app, listener))
+    });
+    let (app, listener) = match started {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let mut threads = Vec::new();
+    for worker in 1..workers {
+        let app = app.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("labgate-{worker}"))
+            .spawn(move || {
+                let rt = match current_thread() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, worker, "cannot start a worker runtime");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match labgate::server::reuseport_listener(listen) {
+                        Ok(l) => {
+                            labgate::server::serve_worker(
+                                l,
+                                app,
+                                worker,
+                                labgate::server::shutdown_signal(),
+                            )
+                            .await;
+                        }
+                        Err(e) => tracing::error!(error = %e, worker, "worker cannot listen"),
+                    }
+                });
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+        }
+    }
+    rt0.block_on(labgate::server::serve_worker(
+        listener,
+        app,
+        0,
+        labgate::server::shutdown_signal(),
+    ));
+    for t in threads {
+        let _ = t.join();
+    }
+    ExitCode::SUCCESS
 }

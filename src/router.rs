@@ -29,6 +29,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Which worker runtime serves the connection.
+    pub worker: usize,
 }
 
 /// How long the upstream took to send its response head (a response extension, for the
@@ -500,7 +502,8 @@ async fn forward(
         None => views.forward.clone(),
     };
     let sent = Instant::now();
-    let resp = match app.upstream.forward(req, &target).await {
+    let upstream = &app.upstreams[peer.worker % app.upstreams.len()];
+    let resp = match upstream.forward(req, &target).await {
         Ok(mut r) => {
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());

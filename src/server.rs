@@ -47,10 +47,20 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
+    serve_worker(listener, app, 0, shutdown).await
+}
+
+/// [`serve`] as worker `worker` of several (each on its own runtime and listener).
+pub async fn serve_worker(
+    listener: TcpListener,
+    app: Arc<App>,
+    worker: usize,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let builder = Arc::new(builder(&app));
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
-    if let Some(tls) = &app.tls {
+    if let (Some(tls), 0) = (&app.tls, worker) {
         tls.watch(app.config.server.tls_reload_interval);
     }
     tokio::pin!(shutdown);
@@ -87,7 +97,11 @@ pub async fn serve(
                                 watcher,
                                 tls,
                                 app.clone(),
-                                Peer { addr, tls: true },
+                                Peer {
+                                    addr,
+                                    tls: true,
+                                    worker,
+                                },
                             )
                             .await
                         }
@@ -101,7 +115,11 @@ pub async fn serve(
                         watcher,
                         stream,
                         app.clone(),
-                        Peer { addr, tls: false },
+                        Peer {
+                            addr,
+                            tls: false,
+                            worker,
+                        },
                     )
                     .await
                 }
@@ -215,6 +233,21 @@ pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
                 .await;
         });
     }
+}
+
+/// A listener on `addr` with SO_REUSEPORT, so that every worker runtime can accept on its
+/// own socket and the kernel spreads connections across them.
+pub fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// Resolves on SIGTERM or SIGINT.

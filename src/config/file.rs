@@ -68,6 +68,7 @@ pub struct ServerFile {
     pub header_read_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -194,6 +194,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Worker threads, each with its own single-threaded runtime and SO_REUSEPORT listener.
+    pub workers: usize,
 }
 
 /// `[log]`.

@@ -254,6 +254,19 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         header_read_timeout,
         shutdown_grace,
         max_connections: s.max_connections.unwrap_or(25_000),
+        workers: match s.workers {
+            Some(0) => {
+                c.problem(
+                    "server.workers",
+                    "server.workers must be at least 1 (default: one per CPU core)",
+                );
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        },
     }
 }
 

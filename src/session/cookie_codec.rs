@@ -195,7 +195,10 @@ impl CookieCodec {
         if count == "1" {
             return Some(std::borrow::Cow::Borrowed(first));
         }
-        let count: usize = count.parse().ok().filter(|c| (2..=MAX_CHUNKS).contains(c))?;
+        let count: usize = count
+            .parse()
+            .ok()
+            .filter(|c| (2..=MAX_CHUNKS).contains(c))?;
         let mut all = String::from(first);
         for i in 1..count {
             all.push('|');

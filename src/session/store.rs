@@ -74,14 +74,20 @@ impl Sessions {
         fresh: bool,
     ) -> Result<Option<Loaded>, StoreError> {
         match &self.redis {
-            None => Ok(self.open_cookie(headers).map(|session| Loaded { session, handle: None })),
+            None => Ok(self.open_cookie(headers).map(|session| Loaded {
+                session,
+                handle: None,
+            })),
             Some(r) => {
                 let Some(handle) = self.codec.read_handle(headers) else {
                     return Ok(None);
                 };
                 Ok(r.load(&self.codec, &handle, fresh)
                     .await?
-                    .map(|session| Loaded { session: Arc::new(session), handle: Some(handle) }))
+                    .map(|session| Loaded {
+                        session: Arc::new(session),
+                        handle: Some(handle),
+                    }))
             }
         }
     }
