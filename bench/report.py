@@ -14,12 +14,13 @@ runs = [json.loads(l) for l in open(os.path.join(w, "runs.jsonl"))]
 fixed = [json.loads(l) for l in open(os.path.join(w, "fixed.jsonl"))] if os.path.exists(os.path.join(w, "fixed.jsonl")) else []
 cpu = [json.loads(l) for l in open(os.path.join(w, "cpu.jsonl"))]
 
-order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-auth", "apache-openidc"]
+order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-percore", "labgate-auth", "apache-openidc"]
 names = {
     "upstream": "upstream direct (tiny hyper server)",
     "nginx": "nginx plain reverse proxy (no auth)",
     "labgate-cookie": "labgate, signed in (cookie store)",
     "labgate-redis": "labgate, signed in (Redis store)",
+    "labgate-percore": "labgate, signed in, `workers = 2` (per-core runtimes)",
     "labgate-auth": "labgate /oauth2/auth (forward-auth)",
     "apache-openidc": "Apache 2.4 + mod_auth_openidc, signed in",
 }
@@ -53,7 +54,7 @@ if fixed:
     f = {x["target"]: x for x in fixed}
     if "upstream" in f and "labgate-cookie" in f:
         added = f["labgate-cookie"]["p99_ms"] - f["upstream"]["p99_ms"]
-        p(f"Latency at half of the upstream's peak ({f['upstream']['rate']:,} req/s fixed rate, oha): upstream p99 {f['upstream']['p99_ms']:.3f} ms, "
+        p(f"Latency at half of labgate's peak ({f['upstream']['rate']:,} req/s fixed rate, oha): upstream p99 {f['upstream']['p99_ms']:.3f} ms, "
           f"labgate p99 {f['labgate-cookie']['p99_ms']:.3f} ms: **{added:.3f} ms added at p99** (p50 {f['labgate-cookie']['p50_ms'] - f['upstream']['p50_ms']:.3f} ms).")
         p("")
 ticks = sum(c["cpu_ticks"] for c in cpu)

@@ -128,7 +128,7 @@ impl App {
         let sessions = crate::session::Sessions::new(&config).await?;
         Ok(Arc::new(App {
             sessions,
-            upstreams: (0..config.server.workers.max(1))
+            upstreams: (0..config.server.workers.unwrap_or(1).max(1))
                 .map(|_| Upstream::new(&config.upstream))
                 .collect::<Result<_, _>>()?,
             cookies: CookieCodec::new(&config.session),

@@ -129,6 +129,59 @@ fn runtime_value<T>(fut: impl std::future::Future<Output = T>) -> T {
         .block_on(fut)
 }
 
+/// The default layout: one work-stealing runtime with a thread per core.
+fn run_work_stealing(config: Config) -> ExitCode {
+    runtime(async move {
+        let listen = config.server.listen;
+        let app = match labgate::app::App::new(config).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("labgate: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("labgate: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(%listen, public_url = %app.config.server.public_url, "labgate listening");
+        if let Err(code) = start_side_tasks(&app).await {
+            return code;
+        }
+        labgate::server::serve(listener, app, labgate::server::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Discovery warm-up, the metrics listener and the HTTP redirect listener.
+async fn start_side_tasks(app: &std::sync::Arc<labgate::app::App>) -> Result<(), ExitCode> {
+    let warm = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = warm.gitlab.provider().await {
+            tracing::warn!(error = %e, "GitLab discovery failed at start; will retry on first use");
+        }
+    });
+    if let Some(addr) = app.config.server.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            eprintln!("labgate: cannot listen on server.metrics_listen {addr}: {e}");
+            ExitCode::FAILURE
+        })?;
+        tracing::info!(%addr, "metrics listening");
+        tokio::spawn(labgate::server::serve_metrics(l, app.clone()));
+    }
+    if let Some(addr) = app.config.server.http_redirect_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            eprintln!("labgate: cannot listen on server.http_redirect_listen {addr}: {e}");
+            ExitCode::FAILURE
+        })?;
+        tokio::spawn(labgate::server::serve_http_redirect(l, app.clone()));
+    }
+    Ok(())
+}
+
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,7 +195,9 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
 fn run(config: Config) -> ExitCode {
     labgate::telemetry::init(config.log.format, &config.log.level);
     let listen = config.server.listen;
-    let workers = config.server.workers.max(1);
+    let Some(workers) = config.server.workers else {
+        return run_work_stealing(config);
+    };
     let rt0 = match current_thread() {
         Ok(rt) => rt,
         Err(e) => {
@@ -160,27 +215,7 @@ fn run(config: Config) -> ExitCode {
             ExitCode::FAILURE
         })?;
         tracing::info!(%listen, workers, public_url = %app.config.server.public_url, "labgate listening");
-        let warm = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = warm.gitlab.provider().await {
-                tracing::warn!(error = %e, "GitLab discovery failed at start; will retry on first use");
-            }
-        });
-        if let Some(addr) = app.config.server.metrics_listen {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                eprintln!("labgate: cannot listen on server.metrics_listen {addr}: {e}");
-                ExitCode::FAILURE
-            })?;
-            tracing::info!(%addr, "metrics listening");
-            tokio::spawn(labgate::server::serve_metrics(l, app.clone()));
-        }
-        if let Some(addr) = app.config.server.http_redirect_listen {
-            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                eprintln!("labgate: cannot listen on server.http_redirect_listen {addr}: {e}");
-                ExitCode::FAILURE
-            })?;
-            tokio::spawn(labgate::server::serve_http_redirect(l, app.clone()));
-        }
+        start_side_tasks(&app).await?;
         Ok::<_, ExitCode>((app, listener))
     });
     let (app, listener) = match started {

@@ -194,8 +194,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
-    /// Worker threads, each with its own single-threaded runtime and SO_REUSEPORT listener.
-    pub workers: usize,
+    /// `Some(n)`: n worker threads, each with its own single-threaded runtime and
+    /// SO_REUSEPORT listener (highest throughput). `None` (default): one work-stealing
+    /// runtime (best tail latency when cores are shared).
+    pub workers: Option<usize>,
 }
 
 /// `[log]`.

@@ -258,14 +258,11 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
             Some(0) => {
                 c.problem(
                     "server.workers",
-                    "server.workers must be at least 1 (default: one per CPU core)",
+                    "server.workers must be at least 1, or left out for one work-stealing runtime",
                 );
-                1
+                None
             }
-            Some(n) => n,
-            None => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            n => n,
         },
     }
 }
