@@ -243,24 +243,21 @@ fn granted(
         h.insert("x-auth-request-access-token", HeaderValue::from_static(""));
     }
     if let Some(s) = session {
-        let u = &s.user;
         let mut put = |name: &'static str, v: &str| {
             if let Ok(v) = HeaderValue::from_str(v) {
                 h.insert(name, v);
             }
         };
-        put("x-auth-request-user", &u.username);
-        put("x-auth-request-preferred-username", &u.username);
-        put(
-            "x-auth-request-email",
-            if u.email_verified {
-                u.email.as_deref().unwrap_or("")
-            } else {
-                ""
-            },
-        );
-        put("x-auth-request-groups", &u.groups.join(","));
-        put("x-auth-request-user-id", &u.id.to_string());
+        for (field, value) in crate::router::identity_values(&s.user) {
+            let name = match field {
+                "user" => "x-auth-request-user",
+                "preferred-username" => "x-auth-request-preferred-username",
+                "email" => "x-auth-request-email",
+                "groups" => "x-auth-request-groups",
+                _ => "x-auth-request-user-id",
+            };
+            put(name, &value);
+        }
         if app.config.identity.pass_access_token {
             put("x-auth-request-access-token", &s.access_token);
         }

@@ -407,44 +407,45 @@ fn unauthenticated<B>(app: &App, req: &Request<B>, cookies: Vec<String>) -> Resp
     respond::with_cookies(resp, cookies)
 }
 
-/// The session store is down: a clear 503, never an admission.
-pub fn store_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let msg = "labgate cannot reach its session store right now, so it cannot check who you are. Try again in a moment.";
+/// A 503 page (browsers) or JSON (APIs): labgate cannot decide, so it admits no one.
+fn unavailable<B>(
+    app: &App,
+    req: &Request<B>,
+    title: &str,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
     if respond::wants_html(req.headers()) {
         let alert = Alert {
-            message: msg,
+            message,
             hints: &[],
         };
         respond::html(
             StatusCode::SERVICE_UNAVAILABLE,
-            app.pages.error("Sessions are unavailable", &alert, None),
+            app.pages.error(title, &alert, None),
             &app.pages.csp,
         )
     } else {
-        respond::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            msg,
-        )
+        respond::json_error(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
+}
+
+/// The session store is down: a clear 503, never an admission.
+pub fn store_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let msg = "labgate cannot reach its session store right now, so it cannot check who you are. Try again in a moment.";
+    unavailable(
+        app,
+        req,
+        "Sessions are unavailable",
+        "session_store_unavailable",
+        msg,
+    )
 }
 
 fn gitlab_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let msg =
         "labgate cannot confirm your access with GitLab right now. Try again in a few minutes.";
-    if respond::wants_html(req.headers()) {
-        let alert = Alert {
-            message: msg,
-            hints: &[],
-        };
-        respond::html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            app.pages.error("GitLab is unreachable", &alert, None),
-            &app.pages.csp,
-        )
-    } else {
-        respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "gitlab_unreachable", msg)
-    }
+    unavailable(app, req, "GitLab is unreachable", "gitlab_unreachable", msg)
 }
 
 /// The 403 answer for a signed-in user the rules turn away.
@@ -537,27 +538,43 @@ fn private_html(resp: &mut Response<Body>) {
     }
 }
 
+/// The identity a session carries, as header values: (field, value) with fields `user`,
+/// `preferred-username`, `email` (only when verified), `groups` (comma-separated; GitLab
+/// paths never contain commas) and `user-id`. The proxy and forward-auth name them
+/// differently; the values are the same.
+pub fn identity_values(u: &crate::access::User) -> [(&'static str, String); 5] {
+    let email = if u.email_verified {
+        u.email.clone().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    [
+        ("user", u.username.clone()),
+        ("preferred-username", u.username.clone()),
+        ("email", email),
+        ("groups", u.groups.join(",")),
+        ("user-id", u.id.to_string()),
+    ]
+}
+
 /// Sets the identity headers and the assertion from the session (SPEC §4).
 pub fn set_identity(app: &App, h: &mut http::HeaderMap, s: &Session) {
     let cfg = &app.config.identity;
-    let u = &s.user;
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
     };
-    put("x-forwarded-user", &u.username);
-    put("x-forwarded-preferred-username", &u.username);
-    put(
-        "x-forwarded-email",
-        if u.email_verified {
-            u.email.as_deref().unwrap_or("")
-        } else {
-            ""
-        },
-    );
-    put("x-forwarded-groups", &u.groups.join(","));
-    put("x-labgate-user-id", &u.id.to_string());
+    for (field, value) in identity_values(&s.user) {
+        let name = match field {
+            "user" => "x-forwarded-user",
+            "preferred-username" => "x-forwarded-preferred-username",
+            "email" => "x-forwarded-email",
+            "groups" => "x-forwarded-groups",
+            _ => "x-labgate-user-id",
+        };
+        put(name, &value);
+    }
     if let Some(kind) = &s.kind {
         put("x-labgate-kind", kind);
     }
