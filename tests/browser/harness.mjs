@@ -16,7 +16,8 @@ export const GITLAB = "http://127.0.0.1:4181";
 export const SHOTS = join(root, "target", "screenshots");
 mkdirSync(SHOTS, { recursive: true });
 
-const binary = process.env.LABGATE_BIN || join(root, "target", "debug", "labgate");
+const targetDir = process.env.CARGO_TARGET_DIR || join(root, "target");
+const binary = process.env.LABGATE_BIN || join(targetDir, "debug", "labgate");
 
 function portOpen(port) {
   return new Promise((resolve) => {
