@@ -46,12 +46,8 @@ impl Original {
     /// Reads the original request from a trusted front proxy's headers; `None` from anyone
     /// else or when the headers are absent.
     pub fn from_request<B>(app: &App, peer: Peer, req: &Request<B>) -> Option<Original> {
-        let trusted = app
-            .config
-            .server
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&peer.addr.ip()));
+        let trusted =
+            crate::headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip());
         if !trusted {
             return None;
         }

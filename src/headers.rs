@@ -125,6 +125,11 @@ pub fn is_own_cookie(name: &str, base: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('_'))
 }
 
+/// Whether `ip` is one of `server.trusted_proxies` (whose forwarded headers are believed).
+pub fn is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|n| n.contains(&ip))
+}
+
 /// What labgate knows about the client connection, after the trusted-proxy rule.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -148,7 +153,7 @@ pub fn client_info(
 ) -> ClientInfo {
     let host = headers.get(http::header::HOST).cloned();
     let own_proto = if tls { "https" } else { "http" };
-    if !trusted.iter().any(|n| n.contains(&peer)) {
+    if !is_trusted(trusted, peer) {
         return ClientInfo {
             ip: peer,
             proto: own_proto,
@@ -168,7 +173,7 @@ pub fn client_info(
         match hop.trim().parse::<IpAddr>() {
             Ok(addr) => {
                 ip = addr;
-                if !trusted.iter().any(|n| n.contains(&addr)) {
+                if !is_trusted(trusted, addr) {
                     break;
                 }
             }

@@ -40,12 +40,7 @@ pub struct UpstreamTime(pub std::time::Duration);
 
 /// The request id: the trusted front proxy's `X-Request-Id` when it is sane, else a new one.
 fn request_id<B>(app: &App, peer: Peer, req: &Request<B>) -> HeaderValue {
-    let trusted = app
-        .config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|n| n.contains(&peer.addr.ip()));
+    let trusted = crate::headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip());
     let given = req.headers().get("x-request-id").filter(|v| {
         trusted
             && !v.is_empty()

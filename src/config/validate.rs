@@ -42,6 +42,18 @@ impl Checker {
         }
     }
 
+    /// An optional `host:port`.
+    fn address(&mut self, key: &str, value: Option<&str>) -> Option<SocketAddr> {
+        let text = value?;
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(key, format!("{key} = {text:?} is not an address; write host:port, e.g. \"127.0.0.1:9180\""));
+                None
+            }
+        }
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         let path = PathBuf::from(p);
         match &self.base_dir {
@@ -198,23 +210,11 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
             allowed_redirect_domains.push(d);
         }
     }
-    let metrics_listen = s.metrics_listen.and_then(|m| match m.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            c.problem("server.metrics_listen", format!("{m:?} is not host:port"));
-            None
-        }
-    });
-    let http_redirect_listen = s.http_redirect_listen.and_then(|m| match m.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            c.problem(
-                "server.http_redirect_listen",
-                format!("{m:?} is not host:port"),
-            );
-            None
-        }
-    });
+    let metrics_listen = c.address("server.metrics_listen", s.metrics_listen.as_deref());
+    let http_redirect_listen = c.address(
+        "server.http_redirect_listen",
+        s.http_redirect_listen.as_deref(),
+    );
     let tls_reload_interval = c.duration(
         "server.tls_reload_interval",
         s.tls_reload_interval.as_deref(),
