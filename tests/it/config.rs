@@ -4,6 +4,8 @@ use std::io::Write;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::harness::{free_port, start_echo};
+
 fn labgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_labgate"));
     cmd.args(args).env_remove("LABGATE_CONFIG");
@@ -178,24 +180,8 @@ fn base64_len(s: &str) -> usize {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
-    let echo_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo = format!("http://{}", echo_l.local_addr().unwrap());
-    labgate::dev::echo::Echo::start(
-        echo_l,
-        labgate::dev::echo::EchoConfig {
-            jwks_url: String::new(),
-            issuer: String::new(),
-            audience: String::new(),
-            assertion_header: "x-labgate-assertion".into(),
-        },
-    );
-    let port = {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let echo = start_echo().await;
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(
         &dir,

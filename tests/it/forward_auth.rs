@@ -2,7 +2,6 @@
 //! ingress-nginx header contract of /oauth2/auth.
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use labgate::dev::gitlab::Fixture;
 use labgate::dev::{Listeners, Stack};
@@ -24,14 +23,6 @@ impl Drop for Nginx {
             .status();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts nginx with the deploy example, pointed at this test's labgate and echo app.
@@ -70,15 +61,7 @@ async fn nginx(port: u16, labgate: &str, app: &str) -> Nginx {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nginx");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_port(port).await;
     Nginx { child, _dir: dir }
 }
 

@@ -306,3 +306,41 @@ impl TestCa {
         tokio_rustls::TlsAcceptor::from(labgate::tls::server_config(&self.cert, &self.key).unwrap())
     }
 }
+
+/// A loopback port that was free a moment ago (for servers the test starts as processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 5 s) until something accepts connections on a loopback port.
+pub async fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// An echo app on its own, not checking assertions; returns its base URL.
+pub async fn start_echo() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    labgate::dev::echo::Echo::start(
+        l,
+        labgate::dev::echo::EchoConfig {
+            jwks_url: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            assertion_header: "x-labgate-assertion".into(),
+        },
+    );
+    url
+}

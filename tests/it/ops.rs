@@ -221,17 +221,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         .redirect_uris
         .push(format!("{public}/oauth2/callback"));
     let gitlab = StandIn::start(gl, fixture, "");
-    let echo_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo = format!("http://{}", echo_l.local_addr().unwrap());
-    labgate::dev::echo::Echo::start(
-        echo_l,
-        labgate::dev::echo::EchoConfig {
-            jwks_url: String::new(),
-            issuer: String::new(),
-            audience: String::new(),
-            assertion_header: "x-labgate-assertion".into(),
-        },
-    );
+    let echo = start_echo().await;
     let cookie_secret = "ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE=";
     let cfg = format!(
         "[server]\npublic_url = \"{public}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\
@@ -328,14 +318,6 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     // No access or refresh token: GitLab's are 64 hex characters.
     let hex64 = regex::Regex::new(r"[0-9a-f]{64}").unwrap();
     assert!(!hex64.is_match(&all), "a GitLab token reached the log");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn yaml_docs(path: &str) -> Vec<serde_yaml::Value> {

@@ -23,14 +23,6 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn redis_on(port: u16, extra: &[&str]) -> Redis {
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new("redis-server")
@@ -40,15 +32,7 @@ async fn redis_on(port: u16, extra: &[&str]) -> Redis {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is needed for this test: scripts/test installs it (apt-get install redis-server)");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    wait_for_port(port).await;
     Redis {
         child,
         port,
@@ -338,16 +322,25 @@ async fn a_three_master_redis_cluster_works() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Every node must see the whole cluster before labgate connects: the client may read
+    // the slot map from any of them.
+    let converged = || {
+        ports.iter().all(|p| {
+            let info = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "cluster", "info"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&info.stdout).into_owned();
+            text.contains("cluster_state:ok") && text.contains("cluster_known_nodes:3")
+        })
+    };
     for _ in 0..100 {
-        let info = Command::new("redis-cli")
-            .args(["-p", &ports[0].to_string(), "cluster", "info"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+        if converged() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(converged(), "the Redis Cluster did not converge");
     let (_k, key) = key_file();
     let list: Vec<String> = ports
         .iter()
