@@ -37,7 +37,7 @@ pub struct App {
     /// Unix time source (tests may shift it).
     pub clock: Clock,
     /// Identities of GitLab access tokens, briefly cached.
-    pub machine_tokens: crate::machine::TokenCache,
+    pub machine_tokens: crate::auth::bearer::TokenCache,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// The HTTPS certificate, when `server.tls_cert_file` is set.
@@ -137,7 +137,7 @@ impl App {
             signer,
             refresh: RefreshGate::default(),
             clock: Clock::default(),
-            machine_tokens: crate::machine::TokenCache::default(),
+            machine_tokens: crate::auth::bearer::TokenCache::default(),
             metrics,
             tls,
             config,
@@ -148,6 +148,49 @@ impl App {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.server.prefix)
     }
+
+    /// The one builder of sign-in URLs: `{prefix}/start?rd=` or `{prefix}/sign_in?rd=`
+    /// (`/start` too when `skip_sign_in_page`), on public_url's origin when `absolute`
+    /// (a front proxy hands the answer to the browser of another host's request).
+    pub fn sign_in_url(&self, rd: &str, to: SignIn) -> String {
+        let server = &self.config.server;
+        let endpoint = match to {
+            SignIn::Start => "/start",
+            SignIn::Entry | SignIn::EntryAbsolute if server.skip_sign_in_page => "/start",
+            SignIn::Entry | SignIn::EntryAbsolute => "/sign_in",
+        };
+        let origin = match to {
+            SignIn::EntryAbsolute => server.public_url.as_str().trim_end_matches('/'),
+            _ => "",
+        };
+        format!(
+            "{origin}{}{endpoint}?rd={}",
+            server.prefix,
+            crate::respond::query_escape(rd)
+        )
+    }
+
+    /// `candidate` if it is an allowed post-sign-in destination (public_url's origin or
+    /// `allowed_redirect_domains`), normalised; the one place `rd` is judged.
+    pub fn redirect_target(&self, candidate: &str) -> Option<String> {
+        let server = &self.config.server;
+        crate::oauth::redirect::validate(
+            candidate,
+            &server.public_url,
+            &server.allowed_redirect_domains,
+        )
+    }
+}
+
+/// Where a sign-in URL leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// Straight into the flow at GitLab.
+    Start,
+    /// The sign-in page (or the flow, with `skip_sign_in_page`), relative.
+    Entry,
+    /// The same, absolute on public_url.
+    EntryAbsolute,
 }
 
 /// The Redirect URI to register in GitLab: `public_url + prefix + /callback`.

@@ -172,6 +172,18 @@ pub fn notes(c: &Config) -> Vec<String> {
             "access.public path {p:?} is not anchored: it makes every path containing a match public (e.g. /admin{p}); write \"^{p}\" or \"^{p}(/|$)\""
         ));
     }
+    if c.access.names_users_by_name() {
+        notes.push(
+            "allowed_users / blocked_users name users by username: GitLab usernames can be changed (and a freed name taken by someone else); prefer \"id:<user id>\" (GET /api/v4/users?username=NAME shows the id)".into(),
+        );
+    }
+    if !c.server.trusted_proxies.is_empty()
+        && c.server.forward_auth_source == crate::config::FrontProxy::Auto
+    {
+        notes.push(
+            "server.forward_auth_source is \"auto\": a forward-auth request carrying the original-request headers of two front proxies is refused; name your proxy (nginx, ingress-nginx, traefik, caddy, envoy) so that only its headers are read".into(),
+        );
+    }
     if c.session.cookie_secure && c.server.public_url.scheme() == "http" {
         notes.push(
             "server.public_url is http:// but session.cookie_secure = true: browsers will drop the cookies; use https or set cookie_secure = false for local testing".into(),

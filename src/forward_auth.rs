@@ -1,35 +1,29 @@
-//! `GET /oauth2/auth`: labgate as the auth service of a front proxy (nginx `auth_request`,
-//! ingress-nginx, Traefik `forwardAuth`, Caddy `forward_auth`).
+//! Forward-auth, the pure part: what request a front proxy is asking about, read from
+//! exactly one source (SPEC §9), the narrowing a protected location adds, and the answer's
+//! identity headers. The router performs the same authenticate -> decide phases as for the
+//! proxy and renders the answer.
 //!
-//! Answers 202 with `X-Auth-Request-*` identity headers when the session passes the rules,
-//! 401 when there is none, 403 when it fails them. The original request (method, path) comes
-//! from `X-Forwarded-Method/-Proto/-Host/-Uri` (Traefik, Caddy), `X-Original-URL` /
-//! `X-Original-Method` (ingress-nginx) or `X-Original-URI` (plain nginx) — believed only
-//! from `server.trusted_proxies`, like every `X-Forwarded-*` (oauth2-proxy's GHSA-7x63).
+//! Each front proxy sets its own original-request headers and passes a client's copies of
+//! every other one through untouched, so believing "whichever is present" lets a client pick
+//! the path that is judged (oauth2-proxy's GHSA-7x63 class). labgate reads one family:
 //!
-//! Traefik and Caddy hand a non-2xx answer to the browser, so `?mode=redirect` turns the
-//! 401 for a browser into a 302 to the sign-in flow. `?allowed_groups=a,b` and
-//! `?allowed_users=x,y` narrow the rules for one protected location.
+//! | source | original URI | original method |
+//! | --- | --- | --- |
+//! | `nginx` | `X-Original-URI` | `X-Original-Method` |
+//! | `ingress-nginx` | `X-Original-URL` (absolute) | `X-Original-Method` |
+//! | `traefik`, `caddy` | `X-Forwarded-Uri` (+ `-Proto`, `-Host`) | `X-Forwarded-Method` |
+//! | `envoy` | the path after `{prefix}/auth` | the check request's own |
+//!
+//! `auto` (the default) takes the one family present and refuses (400) a request carrying
+//! more than one, so a client's extra header can never outvote the proxy's. Nothing is
+//! believed from a peer outside `server.trusted_proxies`.
 
-use http::header::HeaderValue;
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 
-use crate::access::{Decision, Deny, PathViews};
-use crate::app::App;
-use crate::machine::Bearer;
-use crate::proxy::Body;
-use crate::respond::{self, query_escape, query_param};
-use crate::router::{authenticate, Auth, Peer};
-
-/// The identity headers a 202 carries; each is always present (empty when unknown) so the
-/// front proxy overwrites whatever the client sent under those names.
-const AUTH_HEADERS: [&str; 5] = [
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-groups",
-    "x-auth-request-preferred-username",
-    "x-auth-request-user-id",
-];
+use crate::access::PathViews;
+use crate::config::FrontProxy;
+use crate::identity::{set_identity_headers, Principal};
 
 /// The request the front proxy is asking about.
 #[derive(Debug, Clone)]
@@ -42,224 +36,368 @@ pub struct Original {
     pub uri: String,
 }
 
-impl Original {
-    /// Reads the original request from a trusted front proxy's headers; `None` from anyone
-    /// else or when the headers are absent.
-    pub fn from_request<B>(app: &App, peer: Peer, req: &Request<B>) -> Option<Original> {
-        let trusted =
-            crate::headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip());
-        if !trusted {
-            return None;
+/// The original-request header families; [`FrontProxy::Traefik`] and [`FrontProxy::Caddy`]
+/// share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Nginx,
+    IngressNginx,
+    Forwarded,
+    Envoy,
+}
+
+impl Family {
+    fn of(source: FrontProxy) -> Option<Family> {
+        match source {
+            FrontProxy::Auto => None,
+            FrontProxy::Nginx => Some(Family::Nginx),
+            FrontProxy::IngressNginx => Some(Family::IngressNginx),
+            FrontProxy::Traefik | FrontProxy::Caddy => Some(Family::Forwarded),
+            FrontProxy::Envoy => Some(Family::Envoy),
         }
-        let h = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let method = h("x-forwarded-method")
-            .or_else(|| h("x-original-method"))
-            .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-            .unwrap_or(Method::GET);
-        if let Some(full) = h("x-original-url") {
-            let url = url::Url::parse(full).ok()?;
+    }
+
+    /// Whether the request carries this family's original-URI (or, for the forwarded
+    /// family, its method) header.
+    fn present(self, headers: &HeaderMap, suffix: &str) -> bool {
+        match self {
+            Family::Nginx => headers.contains_key("x-original-uri"),
+            Family::IngressNginx => headers.contains_key("x-original-url"),
+            Family::Forwarded => {
+                headers.contains_key("x-forwarded-uri")
+                    || headers.contains_key("x-forwarded-method")
+            }
+            Family::Envoy => !suffix.is_empty(),
+        }
+    }
+}
+
+/// Why the original request could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginalError {
+    /// Headers of more than one front proxy: a client added some.
+    #[error("the request carries the original-request headers of more than one front proxy ({0}); set server.forward_auth_source to the proxy in front of labgate")]
+    Conflict(String),
+    /// The source's header is there but unusable.
+    #[error("the original request header is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+/// One header's trimmed text, if present, valid and not empty. A repeated header is
+/// ambiguous and is refused by the caller via [`single`].
+fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Refuses a repeated original-request header: two values are two claims about one request.
+fn single(headers: &HeaderMap, name: &'static str) -> Result<(), OriginalError> {
+    if headers.get_all(name).iter().count() > 1 {
+        Err(OriginalError::Malformed(name))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads the original request, from a trusted peer only (`trusted`), per `source`.
+/// `method` is the check request's own and `suffix` the path after `{prefix}/auth` (both
+/// Envoy's). `Ok(None)`: the original request is unknown.
+pub fn original(
+    headers: &HeaderMap,
+    method: &Method,
+    suffix: &str,
+    source: FrontProxy,
+    trusted: bool,
+) -> Result<Option<Original>, OriginalError> {
+    if !trusted {
+        return Ok(None);
+    }
+    let family = match Family::of(source) {
+        Some(f) => f,
+        None => {
+            let all = [
+                Family::Nginx,
+                Family::IngressNginx,
+                Family::Forwarded,
+                Family::Envoy,
+            ];
+            let present: Vec<Family> = all
+                .into_iter()
+                .filter(|f| f.present(headers, suffix))
+                .collect();
+            let method_conflict = match present.first() {
+                Some(Family::Forwarded) => headers.contains_key("x-original-method"),
+                Some(Family::Nginx | Family::IngressNginx) => {
+                    headers.contains_key("x-forwarded-method")
+                }
+                Some(Family::Envoy) => {
+                    headers.contains_key("x-original-method")
+                        || headers.contains_key("x-forwarded-method")
+                }
+                None => false,
+            };
+            if present.len() > 1 || method_conflict {
+                let names: Vec<String> = present.iter().map(|f| format!("{f:?}")).collect();
+                return Err(OriginalError::Conflict(names.join(", ")));
+            }
+            match present.first() {
+                Some(f) => *f,
+                None => return Ok(None),
+            }
+        }
+    };
+    read(family, headers, method, suffix)
+}
+
+fn read(
+    family: Family,
+    headers: &HeaderMap,
+    check_method: &Method,
+    suffix: &str,
+) -> Result<Option<Original>, OriginalError> {
+    let method_from = |name: &'static str| -> Result<Method, OriginalError> {
+        single(headers, name)?;
+        match text(headers, name) {
+            None => Ok(Method::GET),
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| OriginalError::Malformed(name)),
+        }
+    };
+    let forwarded_origin = |host_header: &'static str| match (
+        text(headers, "x-forwarded-proto"),
+        text(headers, host_header),
+    ) {
+        (Some(p), Some(host)) if matches!(p, "http" | "https") => Some(format!("{p}://{host}")),
+        _ => None,
+    };
+    let path_only = |uri: &str| -> Result<String, OriginalError> {
+        if uri.starts_with('/') && !uri.starts_with("//") {
+            Ok(uri.to_owned())
+        } else {
+            Err(OriginalError::Malformed("original URI must be a path"))
+        }
+    };
+    match family {
+        Family::Nginx => {
+            single(headers, "x-original-uri")?;
+            let Some(uri) = text(headers, "x-original-uri") else {
+                return Ok(None);
+            };
+            Ok(Some(Original {
+                method: method_from("x-original-method")?,
+                origin: forwarded_origin("x-forwarded-host"),
+                uri: path_only(uri)?,
+            }))
+        }
+        Family::IngressNginx => {
+            single(headers, "x-original-url")?;
+            let Some(full) = text(headers, "x-original-url") else {
+                return Ok(None);
+            };
+            let url =
+                url::Url::parse(full).map_err(|_| OriginalError::Malformed("x-original-url"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(OriginalError::Malformed("x-original-url"));
+            }
             let uri = match url.query() {
                 Some(q) => format!("{}?{q}", url.path()),
                 None => url.path().to_owned(),
             };
-            return Some(Original {
-                method,
+            Ok(Some(Original {
+                method: method_from("x-original-method")?,
                 origin: Some(url.origin().ascii_serialization()),
                 uri,
-            });
+            }))
         }
-        let uri = h("x-forwarded-uri").or_else(|| h("x-original-uri"))?;
-        if !uri.starts_with('/') {
-            return None;
+        Family::Forwarded => {
+            single(headers, "x-forwarded-uri")?;
+            let Some(uri) = text(headers, "x-forwarded-uri") else {
+                return Ok(None);
+            };
+            Ok(Some(Original {
+                method: method_from("x-forwarded-method")?,
+                origin: forwarded_origin("x-forwarded-host"),
+                uri: path_only(uri)?,
+            }))
         }
-        let origin = match (h("x-forwarded-proto"), h("x-forwarded-host")) {
-            (Some(p), Some(host)) if matches!(p, "http" | "https") => Some(format!("{p}://{host}")),
-            _ => None,
-        };
-        Some(Original {
-            method,
-            origin,
-            uri: uri.to_owned(),
-        })
+        Family::Envoy => {
+            if suffix.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Original {
+                method: check_method.clone(),
+                origin: forwarded_origin("host"),
+                uri: path_only(suffix)?,
+            }))
+        }
     }
+}
 
+impl Original {
     /// The path readings the rules are applied to.
     pub fn views(&self) -> PathViews {
         PathViews::new(self.uri.split('?').next().unwrap_or("/"))
     }
 
-    /// Where to send the browser after sign-in: the original URL, if it is allowed.
-    pub fn redirect_target(&self, app: &App) -> Option<String> {
-        let server = &app.config.server;
-        let candidate = match &self.origin {
-            Some(o) if *o != server.public_origin => format!("{o}{}", self.uri),
+    /// The sign-in destination candidate: the original URL, absolute when it is on another
+    /// origin than `public_origin` (the redirect validator decides whether that is allowed).
+    pub fn redirect_candidate(&self, public_origin: &str) -> String {
+        match &self.origin {
+            Some(o) if o != public_origin => format!("{o}{}", self.uri),
             _ => self.uri.clone(),
-        };
-        crate::oauth::redirect::validate(
-            &candidate,
-            &server.public_url,
-            &server.allowed_redirect_domains,
-        )
-    }
-}
-
-/// Handles `/oauth2/auth`.
-pub async fn handle<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> {
-    let original = Original::from_request(app, peer, req);
-    let query = req.uri().query();
-    let narrowing = match narrowing(query) {
-        Ok(n) => n,
-        Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
-    };
-    if let Some(o) = &original {
-        if app.config.access.is_public(&o.method, &o.views()) {
-            return granted(app, None, Vec::new());
-        }
-    }
-    match crate::machine::authenticate(app, req.headers()).await {
-        Bearer::Absent => {}
-        Bearer::Refused {
-            status,
-            code,
-            message,
-        } => return crate::router::bearer_refused(status, code, &message),
-        Bearer::Verified(s) => {
-            let views = original
-                .as_ref()
-                .map_or_else(|| PathViews::new("/"), Original::views);
-            return match crate::router::machine_decision(app, &s, &views) {
-                Decision::Allow => granted(app, Some(&s), Vec::new()),
-                Decision::Deny(why) => {
-                    respond::json_error(StatusCode::FORBIDDEN, why.code(), &why.explain())
-                }
-            };
-        }
-    }
-    match authenticate(app, req).await {
-        Auth::Valid(s, cookies) => {
-            let decision = match &original {
-                Some(o) => app.config.access.decide(&s.user, &o.views()),
-                // Without the original URL route rules cannot be applied: refuse rather
-                // than guess when there are any.
-                None if app.config.access.has_routes() => Decision::Deny(Deny::NotListed {
-                    scope: "route (original URL unknown: set server.trusted_proxies)".into(),
-                }),
-                None => app.config.access.admit(&s.user),
-            };
-            let decision = match (decision, &narrowing) {
-                (Decision::Allow, Some(rules)) if !rules.admits(&s.user) => {
-                    Decision::Deny(Deny::NotListed {
-                        scope: "route (auth query)".into(),
-                    })
-                }
-                (d, _) => d,
-            };
-            match decision {
-                Decision::Allow => granted(app, Some(&s), cookies),
-                Decision::Deny(why) => {
-                    tracing::info!(target: "labgate::audit", user = %s.user.username, rule = why.code(), "forward-auth denied");
-                    respond::with_cookies(
-                        respond::json_error(StatusCode::FORBIDDEN, why.code(), &why.explain()),
-                        cookies,
-                    )
-                }
-            }
-        }
-        Auth::StoreDown => crate::router::store_unavailable(app, req),
-        Auth::Unavailable => respond::json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "gitlab_unreachable",
-            "cannot confirm the session with GitLab",
-        ),
-        Auth::None | Auth::Ended(_) => {
-            let redirect = query_param(query, "mode").is_some_and(|m| m == "redirect");
-            if redirect && respond::wants_html(req.headers()) {
-                let rd = original
-                    .as_ref()
-                    .and_then(|o| o.redirect_target(app))
-                    .unwrap_or_else(|| "/".into());
-                let base = app.config.server.public_url.as_str().trim_end_matches('/');
-                let endpoint = if app.config.server.skip_sign_in_page {
-                    "/start"
-                } else {
-                    "/sign_in"
-                };
-                return respond::redirect(&format!(
-                    "{base}{}?rd={}",
-                    app.url(endpoint),
-                    query_escape(&rd)
-                ));
-            }
-            respond::json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "not signed in")
         }
     }
 }
 
-fn narrowing(query: Option<&str>) -> Result<Option<crate::access::Rules>, String> {
+/// The raw narrowing lists of a forward-auth query (`allowed_groups`, `allowed_users`,
+/// `allowed_ci_jobs`, comma-separated); `None` when the query sets none.
+pub fn narrowing_lists(query: Option<&str>) -> Option<[Vec<String>; 3]> {
     let list = |name: &str| -> Vec<String> {
-        query_param(query, name)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut out = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if k == name {
+                out.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        out
     };
-    let (groups, users) = (list("allowed_groups"), list("allowed_users"));
-    if groups.is_empty() && users.is_empty() {
-        return Ok(None);
-    }
-    crate::access::Rules::from_lists(&users, &groups).map(Some)
+    let lists = [
+        list("allowed_users"),
+        list("allowed_groups"),
+        list("allowed_ci_jobs"),
+    ];
+    lists.iter().any(|l| !l.is_empty()).then_some(lists)
 }
 
-fn granted(
-    app: &App,
-    session: Option<&crate::session::Session>,
-    cookies: Vec<String>,
-) -> Response<Body> {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::ACCEPTED;
-    let h = resp.headers_mut();
-    for name in AUTH_HEADERS {
-        h.insert(name, HeaderValue::from_static(""));
-    }
+/// The headers of an allowing answer: every identity header always present (empty when
+/// nobody is signed in, e.g. a public path) so that a front proxy copying them overwrites
+/// whatever a client sent under those names.
+pub fn answer_headers(
+    h: &mut HeaderMap,
+    principal: Option<&Principal>,
+    assertion_header: &HeaderName,
+    assertion: Option<HeaderValue>,
+    access_token: Option<&str>,
+) {
+    set_identity_headers(h, principal, |n| n.forward_auth);
     h.insert(
-        app.config.identity.assertion_header.clone(),
-        HeaderValue::from_static(""),
+        assertion_header.clone(),
+        assertion.unwrap_or_else(|| HeaderValue::from_static("")),
     );
-    if app.config.identity.pass_access_token {
-        h.insert("x-auth-request-access-token", HeaderValue::from_static(""));
+    if let Some(token) = access_token {
+        let v = HeaderValue::from_str(token).unwrap_or_else(|_| HeaderValue::from_static(""));
+        h.insert("x-auth-request-access-token", v);
     }
-    if let Some(s) = session {
-        let mut put = |name: &'static str, v: &str| {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.insert(name, v);
-            }
-        };
-        for (field, value) in crate::router::identity_values(&s.user) {
-            let name = match field {
-                "user" => "x-auth-request-user",
-                "preferred-username" => "x-auth-request-preferred-username",
-                "email" => "x-auth-request-email",
-                "groups" => "x-auth-request-groups",
-                _ => "x-auth-request-user-id",
-            };
-            put(name, &value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
         }
-        if app.config.identity.pass_access_token {
-            put("x-auth-request-access-token", &s.access_token);
+        h
+    }
+
+    fn read_auto(
+        pairs: &[(&'static str, &'static str)],
+    ) -> Result<Option<Original>, OriginalError> {
+        original(&headers(pairs), &Method::GET, "", FrontProxy::Auto, true)
+    }
+
+    #[test]
+    fn one_source_per_proxy() {
+        // nginx as shipped: X-Original-*; the client's X-Forwarded-Uri is not believed.
+        let h = headers(&[
+            ("x-original-uri", "/admin/secret"),
+            ("x-original-method", "POST"),
+            ("x-forwarded-uri", "/public"),
+            ("x-forwarded-method", "GET"),
+            ("x-original-url", "http://x/public/"),
+        ]);
+        let o = original(&h, &Method::GET, "", FrontProxy::Nginx, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.uri.as_str(), o.method), ("/admin/secret", Method::POST));
+        let o = original(&h, &Method::GET, "", FrontProxy::Traefik, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.uri, "/public");
+        // Auto refuses the mixture.
+        assert!(matches!(
+            original(&h, &Method::GET, "", FrontProxy::Auto, true),
+            Err(OriginalError::Conflict(_))
+        ));
+        // Untrusted peers: nothing.
+        assert_eq!(
+            original(&h, &Method::GET, "", FrontProxy::Nginx, false)
+                .unwrap()
+                .map(|o| o.uri),
+            None
+        );
+    }
+
+    #[test]
+    fn auto_detects_one_family_and_refuses_mixtures() {
+        let o = read_auto(&[("x-original-uri", "/a"), ("x-original-method", "PUT")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.uri.as_str(), o.method), ("/a", Method::PUT));
+        let o = read_auto(&[("x-forwarded-uri", "/b"), ("x-forwarded-method", "DELETE")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.uri.as_str(), o.method), ("/b", Method::DELETE));
+        for mixed in [
+            &[("x-original-uri", "/a"), ("x-forwarded-method", "GET")][..],
+            &[("x-forwarded-uri", "/a"), ("x-original-method", "GET")][..],
+            &[("x-original-url", "https://h/a"), ("x-original-uri", "/a")][..],
+            &[("x-original-uri", "/a"), ("x-original-uri", "/b")][..],
+        ] {
+            assert!(read_auto(mixed).is_err(), "{mixed:?}");
         }
-        if let Some(a) = app.signer.assertion(s, app.clock.now()) {
-            h.insert(app.config.identity.assertion_header.clone(), a);
+        assert!(read_auto(&[("x-forwarded-proto", "https")])
+            .unwrap()
+            .is_none());
+        // Envoy: the suffix, the check request's method, and nothing else alongside.
+        let h = headers(&[("host", "app.example.com")]);
+        let o = original(&h, &Method::PATCH, "/x?y=1", FrontProxy::Auto, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.uri.as_str(), o.method), ("/x?y=1", Method::PATCH));
+        let h = headers(&[("x-forwarded-uri", "/public")]);
+        assert!(original(&h, &Method::GET, "/admin", FrontProxy::Auto, true).is_err());
+    }
+
+    #[test]
+    fn malformed_originals_are_errors() {
+        for bad in [
+            &[("x-original-uri", "admin")][..],
+            &[("x-original-uri", "//evil.example/x")][..],
+            &[("x-original-url", "javascript:alert(1)")][..],
+            &[("x-forwarded-uri", "/x"), ("x-forwarded-method", "G E T")][..],
+        ] {
+            assert!(read_auto(bad).is_err(), "{bad:?}");
         }
     }
-    respond::with_cookies(resp, cookies)
+
+    #[test]
+    fn narrowing_lists_are_read_from_the_query() {
+        assert!(narrowing_lists(None).is_none());
+        assert!(narrowing_lists(Some("mode=redirect")).is_none());
+        let [users, groups, ci] =
+            narrowing_lists(Some("allowed_groups=a,b&allowed_users=x&allowed_groups=c")).unwrap();
+        assert_eq!(users, ["x"]);
+        assert_eq!(groups, ["a", "b", "c"]);
+        assert!(ci.is_empty());
+    }
 }

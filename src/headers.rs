@@ -1,7 +1,10 @@
 //! Pure header rewriting for the forward path: hop-by-hop removal (RFC 9110 §7.6.1),
-//! identity-header stripping, `X-Forwarded-*`, and the session cookie kept from upstream.
+//! identity-header and bearer stripping, override headers from untrusted peers,
+//! `X-Forwarded-*` / `X-Real-IP`, and the session cookie kept from upstream.
 //!
-//! Knows nothing of sessions or OAuth: callers pass what to set.
+//! Knows nothing of sessions or OAuth: callers pass what to set. The order matters and is
+//! the router's: the client's `Connection`-nominated headers go first, before labgate sets
+//! anything, so a client can never make labgate drop a header it set (SPEC §9).
 
 use std::net::IpAddr;
 
@@ -21,20 +24,97 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Removes hop-by-hop headers and those the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Headers labgate sets on every forwarded request: a `Connection` header cannot nominate
+/// them away (they are replaced anyway, but `Host` must survive).
+const MANAGED: &[&str] = &[
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Removes the headers the `Connection` header names (RFC 9110 §7.6.1), except those labgate
+/// manages. For a request, call this before labgate adds any header of its own.
+pub fn strip_connection_nominated(headers: &mut HeaderMap) {
+    if !headers.contains_key(CONNECTION) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        // `Upgrade` is the proxy's to handle (it re-adds it for a WebSocket handshake).
+        .filter(|n| !MANAGED.contains(&n.as_str()) && *n != http::header::UPGRADE)
         .collect();
     for name in named {
         headers.remove(name);
     }
+}
+
+/// Removes the fixed hop-by-hop headers (including `Connection` itself).
+pub fn strip_fixed_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(*name);
+    }
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names (responses).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip_connection_nominated(headers);
+    strip_fixed_hop_by_hop(headers);
+}
+
+/// Headers that frameworks read as the "real" URL or client address (IIS, Symfony and
+/// Laminas route on `X-Original-URL` / `X-Rewrite-URL`, Spring on `X-Forwarded-Prefix`,
+/// chi / Echo / Rails trust `X-Real-IP`): from a peer that is not a trusted proxy they are
+/// a client's forgery and never reach the upstream (SPEC §9).
+const OVERRIDES: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// Removes the URL and client-address override headers (see [`OVERRIDES`]).
+pub fn strip_overrides(headers: &mut HeaderMap) {
+    for name in OVERRIDES {
+        headers.remove(*name);
+    }
+}
+
+/// Removes every `Authorization: Bearer` credential: it was for labgate (or for nobody),
+/// and the upstream is told who the caller is by the identity headers (SPEC §9). Other
+/// schemes (`Basic`) are the application's own business.
+pub fn strip_bearer(headers: &mut HeaderMap) {
+    let auth = http::header::AUTHORIZATION;
+    if !headers.contains_key(&auth) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(&auth)
+        .iter()
+        .filter(|v| {
+            let scheme = v.as_bytes().split(|b| *b == b' ').next().unwrap_or(b"");
+            !scheme.eq_ignore_ascii_case(b"bearer")
+        })
+        .cloned()
+        .collect();
+    headers.remove(&auth);
+    for v in kept {
+        headers.append(&auth, v);
     }
 }
 
@@ -55,7 +135,7 @@ const IDENTITY_EXACT: &[&str] = &[
 const IDENTITY_PREFIXES: &[&str] = &["x-labgate-", "x-auth-request-"];
 
 /// Whether `name` is an identity header in any spelling.
-pub fn is_identity_header(name: &str, assertion_header: &str, authorization: bool) -> bool {
+pub fn is_identity_header(name: &str, assertion_header: &str) -> bool {
     let normal: String = name
         .bytes()
         .map(|b| {
@@ -69,14 +149,13 @@ pub fn is_identity_header(name: &str, assertion_header: &str, authorization: boo
     IDENTITY_EXACT.contains(&normal.as_str())
         || IDENTITY_PREFIXES.iter().any(|p| normal.starts_with(p))
         || normal == assertion_header
-        || (authorization && normal == "authorization")
 }
 
 /// Removes every copy of every identity header the client may have sent.
-pub fn strip_identity(headers: &mut HeaderMap, assertion_header: &HeaderName, authorization: bool) {
+pub fn strip_identity(headers: &mut HeaderMap, assertion_header: &HeaderName) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_identity_header(n.as_str(), assertion_header.as_str(), authorization))
+        .filter(|n| is_identity_header(n.as_str(), assertion_header.as_str()))
         .cloned()
         .collect();
     for name in doomed {
@@ -197,7 +276,8 @@ pub fn client_info(
     }
 }
 
-/// Sets `X-Forwarded-For` (appended to a trusted chain, else replaced), `-Proto` and `-Host`.
+/// Sets `X-Forwarded-For` (appended to a trusted chain, else replaced), `-Proto`, `-Host`
+/// and `X-Real-IP` (the client address labgate worked out).
 pub fn set_forwarded(headers: &mut HeaderMap, info: &ClientInfo, peer: IpAddr) {
     headers.remove("x-forwarded-for");
     headers.remove("x-forwarded-proto");
@@ -213,6 +293,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: &ClientInfo, peer: IpAddr) {
     headers.insert("x-forwarded-proto", HeaderValue::from_static(info.proto));
     if let Some(h) = &info.host {
         headers.insert("x-forwarded-host", h.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&info.ip.to_string()) {
+        headers.insert("x-real-ip", v);
     }
 }
 
@@ -235,7 +318,7 @@ mod tests {
             "x-forwarded-groups",
             "X-Forwarded-Preferred-Username",
         ] {
-            assert!(is_identity_header(n, a, false), "{n}");
+            assert!(is_identity_header(n, a), "{n}");
         }
         for n in [
             "X-Forwarded-For",
@@ -244,14 +327,10 @@ mod tests {
             "cookie",
             "x-forwarded-users2",
         ] {
-            assert!(!is_identity_header(n, a, false), "{n}");
+            assert!(!is_identity_header(n, a), "{n}");
         }
-        assert!(is_identity_header("Authorization", a, true));
-        assert!(is_identity_header(
-            "X-My-Assertion",
-            "x-my-assertion",
-            false
-        ));
+        assert!(is_identity_header("X-My-Assertion", "x-my-assertion"));
+        assert!(is_identity_header("X-Labgate-Kind", a));
     }
 
     #[test]
@@ -268,6 +347,28 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+        // A request's Connection cannot nominate the headers labgate manages.
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("Host, X-Forwarded-For, x-real-ip, x-other"),
+        );
+        h.insert("host", HeaderValue::from_static("app"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        strip_connection_nominated(&mut h);
+        assert!(h.contains_key("host"));
+        assert!(!h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn bearer_stripped_other_schemes_kept() {
+        let mut h = HeaderMap::new();
+        h.append("authorization", HeaderValue::from_static("Bearer abc"));
+        h.append("authorization", HeaderValue::from_static("Basic eDp5"));
+        h.append("authorization", HeaderValue::from_static("bEaReR x"));
+        strip_bearer(&mut h);
+        let left: Vec<_> = h.get_all("authorization").iter().collect();
+        assert_eq!(left, ["Basic eDp5"]);
     }
 
     #[test]

@@ -3,26 +3,35 @@
 //! # Layout
 //! ```text
 //! main.rs / cli.rs   parse the command line, load config, run
-//! config/            defaults < TOML < LABGATE__* env < flags; validation names keys
+//! config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
+//!                    access.rs + machine.rs compile the TOML into the pure policies
 //! server.rs          listeners, limits, graceful drain (knows nothing of OAuth)
-//! router.rs          the one branch point: probes | own endpoints | public | protected
-//! oauth/             own endpoints and the sign-in flow; gitlab.rs talks to GitLab,
-//!                    redirect.rs validates `rd`
-//! session/           the session and its sealed, split cookies
-//! access/            pure decision: (user, path readings, rules) -> Allow | Deny
-//! forward_auth.rs   /oauth2/auth for nginx auth_request, Traefik, Caddy, ingress-nginx
+//! admin.rs           /ping, /ready, /metrics and the side listeners
+//! router.rs          the endpoint table, then the phases of an application request:
+//!                    classify -> authenticate -> decide -> rewrite -> proxy -> log
+//! auth/              who is calling: session.rs (load, revalidation, grace),
+//!                    bearer.rs (CI ID tokens, access tokens) -> identity::Principal
+//! reject.rs          every refusal, rendered (HTML / JSON / status) in one place
+//! signin.rs          /sign_in, /start, /callback, /sign_out
+//! forward_auth.rs    pure: the original request from one front proxy's headers
+//! access/            pure decision: (principal, path readings, rules, narrowing)
+//! machine.rs         pure: CI claim matching, bearer parsing
+//! oauth/             gitlab.rs (the only code that talks to GitLab), redirect.rs (`rd`)
+//! session/           the session, its sealed split cookies, the Redis store
 //! headers.rs         pure header rewriting: hop-by-hop, identity stripping, X-Forwarded-*
-//! identity.rs        the ES256 assertion and its JWKS
-//! proxy/             streaming forward to the upstream, upgrades, 502/504
+//! identity/          Principal, the identity header table, the ES256 assertion and JWKS
+//! proxy/             streaming forward to the upstream, upgrades
 //! pages.rs           HTML pages; respond.rs builds labgate's own responses
 //! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests)
 //! ```
-//! Data flows one way: classify -> authenticate -> authorize -> rewrite -> forward -> log.
+//! Data flows one way: each arrow is a call into a module listed below it.
 
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -35,10 +44,12 @@ pub mod metrics;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod reject;
 pub mod respond;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod signin;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_reload;

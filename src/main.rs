@@ -170,14 +170,14 @@ async fn start_side_tasks(app: &std::sync::Arc<labgate::app::App>) -> Result<(),
             ExitCode::FAILURE
         })?;
         tracing::info!(%addr, "metrics listening");
-        tokio::spawn(labgate::server::serve_metrics(l, app.clone()));
+        tokio::spawn(labgate::admin::serve_metrics(l, app.clone()));
     }
     if let Some(addr) = app.config.server.http_redirect_listen {
         let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             eprintln!("labgate: cannot listen on server.http_redirect_listen {addr}: {e}");
             ExitCode::FAILURE
         })?;
-        tokio::spawn(labgate::server::serve_http_redirect(l, app.clone()));
+        tokio::spawn(labgate::admin::serve_http_redirect(l, app.clone()));
     }
     Ok(())
 }

@@ -1,26 +1,28 @@
-//! The one branch point: probes | labgate's own endpoints | public paths | protected paths.
+//! The one branch point and the whole endpoint table, then the phases of an application
+//! request in order: classify -> authenticate -> decide -> rewrite -> proxy -> log.
 //!
-//! Request phases, in order: classify -> authenticate (session, revalidation) -> authorize
-//! (access policy) -> rewrite headers -> forward -> log. Each phase is a call into one
-//! module; nothing calls back up.
+//! Every entry point that admits someone (the proxy, `/oauth2/auth`, `/oauth2/userinfo`)
+//! goes through [`admit`]: [`crate::auth`] says who is calling, [`crate::access`] decides,
+//! and any refusal is a [`Reject`] rendered in one place. Nothing below imports this module.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::HeaderValue;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::access::{Decision, PathViews};
-use crate::app::{App, REFRESH_SHARE};
+use crate::access::{Decision, PathViews, Rules};
+use crate::app::{App, SignIn};
+use crate::auth::{self, Authenticated};
+use crate::forward_auth::{self, Original};
 use crate::headers;
-use crate::machine::Bearer;
-use crate::oauth;
-use crate::pages::Alert;
+use crate::identity::{set_identity_headers, Principal};
 use crate::proxy::Body;
-use crate::respond::{self, query_escape};
-use crate::session::Session;
+use crate::reject::{Reject, Style};
+use crate::respond::{self, query_param};
+use crate::{admin, signin};
 
 /// Who the request is from, as far as the connection tells.
 #[derive(Debug, Clone, Copy)]
@@ -38,11 +40,15 @@ pub struct Peer {
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub std::time::Duration);
 
+/// Whether the peer is one of `server.trusted_proxies`.
+fn trusted(app: &App, peer: Peer) -> bool {
+    headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip())
+}
+
 /// The request id: the trusted front proxy's `X-Request-Id` when it is sane, else a new one.
 fn request_id<B>(app: &App, peer: Peer, req: &Request<B>) -> HeaderValue {
-    let trusted = crate::headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip());
     let given = req.headers().get("x-request-id").filter(|v| {
-        trusted
+        trusted(app, peer)
             && !v.is_empty()
             && v.len() <= 128
             && v.as_bytes()
@@ -112,7 +118,8 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
     resp
 }
 
-async fn route(app: &Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+/// Classifies a request: probes, labgate's own endpoints, or the application.
+async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::CONNECT {
         return respond::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -129,370 +136,167 @@ async fn route(app: &Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Respon
     }
     let views = PathViews::new(req.uri().path());
     match views.forward.as_str() {
-        "/ping" => return respond::text(StatusCode::OK, "OK"),
-        "/ready" => return ready(app).await,
+        "/ping" => return admin::ping(),
+        "/ready" => return admin::ready(app).await,
         _ => {}
     }
-    let prefix = &app.config.server.prefix;
-    if let Some(rest) = views.forward.strip_prefix(prefix.as_str()) {
+    let prefix = app.config.server.prefix.as_str();
+    if let Some(rest) = views.forward.strip_prefix(prefix) {
         if rest.is_empty() || rest.starts_with('/') {
-            return oauth::endpoint(app, peer, rest, req).await;
+            return endpoint(app, peer, rest, req).await;
         }
     }
+    proxy(app, peer, req, &views).await
+}
 
-    // Whatever happens next, the client's own identity headers never pass.
-    let identity = &app.config.identity;
-    headers::strip_identity(
-        req.headers_mut(),
-        &identity.assertion_header,
-        identity.pass_authorization,
-    );
-
-    if app.config.access.is_public(req.method(), &views) {
-        return forward(app, peer, req, &views, None, Vec::new()).await;
-    }
-    match crate::machine::authenticate(app, req.headers()).await {
-        Bearer::Absent => {}
-        Bearer::Refused {
-            status,
-            code,
-            message,
-        } => return bearer_refused(status, code, &message),
-        Bearer::Verified(s) => {
-            // The credential was for labgate; the app gets the identity, not the token.
-            req.headers_mut().remove(http::header::AUTHORIZATION);
-            return match machine_decision(app, &s, &views) {
-                Decision::Allow => forward(app, peer, req, &views, Some(&s), Vec::new()).await,
-                Decision::Deny(why) => forbidden(app, &req, &s, &why),
-            };
+/// labgate's own endpoints (SPEC §3); `rest` is the normalised path after the prefix.
+async fn endpoint(
+    app: &Arc<App>,
+    peer: Peer,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    match (method, rest) {
+        (Method::GET | Method::HEAD, "/sign_in") => {
+            let original = read_original(app, peer, &req, "").ok().flatten();
+            signin::sign_in(app, &req, original.as_ref())
         }
-    }
-    let (session, cookies) = match authenticate(app, &req).await {
-        Auth::Valid(s, cookies) => (s, cookies),
-        Auth::None => return unauthenticated(app, &req, Vec::new()),
-        Auth::Ended(cookies) => return unauthenticated(app, &req, cookies),
-        Auth::Unavailable => return gitlab_unavailable(app, &req),
-        Auth::StoreDown => return store_unavailable(app, &req),
-    };
-    match app.config.access.decide(&session.user, &views) {
-        Decision::Allow => forward(app, peer, req, &views, Some(&session), cookies).await,
-        Decision::Deny(why) => {
-            tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), path = %views.forward, "access denied");
-            respond::with_cookies(forbidden(app, &req, &session, &why), cookies)
+        (Method::GET | Method::HEAD, "/start") => signin::start(app, &req).await,
+        (Method::GET, "/callback") => signin::callback(app, &req).await,
+        (Method::GET | Method::POST, "/sign_out") => signin::sign_out(app, &req).await,
+        (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
+        (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
+        (Method::GET, "/metrics") if app.config.server.metrics_listen.is_none() => {
+            admin::metrics_response(app)
         }
+        (Method::GET | Method::HEAD, "/auth") => forward_auth(app, peer, &req, None).await,
+        (_, r) if r.starts_with("/auth/") && envoy_form_served(app) => {
+            match envoy_suffix(app, &req) {
+                Some(suffix) => forward_auth(app, peer, &req, Some(&suffix)).await,
+                None => Reject::BadRequest {
+                    code: "bad_request",
+                    message: "the original path must follow the auth endpoint literally".into(),
+                }
+                .render(app, &Style::default()),
+            }
+        }
+        (
+            _,
+            "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
+            | "/auth",
+        ) => respond::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed here",
+        ),
+        _ => respond::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such labgate endpoint",
+        ),
     }
 }
 
-async fn ready(app: &App) -> Response<Body> {
-    if !(app.gitlab.discovered() || app.gitlab.provider().await.is_ok()) {
-        return respond::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "GitLab discovery not loaded",
-        );
-    }
-    if app.sessions.ready().await.is_err() {
-        return respond::text(StatusCode::SERVICE_UNAVAILABLE, "session store unreachable");
-    }
-    respond::text(StatusCode::OK, "OK")
-}
-
-/// The outcome of reading (and if due, revalidating) the session.
-// Returned once per request and matched at once: boxing the session would only add an
-// allocation to the hot path.
-#[allow(clippy::large_enum_variant)]
-pub enum Auth {
-    /// No session cookie, or one that does not open.
-    None,
-    /// A valid session, plus cookies to set if it was refreshed.
-    Valid(Arc<Session>, Vec<String>),
-    /// The session is over (expired, or GitLab refused the refresh): cookies that clear it.
-    Ended(Vec<String>),
-    /// Revalidation is due and GitLab has been unreachable past the grace period.
-    Unavailable,
-    /// The session store (Redis) failed: nobody is admitted on a guess.
-    StoreDown,
-}
-
-/// How long a replica waits for another one's revalidation of the same session.
-const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Reads the session and revalidates it with GitLab when due: single-flight in this
-/// process, and across replicas through the store's lock (Redis).
-pub async fn authenticate<B>(app: &App, req: &Request<B>) -> Auth {
-    let loaded = match app.sessions.load(req.headers(), false).await {
-        Ok(Some(l)) => l,
-        Ok(None) => return Auth::None,
-        Err(e) => {
-            tracing::error!(error = %e, "session store unavailable; failing closed");
-            return Auth::StoreDown;
-        }
-    };
-    let session = &loaded.session;
-    let now = app.clock.now();
-    let clear = || {
-        app.cookies
-            .clear_all(req.headers(), &app.config.session.cookie_name)
-    };
-    if session.expired(now) {
-        let _ = app.sessions.end(&loaded).await;
-        return Auth::Ended(clear());
-    }
-    let cfg = &app.config.session;
-    if now.saturating_sub(session.validated) < cfg.revalidate.as_secs() {
-        return Auth::Valid(loaded.session, Vec::new());
-    }
-    let slot = app.refresh.slot(&session.sid);
-    let mut guard = slot.lock().await;
-    let cookies_for = |fresh: &Session| {
-        if app.sessions.is_redis() {
-            Vec::new()
-        } else {
-            app.cookies.session_cookies(fresh, req.headers(), now)
-        }
-    };
-    if let Some((fresh, at)) = guard.as_ref() {
-        if fresh.validated > session.validated && at.elapsed() < REFRESH_SHARE {
-            let fresh = fresh.clone();
-            let cookies = cookies_for(&fresh);
-            return Auth::Valid(fresh, cookies);
-        }
-    }
-    let token = match app.sessions.lock(&loaded).await {
-        Ok(Some(token)) => token,
-        Ok(None) => return wait_for_peer(app, req, &loaded, now).await,
-        Err(e) => {
-            tracing::error!(error = %e, "session store unavailable; failing closed");
-            return Auth::StoreDown;
-        }
-    };
-    // Another replica may have finished a refresh just before we took the lock.
-    if app.sessions.is_redis() {
-        if let Ok(Some(l)) = app.sessions.load(req.headers(), true).await {
-            if l.session.validated > session.validated {
-                app.sessions.unlock(&loaded, &token).await;
-                *guard = Some((l.session.clone(), Instant::now()));
-                return Auth::Valid(l.session, Vec::new());
-            }
-        }
-    }
-    let result = oauth::revalidate(app, session, now).await;
-    let outcome = match result {
-        Ok(fresh) => match app
-            .sessions
-            .update(&loaded, &fresh, req.headers(), now)
-            .await
-        {
-            Ok(cookies) => {
-                app.metrics.revalidation("ok");
-                let fresh = Arc::new(fresh);
-                *guard = Some((fresh.clone(), Instant::now()));
-                Auth::Valid(fresh, cookies)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "storing the revalidated session failed; failing closed");
-                app.metrics.store_errors.inc();
-                Auth::StoreDown
-            }
-        },
-        Err(oauth::RevalidateError::Ended(reason)) => {
-            tracing::info!(target: "labgate::audit", user = %session.user.username, reason, "session ended at revalidation");
-            app.metrics.revalidation("ended");
-            let _ = app.sessions.end(&loaded).await;
-            Auth::Ended(clear())
-        }
-        Err(oauth::RevalidateError::Unreachable(e)) => {
-            app.metrics.revalidation("unreachable");
-            within_grace(app, session, now, &e.to_string())
-        }
-    };
-    app.sessions.unlock(&loaded, &token).await;
-    outcome
-}
-
-/// Another replica holds the revalidation lock: wait for its result in the store.
-async fn wait_for_peer<B>(
-    app: &App,
-    req: &Request<B>,
-    loaded: &crate::session::Loaded,
-    now: u64,
-) -> Auth {
-    let start = Instant::now();
-    while start.elapsed() < PEER_REFRESH_WAIT {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        match app.sessions.load(req.headers(), true).await {
-            Ok(Some(l)) if l.session.validated > loaded.session.validated => {
-                return Auth::Valid(l.session, Vec::new())
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Auth::Ended(
-                    app.cookies
-                        .clear_all(req.headers(), &app.config.session.cookie_name),
-                )
-            }
-            Err(_) => return Auth::StoreDown,
-        }
-    }
-    within_grace(
-        app,
-        &loaded.session,
-        now,
-        "another replica's revalidation did not finish in time",
+/// Whether `{prefix}/auth/<original path>` (Envoy's HTTP ext_authz) is served.
+fn envoy_form_served(app: &App) -> bool {
+    use crate::config::FrontProxy;
+    matches!(
+        app.config.server.forward_auth_source,
+        FrontProxy::Auto | FrontProxy::Envoy
     )
 }
 
-/// GitLab could not confirm the session: keep it within the grace period, then fail closed.
-fn within_grace(app: &App, session: &Arc<Session>, now: u64, why: &str) -> Auth {
-    let cfg = &app.config.session;
-    let overdue = now.saturating_sub(session.validated);
-    if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
-        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate; keeping the session within the grace period");
-        Auth::Valid(session.clone(), Vec::new())
-    } else {
-        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate past the grace period; failing closed");
-        Auth::Unavailable
+/// The original path and query Envoy appended to `{prefix}/auth`, taken from the raw
+/// request target (its dot segments are the original's, judged like any other path).
+fn envoy_suffix<B>(app: &App, req: &Request<B>) -> Option<String> {
+    let base = app.url("/auth");
+    let path = req.uri().path().strip_prefix(base.as_str())?;
+    if !path.starts_with('/') {
+        return None;
     }
+    Some(match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    })
 }
 
-/// CI jobs were admitted by `[[machine.allow]]`; access-token users face the access rules.
-pub fn machine_decision(app: &App, s: &Session, views: &PathViews) -> Decision {
-    if s.kind.as_deref() == Some("ci_job") {
-        Decision::Allow
-    } else {
-        app.config.access.decide(&s.user, views)
-    }
+/// The original request a trusted front proxy names, from the one configured source.
+fn read_original<B>(
+    app: &App,
+    peer: Peer,
+    req: &Request<B>,
+    suffix: &str,
+) -> Result<Option<Original>, forward_auth::OriginalError> {
+    forward_auth::original(
+        req.headers(),
+        req.method(),
+        suffix,
+        app.config.server.forward_auth_source,
+        trusted(app, peer),
+    )
 }
 
-/// A refused bearer credential: JSON with the reason, never a redirect.
-pub fn bearer_refused(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let mut r = respond::json_error(status, code, message);
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"labgate\", error=\"invalid_token\""),
-        );
-    }
-    r
-}
-
-/// Not signed in: browsers go to the sign-in flow, APIs get 401 JSON.
-fn unauthenticated<B>(app: &App, req: &Request<B>, cookies: Vec<String>) -> Response<Body> {
-    let resp = if respond::wants_html(req.headers())
-        && matches!(*req.method(), Method::GET | Method::HEAD)
+/// Authenticate -> decide: the one admission every entry point uses. `paths` is `None`
+/// when the original request is unknown; `narrowing` is a forward-auth location's.
+async fn admit(
+    app: &App,
+    headers: &http::HeaderMap,
+    paths: Option<&PathViews>,
+    narrowing: Option<&Rules>,
+) -> Result<Authenticated, Reject> {
+    let a = auth::authenticate(app, headers).await?;
+    match app
+        .config
+        .access
+        .decide(a.principal.subject(), paths, narrowing)
     {
-        let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let endpoint = if app.config.server.skip_sign_in_page {
-            "/start"
-        } else {
-            "/sign_in"
-        };
-        respond::redirect(&format!("{}?rd={}", app.url(endpoint), query_escape(rd)))
-    } else {
-        let mut r = respond::json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in with GitLab first",
-        );
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"labgate\""),
-        );
-        r
-    };
-    respond::with_cookies(resp, cookies)
-}
-
-/// A 503 page (browsers) or JSON (APIs): labgate cannot decide, so it admits no one.
-fn unavailable<B>(
-    app: &App,
-    req: &Request<B>,
-    title: &str,
-    code: &str,
-    message: &str,
-) -> Response<Body> {
-    if respond::wants_html(req.headers()) {
-        let alert = Alert {
-            message,
-            hints: &[],
-        };
-        respond::html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            app.pages.error(title, &alert, None),
-            &app.pages.csp,
-        )
-    } else {
-        respond::json_error(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        Decision::Allow => Ok(a),
+        Decision::Deny(deny) => {
+            tracing::info!(
+                target: "labgate::audit",
+                user = %a.principal.name(),
+                kind = a.principal.kind(),
+                rule = deny.code(),
+                path = paths.map_or("(unknown)", |p| p.forward.as_str()),
+                "access denied"
+            );
+            Err(Reject::Forbidden {
+                name: a.principal.name().to_owned(),
+                deny,
+                cookies: a.cookies,
+            })
+        }
     }
 }
 
-/// The session store is down: a clear 503, never an admission.
-pub fn store_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let msg = "labgate cannot reach its session store right now, so it cannot check who you are. Try again in a moment.";
-    unavailable(
-        app,
-        req,
-        "Sessions are unavailable",
-        "session_store_unavailable",
-        msg,
-    )
-}
-
-fn gitlab_unavailable<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let msg =
-        "labgate cannot confirm your access with GitLab right now. Try again in a few minutes.";
-    unavailable(app, req, "GitLab is unreachable", "gitlab_unreachable", msg)
-}
-
-/// The 403 answer for a signed-in user the rules turn away.
-pub fn forbidden<B>(
-    app: &App,
-    req: &Request<B>,
-    session: &Session,
-    why: &crate::access::Deny,
-) -> Response<Body> {
-    if respond::wants_html(req.headers()) {
-        let page = app.pages.forbidden(
-            &session.user.username,
-            &why.explain(),
-            &app.url("/sign_out"),
-        );
-        respond::html(StatusCode::FORBIDDEN, page, &app.pages.csp)
-    } else {
-        respond::json(
-            StatusCode::FORBIDDEN,
-            &serde_json::json!({
-                "error": "forbidden",
-                "reason": why.code(),
-                "message": why.explain(),
-                "user": session.user.username,
-            }),
-        )
-    }
-}
-
-/// Rewrites the request for the upstream and forwards it.
-async fn forward(
+/// An application request: public, or admitted; then rewritten and forwarded.
+async fn proxy(
     app: &App,
     peer: Peer,
     mut req: Request<Incoming>,
     views: &PathViews,
-    session: Option<&Session>,
-    cookies: Vec<String>,
 ) -> Response<Body> {
-    let cfg = &app.config;
     let html = respond::wants_html(req.headers());
-    let info = headers::client_info(
-        req.headers(),
-        peer.addr.ip(),
-        &cfg.server.trusted_proxies,
-        peer.tls,
-    );
-    let h = req.headers_mut();
-    headers::set_forwarded(h, &info, peer.addr.ip());
-    headers::strip_own_cookies(h, &cfg.session.cookie_name);
-    if let Some(s) = session {
-        set_identity(app, h, s);
-    }
+    let (principal, cookies) = if app.config.access.is_public(req.method(), views) {
+        (None, Vec::new())
+    } else {
+        match admit(app, req.headers(), Some(views), None).await {
+            Ok(a) => (Some(a.principal), a.cookies),
+            Err(reject) => {
+                let navigation = html && matches!(*req.method(), Method::GET | Method::HEAD);
+                let style = Style {
+                    html,
+                    sign_in: navigation.then(|| {
+                        let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                        app.sign_in_url(rd, SignIn::Entry)
+                    }),
+                };
+                return reject.render(app, &style);
+            }
+        }
+    };
+    rewrite(app, peer, &mut req, principal.as_ref());
     let target = match req.uri().query() {
         Some(q) => format!("{}?{q}", views.forward),
         None => views.forward.clone(),
@@ -504,17 +308,80 @@ async fn forward(
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());
             r.extensions_mut().insert(UpstreamTime(took));
-            if session.is_some() {
+            if principal.is_some() {
                 private_html(&mut r);
             }
             r
         }
         Err(e) => {
             tracing::warn!(error = %e, "upstream request failed");
-            upstream_error(app, e.status(), html)
+            let timeout = e.status() == StatusCode::GATEWAY_TIMEOUT;
+            Reject::Upstream { timeout }.render(
+                app,
+                &Style {
+                    html,
+                    sign_in: None,
+                },
+            )
         }
     };
     respond::with_cookies(resp, cookies)
+}
+
+/// The rewrite phase (SPEC §4, §9): the client's `Connection`-nominated headers go first,
+/// then every identity header, bearer credential and (from untrusted peers) URL and
+/// client-address override the client sent; then labgate sets `Host` (HTTP/2),
+/// `X-Forwarded-*`, `X-Real-IP` and the identity of `principal`.
+fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option<&Principal>) {
+    let cfg = &app.config;
+    let is_trusted = trusted(app, peer);
+    // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams require `Host`.
+    if req.version() == http::Version::HTTP_2 {
+        let authority = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(a) = authority {
+            req.headers_mut().insert(HOST, a);
+        }
+    }
+    let h = req.headers_mut();
+    headers::strip_connection_nominated(h);
+    headers::strip_identity(h, &cfg.identity.assertion_header);
+    headers::strip_bearer(h);
+    if !is_trusted {
+        headers::strip_overrides(h);
+    }
+    let info = headers::client_info(h, peer.addr.ip(), &cfg.server.trusted_proxies, peer.tls);
+    headers::set_forwarded(h, &info, peer.addr.ip());
+    headers::strip_own_cookies(h, &cfg.session.cookie_name);
+    if let Some(p) = principal {
+        set_identity(app, h, p);
+    }
+}
+
+/// Sets the identity headers and the assertion of `p` towards the upstream (SPEC §4).
+fn set_identity(app: &App, h: &mut http::HeaderMap, p: &Principal) {
+    let cfg = &app.config.identity;
+    set_identity_headers(h, Some(p), |n| n.upstream);
+    let s = p.session();
+    if cfg.pass_access_token && !s.access_token.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&s.access_token) {
+            h.insert("x-forwarded-access-token", v);
+        }
+    }
+    if cfg.pass_authorization {
+        if let Some(v) = s
+            .id_token
+            .as_ref()
+            .and_then(|id| HeaderValue::from_str(&format!("Bearer {id}")).ok())
+        {
+            h.insert(http::header::AUTHORIZATION, v);
+        }
+    }
+    if let Some(a) = app.signer.assertion(p, app.clock.now()) {
+        h.insert(cfg.assertion_header.clone(), a);
+    }
 }
 
 /// A page rendered for a signed-in user, without caching instructions of its own, must not
@@ -522,104 +389,164 @@ async fn forward(
 fn private_html(resp: &mut Response<Body>) {
     let html = resp
         .headers()
-        .get(http::header::CONTENT_TYPE)
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if html && !resp.headers().contains_key(http::header::CACHE_CONTROL) {
-        resp.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        );
+    if html && !resp.headers().contains_key(CACHE_CONTROL) {
+        resp.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     }
 }
 
-/// The identity a session carries, as header values: (field, value) with fields `user`,
-/// `preferred-username`, `email` (only when verified), `groups` (comma-separated; GitLab
-/// paths never contain commas) and `user-id`. The proxy and forward-auth name them
-/// differently; the values are the same.
-pub fn identity_values(u: &crate::access::User) -> [(&'static str, String); 5] {
-    let email = if u.email_verified {
-        u.email.clone().unwrap_or_default()
-    } else {
-        String::new()
+/// `{prefix}/auth` (nginx, ingress-nginx, Traefik, Caddy: 202) and
+/// `{prefix}/auth/<original path>` (Envoy: 200): the same admission as the proxy, for the
+/// original request the front proxy names.
+async fn forward_auth<B>(
+    app: &App,
+    peer: Peer,
+    req: &Request<B>,
+    envoy: Option<&str>,
+) -> Response<Body> {
+    let html = respond::wants_html(req.headers());
+    let original = match read_original(app, peer, req, envoy.unwrap_or("")) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "forward-auth request refused");
+            return Reject::BadRequest {
+                code: "ambiguous_original_request",
+                message: e.to_string(),
+            }
+            .render(app, &Style::default());
+        }
     };
-    [
-        ("user", u.username.clone()),
-        ("preferred-username", u.username.clone()),
-        ("email", email),
-        ("groups", u.groups.join(",")),
-        ("user-id", u.id.to_string()),
-    ]
+    // Envoy appends the original query to the check request: it is the app's, not ours.
+    let query = if envoy.is_some() {
+        None
+    } else {
+        req.uri().query()
+    };
+    let narrowing = match forward_auth::narrowing_lists(query)
+        .map(|[users, groups, ci]| crate::config::narrowing(&users, &groups, &ci))
+        .transpose()
+    {
+        Ok(n) => n,
+        Err(e) => {
+            return Reject::BadRequest {
+                code: "bad_request",
+                message: e,
+            }
+            .render(app, &Style::default())
+        }
+    };
+    let views = original.as_ref().map(Original::views);
+    if let (Some(o), Some(v)) = (&original, &views) {
+        if app.config.access.is_public(&o.method, v) {
+            return granted(app, None, Vec::new(), envoy.is_some());
+        }
+    }
+    match admit(app, req.headers(), views.as_ref(), narrowing.as_ref()).await {
+        Ok(a) => granted(app, Some(&a.principal), a.cookies, envoy.is_some()),
+        Err(reject) => {
+            // Traefik and Caddy hand a non-2xx answer to the browser: `?mode=redirect`
+            // turns "not signed in" into a redirect to the sign-in page.
+            let redirect = query_param(query, "mode").is_some_and(|m| m == "redirect");
+            let style = Style {
+                html,
+                sign_in: (redirect && html).then(|| {
+                    let rd = original
+                        .as_ref()
+                        .and_then(|o| {
+                            app.redirect_target(
+                                &o.redirect_candidate(&app.config.server.public_origin),
+                            )
+                        })
+                        .unwrap_or_else(|| "/".into());
+                    app.sign_in_url(&rd, SignIn::EntryAbsolute)
+                }),
+            };
+            reject.render(app, &style)
+        }
+    }
 }
 
-/// Sets the identity headers and the assertion from the session (SPEC §4).
-pub fn set_identity(app: &App, h: &mut http::HeaderMap, s: &Session) {
+/// An allowing forward-auth answer: 202 (200 for Envoy, which treats only 200 as allow)
+/// with every identity header present.
+fn granted(
+    app: &App,
+    principal: Option<&Principal>,
+    cookies: Vec<String>,
+    envoy: bool,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = if envoy {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     let cfg = &app.config.identity;
-    let mut put = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
+    let assertion = principal.and_then(|p| app.signer.assertion(p, app.clock.now()));
+    let token = cfg
+        .pass_access_token
+        .then(|| principal.map_or("", |p| p.session().access_token.as_str()));
+    forward_auth::answer_headers(
+        resp.headers_mut(),
+        principal,
+        &cfg.assertion_header,
+        assertion,
+        token,
+    );
+    respond::with_cookies(resp, cookies)
+}
+
+/// `GET /userinfo`: the caller's identity as JSON, after the same admission as any
+/// request to this path.
+async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let views = PathViews::new(req.uri().path());
+    match admit(app, req.headers(), Some(&views), None).await {
+        Ok(a) => {
+            let u = &a.principal.session().user;
+            let body = serde_json::json!({
+                "user": u.username,
+                "preferred_username": u.username,
+                "user_id": u.id,
+                "name": u.name,
+                "email": if u.email_verified { u.email.clone() } else { None },
+                "email_verified": u.email_verified,
+                "groups": u.groups,
+                "kind": a.principal.kind(),
+            });
+            respond::with_cookies(respond::json(StatusCode::OK, &body), a.cookies)
         }
-    };
-    for (field, value) in identity_values(&s.user) {
-        let name = match field {
-            "user" => "x-forwarded-user",
-            "preferred-username" => "x-forwarded-preferred-username",
-            "email" => "x-forwarded-email",
-            "groups" => "x-forwarded-groups",
-            _ => "x-labgate-user-id",
-        };
-        put(name, &value);
-    }
-    if let Some(kind) = &s.kind {
-        put("x-labgate-kind", kind);
-    }
-    if cfg.pass_access_token {
-        put("x-forwarded-access-token", &s.access_token);
-    }
-    if cfg.pass_authorization {
-        if let Some(id) = &s.id_token {
-            put("authorization", &format!("Bearer {id}"));
-        }
-    }
-    if let Some(a) = app.signer.assertion(s, app.clock.now()) {
-        h.insert(cfg.assertion_header.clone(), a);
+        Err(reject) => reject.render(app, &Style::default()),
     }
 }
 
-fn upstream_error(app: &App, status: StatusCode, html: bool) -> Response<Body> {
-    let (title, msg) = if status == StatusCode::GATEWAY_TIMEOUT {
-        (
-            "The application did not answer in time",
-            "The application behind labgate took too long to answer. Try again in a moment.",
-        )
+/// `GET /jwks.json`: the keys that verify the assertion, with an ETag.
+fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let (body, etag) = app.signer.jwks();
+    let matches = req
+        .headers()
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.trim() == "*" || t.trim().trim_start_matches("W/") == etag.to_str().unwrap_or("")
+        });
+    let mut resp = if matches {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
     } else {
-        (
-            "The application is unreachable",
-            "labgate could not reach the application it protects. Try again in a moment.",
-        )
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
     };
-    let mut resp = if html {
-        respond::html(
-            status,
-            app.pages.error(
-                title,
-                &Alert {
-                    message: msg,
-                    hints: &[],
-                },
-                None,
-            ),
-            &app.pages.csp,
-        )
-    } else {
-        let code = if status == StatusCode::GATEWAY_TIMEOUT {
-            "upstream_timeout"
-        } else {
-            "upstream_unreachable"
-        };
-        respond::json_error(status, code, msg)
-    };
-    resp.headers_mut()
-        .insert("x-labgate-error", HeaderValue::from_static("upstream"));
+    resp.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    resp.headers_mut().insert(ETAG, etag);
     resp
 }

@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,7 +16,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
-use crate::proxy::Body;
 use crate::router::{self, Peer};
 
 /// A TLS handshake must finish within this time (slow clients).
@@ -162,76 +160,6 @@ async fn serve_conn<I>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "connection ended with an error");
-    }
-}
-
-/// Serves `/metrics` alone on its own listener (`server.metrics_listen`).
-pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        metrics_response(&app)
-                    } else {
-                        crate::respond::text(StatusCode::NOT_FOUND, "not found")
-                    };
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-/// The Prometheus text exposition.
-pub fn metrics_response(app: &App) -> Response<Body> {
-    let mut r = Response::new(Body::from(app.metrics.render()));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-    );
-    r
-}
-
-/// Redirects every plain-HTTP request to the same path on https `public_url`
-/// (`server.http_redirect_listen`).
-pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
-    let base = app
-        .config
-        .server
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let base = base.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let target = format!(
-                    "{base}{}",
-                    req.uri().path_and_query().map_or("/", |p| p.as_str())
-                );
-                let mut r = crate::respond::redirect(&target);
-                *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
     }
 }
 

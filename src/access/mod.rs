@@ -1,12 +1,18 @@
-//! Who may enter: the pure decision `(user, path readings, method, rules) -> Decision`.
+//! Who may enter: the one pure decision
+//! `(subject, path readings, rules, narrowing) -> Allow | Deny` (SPEC §6, §9).
 //!
-//! Owns the compiled rules (`[access]`, `[[access.public]]`, `[[route]]`) and nothing that
-//! talks to GitLab: memberships and project access levels arrive in [`User`], loaded by the
-//! OAuth code at sign-in and at each revalidation (SPEC §6).
+//! Owns the compiled rules (`[access]`, `[[access.public]]`, `[[route]]`, forward-auth
+//! narrowing) and nothing else: no I/O, no configuration parsing (`config::access` compiles
+//! the TOML into these types), no knowledge of sessions or HTTP beyond a method. Memberships
+//! and project access levels arrive in [`User`], loaded from GitLab at sign-in and at each
+//! revalidation. Every entry point (proxy, `/oauth2/auth`, `/oauth2/userinfo`) and every kind
+//! of caller (person, CI job, access token) goes through [`Policy::decide`].
+//!
+//! GitLab paths and usernames are ASCII (config validation refuses anything else), and are
+//! compared here as bytes, ASCII case-insensitively: no string slicing that a multi-byte
+//! character from the network could make panic.
 
 mod path;
-#[cfg(test)]
-mod tests;
 
 pub use path::PathViews;
 
@@ -14,9 +20,6 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-
-use crate::config::file::{AccessFile, RouteFile};
-use crate::config::{GitlabConfig, Problem};
 
 /// GitLab access levels (REST API `access_level`).
 pub mod level {
@@ -86,7 +89,20 @@ pub struct User {
     pub projects: BTreeMap<String, u8>,
 }
 
-/// Why a user was turned away; shown to the user in general terms.
+/// Who a decision is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// A person: signed in through the browser flow, or calling with a GitLab access token.
+    Person(&'a User),
+    /// A GitLab CI/CD job, already admitted by `[[machine.allow]]`; identified by its
+    /// project's full path.
+    CiJob {
+        /// `project_path` of the job's verified ID token.
+        project_path: &'a str,
+    },
+}
+
+/// Why a caller was turned away; shown to the user in general terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deny {
     /// The GitLab account is not active.
@@ -97,26 +113,40 @@ pub enum Deny {
     EmailDomain,
     /// Two-factor authentication is required and not enabled.
     TwoFactor,
-    /// Not in any allowed user, group or project (`scope` names where: "global" or a route).
+    /// Not in any allowed user, group or project (`scope` names where: "access", a route,
+    /// or the forward-auth query).
     NotListed {
-        /// `access` or `route <path>`.
+        /// `access`, `route <path>` or `auth query`.
         scope: String,
     },
+    /// A CI job on a route (or forward-auth location) that does not admit CI jobs.
+    CiJobNotAllowed {
+        /// `route <path>` or `auth query`.
+        scope: String,
+    },
+    /// Routes or narrowing apply, but the original request is unknown: labgate refuses
+    /// rather than judge a guessed path.
+    OriginalUnknown,
 }
 
 impl Deny {
     /// A sentence for the 403 page that does not reveal the policy itself.
-    pub fn explain(&self) -> String {
+    pub fn explain(&self) -> &'static str {
         match self {
-            Deny::Inactive => "Your GitLab account is not active.".into(),
-            Deny::Blocked => "Your account has been blocked from this application.".into(),
-            Deny::EmailDomain => "Your verified GitLab email address is not in a domain allowed here.".into(),
-            Deny::TwoFactor => "This application requires two-factor authentication on your GitLab account.".into(),
+            Deny::Inactive => "Your GitLab account is not active.",
+            Deny::Blocked => "Your account has been blocked from this application.",
+            Deny::EmailDomain => "Your verified GitLab email address is not in a domain allowed here.",
+            Deny::TwoFactor => "This application requires two-factor authentication on your GitLab account.",
             Deny::NotListed { scope } if scope == "access" => {
-                "You are not a member of a GitLab group or project allowed to use this application.".into()
+                "You are not a member of a GitLab group or project allowed to use this application."
             }
             Deny::NotListed { .. } => {
-                "This part of the application is limited to particular GitLab groups or projects, and you are not in them.".into()
+                "This part of the application is limited to particular GitLab groups or projects, and you are not in them."
+            }
+            Deny::CiJobNotAllowed { .. } => "This part of the application does not admit this CI/CD job.",
+            Deny::OriginalUnknown => {
+                "labgate could not tell which page was asked for, so it cannot apply this application's rules. \
+                 The administrator should check server.trusted_proxies and server.forward_auth_source."
             }
         }
     }
@@ -129,52 +159,89 @@ impl Deny {
             Deny::EmailDomain => "email_domain",
             Deny::TwoFactor => "two_factor_required",
             Deny::NotListed { .. } => "not_in_allowed_users_groups_or_projects",
+            Deny::CiJobNotAllowed { .. } => "ci_job_not_allowed",
+            Deny::OriginalUnknown => "original_url_unknown",
         }
     }
 }
 
+/// A group entry of an allow-list.
 #[derive(Debug, Clone)]
-struct GroupRule {
-    path: String,
+pub struct GroupRule {
+    /// Full path, ASCII.
+    pub path: String,
     /// Minimum role on a direct membership, if any.
-    min_level: Option<u8>,
+    pub min_level: Option<u8>,
 }
 
+/// A project entry of an allow-list.
 #[derive(Debug, Clone)]
-struct ProjectRule {
-    path: String,
-    min_level: u8,
+pub struct ProjectRule {
+    /// Full path, ASCII, lower-cased.
+    pub path: String,
+    /// Minimum effective access level.
+    pub min_level: u8,
 }
 
-/// Allow-lists: a user matching any one entry passes.
+/// A user entry: GitLab usernames can be renamed, ids cannot (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRef {
+    /// A username (ASCII, compared case-insensitively).
+    Name(String),
+    /// `id:<n>`: a numeric GitLab user id.
+    Id(u64),
+}
+
+impl UserRef {
+    /// Whether this entry names `user`.
+    pub fn matches(&self, user: &User) -> bool {
+        match self {
+            UserRef::Name(n) => n.eq_ignore_ascii_case(&user.username),
+            UserRef::Id(id) => *id == user.id,
+        }
+    }
+}
+
+/// Allow-lists: a caller matching any one entry passes.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
-    users: Vec<String>,
-    groups: Vec<GroupRule>,
-    projects: Vec<ProjectRule>,
-    email_domains: Vec<String>,
+    /// `allowed_users`.
+    pub users: Vec<UserRef>,
+    /// `allowed_groups`.
+    pub groups: Vec<GroupRule>,
+    /// `allowed_projects`.
+    pub projects: Vec<ProjectRule>,
+    /// `allowed_email_domains` (lower-case; a leading dot admits subdomains).
+    pub email_domains: Vec<String>,
+    /// `allowed_ci_jobs`: project paths or namespaces (subgroups included) whose CI jobs
+    /// pass, or `*` for every job `[[machine.allow]]` admits. Empty: no CI job passes.
+    pub ci_jobs: Vec<String>,
 }
 
 impl Rules {
-    /// Allow-lists given at run time (`/oauth2/auth?allowed_groups=...`).
-    pub fn from_lists(users: &[String], groups: &[String]) -> Result<Rules, String> {
-        let mut errors = Vec::new();
-        let rules = compile_rules("query", users, groups, &[], &[], &mut |_k, m| {
-            errors.push(m)
-        });
-        match errors.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(rules),
-        }
-    }
-
-    /// Whether the user matches one of the allow-lists.
-    pub fn admits(&self, user: &User) -> bool {
-        self.member_ok(user)
-    }
-
-    fn has_member_rules(&self) -> bool {
+    /// Whether users, groups or projects are listed.
+    pub fn has_member_rules(&self) -> bool {
         !self.users.is_empty() || !self.groups.is_empty() || !self.projects.is_empty()
+    }
+
+    /// Whether any rule for people is set (members or email domains).
+    pub fn has_person_rules(&self) -> bool {
+        self.has_member_rules() || !self.email_domains.is_empty()
+    }
+
+    /// Whether the subject passes these allow-lists (a route's or a narrowing's).
+    pub fn admits(&self, who: Subject<'_>) -> bool {
+        match who {
+            Subject::Person(user) => {
+                self.has_person_rules()
+                    && self.email_ok(user)
+                    && (!self.has_member_rules() || self.member_ok(user))
+            }
+            Subject::CiJob { project_path } => self
+                .ci_jobs
+                .iter()
+                .any(|c| c == "*" || under_path(project_path, c)),
+        }
     }
 
     fn email_ok(&self, user: &User) -> bool {
@@ -201,16 +268,12 @@ impl Rules {
     }
 
     fn member_ok(&self, user: &User) -> bool {
-        if self
-            .users
-            .iter()
-            .any(|u| u.eq_ignore_ascii_case(&user.username))
-        {
+        if self.users.iter().any(|u| u.matches(user)) {
             return true;
         }
         for g in &self.groups {
             let hit = match g.min_level {
-                None => user.groups.iter().any(|have| in_group(have, &g.path)),
+                None => user.groups.iter().any(|have| under_path(have, &g.path)),
                 Some(min) => {
                     let lists: [(&Vec<String>, u8); 3] = [
                         (&user.owner_of, level::OWNER),
@@ -222,53 +285,70 @@ impl Rules {
                     lists
                         .iter()
                         .filter(|(_, l)| *l >= min)
-                        .any(|(list, _)| list.iter().any(|have| in_group(&g.path, have)))
+                        .any(|(list, _)| list.iter().any(|have| under_path(&g.path, have)))
                 }
             };
             if hit {
                 return true;
             }
         }
+        // Both sides are lower-case: compile lower-cases the rule, GitLab loading the key.
         self.projects.iter().any(|p| {
             user.projects
-                .get(&p.path.to_ascii_lowercase())
+                .get(&p.path)
                 .is_some_and(|l| *l >= p.min_level)
         })
     }
 }
 
-/// Whether group `have` is `want` or one of its subgroups (a '/' boundary; case-insensitive
-/// like GitLab paths).
-fn in_group(have: &str, want: &str) -> bool {
-    have.len() >= want.len()
-        && have[..want.len()].eq_ignore_ascii_case(want)
-        && (have.len() == want.len() || have.as_bytes()[want.len()] == b'/')
+/// Whether the GitLab path `have` is `want` or lies beneath it (a `/` boundary), ASCII
+/// case-insensitive like GitLab paths. Compares bytes: never slices a string, so any
+/// input is safe.
+pub fn under_path(have: &str, want: &str) -> bool {
+    let (have, want) = (have.as_bytes(), want.as_bytes());
+    match have.get(..want.len()) {
+        Some(head) if head.eq_ignore_ascii_case(want) => {
+            matches!(have.get(want.len()), None | Some(b'/'))
+        }
+        _ => false,
+    }
 }
 
 /// A path that needs no sign-in.
 #[derive(Debug, Clone)]
-struct Public {
-    path: Regex,
-    methods: Vec<http::Method>,
+pub struct Public {
+    /// Matched against every strict reading of the path.
+    pub path: Regex,
+    /// Methods it covers (empty: all).
+    pub methods: Vec<http::Method>,
 }
 
 /// Stricter rules for part of the app.
 #[derive(Debug, Clone)]
-struct Route {
-    source: String,
-    path: Regex,
-    rules: Rules,
+pub struct Route {
+    /// The regex as written (for logs).
+    pub source: String,
+    /// Matched against every reading of the path, loose ones included.
+    pub path: Regex,
+    /// Who passes, on top of the global rules.
+    pub rules: Rules,
 }
 
 /// The compiled access policy.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    global: Rules,
-    blocked_users: Vec<String>,
-    require_two_factor: bool,
-    allow_any: bool,
-    public: Vec<Public>,
-    routes: Vec<Route>,
+    /// `[access]` allow-lists.
+    pub global: Rules,
+    /// `blocked_users`.
+    pub blocked_users: Vec<UserRef>,
+    /// `require_two_factor`.
+    pub require_two_factor: bool,
+    /// `allow_any_gitlab_user`.
+    pub allow_any: bool,
+    /// `[[access.public]]`.
+    pub public: Vec<Public>,
+    /// `[[route]]`, first match wins.
+    pub routes: Vec<Route>,
 }
 
 /// The outcome of a decision.
@@ -276,115 +356,13 @@ pub struct Policy {
 pub enum Decision {
     /// Let the request through.
     Allow,
-    /// Turn the user away.
+    /// Turn the caller away.
     Deny(Deny),
 }
 
 impl Policy {
-    /// Compiles `[access]` and `[[route]]`, pushing a problem for each bad entry.
-    pub fn compile(
-        access: &AccessFile,
-        routes: &[RouteFile],
-        gitlab: &GitlabConfig,
-        problems: &mut Vec<Problem>,
-    ) -> Policy {
-        let mut p = |key: String, message: String| problems.push(Problem { key, message });
-        let global = compile_rules(
-            "access",
-            &access.allowed_users,
-            &access.allowed_groups,
-            &access.allowed_projects,
-            &access.allowed_email_domains,
-            &mut p,
-        );
-        let allow_any = access.allow_any_gitlab_user.unwrap_or(false);
-        if !global.has_member_rules() && !allow_any {
-            p(
-                "access".into(),
-                "no access rule is set: anyone with a GitLab account (on gitlab.com, anyone at all) could enter. \
-                 Set access.allowed_groups, access.allowed_projects or access.allowed_users, \
-                 or set access.allow_any_gitlab_user = true if that is really what you want"
-                    .into(),
-            );
-        }
-        if !gitlab.oidc()
-            && (!global.groups.is_empty() || routes.iter().any(|r| !r.allowed_groups.is_empty()))
-        {
-            p(
-                "access.allowed_groups".into(),
-                "group rules need the \"openid\" scope (groups come from GitLab's OIDC userinfo); add \"openid\" to gitlab.scopes".into(),
-            );
-        }
-        let mut public = Vec::new();
-        for (i, pubf) in access.public.iter().enumerate() {
-            let key = format!("access.public[{i}].path");
-            let Some(src) = pubf.path.as_deref() else {
-                p(
-                    key,
-                    "each [[access.public]] needs a path regex, e.g. \"^/healthz$\"".into(),
-                );
-                continue;
-            };
-            let Some(re) = compile_regex(&key, src, &mut p) else {
-                continue;
-            };
-            let mut methods = Vec::new();
-            for m in &pubf.methods {
-                match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => methods.push(m),
-                    Err(_) => p(
-                        format!("access.public[{i}].methods"),
-                        format!("{m:?} is not an HTTP method"),
-                    ),
-                }
-            }
-            public.push(Public { path: re, methods });
-        }
-        let mut compiled_routes = Vec::new();
-        for (i, r) in routes.iter().enumerate() {
-            let key = format!("route[{i}]");
-            let Some(src) = r.path.as_deref() else {
-                p(
-                    format!("{key}.path"),
-                    "each [[route]] needs a path regex, e.g. \"^/admin(/|$)\"".into(),
-                );
-                continue;
-            };
-            let Some(re) = compile_regex(&format!("{key}.path"), src, &mut p) else {
-                continue;
-            };
-            let rules = compile_rules(
-                &key,
-                &r.allowed_users,
-                &r.allowed_groups,
-                &r.allowed_projects,
-                &r.allowed_email_domains,
-                &mut p,
-            );
-            if !rules.has_member_rules() && rules.email_domains.is_empty() {
-                p(key.clone(), format!("{key} has no rule: give it allowed_groups, allowed_projects, allowed_users or allowed_email_domains"));
-            }
-            compiled_routes.push(Route {
-                source: src.to_owned(),
-                path: re,
-                rules,
-            });
-        }
-        Policy {
-            global,
-            blocked_users: access
-                .blocked_users
-                .iter()
-                .map(|u| u.to_ascii_lowercase())
-                .collect(),
-            require_two_factor: access.require_two_factor.unwrap_or(false),
-            allow_any,
-            public,
-            routes: compiled_routes,
-        }
-    }
-
-    /// Whether a request needs no sign-in: every reading of its path matches a public rule.
+    /// Whether a request needs no sign-in: every strict reading of its path matches a
+    /// public rule for its method.
     pub fn is_public(&self, method: &http::Method, paths: &PathViews) -> bool {
         if self.public.is_empty() {
             return false;
@@ -403,7 +381,7 @@ impl Policy {
             .projects
             .iter()
             .chain(self.routes.iter().flat_map(|r| r.rules.projects.iter()))
-            .map(|p| p.path.to_ascii_lowercase())
+            .map(|p| p.path.clone())
             .collect();
         v.sort();
         v.dedup();
@@ -419,9 +397,14 @@ impl Policy {
             .collect()
     }
 
-    /// Whether any `[[route]]` is configured.
-    pub fn has_routes(&self) -> bool {
-        !self.routes.is_empty()
+    /// Whether `blocked_users` or `allowed_users` name anyone by username (mutable in
+    /// GitLab: `labgate check` says so).
+    pub fn names_users_by_name(&self) -> bool {
+        self.blocked_users
+            .iter()
+            .chain(&self.global.users)
+            .chain(self.routes.iter().flat_map(|r| &r.rules.users))
+            .any(|u| matches!(u, UserRef::Name(_)))
     }
 
     /// Whether two-factor status is needed from `/api/v4/user`.
@@ -429,16 +412,12 @@ impl Policy {
         self.require_two_factor
     }
 
-    /// The global rules alone (used at sign-in, before any path is known).
+    /// The global rules alone, for a person (at sign-in, before any path is known).
     pub fn admit(&self, user: &User) -> Decision {
         if user.state.as_deref().is_some_and(|s| s != "active") {
             return Decision::Deny(Deny::Inactive);
         }
-        if self
-            .blocked_users
-            .iter()
-            .any(|b| b.eq_ignore_ascii_case(&user.username))
-        {
+        if self.blocked_users.iter().any(|b| b.matches(user)) {
             return Decision::Deny(Deny::Blocked);
         }
         if !self.global.email_ok(user) {
@@ -447,13 +426,12 @@ impl Policy {
         if self.require_two_factor && user.two_factor != Some(true) {
             return Decision::Deny(Deny::TwoFactor);
         }
-        if self.global.has_member_rules() {
-            if !self.global.member_ok(user) {
-                return Decision::Deny(Deny::NotListed {
-                    scope: "access".into(),
-                });
-            }
-        } else if !self.allow_any {
+        let listed = if self.global.has_member_rules() {
+            self.global.member_ok(user)
+        } else {
+            self.allow_any
+        };
+        if !listed {
             return Decision::Deny(Deny::NotListed {
                 scope: "access".into(),
             });
@@ -461,128 +439,56 @@ impl Policy {
         Decision::Allow
     }
 
-    /// The global rules plus those of the first route matching each reading of the path.
-    pub fn decide(&self, user: &User, paths: &PathViews) -> Decision {
-        if let Decision::Deny(d) = self.admit(user) {
-            return Decision::Deny(d);
+    /// The one decision (SPEC §9): global rules, then the first `[[route]]` matching each
+    /// reading of the path, then the forward-auth narrowing, for every kind of caller.
+    ///
+    /// `paths` is `None` when the original request is unknown (forward-auth without a
+    /// trusted front proxy's headers): with routes or narrowing in force that is a refusal,
+    /// never a judgement of `/`.
+    pub fn decide(
+        &self,
+        who: Subject<'_>,
+        paths: Option<&PathViews>,
+        narrowing: Option<&Rules>,
+    ) -> Decision {
+        // 1. Global: people face [access]; CI jobs were admitted by [[machine.allow]].
+        if let Subject::Person(user) = who {
+            if let Decision::Deny(d) = self.admit(user) {
+                return Decision::Deny(d);
+            }
         }
-        for p in paths.all() {
-            if let Some(route) = self.routes.iter().find(|r| r.path.is_match(p)) {
-                let ok = route.rules.email_ok(user)
-                    && (!route.rules.has_member_rules() || route.rules.member_ok(user));
-                if !ok {
-                    return Decision::Deny(Deny::NotListed {
-                        scope: format!("route {}", route.source),
-                    });
+        // 2. Routes, on every reading an upstream router may use.
+        match paths {
+            Some(paths) if !self.routes.is_empty() => {
+                for p in paths.route_readings() {
+                    let Some(route) = self.routes.iter().find(|r| r.path.is_match(&p)) else {
+                        continue;
+                    };
+                    if !route.rules.admits(who) {
+                        return Decision::Deny(refusal(who, format!("route {}", route.source)));
+                    }
                 }
+            }
+            None if !self.routes.is_empty() => return Decision::Deny(Deny::OriginalUnknown),
+            _ => {}
+        }
+        // 3. Narrowing for one forward-auth location.
+        if let Some(n) = narrowing {
+            if paths.is_none() {
+                return Decision::Deny(Deny::OriginalUnknown);
+            }
+            if !n.admits(who) {
+                return Decision::Deny(refusal(who, "auth query".into()));
             }
         }
         Decision::Allow
     }
 }
 
-fn compile_regex(key: &str, src: &str, p: &mut impl FnMut(String, String)) -> Option<Regex> {
-    match Regex::new(src) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            p(key.to_owned(), format!("{src:?} is not a valid regex: {e}"));
-            None
-        }
+/// The refusal for a subject that did not pass a scope's allow-lists.
+fn refusal(who: Subject<'_>, scope: String) -> Deny {
+    match who {
+        Subject::Person(_) => Deny::NotListed { scope },
+        Subject::CiJob { .. } => Deny::CiJobNotAllowed { scope },
     }
-}
-
-fn compile_rules(
-    scope: &str,
-    users: &[String],
-    groups: &[String],
-    projects: &[String],
-    domains: &[String],
-    p: &mut impl FnMut(String, String),
-) -> Rules {
-    let mut rules = Rules {
-        users: users
-            .iter()
-            .map(|u| u.trim().to_owned())
-            .filter(|u| !u.is_empty())
-            .collect(),
-        ..Rules::default()
-    };
-    for (i, g) in groups.iter().enumerate() {
-        let key = format!("{scope}.allowed_groups[{i}]");
-        let (path, role) = match g.split_once(':') {
-            Some((path, role)) => (path.trim(), Some(role.trim())),
-            None => (g.trim(), None),
-        };
-        if path.is_empty() || path.starts_with('/') || path.ends_with('/') || path.contains(' ') {
-            p(
-                key,
-                format!("{g:?} is not a group full path such as \"acme\" or \"acme/team\""),
-            );
-            continue;
-        }
-        let min_level = match role {
-            None => None,
-            Some(r) => match level::parse(r) {
-                Some(level::GUEST) => Some(0),
-                Some(l) if l >= level::DEVELOPER => Some(l),
-                Some(_) => {
-                    p(key, format!(
-                        "{g:?}: GitLab reports group roles developer, maintainer and owner only; \
-                         use \"{path}\" (any member), \"{path}:developer\" or higher, or a project rule"
-                    ));
-                    continue;
-                }
-                None => {
-                    p(key, format!("{g:?}: unknown role {r:?}; write guest, developer, maintainer or owner"));
-                    continue;
-                }
-            },
-        };
-        rules.groups.push(GroupRule {
-            path: path.to_owned(),
-            min_level: min_level.filter(|l| *l > 0),
-        });
-    }
-    for (i, proj) in projects.iter().enumerate() {
-        let key = format!("{scope}.allowed_projects[{i}]");
-        let (path, role) = match proj.split_once(':') {
-            Some((path, role)) => (path.trim(), Some(role.trim())),
-            None => (proj.trim(), None),
-        };
-        if !path.contains('/') || path.starts_with('/') || path.ends_with('/') || path.contains(' ')
-        {
-            p(
-                key,
-                format!("{proj:?} is not a project full path such as \"acme/app\""),
-            );
-            continue;
-        }
-        let min_level = match role {
-            None => level::GUEST,
-            Some(r) => match level::parse(r) {
-                Some(l) => l,
-                None => {
-                    p(key, format!("{proj:?}: unknown role {r:?}; write guest, planner, reporter, developer, maintainer or owner"));
-                    continue;
-                }
-            },
-        };
-        rules.projects.push(ProjectRule {
-            path: path.to_owned(),
-            min_level,
-        });
-    }
-    for (i, d) in domains.iter().enumerate() {
-        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-        let bare = d.strip_prefix('.').unwrap_or(&d);
-        if bare.is_empty() || bare.contains(['@', '/', ' ', ':']) || !bare.contains('.') {
-            p(
-                format!("{scope}.allowed_email_domains[{i}]"),
-                format!("{d:?} is not a domain such as \"example.com\" or \".example.com\""),
-            );
-            continue;
-        }
-        rules.email_domains.push(d);
-    }
-    rules
 }

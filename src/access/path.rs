@@ -60,10 +60,46 @@ impl PathViews {
         PathViews { forward, resolved }
     }
 
-    /// Both readings (the same string twice when they agree).
+    /// Both strict readings (the same string twice when they agree): public paths must
+    /// match every one of them.
     pub fn all(&self) -> [&str; 2] {
         [&self.forward, &self.resolved]
     }
+
+    /// Every reading a route is matched against (SPEC §9): the strict ones, plus the
+    /// loose readings of routers that ignore case (Spring, IIS, ASP.NET) or a trailing
+    /// `.format` of a segment (Rails, Spring's suffix patterns): `/ADMIN` and `/admin.json`
+    /// are `/admin` too. A route applies when any reading matches, so the stricter answer
+    /// wins. Distinct readings only.
+    pub fn route_readings(&self) -> Vec<Cow<'_, str>> {
+        let lower = self.resolved.to_ascii_lowercase();
+        let bare = strip_formats(&lower);
+        let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(self.forward.as_str())];
+        let forward_lower = self.forward.to_ascii_lowercase();
+        for r in [
+            Cow::Borrowed(self.resolved.as_str()),
+            Cow::Owned(forward_lower),
+            Cow::Owned(lower),
+            Cow::Owned(bare),
+        ] {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+}
+
+/// Removes a trailing `.format` from each segment (`/a.json/b.html` -> `/a/b`); dot-files
+/// (`/.well-known`) keep their name.
+fn strip_formats(path: &str) -> String {
+    path.split('/')
+        .map(|seg| match seg.rsplit_once('.') {
+            Some((stem, _)) if !stem.is_empty() => stem,
+            _ => seg,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3), upper-cases
@@ -162,5 +198,21 @@ mod tests {
             assert_eq!(v.forward, forward, "forward of {raw}");
             assert_eq!(v.resolved, resolved, "resolved of {raw}");
         }
+    }
+
+    #[test]
+    fn loose_readings_for_routes() {
+        let has = |raw: &str, want: &str| {
+            PathViews::new(raw)
+                .route_readings()
+                .iter()
+                .any(|r| r.as_ref() == want)
+        };
+        assert!(has("/ADMIN", "/admin"));
+        assert!(has("/admin.json", "/admin"));
+        assert!(has("/Admin.JSON/x", "/admin/x"));
+        assert!(has("/admin;jsessionid=1", "/admin"));
+        assert!(has("/.well-known/x", "/.well-known/x"));
+        assert_eq!(PathViews::new("/a").route_readings().len(), 1);
     }
 }

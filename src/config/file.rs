@@ -55,6 +55,7 @@ pub struct ServerFile {
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
     pub trusted_proxies: Vec<String>,
+    pub forward_auth_source: Option<String>,
     pub allowed_redirect_domains: Vec<String>,
     pub skip_sign_in_page: Option<bool>,
     pub app_name: Option<String>,
@@ -163,6 +164,7 @@ pub struct RouteFile {
     pub allowed_groups: Vec<String>,
     pub allowed_projects: Vec<String>,
     pub allowed_email_domains: Vec<String>,
+    pub allowed_ci_jobs: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,7 +5,9 @@
 //! `LABGATE_CONFIG`), environment `LABGATE__SECTION__KEY`, CLI flags. Every problem is
 //! reported with the key it concerns and how to fix it; all problems are reported at once.
 
+mod access;
 pub mod file;
+mod machine;
 mod sources;
 mod validate;
 
@@ -14,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use access::narrowing;
 pub use sources::{load, load_str, Overrides};
 pub(crate) use validate::decode_cookie_secret;
 pub use validate::parse_duration;
@@ -101,6 +104,26 @@ pub enum UpstreamTarget {
     Unix(PathBuf),
 }
 
+/// The front proxy whose headers say what the original request was (forward-auth). Each
+/// sets its own headers and passes a client's copies of the others through, so exactly one
+/// family is read (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontProxy {
+    /// Whichever family is present; two families at once are refused (400).
+    Auto,
+    /// nginx `auth_request`: `X-Original-URI`, `X-Original-Method`.
+    Nginx,
+    /// ingress-nginx: `X-Original-URL` (absolute), `X-Original-Method`.
+    IngressNginx,
+    /// Traefik `forwardAuth`: `X-Forwarded-Uri`, `X-Forwarded-Method`, `-Proto`, `-Host`.
+    Traefik,
+    /// Caddy `forward_auth`: the same headers as Traefik.
+    Caddy,
+    /// Envoy HTTP `ext_authz`: the original path appended to `{prefix}/auth`, the method
+    /// of the check request itself.
+    Envoy,
+}
+
 /// How session data is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
@@ -168,6 +191,8 @@ pub struct ServerConfig {
     pub tls_key_file: Option<PathBuf>,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which front proxy's headers carry the original request to `/oauth2/auth`.
+    pub forward_auth_source: FrontProxy,
     /// Extra hosts `rd` may point to; a leading dot admits subdomains.
     pub allowed_redirect_domains: Vec<String>,
     /// Go straight to GitLab instead of showing the sign-in page.

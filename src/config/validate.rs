@@ -105,8 +105,8 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
     let gitlab = gitlab(&mut c, raw.gitlab, needs_read_api, needs_read_user);
     let session = session(&mut c, raw.session, &server);
     let identity = identity(&mut c, raw.identity, &server);
-    let access = crate::access::Policy::compile(&raw.access, &raw.route, &gitlab, &mut c.problems);
-    let machine = crate::machine::MachinePolicy::compile(&raw.machine, &server, &mut c.problems);
+    let access = super::access::compile(&raw.access, &raw.route, &gitlab, &mut c.problems);
+    let machine = super::machine::compile(&raw.machine, &mut c.problems);
     if c.problems.is_empty() {
         Ok(Config {
             server,
@@ -197,6 +197,21 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
             ),
         }
     }
+    let forward_auth_source = match s.forward_auth_source.as_deref().map(str::trim) {
+        None | Some("auto") => FrontProxy::Auto,
+        Some("nginx") => FrontProxy::Nginx,
+        Some("ingress-nginx") => FrontProxy::IngressNginx,
+        Some("traefik") => FrontProxy::Traefik,
+        Some("caddy") => FrontProxy::Caddy,
+        Some("envoy") => FrontProxy::Envoy,
+        Some(other) => {
+            c.problem(
+                "server.forward_auth_source",
+                format!("{other:?} is not a front proxy labgate knows: write \"nginx\", \"ingress-nginx\", \"traefik\", \"caddy\", \"envoy\" or \"auto\""),
+            );
+            FrontProxy::Auto
+        }
+    };
     let mut allowed_redirect_domains = Vec::new();
     for (i, d) in s.allowed_redirect_domains.iter().enumerate() {
         let d = d.trim().to_ascii_lowercase();
@@ -241,6 +256,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         tls_cert_file,
         tls_key_file,
         trusted_proxies,
+        forward_auth_source,
         allowed_redirect_domains,
         skip_sign_in_page: s.skip_sign_in_page.unwrap_or(false),
         app_name: s.app_name.unwrap_or_else(|| "this application".into()),

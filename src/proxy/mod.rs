@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::config::{UpstreamConfig, UpstreamTarget};
-use crate::headers::strip_hop_by_hop;
+use crate::headers::{strip_fixed_hop_by_hop, strip_hop_by_hop};
 
 /// Why forwarding failed, which decides the status code.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,8 @@ impl Upstream {
         let upgrade = wants_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let upgrade_value = req.headers().get(UPGRADE).cloned();
-        strip_hop_by_hop(req.headers_mut());
+        // The Connection-nominated headers were removed before labgate set its own.
+        strip_fixed_hop_by_hop(req.headers_mut());
         if let Some(v) = upgrade_value.filter(|_| upgrade) {
             req.headers_mut().insert(UPGRADE, v);
             req.headers_mut()

@@ -40,10 +40,6 @@ pub struct Session {
     pub expires: u64,
     /// Unix time identity and memberships were last confirmed with GitLab.
     pub validated: u64,
-    /// What kind of caller: absent for a signed-in person, `ci_job` or `user_token` for
-    /// machine callers (never stored in a cookie).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
     /// The verified CI/CD ID token claims of a `ci_job` caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<serde_json::Map<String, serde_json::Value>>,

@@ -27,7 +27,6 @@ fn session(groups: usize) -> Session {
         created: 1,
         expires: 1000,
         validated: 1,
-        kind: None,
         ci: None,
     }
 }

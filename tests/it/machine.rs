@@ -64,8 +64,12 @@ async fn a_ci_job_of_an_allowed_project_on_a_protected_ref_is_admitted() {
         serde_json::json!(["ci_job"])
     );
     assert_eq!(
-        body["user"], "alice",
-        "the job acts for the user who triggered it"
+        body["user"], "ci:acme/deployer",
+        "a job is never mistaken for the person who triggered it"
+    );
+    assert_eq!(
+        body["headers"]["x-labgate-user-id"],
+        serde_json::json!([""])
     );
     assert!(
         body["headers"].get("authorization").is_none(),
@@ -80,16 +84,63 @@ async fn a_ci_job_of_an_allowed_project_on_a_protected_ref_is_admitted() {
     );
     assert_eq!(claims["ci"]["project_path"], "acme/deployer");
     assert_eq!(claims["ci"]["ref_protected"], "true");
-    // Forward-auth honours it too.
+    assert_eq!(claims["username"], "ci:acme/deployer");
+    // The person who triggered the job appears only in the `ci` claims.
+    assert_eq!(claims["ci"]["user_login"], "alice");
+    assert_eq!(claims["email"], "");
+    // A people-only route refuses the job; the job is not a member of acme/admins.
+    let (status, body, _) = call(&s, "/admin/x", &token).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "ci_job_not_allowed");
+}
+
+#[tokio::test]
+async fn ci_jobs_in_forward_auth_obey_routes_and_narrowing() {
+    let cfg = config_with(None, "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nforward_auth_source = \"traefik\"\n",
+    );
+    let s = stack(&cfg).await;
+    let token = ci(&s, "acme/deployer", true, serde_json::json!({}));
+    let fa = |uri: &'static str, query: &'static str| {
+        plain()
+            .get(format!("{}/oauth2/auth{query}", s.labgate_url))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-uri", uri)
+            .send()
+    };
+    let r = fa("/deploy/x", "").await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-user"], "ci:acme/deployer");
+    assert_eq!(r.headers()["x-labgate-kind"], "ci_job");
+    assert!(!r.headers().contains_key("set-cookie"));
+    assert_eq!(
+        fa("/admin", "").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Narrowing to groups: a CI job is in no group.
+    assert_eq!(
+        fa("/docs", "?allowed_groups=acme").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        fa("/docs", "?allowed_ci_jobs=acme").await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    // Without the original URL (no trusted proxy), routes exist: refused, never judged "/".
+    let s2 = stack(&config_with(None, "")).await;
+    let token2 = ci(&s2, "acme/deployer", true, serde_json::json!({}));
     let r = plain()
-        .get(format!("{}/oauth2/auth", s.labgate_url))
-        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .get(format!("{}/oauth2/auth", s2.labgate_url))
+        .header(AUTHORIZATION, format!("Bearer {token2}"))
+        .header("x-forwarded-uri", "/deploy")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(r.headers()["x-auth-request-user"], "alice");
-    assert!(!r.headers().contains_key("set-cookie"));
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], "original_url_unknown");
 }
 
 fn b64(v: &serde_json::Value) -> String {
@@ -332,4 +383,122 @@ fn machine_config_errors_name_the_key() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("machine.allow[0]"), "{err}");
+}
+
+#[tokio::test]
+async fn access_tokens_in_forward_auth_obey_narrowing_and_routes() {
+    let cfg = config_with(None, "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nforward_auth_source = \"nginx\"\n",
+    );
+    let s = stack(&cfg).await;
+    let pat = "glpat-bob-demo-token-read-api";
+    let fa = |uri: &'static str, query: &'static str| {
+        let mut r = plain()
+            .get(format!("{}/oauth2/auth{query}", s.labgate_url))
+            .header(AUTHORIZATION, format!("Bearer {pat}"));
+        if !uri.is_empty() {
+            r = r.header("x-original-uri", uri);
+        }
+        r.send()
+    };
+    let r = fa("/docs", "").await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-auth-request-user"], "bob");
+    assert_eq!(r.headers()["x-labgate-kind"], "user_token");
+    // bob is not in acme/admins: neither the route nor a location narrowed to it opens.
+    assert_eq!(
+        fa("/admin", "").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        fa("/docs", "?allowed_groups=acme/admins")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        fa("/docs", "?allowed_users=alice").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // Unknown original URL with routes configured: refused, not judged as "/".
+    assert_eq!(fa("", "").await.unwrap().status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bearer_credentials_never_reach_the_upstream() {
+    let s = stack(&config_with(None, "")).await;
+    // On a public path, with any bearer (valid for labgate or not), nothing arrives.
+    for token in ["glpat-bob-demo-token-read-api", "not-a-token"] {
+        let r = plain()
+            .get(format!("{}/public/x", s.labgate_url))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["headers"].get("authorization").is_none(), "{body}");
+    }
+    // A signed-in person's request with a stray bearer: the bearer is judged (and
+    // refused), never forwarded.
+    let alice = signed_in(&s, "alice").await;
+    let r = alice
+        .get(format!("{}/x", s.labgate_url))
+        .header(AUTHORIZATION, "Bearer nonsense")
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Basic credentials are the application's own and pass.
+    let r = alice
+        .get(format!("{}/x", s.labgate_url))
+        .header(AUTHORIZATION, "Basic YTpi")
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["headers"]["authorization"],
+        serde_json::json!(["Basic YTpi"])
+    );
+    assert_eq!(
+        body["headers"]["x-labgate-kind"],
+        serde_json::json!(["user"])
+    );
+}
+
+#[tokio::test]
+async fn pass_authorization_and_machine_access_work_together() {
+    let cfg = config_with(None, "").replace(
+        "[access]",
+        "[identity]\npass_authorization = true\n\n[access]",
+    );
+    let s = stack(&cfg).await;
+    // The CI job is authenticated by its bearer (read before any rewriting) and the
+    // upstream gets no Authorization (a job has no ID token).
+    let token = ci(&s, "acme/deployer", true, serde_json::json!({}));
+    let (status, body, _) = call(&s, "/deploy", &token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"], "ci:acme/deployer");
+    assert!(body["headers"].get("authorization").is_none(), "{body}");
+    // A PAT works the same way.
+    let (status, body, _) = call(&s, "/x", "glpat-bob-demo-token-read-api").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["headers"].get("authorization").is_none(), "{body}");
+    // A person gets labgate's Authorization: Bearer <ID token>, not the client's.
+    let alice = signed_in(&s, "alice").await;
+    let r = alice
+        .get(format!("{}/x", s.labgate_url))
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    let auth = body["headers"]["authorization"][0].as_str().unwrap_or("");
+    assert!(auth.starts_with("Bearer ey"), "{body}");
 }

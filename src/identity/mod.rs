@@ -1,9 +1,16 @@
-//! What the upstream is told: the signed ES256 assertion and the JWKS that verifies it.
+//! Who the caller is ([`Principal`]) and what the upstream is told: the identity header
+//! table, the signed ES256 assertion and the JWKS that verifies it.
 //!
 //! Keys come from `identity.signing_key_files` (all published, the first signs) or are
 //! generated at start. An assertion is reused for the same session while more than half
 //! its lifetime remains, so a busy session costs one ECDSA signature per half-lifetime
 //! rather than one per request.
+
+mod principal;
+
+pub use principal::{
+    ci_claim, identity_values, set_identity_headers, IdentityHeader, Principal, IDENTITY_HEADERS,
+};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -150,8 +157,9 @@ impl Signer {
         &self.kid
     }
 
-    /// The assertion for `session` at `now`, reused while more than half its life remains.
-    pub fn assertion(&self, session: &Session, now: u64) -> Option<HeaderValue> {
+    /// The assertion for `principal` at `now`, reused while more than half its life remains.
+    pub fn assertion(&self, principal: &Principal, now: u64) -> Option<HeaderValue> {
+        let session = principal.session();
         let cache_key = (session.sid.clone(), session.validated);
         if let Ok(cache) = self.cache.lock() {
             if let Some((value, exp)) = cache.get(&cache_key) {
@@ -160,7 +168,7 @@ impl Signer {
                 }
             }
         }
-        let value = self.sign(session, now)?;
+        let value = self.sign(session, principal.kind(), now)?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SWEEP_AT {
                 cache.retain(|_, (_, exp)| *exp > now);
@@ -170,7 +178,7 @@ impl Signer {
         Some(value)
     }
 
-    fn sign(&self, session: &Session, now: u64) -> Option<HeaderValue> {
+    fn sign(&self, session: &Session, kind: &str, now: u64) -> Option<HeaderValue> {
         let user = &session.user;
         let claims = Claims {
             iss: &self.issuer,
@@ -194,7 +202,7 @@ impl Signer {
             exp: now + self.lifetime,
             sid: &session.sid,
             jti: crate::random_token(16),
-            kind: session.kind.as_deref().unwrap_or("user"),
+            kind,
             ci: session.ci.as_ref(),
         };
         let mut header = Header::new(Algorithm::ES256);

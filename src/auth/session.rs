@@ -1,0 +1,219 @@
+//! Session authentication: read the session (cookie or Redis) and revalidate it with GitLab
+//! when `session.revalidate` is due: single-flight in this process ([`RefreshGate`]), and
+//! across replicas through the store's lock (Redis); within `revalidate_grace` a GitLab
+//! outage keeps the session, after it labgate fails closed.
+//!
+//! [`RefreshGate`]: crate::app::RefreshGate
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderMap;
+
+use crate::app::{App, REFRESH_SHARE};
+use crate::auth::Authenticated;
+use crate::identity::Principal;
+use crate::oauth::gitlab::GitlabError;
+use crate::reject::Reject;
+use crate::session::Session;
+
+/// How long a replica waits for another one's revalidation of the same session.
+const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the session and revalidates it with GitLab when due: single-flight in this
+/// process, and across replicas through the store's lock (Redis).
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, Reject> {
+    let loaded = match app.sessions.load(headers, false).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return Err(Reject::Unauthenticated { clear: Vec::new() }),
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable; failing closed");
+            return Err(Reject::StoreUnavailable);
+        }
+    };
+    let session = &loaded.session;
+    let now = app.clock.now();
+    let clear = || {
+        app.cookies
+            .clear_all(headers, &app.config.session.cookie_name)
+    };
+    if session.expired(now) {
+        let _ = app.sessions.end(&loaded).await;
+        return Err(Reject::Unauthenticated { clear: clear() });
+    }
+    let cfg = &app.config.session;
+    if now.saturating_sub(session.validated) < cfg.revalidate.as_secs() {
+        return valid(loaded.session, Vec::new());
+    }
+    let slot = app.refresh.slot(&session.sid);
+    let mut guard = slot.lock().await;
+    let cookies_for = |fresh: &Session| {
+        if app.sessions.is_redis() {
+            Vec::new()
+        } else {
+            app.cookies.session_cookies(fresh, headers, now)
+        }
+    };
+    if let Some((fresh, at)) = guard.as_ref() {
+        if fresh.validated > session.validated && at.elapsed() < REFRESH_SHARE {
+            let fresh = fresh.clone();
+            let cookies = cookies_for(&fresh);
+            return valid(fresh, cookies);
+        }
+    }
+    let token = match app.sessions.lock(&loaded).await {
+        Ok(Some(token)) => token,
+        Ok(None) => return wait_for_peer(app, headers, &loaded, now).await,
+        Err(e) => {
+            tracing::error!(error = %e, "session store unavailable; failing closed");
+            return Err(Reject::StoreUnavailable);
+        }
+    };
+    // Another replica may have finished a refresh just before we took the lock.
+    if app.sessions.is_redis() {
+        if let Ok(Some(l)) = app.sessions.load(headers, true).await {
+            if l.session.validated > session.validated {
+                app.sessions.unlock(&loaded, &token).await;
+                *guard = Some((l.session.clone(), Instant::now()));
+                return valid(l.session, Vec::new());
+            }
+        }
+    }
+    let result = revalidate(app, session, now).await;
+    let outcome = match result {
+        Ok(fresh) => match app.sessions.update(&loaded, &fresh, headers, now).await {
+            Ok(cookies) => {
+                app.metrics.revalidation("ok");
+                let fresh = Arc::new(fresh);
+                *guard = Some((fresh.clone(), Instant::now()));
+                valid(fresh, cookies)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing the revalidated session failed; failing closed");
+                app.metrics.store_errors.inc();
+                Err(Reject::StoreUnavailable)
+            }
+        },
+        Err(RevalidateError::Ended(reason)) => {
+            tracing::info!(target: "labgate::audit", user = %session.user.username, reason, "session ended at revalidation");
+            app.metrics.revalidation("ended");
+            let _ = app.sessions.end(&loaded).await;
+            Err(Reject::Unauthenticated { clear: clear() })
+        }
+        Err(RevalidateError::Unreachable(e)) => {
+            app.metrics.revalidation("unreachable");
+            within_grace(app, session, now, &e.to_string())
+        }
+    };
+    app.sessions.unlock(&loaded, &token).await;
+    outcome
+}
+
+/// Another replica holds the revalidation lock: wait for its result in the store.
+async fn wait_for_peer(
+    app: &App,
+    headers: &HeaderMap,
+    loaded: &crate::session::Loaded,
+    now: u64,
+) -> Result<Authenticated, Reject> {
+    let start = Instant::now();
+    while start.elapsed() < PEER_REFRESH_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        match app.sessions.load(headers, true).await {
+            Ok(Some(l)) if l.session.validated > loaded.session.validated => {
+                return valid(l.session, Vec::new())
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(Reject::Unauthenticated {
+                    clear: app
+                        .cookies
+                        .clear_all(headers, &app.config.session.cookie_name),
+                })
+            }
+            Err(_) => return Err(Reject::StoreUnavailable),
+        }
+    }
+    within_grace(
+        app,
+        &loaded.session,
+        now,
+        "another replica's revalidation did not finish in time",
+    )
+}
+
+/// GitLab could not confirm the session: keep it within the grace period, then fail closed.
+fn within_grace(
+    app: &App,
+    session: &Arc<Session>,
+    now: u64,
+    why: &str,
+) -> Result<Authenticated, Reject> {
+    let cfg = &app.config.session;
+    let overdue = now.saturating_sub(session.validated);
+    if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
+        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate; keeping the session within the grace period");
+        valid(session.clone(), Vec::new())
+    } else {
+        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate past the grace period; failing closed");
+        Err(Reject::GitlabUnavailable)
+    }
+}
+
+/// A valid person session.
+fn valid(session: Arc<Session>, cookies: Vec<String>) -> Result<Authenticated, Reject> {
+    Ok(Authenticated {
+        principal: Principal::Person(session),
+        cookies,
+    })
+}
+
+/// Why a revalidation did not produce a fresh session.
+#[derive(Debug)]
+enum RevalidateError {
+    /// GitLab refused the refresh (or the account is gone): the session is over.
+    Ended(&'static str),
+    /// GitLab could not be reached.
+    Unreachable(GitlabError),
+}
+
+/// Refreshes the GitLab token and reloads identity, groups and project access.
+async fn revalidate(app: &App, session: &Session, now: u64) -> Result<Session, RevalidateError> {
+    let Some(refresh) = &session.refresh_token else {
+        return Err(RevalidateError::Ended("no refresh token"));
+    };
+    let tokens = match app.gitlab.refresh(refresh).await {
+        Ok(t) => t,
+        Err(e @ (GitlabError::Unreachable(_) | GitlabError::Api { .. })) => {
+            return Err(RevalidateError::Unreachable(e))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "refresh refused by GitLab");
+            return Err(RevalidateError::Ended("refresh refused"));
+        }
+    };
+    let user = match app
+        .gitlab
+        .load_user(&tokens, None, &app.config.access.project_paths())
+        .await
+    {
+        Ok(u) => u,
+        Err(e) if e.is_unreachable() => return Err(RevalidateError::Unreachable(e)),
+        Err(_) => return Err(RevalidateError::Ended("identity could not be reloaded")),
+    };
+    if user.id != session.user.id {
+        return Err(RevalidateError::Ended("GitLab returned a different user"));
+    }
+    Ok(Session {
+        user,
+        access_token: tokens.access_token,
+        refresh_token: tokens
+            .refresh_token
+            .or_else(|| session.refresh_token.clone()),
+        id_token: tokens
+            .id_token
+            .filter(|_| app.config.identity.pass_authorization),
+        validated: now,
+        ..session.clone()
+    })
+}

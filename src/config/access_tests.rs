@@ -1,0 +1,303 @@
+use super::*;
+use crate::access::{Decision, Deny, PathViews, Policy, Subject, User};
+use crate::config::file::{AccessFile, RouteFile};
+
+fn gitlab() -> GitlabConfig {
+    crate::config::load_str(
+        "[server]\npublic_url='https://a.example'\n[upstream]\nurl='http://127.0.0.1:1'\n[gitlab]\nclient_id='x'\nclient_secret='y'\n\
+         [session]\ncookie_secret='ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE='\n[access]\nallow_any_gitlab_user=true\n",
+    )
+    .unwrap()
+    .gitlab
+}
+
+fn policy(access: AccessFile, routes: Vec<RouteFile>) -> Result<Policy, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let p = compile(&access, &routes, &gitlab(), &mut problems);
+    if problems.is_empty() {
+        Ok(p)
+    } else {
+        Err(problems)
+    }
+}
+
+fn user(name: &str, groups: &[&str]) -> User {
+    User {
+        id: 1,
+        username: name.into(),
+        email: Some(format!("{name}@example.com")),
+        email_verified: true,
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..User::default()
+    }
+}
+
+#[test]
+fn no_rule_is_refused_with_a_reason() {
+    let err = policy(AccessFile::default(), vec![]).unwrap_err();
+    assert!(err[0].message.contains("anyone with a GitLab account"));
+}
+
+#[test]
+fn group_boundaries() {
+    let p = policy(
+        AccessFile {
+            allowed_groups: vec!["acme/team".into()],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(p.admit(&user("a", &["acme/team"])), Decision::Allow);
+    assert_eq!(p.admit(&user("a", &["acme/team/sub"])), Decision::Allow);
+    assert!(matches!(
+        p.admit(&user("a", &["acme/teamster"])),
+        Decision::Deny(_)
+    ));
+    assert!(matches!(p.admit(&user("a", &["acme"])), Decision::Deny(_)));
+}
+
+#[test]
+fn email_domain_needs_exactly_one_at_and_verification() {
+    let p = policy(
+        AccessFile {
+            allow_any_gitlab_user: Some(true),
+            allowed_email_domains: vec!["good.com".into()],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    let mut u = user("a", &[]);
+    for (email, verified, ok) in [
+        ("a@good.com", true, true),
+        ("a@GOOD.com", true, true),
+        ("a@good.com", false, false),
+        ("a@evil.com@good.com", true, false),
+        ("a@evil.good.com", true, false),
+        ("good.com", true, false),
+        ("@good.com", true, false),
+    ] {
+        u.email = Some(email.into());
+        u.email_verified = verified;
+        assert_eq!(
+            p.admit(&u) == Decision::Allow,
+            ok,
+            "{email} verified={verified}"
+        );
+    }
+}
+
+#[test]
+fn inactive_and_blocked_users() {
+    let p = policy(
+        AccessFile {
+            allowed_groups: vec!["acme".into()],
+            blocked_users: vec!["Eve".into()],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    let mut u = user("eve", &["acme"]);
+    assert_eq!(p.admit(&u), Decision::Deny(Deny::Blocked));
+    u.username = "ok".into();
+    u.state = Some("blocked".into());
+    assert_eq!(p.admit(&u), Decision::Deny(Deny::Inactive));
+}
+
+#[test]
+fn bad_entries_name_their_key() {
+    let err = policy(
+        AccessFile {
+            allowed_groups: vec!["acme:reporter".into(), "/x".into()],
+            allowed_projects: vec!["noslash".into(), "a/b:boss".into()],
+            allowed_email_domains: vec!["a@b.com".into()],
+            ..Default::default()
+        },
+        vec![RouteFile {
+            path: Some("(".into()),
+            ..Default::default()
+        }],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.iter().map(|p| p.key.as_str()).collect();
+    for k in [
+        "access.allowed_groups[0]",
+        "access.allowed_groups[1]",
+        "access.allowed_projects[0]",
+        "access.allowed_projects[1]",
+        "access.allowed_email_domains[0]",
+        "route[0].path",
+    ] {
+        assert!(keys.contains(&k), "{k} in {keys:?}");
+    }
+}
+
+#[test]
+fn public_paths_need_every_reading_to_match() {
+    let p = policy(
+        AccessFile {
+            allow_any_gitlab_user: Some(true),
+            public: vec![crate::config::file::PublicFile {
+                path: Some("^/public(/|$)".into()),
+                methods: vec!["GET".into()],
+            }],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    let get = http::Method::GET;
+    assert!(p.is_public(&get, &PathViews::new("/public/x")));
+    assert!(!p.is_public(&http::Method::POST, &PathViews::new("/public/x")));
+    for tricky in [
+        "/public/..%2Fadmin",
+        "/public/..;/admin",
+        "/public%2F..%2Fadmin",
+        "/publicity",
+    ] {
+        assert!(!p.is_public(&get, &PathViews::new(tricky)), "{tricky}");
+    }
+}
+
+fn routed() -> Policy {
+    policy(
+        AccessFile {
+            allowed_groups: vec!["acme".into()],
+            blocked_users: vec!["id:666".into()],
+            ..Default::default()
+        },
+        vec![
+            RouteFile {
+                path: Some("^/admin(/|$)".into()),
+                allowed_groups: vec!["acme/admins".into()],
+                ..Default::default()
+            },
+            RouteFile {
+                path: Some("^/deploy(/|$)".into()),
+                allowed_groups: vec!["acme/admins".into()],
+                allowed_ci_jobs: vec!["acme/deployer".into()],
+                ..Default::default()
+            },
+            RouteFile {
+                path: Some("^/hooks(/|$)".into()),
+                allowed_ci_jobs: vec!["*".into()],
+                ..Default::default()
+            },
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn one_decision_for_people_and_ci_jobs() {
+    let p = routed();
+    let bob = user("bob", &["acme/team"]);
+    let alice = user("alice", &["acme/admins"]);
+    let ci = Subject::CiJob {
+        project_path: "acme/deployer",
+    };
+    let other_ci = Subject::CiJob {
+        project_path: "acme/other",
+    };
+    let at = |path: &str| PathViews::new(path);
+    let d = |who, path: &str| p.decide(who, Some(&at(path)), None) == Decision::Allow;
+    assert!(d(Subject::Person(&bob), "/docs"));
+    assert!(!d(Subject::Person(&bob), "/admin"));
+    assert!(d(Subject::Person(&alice), "/admin"));
+    // Loose readings an upstream router may use: case, `.format`, `;params`.
+    for sneaky in [
+        "/ADMIN",
+        "/admin.json",
+        "/Admin.JSON/x",
+        "/admin;x=1",
+        "/adm%69n",
+    ] {
+        assert!(!d(Subject::Person(&bob), sneaky), "{sneaky}");
+    }
+    // CI jobs pass only routes that name them; people-only routes refuse them.
+    assert!(d(ci, "/docs"));
+    assert!(!d(ci, "/admin"));
+    assert!(d(ci, "/deploy/x"));
+    assert!(!d(other_ci, "/deploy/x"));
+    assert!(d(other_ci, "/hooks/x"));
+    assert!(!d(Subject::Person(&alice), "/hooks/x"));
+    assert_eq!(
+        p.decide(ci, Some(&at("/admin")), None),
+        Decision::Deny(Deny::CiJobNotAllowed {
+            scope: "route ^/admin(/|$)".into()
+        })
+    );
+    // Unknown original URL with routes: refused, never judged as "/".
+    assert_eq!(
+        p.decide(Subject::Person(&alice), None, None),
+        Decision::Deny(Deny::OriginalUnknown)
+    );
+    // Blocked by id, whatever the name.
+    let mut renamed = user("someone-new", &["acme"]);
+    renamed.id = 666;
+    assert_eq!(p.admit(&renamed), Decision::Deny(Deny::Blocked));
+}
+
+#[test]
+fn narrowing_applies_to_every_caller_and_needs_the_original() {
+    let p = policy(
+        AccessFile {
+            allowed_groups: vec!["acme".into()],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    let admins = narrowing(&[], &["acme/admins".into()], &[]).unwrap();
+    let bob = user("bob", &["acme/team"]);
+    let alice = user("alice", &["acme/admins"]);
+    let ci = Subject::CiJob {
+        project_path: "acme/deployer",
+    };
+    let root = PathViews::new("/");
+    assert_eq!(
+        p.decide(Subject::Person(&alice), Some(&root), Some(&admins)),
+        Decision::Allow
+    );
+    assert!(p.decide(Subject::Person(&bob), Some(&root), Some(&admins)) != Decision::Allow);
+    assert!(p.decide(ci, Some(&root), Some(&admins)) != Decision::Allow);
+    assert_eq!(
+        p.decide(Subject::Person(&alice), None, Some(&admins)),
+        Decision::Deny(Deny::OriginalUnknown)
+    );
+    // Without routes or narrowing, an unknown original falls to the global rules.
+    assert_eq!(p.decide(Subject::Person(&bob), None, None), Decision::Allow);
+    let ci_ok = narrowing(&[], &[], &["acme".into()]).unwrap();
+    assert_eq!(p.decide(ci, Some(&root), Some(&ci_ok)), Decision::Allow);
+    assert!(narrowing(&["bad name".into()], &[], &[]).is_err());
+}
+
+#[test]
+fn non_ascii_paths_are_refused_at_load_with_the_key() {
+    let err = policy(
+        AccessFile {
+            allowed_groups: vec!["acmé".into()],
+            allowed_projects: vec!["acme/äpp".into()],
+            allowed_users: vec!["bøb".into(), "id:x".into()],
+            ..Default::default()
+        },
+        vec![RouteFile {
+            path: Some("^/x".into()),
+            allowed_ci_jobs: vec!["ci/ü".into()],
+            ..Default::default()
+        }],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.iter().map(|p| p.key.as_str()).collect();
+    for k in [
+        "access.allowed_groups[0]",
+        "access.allowed_projects[0]",
+        "access.allowed_users[0]",
+        "access.allowed_users[1]",
+        "route[0].allowed_ci_jobs[0]",
+    ] {
+        assert!(keys.contains(&k), "{k} in {keys:?}");
+    }
+}

@@ -1,0 +1,252 @@
+//! One typed rejection for every way labgate turns a request away, rendered to a status,
+//! an HTML page or JSON, `WWW-Authenticate` and cookies in exactly one place ([`Reject::render`]),
+//! and recording who caused it ([`Cause`]) so that logs and metrics can tell a client's
+//! mistake from a GitLab, session-store or upstream fault.
+
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::access::Deny;
+use crate::app::App;
+use crate::pages::Alert;
+use crate::proxy::Body;
+use crate::respond;
+
+/// Who caused a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The client: no or bad credentials, not allowed, a malformed request.
+    Client,
+    /// GitLab could not be reached or answered wrongly.
+    Gitlab,
+    /// The session store (Redis) failed.
+    Store,
+    /// The protected application failed.
+    Upstream,
+}
+
+impl Cause {
+    /// A label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Client => "client",
+            Cause::Gitlab => "gitlab",
+            Cause::Store => "store",
+            Cause::Upstream => "upstream",
+        }
+    }
+}
+
+/// Why labgate answers instead of the application.
+#[derive(Debug)]
+pub enum Reject {
+    /// No credentials, or a session that is over: sign in first. `clear` holds the
+    /// cookies that remove an ended session.
+    Unauthenticated {
+        /// `Set-Cookie` values clearing an ended session.
+        clear: Vec<String>,
+    },
+    /// A bearer credential that does not verify (401 with `error="invalid_token"`).
+    InvalidToken {
+        /// Why, for the caller (never the token itself).
+        message: String,
+    },
+    /// A CI job that no `[[machine.allow]]` rule admits.
+    NoMachineRule {
+        /// Which claims failed.
+        message: String,
+    },
+    /// A verified caller the access rules turn away.
+    Forbidden {
+        /// The caller's name, for the page.
+        name: String,
+        /// The rule that refused.
+        deny: Deny,
+        /// `Set-Cookie` values of a session refreshed on the way (kept: its old refresh
+        /// token is spent).
+        cookies: Vec<String>,
+    },
+    /// The request itself is unusable (e.g. conflicting original-request headers).
+    BadRequest {
+        /// Machine-readable reason.
+        code: &'static str,
+        /// The reason in words.
+        message: String,
+    },
+    /// Revalidation is due and GitLab is unreachable past the grace period, or GitLab's
+    /// keys could not be loaded.
+    GitlabUnavailable,
+    /// The session store failed: nobody is admitted on a guess.
+    StoreUnavailable,
+    /// The application could not be reached (502) or did not answer in time (504).
+    Upstream {
+        /// 504 rather than 502.
+        timeout: bool,
+    },
+}
+
+/// How the entry point wants a rejection shown.
+#[derive(Debug, Default)]
+pub struct Style {
+    /// The client is a browser (HTML pages rather than JSON).
+    pub html: bool,
+    /// For [`Reject::Unauthenticated`]: send the browser here (the sign-in flow) instead
+    /// of answering 401.
+    pub sign_in: Option<String>,
+}
+
+impl Reject {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Reject::Unauthenticated { .. } | Reject::InvalidToken { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            Reject::NoMachineRule { .. } | Reject::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Reject::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Reject::GitlabUnavailable | Reject::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::Upstream { timeout: true } => StatusCode::GATEWAY_TIMEOUT,
+            Reject::Upstream { timeout: false } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Who caused it.
+    pub fn cause(&self) -> Cause {
+        match self {
+            Reject::GitlabUnavailable => Cause::Gitlab,
+            Reject::StoreUnavailable => Cause::Store,
+            Reject::Upstream { .. } => Cause::Upstream,
+            _ => Cause::Client,
+        }
+    }
+
+    /// A short machine-readable name (the JSON `error`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reject::Unauthenticated { .. } => "unauthenticated",
+            Reject::InvalidToken { .. } => "invalid_token",
+            Reject::NoMachineRule { .. } => "no_machine_rule",
+            Reject::Forbidden { deny, .. } => deny.code(),
+            Reject::BadRequest { code, .. } => code,
+            Reject::GitlabUnavailable => "gitlab_unreachable",
+            Reject::StoreUnavailable => "session_store_unavailable",
+            Reject::Upstream { timeout: true } => "upstream_timeout",
+            Reject::Upstream { timeout: false } => "upstream_unreachable",
+        }
+    }
+
+    /// The answer, in the style the entry point asked for.
+    pub fn render(self, app: &App, style: &Style) -> Response<Body> {
+        let status = self.status();
+        let code = self.code();
+        let mut resp = match self {
+            Reject::Unauthenticated { clear } => {
+                let mut r = match &style.sign_in {
+                    Some(url) => respond::redirect(url),
+                    None => {
+                        let mut r = respond::json_error(status, code, "sign in with GitLab first");
+                        r.headers_mut().insert(
+                            WWW_AUTHENTICATE,
+                            HeaderValue::from_static("Bearer realm=\"labgate\""),
+                        );
+                        r
+                    }
+                };
+                r = respond::with_cookies(r, clear);
+                return r;
+            }
+            Reject::InvalidToken { message } => {
+                let mut r = respond::json_error(status, code, &message);
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"labgate\", error=\"invalid_token\""),
+                );
+                r
+            }
+            Reject::NoMachineRule { message } | Reject::BadRequest { message, .. } => {
+                respond::json_error(status, code, &message)
+            }
+            Reject::Forbidden {
+                name,
+                deny,
+                cookies,
+            } => {
+                let r = if style.html {
+                    let page = app
+                        .pages
+                        .forbidden(&name, deny.explain(), &app.url("/sign_out"));
+                    respond::html(status, page, &app.pages.csp)
+                } else {
+                    respond::json(
+                        status,
+                        &serde_json::json!({
+                            "error": "forbidden",
+                            "reason": code,
+                            "message": deny.explain(),
+                            "user": name,
+                        }),
+                    )
+                };
+                respond::with_cookies(r, cookies)
+            }
+            Reject::GitlabUnavailable => page_or_json(
+                app,
+                style,
+                status,
+                code,
+                "GitLab is unreachable",
+                "labgate cannot confirm your access with GitLab right now. Try again in a few minutes.",
+            ),
+            Reject::StoreUnavailable => page_or_json(
+                app,
+                style,
+                status,
+                code,
+                "Sessions are unavailable",
+                "labgate cannot reach its session store right now, so it cannot check who you are. Try again in a moment.",
+            ),
+            Reject::Upstream { timeout } => {
+                let (title, msg) = if timeout {
+                    (
+                        "The application did not answer in time",
+                        "The application behind labgate took too long to answer. Try again in a moment.",
+                    )
+                } else {
+                    (
+                        "The application is unreachable",
+                        "labgate could not reach the application it protects. Try again in a moment.",
+                    )
+                };
+                let mut r = page_or_json(app, style, status, code, title, msg);
+                r.headers_mut()
+                    .insert("x-labgate-error", HeaderValue::from_static("upstream"));
+                r
+            }
+        };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+/// An error page for browsers, JSON for everyone else.
+fn page_or_json(
+    app: &App,
+    style: &Style,
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    message: &str,
+) -> Response<Body> {
+    if style.html {
+        let alert = Alert {
+            message,
+            hints: &[],
+        };
+        respond::html(status, app.pages.error(title, &alert, None), &app.pages.csp)
+    } else {
+        respond::json_error(status, code, message)
+    }
+}
