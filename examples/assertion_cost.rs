@@ -1,6 +1,8 @@
 //! Measures what the assertion costs per request: a fresh ES256 signature every time
 //! versus the per-session reuse labgate does. `cargo run --release --example assertion_cost`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::time::Instant;
 
 fn main() {

@@ -1,6 +1,8 @@
 //! The benchmark's upstream: a tiny hyper server that answers every request with a small
 //! fixed body and discards request bodies (uploads). `bench_upstream 127.0.0.1:8099`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::convert::Infallible;
 
 use bytes::Bytes;

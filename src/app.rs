@@ -19,9 +19,11 @@ pub const REFRESH_SHARE: Duration = Duration::from_secs(60);
 pub struct App {
     /// The validated configuration.
     pub config: Config,
-    /// The protected application: one pooled client per worker runtime, so a request
-    /// reuses connections owned by its own runtime.
-    pub upstreams: Vec<Upstream>,
+    /// The protected application: worker 0's pooled client ...
+    upstream: Upstream,
+    /// ... and one per further worker runtime, so a request reuses connections owned by
+    /// its own runtime.
+    worker_upstreams: Vec<Upstream>,
     /// Session and flow cookies.
     pub cookies: CookieCodec,
     /// Where sessions live (cookie or Redis).
@@ -128,7 +130,8 @@ impl App {
         let sessions = crate::session::Sessions::new(&config).await?;
         Ok(Arc::new(App {
             sessions,
-            upstreams: (0..config.server.workers.unwrap_or(1).max(1))
+            upstream: Upstream::new(&config.upstream)?,
+            worker_upstreams: (1..config.server.workers.unwrap_or(1))
                 .map(|_| Upstream::new(&config.upstream))
                 .collect::<Result<_, _>>()?,
             cookies: CookieCodec::new(&config.session),
@@ -142,6 +145,14 @@ impl App {
             tls,
             config,
         }))
+    }
+
+    /// The upstream client of worker runtime `worker`.
+    pub fn upstream(&self, worker: usize) -> &Upstream {
+        match worker.checked_sub(1) {
+            Some(i) => self.worker_upstreams.get(i).unwrap_or(&self.upstream),
+            None => &self.upstream,
+        }
     }
 
     /// `{prefix}{path}`.

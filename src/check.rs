@@ -210,17 +210,17 @@ async fn discovery(
 fn httpdate_parse(s: &str) -> Result<std::time::SystemTime, ()> {
     // "Sun, 06 Nov 1994 08:49:37 GMT"
     let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 {
+    let [_, day, month, year, time, _] = parts.as_slice() else {
         return Err(());
-    }
+    };
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
     .iter()
-    .position(|m| *m == parts[2])
+    .position(|m| m == month)
     .ok_or(())?
         + 1;
-    let rfc = format!("{}-{month:02}-{:0>2}T{}Z", parts[3], parts[1], parts[4]);
+    let rfc = format!("{year}-{month:02}-{day:0>2}T{time}Z");
     humantime::parse_rfc3339(&rfc).map_err(|_| ())
 }
 
@@ -415,7 +415,7 @@ async fn secret(http: &reqwest::Client, config: &Config, p: &Provider, out: &mut
             return;
         }
     };
-    match body["error"].as_str() {
+    match body.get("error").and_then(|e| e.as_str()) {
         Some("invalid_grant") => out.push(Check::ok("secret", "GitLab accepted the Application ID and Secret")),
         Some("invalid_client") => out.push(Check::problem(
             "secret",

@@ -300,6 +300,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, info: &ClientInfo, peer: IpAddr) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 mod tests {
     use super::*;
 

@@ -50,7 +50,13 @@ fn main() -> ExitCode {
                     }
                     return ExitCode::SUCCESS;
                 }
-                let checks = runtime_value(async { labgate::check::run(&config).await });
+                let checks = match runtime_value(async { labgate::check::run(&config).await }) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("labgate: cannot start the runtime: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let failed = checks.iter().any(labgate::check::Check::failed);
                 if json {
                     println!(
@@ -121,12 +127,11 @@ fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-fn runtime_value<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
+fn runtime_value<T>(fut: impl std::future::Future<Output = T>) -> std::io::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(fut)
+        .build()?
+        .block_on(fut))
 }
 
 /// The default layout: one work-stealing runtime with a thread per core.

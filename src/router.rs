@@ -255,14 +255,14 @@ async fn admit(
         Decision::Deny(deny) => {
             tracing::info!(
                 target: "labgate::audit",
-                user = %a.principal.name(),
+                user = %a.principal.username(),
                 kind = a.principal.kind(),
                 rule = deny.code(),
                 path = paths.map_or("(unknown)", |p| p.forward.as_str()),
                 "access denied"
             );
             Err(Reject::Forbidden {
-                name: a.principal.name().to_owned(),
+                name: a.principal.username().to_owned(),
                 deny,
                 cookies: a.cookies,
             })
@@ -302,8 +302,7 @@ async fn proxy(
         None => views.forward.clone(),
     };
     let sent = Instant::now();
-    let upstream = &app.upstreams[peer.worker % app.upstreams.len()];
-    let resp = match upstream.forward(req, &target).await {
+    let resp = match app.upstream(peer.worker).forward(req, &target).await {
         Ok(mut r) => {
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());

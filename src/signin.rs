@@ -263,11 +263,9 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
             Ok(c) => cookies.extend(c),
             Err(e) => tracing::error!(error = %e, "session store unavailable at sign-in"),
         }
-        let page = app.pages.forbidden(
-            &session.user.username,
-            &why.explain(),
-            &app.url("/sign_out"),
-        );
+        let page =
+            app.pages
+                .forbidden(&session.user.username, why.explain(), &app.url("/sign_out"));
         return respond::with_cookies(
             respond::html(StatusCode::FORBIDDEN, page, &app.pages.csp),
             cookies,

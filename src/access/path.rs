@@ -103,36 +103,53 @@ fn strip_formats(path: &str) -> String {
 }
 
 /// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3), upper-cases
-/// the hex of the others; invalid escapes are kept as they are.
+/// the hex of the others; invalid escapes are kept as they are. Works on bytes: `%` and hex
+/// digits are ASCII, so every other byte (multi-byte characters included) is copied as is.
 fn decode_unreserved(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
         return Cow::Borrowed(path);
     }
-    let mut out = String::with_capacity(path.len());
-    let mut rest = path;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let escape = rest
-            .get(at + 1..at + 3)
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
-        match escape.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(v) if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
-                out.push(char::from(v))
+    let bytes = path.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => {
+                Some((h, l))
             }
-            Some(_) => {
-                out.push('%');
-                out.push_str(&rest[at + 1..at + 3].to_ascii_uppercase());
+            _ => None,
+        };
+        match hex {
+            Some((h, l)) => {
+                let v = (hex_value(h) << 4) | hex_value(l);
+                if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                    out.push(v);
+                } else {
+                    out.extend([b'%', h.to_ascii_uppercase(), l.to_ascii_uppercase()]);
+                }
+                i += 3;
             }
             None => {
-                out.push('%');
-                rest = &rest[at + 1..];
-                continue;
+                out.push(b);
+                i += 1;
             }
         }
-        rest = &rest[at + 3..];
     }
-    out.push_str(rest);
-    Cow::Owned(out)
+    // Only ASCII was replaced by ASCII, so the bytes are still UTF-8.
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+/// The value of one ASCII hex digit (callers check `is_ascii_hexdigit`).
+fn hex_value(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        b'A'..=b'F' => d - b'A' + 10,
+        _ => 0,
+    }
 }
 
 /// RFC 3986 §5.2.4 remove_dot_segments.
@@ -170,6 +187,12 @@ fn remove_dot_segments(path: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 mod tests {
     use super::*;
 

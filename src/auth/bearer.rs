@@ -24,10 +24,14 @@ use crate::session::{Session, SESSION_VERSION};
 /// Most cached access-token identities kept.
 const TOKEN_CACHE_MAX: usize = 10_000;
 
-/// Cache of access-token identities, keyed by SHA-256 of the token (never the token).
+/// SHA-256 of a token: the cache key (the token itself is never kept).
+type TokenHash = [u8; 32];
+
+/// Cache of access-token identities, keyed by SHA-256 of the token (never the token), with
+/// the Unix time each was checked with GitLab.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<[u8; 32], (Arc<Session>, u64)>>,
+    entries: Mutex<HashMap<TokenHash, (Arc<Session>, u64)>>,
 }
 
 fn invalid(message: impl Into<String>) -> Reject {
@@ -133,7 +137,7 @@ fn short_hash(token: &str) -> String {
 }
 
 async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Reject> {
-    let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    let key: TokenHash = sha2::Sha256::digest(token.as_bytes()).into();
     let ttl = app.config.machine.token_cache_ttl.as_secs();
     if let Ok(cache) = app.machine_tokens.entries.lock() {
         if let Some((s, at)) = cache.get(&key) {

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 use super::*;
 use crate::access::{Decision, Deny, PathViews, Policy, Subject, User};
 use crate::config::file::{AccessFile, RouteFile};

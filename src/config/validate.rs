@@ -125,6 +125,11 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
     }
 }
 
+/// A stand-in `public_url` while other problems are collected (the config is refused).
+fn placeholder_url() -> url::Url {
+    url::Url::from_directory_path("/").unwrap_or_else(|()| unreachable!("\"/\" is absolute"))
+}
+
 fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
     let listen_text = s.listen.unwrap_or_else(|| "0.0.0.0:4180".into());
     let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -140,7 +145,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
                 "server.public_url",
                 "server.public_url is required: the external origin users open, e.g. \"https://app.example.com\"",
             );
-            url::Url::parse("http://localhost").expect("static URL")
+            placeholder_url()
         }
         Some(text) => match url::Url::parse(text) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
@@ -163,7 +168,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
                     "server.public_url",
                     format!("server.public_url = {text:?} is not an http(s) URL; write e.g. \"https://app.example.com\""),
                 );
-                url::Url::parse("http://localhost").expect("static URL")
+                placeholder_url()
             }
         },
     };

@@ -47,8 +47,8 @@ impl Principal {
         }
     }
 
-    /// The name for logs and pages.
-    pub fn name(&self) -> &str {
+    /// The username (or `ci:<project>`), for logs and pages.
+    pub fn username(&self) -> &str {
         &self.session().user.username
     }
 }

@@ -75,7 +75,7 @@ fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> 
         return None;
     }
     // Everything up to the path must be a plain authority: no userinfo, no backslash.
-    let after_scheme = &raw[raw.find("://")? + 3..];
+    let (_, after_scheme) = raw.split_once("://")?;
     let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() || authority.contains(['@', '\\', '%']) || after_scheme.contains('\\') {
         return None;
@@ -94,6 +94,12 @@ fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> 
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
 mod tests {
     use super::*;
 

@@ -14,7 +14,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 /// Where to connect.
 #[derive(Clone)]
-pub enum Dest {
+pub(crate) enum Dest {
     /// `host:port`.
     Tcp(String),
     /// `host:port` over TLS, with the server name to verify.
@@ -39,13 +39,13 @@ impl std::fmt::Debug for Dest {
 
 /// A connector that always dials the configured upstream.
 #[derive(Debug, Clone)]
-pub struct Connector {
+pub(crate) struct Connector {
     dest: Arc<Dest>,
 }
 
 impl Connector {
     /// A connector for `dest`.
-    pub fn new(dest: Dest) -> Self {
+    pub(crate) fn new(dest: Dest) -> Self {
         Connector {
             dest: Arc::new(dest),
         }
@@ -54,7 +54,7 @@ impl Connector {
 
 /// An upstream connection.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// TCP.
     Tcp(TokioIo<TcpStream>),
     /// Unix socket.

@@ -20,7 +20,7 @@ const MAX_CHUNK: usize = 3800;
 /// Most chunks read back; a session above this is refused rather than reassembled.
 const MAX_CHUNKS: usize = 16;
 /// Sign-in flows must finish within GitLab's 10-minute authorization-code lifetime.
-pub const FLOW_TTL_SECS: i64 = 600;
+pub(crate) const FLOW_TTL_SECS: i64 = 600;
 
 /// What `/oauth2/start` remembers for `/oauth2/callback`, sealed in a per-flow cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -371,3 +371,198 @@ async fn forwarded_headers_from_untrusted_peers_are_ignored() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A stack behind a real nginx running deploy/nginx/labgate.conf, labgate configured as the
+/// file's header says, with `forward_auth_source = source`.
+async fn behind_nginx(source: &str) -> (Stack, Nginx, String) {
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let cfg = config_with(None, "").replace(
+        "public_url = \"{labgate}\"",
+        &format!(
+            "public_url = \"{front}\"\ntrusted_proxies = [\"127.0.0.1\"]\nforward_auth_source = \"{source}\""
+        ),
+    );
+    let s = Stack::start(
+        Listeners::ephemeral().await.unwrap(),
+        &cfg,
+        Fixture::demo(),
+        "",
+    )
+    .await
+    .unwrap();
+    let n = nginx(port, &s.labgate_url, &s.echo_url).await;
+    (s, n, front)
+}
+
+/// Signs `user` in through nginx.
+async fn sign_in_via(front: &str, s: &Stack, user: &str) -> reqwest::Client {
+    let c = browser();
+    let f = to_consent_at(&c, &s.gitlab, front, user, &format!("{user}-password"), "/").await;
+    let cb = consent(&c, s, f, false).await;
+    assert_eq!(c.get(&cb).send().await.unwrap().status(), StatusCode::FOUND);
+    c
+}
+
+/// The forgeries of issue 16 (and their relatives) through the shipped nginx config: a
+/// client's original-URL / original-method headers of any proxy family never change what is
+/// judged, for anonymous users and for signed-in users outside a route; legitimate traffic
+/// still flows.
+#[tokio::test]
+async fn forged_original_request_headers_open_nothing_through_nginx() {
+    for source in ["nginx", "auto"] {
+        let (s, _nginx, front) = behind_nginx(source).await;
+        let anon = plain();
+        let bob = sign_in_via(&front, &s, "bob").await;
+        let alice = sign_in_via(&front, &s, "alice").await;
+        let forged: &[(&str, &str)] = &[
+            ("X-Forwarded-Uri", "/public"),
+            ("X-Forwarded-Uri", "/public/x"),
+            ("X-Original-URL", "http://x/public/"),
+            ("X-Original-URL", "https://app.example.com/public/x"),
+            ("X-Original-URI", "/public/x"),
+            ("X-Rewrite-URL", "/public/x"),
+            ("X-Forwarded-Prefix", "/public"),
+        ];
+        let send =
+            |c: &reqwest::Client, method: reqwest::Method, path: &str, h: &[(&str, &str)]| {
+                let mut r = c
+                    .request(method, format!("{front}{path}"))
+                    .header(ACCEPT, "application/json");
+                for (k, v) in h {
+                    r = r.header(*k, *v);
+                }
+                r.send()
+            };
+        for (k, v) in forged {
+            let r = send(&anon, reqwest::Method::GET, "/admin/secret", &[(k, v)])
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{source}: anonymous with {k}: {v}"
+            );
+            let r = send(&bob, reqwest::Method::GET, "/admin/secret", &[(k, v)])
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::FORBIDDEN,
+                "{source}: bob with {k}: {v}"
+            );
+        }
+        // All of them at once.
+        let r = send(&bob, reqwest::Method::GET, "/admin/secret", forged)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "{source}: bob with every forgery"
+        );
+        // The public rule is GET/HEAD only: a forged method does not make a POST public.
+        for (k, v) in [("X-Forwarded-Method", "GET"), ("X-Original-Method", "GET")] {
+            let r = send(&anon, reqwest::Method::POST, "/public/x", &[(k, v)])
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{source}: POST with {k}"
+            );
+        }
+        // Readings an app router may use: case, `.format`, `;params`, encodings.
+        for path in [
+            "/ADMIN/secret",
+            "/admin.json",
+            "/Admin;x=1",
+            "/%61dmin",
+            "/public/..%2Fadmin",
+        ] {
+            let r = send(&bob, reqwest::Method::GET, path, &[]).await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{source}: bob at {path}");
+        }
+        // Legitimate traffic: public paths, bob's own pages, alice on /admin.
+        let r = send(&anon, reqwest::Method::GET, "/public/x", &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{source}: public");
+        let r = send(&bob, reqwest::Method::GET, "/docs", &[])
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{source}: bob at /docs");
+        let r = send(&alice, reqwest::Method::GET, "/admin/secret", forged)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{source}: alice at /admin");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["path"], "/admin/secret");
+        // The app sees none of the override headers, nor a client's bearer, and the
+        // client address nginx saw.
+        for h in [
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-uri",
+            "x-forwarded-prefix",
+            "authorization",
+        ] {
+            assert!(
+                body["headers"].get(h).is_none(),
+                "{source}: {h} reached the app: {body}"
+            );
+        }
+        assert_eq!(
+            body["headers"]["x-labgate-kind"],
+            serde_json::json!(["user"])
+        );
+        let r = send(
+            &alice,
+            reqwest::Method::GET,
+            "/x",
+            &[("X-Real-IP", "6.6.6.6"), ("True-Client-IP", "6.6.6.6")],
+        )
+        .await
+        .unwrap();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["headers"]["x-real-ip"],
+            serde_json::json!(["127.0.0.1"]),
+            "{body}"
+        );
+        assert!(body["headers"].get("true-client-ip").is_none(), "{body}");
+        // A bearer credential admits its owner and never reaches the app.
+        let r = send(
+            &anon,
+            reqwest::Method::GET,
+            "/x",
+            &[("Authorization", "Bearer glpat-bob-demo-token-read-api")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{source}: bob's access token");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["headers"]["x-forwarded-user"],
+            serde_json::json!(["bob"])
+        );
+        assert_eq!(
+            body["headers"]["x-labgate-kind"],
+            serde_json::json!(["user_token"])
+        );
+        assert!(body["headers"].get("authorization").is_none(), "{body}");
+        // A browser that is not signed in still lands on the sign-in page for its URL.
+        let r = browser()
+            .get(format!("{front}/deep?x=1"))
+            .header(ACCEPT, "text/html")
+            .header("X-Forwarded-Uri", "/public")
+            .send()
+            .await
+            .unwrap();
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("/oauth2/start?rd=%2Fdeep%3Fx%3D1"),
+            "{source}: {page}"
+        );
+    }
+}

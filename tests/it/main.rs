@@ -1,6 +1,15 @@
 //! Integration tests: real listeners for labgate, the GitLab stand-in and the echo app, and
 //! the real `labgate` binary where the process matters (signals, exit codes).
 
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    unreachable_pub
+)]
+
 mod access;
 mod check;
 mod config;

@@ -111,3 +111,154 @@ proptest! {
         }
     }
 }
+
+/// Arbitrary Unicode, weighted towards multi-byte characters next to the ASCII a byte-length
+/// slice would cut at (`/`, `:`, `.`), and towards names the demo rules use.
+fn unicode() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just("/".to_owned()),
+            Just(":".to_owned()),
+            Just(".".to_owned()),
+            Just("acme".to_owned()),
+            Just("admins".to_owned()),
+            Just("é".to_owned()),
+            Just("\u{10348}".to_owned()),
+            Just("\u{301}".to_owned()),
+            "\\PC{1,3}",
+            "[a-z]{1,3}",
+        ],
+        0..8,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn arbitrary_user() -> impl Strategy<Value = labgate::access::User> {
+    (
+        unicode(),
+        proptest::collection::vec(unicode(), 0..4),
+        unicode(),
+        any::<u64>(),
+    )
+        .prop_map(|(username, groups, email, id)| labgate::access::User {
+            id,
+            username,
+            email: Some(email),
+            email_verified: true,
+            owner_of: groups.clone(),
+            maintainer_of: groups.clone(),
+            groups,
+            ..Default::default()
+        })
+}
+
+fn toml_list(v: &[String]) -> String {
+    let items: Vec<String> = v
+        .iter()
+        .map(|s| toml::Value::String(s.clone()).to_string())
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Rule parsing: any Unicode in users, groups, projects, domains and CI job lists loads
+    /// or is refused naming its key; never a panic, and never a non-ASCII path accepted.
+    #[test]
+    fn rule_parsing_never_panics(
+        users in proptest::collection::vec(unicode(), 0..3),
+        groups in proptest::collection::vec(unicode(), 1..3),
+        projects in proptest::collection::vec(unicode(), 0..3),
+        ci in proptest::collection::vec(unicode(), 0..3),
+    ) {
+        let text = format!(
+            "[server]\npublic_url='https://a.example'\n[upstream]\nurl='http://127.0.0.1:1'\n[gitlab]\nclient_id='x'\nclient_secret='y'\n\
+             [session]\ncookie_secret='ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE='\n\
+             [access]\nallowed_users = {}\nallowed_groups = {}\nallowed_projects = {}\nblocked_users = {}\n\
+             [[route]]\npath = '^/x'\nallowed_ci_jobs = {}\nallowed_groups = {}\n",
+            toml_list(&users), toml_list(&groups), toml_list(&projects), toml_list(&users),
+            toml_list(&ci), toml_list(&groups),
+        );
+        match labgate::config::load_str(&text) {
+            Ok(_) => {
+                for g in groups.iter().chain(&projects).chain(&ci) {
+                    prop_assert!(g.is_ascii(), "accepted non-ASCII path {g:?}");
+                }
+            }
+            Err(e) => prop_assert!(e.problems.iter().all(|p| !p.key.is_empty())),
+        }
+        let _ = labgate::config::narrowing(&users, &groups, &ci);
+    }
+
+    /// Matching: any user, any path, any narrowing — no panic; and `/admin` (in any reading
+    /// a router may use) never opens to someone outside acme/admins.
+    #[test]
+    fn rule_matching_never_panics(
+        user in arbitrary_user(),
+        path in tricky(),
+        narrowing in proptest::collection::vec("[a-z/]{1,8}", 0..3),
+        project in unicode(),
+    ) {
+        let cfg = labgate::config::load_str(
+            "[server]\npublic_url='https://a.example'\n[upstream]\nurl='http://127.0.0.1:1'\n[gitlab]\nclient_id='x'\nclient_secret='y'\n\
+             [session]\ncookie_secret='ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE='\n\
+             [access]\nallowed_groups=['acme']\nblocked_users=['id:7', 'eve']\n\
+             [[route]]\npath='^/admin(/|$)'\nallowed_groups=['acme/admins:maintainer']\nallowed_ci_jobs=['acme/deployer']\n",
+        ).unwrap();
+        let views = PathViews::new(&format!("/{path}"));
+        let n = labgate::config::narrowing(&[], &narrowing, &narrowing).ok();
+        for who in [
+            labgate::access::Subject::Person(&user),
+            labgate::access::Subject::CiJob { project_path: &project },
+        ] {
+            let d = cfg.access.decide(who, Some(&views), n.as_ref());
+            let _ = cfg.access.decide(who, None, n.as_ref());
+            let admin = views
+                .route_readings()
+                .iter()
+                .any(|r| r == "/admin" || r.starts_with("/admin/"));
+            let admitted_by_route = match who {
+                labgate::access::Subject::Person(u) => u
+                    .maintainer_of
+                    .iter()
+                    .any(|g| labgate::access::under_path("acme/admins", g)),
+                labgate::access::Subject::CiJob { project_path } => {
+                    project_path.eq_ignore_ascii_case("acme/deployer")
+                }
+            };
+            if admin && !admitted_by_route {
+                prop_assert!(d != labgate::access::Decision::Allow, "{path:?} opened");
+            }
+        }
+        let _ = labgate::access::under_path(&project, &path);
+    }
+
+    /// Forward-auth's original-request reading takes any header bytes without panicking.
+    #[test]
+    fn original_request_reading_never_panics(
+        uri in proptest::collection::vec(any::<u8>(), 0..40),
+        url in tricky(),
+        method in proptest::collection::vec(any::<u8>(), 0..8),
+        suffix in tricky(),
+    ) {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("x-original-uri", uri.clone()),
+            ("x-forwarded-uri", uri.clone()),
+            ("x-original-url", url.clone().into_bytes()),
+            ("x-forwarded-method", method.clone()),
+        ] {
+            if let Ok(v) = HeaderValue::from_bytes(&value) {
+                h.append(name, v);
+            }
+        }
+        use labgate::config::FrontProxy::*;
+        for source in [Auto, Nginx, IngressNginx, Traefik, Caddy, Envoy] {
+            if let Ok(Some(o)) = labgate::forward_auth::original(&h, &http::Method::GET, &format!("/{suffix}"), source, true) {
+                let _ = o.views().route_readings();
+                let _ = o.redirect_candidate("https://a.example");
+            }
+        }
+    }
+}
