@@ -67,6 +67,10 @@ impl Clock {
             .unwrap_or(0);
         real + self.offset.load(std::sync::atomic::Ordering::Relaxed)
     }
+    /// How far tests have moved the clock, in seconds.
+    pub fn offset(&self) -> u64 {
+        self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
     /// Moves the clock forward (tests).
     pub fn advance(&self, secs: u64) {
         self.offset

@@ -15,7 +15,8 @@ use hyper::body::Incoming;
 
 use crate::access::{Decision, PathViews, Rules};
 use crate::app::{App, SignIn};
-use crate::auth::{self, Authenticated};
+use crate::auth::{self, Authenticated, CookieDelivery};
+use crate::config::FrontProxy;
 use crate::forward_auth::{self, Original};
 use crate::headers;
 use crate::identity::{set_identity_headers, Principal};
@@ -200,7 +201,6 @@ async fn endpoint(
 
 /// Whether `{prefix}/auth/<original path>` (Envoy's HTTP ext_authz) is served.
 fn envoy_form_served(app: &App) -> bool {
-    use crate::config::FrontProxy;
     matches!(
         app.config.server.forward_auth_source,
         FrontProxy::Auto | FrontProxy::Envoy
@@ -244,8 +244,9 @@ async fn admit(
     headers: &http::HeaderMap,
     paths: Option<&PathViews>,
     narrowing: Option<&Rules>,
+    delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    let a = auth::authenticate(app, headers).await?;
+    let a = auth::authenticate(app, headers, delivery).await?;
     match app
         .config
         .access
@@ -281,7 +282,15 @@ async fn proxy(
     let (principal, cookies) = if app.config.access.is_public(req.method(), views) {
         (None, Vec::new())
     } else {
-        match admit(app, req.headers(), Some(views), None).await {
+        match admit(
+            app,
+            req.headers(),
+            Some(views),
+            None,
+            CookieDelivery::Delivered,
+        )
+        .await
+        {
             Ok(a) => (Some(a.principal), a.cookies),
             Err(reject) => {
                 let navigation = html && matches!(*req.method(), Method::GET | Method::HEAD);
@@ -443,23 +452,47 @@ async fn forward_auth<B>(
             return granted(app, None, Vec::new(), envoy.is_some());
         }
     }
-    match admit(app, req.headers(), views.as_ref(), narrowing.as_ref()).await {
+    // Traefik and Caddy hand a non-2xx answer to the browser: `?mode=redirect` turns "not
+    // signed in" into a redirect to the sign-in page, for a browser navigation.
+    let redirect_mode = query_param(query, "mode").is_some_and(|m| m == "redirect");
+    let navigation = html
+        && redirect_mode
+        && original
+            .as_ref()
+            .is_some_and(|o| matches!(o.method, Method::GET | Method::HEAD));
+    // Where the browser was going, if labgate may send it there.
+    let destination = || {
+        original.as_ref().and_then(|o| {
+            app.redirect_target(&o.redirect_candidate(&app.config.server.public_origin))
+        })
+    };
+    // Caddy drops Set-Cookie from a 2xx auth answer: a rotated session cookie reaches the
+    // browser only on a redirect back to the same page, so only navigations revalidate.
+    let cookie_on_2xx = app.config.server.forward_auth_source != FrontProxy::Caddy;
+    let delivery = if cookie_on_2xx || navigation {
+        CookieDelivery::Delivered
+    } else {
+        CookieDelivery::Dropped
+    };
+    match admit(
+        app,
+        req.headers(),
+        views.as_ref(),
+        narrowing.as_ref(),
+        delivery,
+    )
+    .await
+    {
+        Ok(a) if !cookie_on_2xx && !a.cookies.is_empty() => match destination() {
+            Some(back) => respond::with_cookies(respond::redirect(&back), a.cookies),
+            None => granted(app, Some(&a.principal), Vec::new(), envoy.is_some()),
+        },
         Ok(a) => granted(app, Some(&a.principal), a.cookies, envoy.is_some()),
         Err(reject) => {
-            // Traefik and Caddy hand a non-2xx answer to the browser: `?mode=redirect`
-            // turns "not signed in" into a redirect to the sign-in page.
-            let redirect = query_param(query, "mode").is_some_and(|m| m == "redirect");
             let style = Style {
                 html,
-                sign_in: (redirect && html).then(|| {
-                    let rd = original
-                        .as_ref()
-                        .and_then(|o| {
-                            app.redirect_target(
-                                &o.redirect_candidate(&app.config.server.public_origin),
-                            )
-                        })
-                        .unwrap_or_else(|| "/".into());
+                sign_in: (redirect_mode && html).then(|| {
+                    let rd = destination().unwrap_or_else(|| "/".into());
                     app.sign_in_url(&rd, SignIn::EntryAbsolute)
                 }),
             };
@@ -501,7 +534,15 @@ fn granted(
 /// request to this path.
 async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let views = PathViews::new(req.uri().path());
-    match admit(app, req.headers(), Some(&views), None).await {
+    match admit(
+        app,
+        req.headers(),
+        Some(&views),
+        None,
+        CookieDelivery::Delivered,
+    )
+    .await
+    {
         Ok(a) => {
             let u = &a.principal.session().user;
             let body = serde_json::json!({

@@ -22,14 +22,31 @@ pub struct Authenticated {
     pub cookies: Vec<String>,
 }
 
+/// Whether a session cookie set on this answer reaches the browser. GitLab's refresh
+/// tokens are single-use, so a cookie-store session must not be revalidated on an answer
+/// whose `Set-Cookie` is dropped (Caddy's `forward_auth` drops it from 2xx answers): the
+/// browser would keep the spent token and be signed out once no cache remembers the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieDelivery {
+    /// `Set-Cookie` on this answer reaches the browser.
+    Delivered,
+    /// It does not: a due revalidation waits for an answer that can carry the cookie
+    /// (within `revalidate_grace`).
+    Dropped,
+}
+
 /// Authenticates a request: its bearer credential when `[machine]` accepts one and the
 /// request carries `Authorization: Bearer`, else its session cookie.
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, Reject> {
+pub async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    delivery: CookieDelivery,
+) -> Result<Authenticated, Reject> {
     if let Some(result) = bearer::authenticate(app, headers).await {
         return result.map(|principal| Authenticated {
             principal,
             cookies: Vec::new(),
         });
     }
-    session::authenticate(app, headers).await
+    session::authenticate(app, headers, delivery).await
 }

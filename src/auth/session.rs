@@ -11,7 +11,7 @@ use std::time::Instant;
 use http::HeaderMap;
 
 use crate::app::{App, REFRESH_SHARE};
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, CookieDelivery};
 use crate::identity::Principal;
 use crate::oauth::gitlab::GitlabError;
 use crate::reject::Reject;
@@ -22,7 +22,11 @@ const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Reads the session and revalidates it with GitLab when due: single-flight in this
 /// process, and across replicas through the store's lock (Redis).
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, Reject> {
+pub async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    delivery: CookieDelivery,
+) -> Result<Authenticated, Reject> {
     let loaded = match app.sessions.load(headers, false).await {
         Ok(Some(l)) => l,
         Ok(None) => return Err(Reject::Unauthenticated { clear: Vec::new() }),
@@ -42,8 +46,18 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticate
         return Err(Reject::Unauthenticated { clear: clear() });
     }
     let cfg = &app.config.session;
-    if now.saturating_sub(session.validated) < cfg.revalidate.as_secs() {
+    let overdue = now.saturating_sub(session.validated);
+    if overdue < cfg.revalidate.as_secs() {
         return valid(loaded.session, Vec::new());
+    }
+    if delivery == CookieDelivery::Dropped && !app.sessions.is_redis() {
+        // The rotated cookie could not reach the browser: revalidate on the next answer
+        // that can carry it (a navigation), and meanwhile keep the session within grace.
+        return if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
+            valid(loaded.session, Vec::new())
+        } else {
+            Err(Reject::Unauthenticated { clear: Vec::new() })
+        };
     }
     let slot = app.refresh.slot(&session.sid);
     let mut guard = slot.lock().await;

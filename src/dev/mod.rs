@@ -174,6 +174,36 @@ impl Stack {
         })
     }
 
+    /// Restarts labgate on the same address with the same configuration: a new process
+    /// state (no caches, a new signing key unless one is configured), the same stand-in and
+    /// echo app, the clock as far as tests had moved it.
+    pub async fn restart(&mut self) -> Result<(), String> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+        let addr = self.labgate_url.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} again: {e}"))?;
+        let config = crate::config::load_str(&self.config_text).map_err(|e| e.to_string())?;
+        let app = App::new(config).await?;
+        app.clock.advance(self.app.clock.offset());
+        let (tx, rx) = oneshot::channel::<()>();
+        self.server = Some(tokio::spawn(crate::server::serve(
+            listener,
+            app.clone(),
+            async {
+                let _ = rx.await;
+            },
+        )));
+        self.shutdown = Some(tx);
+        self.app = app;
+        Ok(())
+    }
+
     /// Stops labgate gracefully; returns whether the drain finished in time.
     pub async fn stop(mut self) -> bool {
         if let Some(tx) = self.shutdown.take() {

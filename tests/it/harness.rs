@@ -280,8 +280,12 @@ impl TestCa {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
         let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf_params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let mut leaf_params = CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+            "app.example.com".to_owned(),
+        ])
+        .unwrap();
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, format!("{cn} server"));

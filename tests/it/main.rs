@@ -14,6 +14,7 @@ mod access;
 mod check;
 mod config;
 mod forward_auth;
+mod front_proxies;
 mod harness;
 mod identity;
 mod login;
