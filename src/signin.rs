@@ -16,8 +16,20 @@ use crate::respond::{self, query_param};
 use crate::session::{FlowState, Session, SESSION_VERSION};
 
 /// The validated `rd` of a request, or `/`.
+/// The requested post-sign-in destination: `?rd=`, else `X-Auth-Request-Redirect` (what
+/// oauth2-proxy's documented nginx and ingress-nginx set-ups send). Unvalidated.
+fn requested_rd<B>(req: &Request<B>) -> Option<String> {
+    query_param(req.uri().query(), "rd").or_else(|| {
+        req.headers()
+            .get("x-auth-request-redirect")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
+}
+
+/// The validated destination of a request (through the one redirect validator), or `/`.
 fn rd_of<B>(app: &App, req: &Request<B>) -> String {
-    query_param(req.uri().query(), "rd")
+    requested_rd(req)
         .and_then(|rd| app.redirect_target(&rd))
         .unwrap_or_else(|| "/".to_owned())
 }
@@ -50,7 +62,7 @@ pub fn sign_in<B>(
         );
     }
     // Behind nginx (`error_page 401 = /oauth2/sign_in`) the original URL comes in a header.
-    let rd = match query_param(req.uri().query(), "rd") {
+    let rd = match requested_rd(req) {
         Some(_) => rd_of(app, req),
         None => original
             .and_then(|o| {

@@ -1,29 +1,12 @@
 //! Forward-auth: a real nginx running deploy/nginx/labgate.conf, and the Traefik / Caddy /
 //! ingress-nginx header contract of /oauth2/auth.
 
-use std::process::{Child, Command, Stdio};
-
 use labgate::dev::gitlab::Fixture;
 use labgate::dev::{Listeners, Stack};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 
 use crate::harness::*;
-
-struct Nginx {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master then stops its workers instead of orphaning them.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 /// Starts nginx with the deploy example, pointed at this test's labgate and echo app.
 async fn nginx(port: u16, labgate: &str, app: &str) -> Nginx {
@@ -42,27 +25,7 @@ async fn nginx(port: u16, labgate: &str, app: &str) -> Nginx {
             "server 127.0.0.1:8080;",
             &format!("server {};", app.trim_start_matches("http://")),
         );
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().display().to_string();
-    let conf = format!(
-        "user root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\ndaemon off;\nevents {{ worker_connections 256; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {p}/body;\n proxy_temp_path {p}/proxy;\n fastcgi_temp_path {p}/fcgi;\n uwsgi_temp_path {p}/uwsgi;\n scgi_temp_path {p}/scgi;\n{site}\n}}\n"
-    );
-    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
-        .find(|b| std::path::Path::new(b).exists())
-        .expect(
-            "nginx is needed for this test: scripts/test installs it (apt-get install nginx-light)",
-        );
-    let child = Command::new(bin)
-        .args(["-p", &p, "-c", &format!("{p}/nginx.conf")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start nginx");
-    wait_for_port(port).await;
-    Nginx { child, _dir: dir }
+    start_nginx(&site, port).await
 }
 
 #[tokio::test]

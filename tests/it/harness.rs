@@ -348,3 +348,45 @@ pub async fn start_echo() -> String {
     );
     url
 }
+
+/// An nginx process, stopped with SIGTERM (so its workers exit too) when dropped.
+pub struct Nginx {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts nginx serving `site` (server blocks, upstreams) inside an `http {}` block, and
+/// waits until `port` accepts connections.
+pub async fn start_nginx(site: &str, port: u16) -> Nginx {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().display().to_string();
+    let conf = format!(
+        "user root;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\ndaemon off;\nevents {{ worker_connections 256; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {p}/body;\n proxy_temp_path {p}/proxy;\n fastcgi_temp_path {p}/fcgi;\n uwsgi_temp_path {p}/uwsgi;\n scgi_temp_path {p}/scgi;\n{site}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|b| std::path::Path::new(b).exists())
+        .expect(
+            "nginx is needed for this test: scripts/test installs it (apt-get install nginx-light)",
+        );
+    let child = Command::new(bin)
+        .args(["-p", &p, "-c", &format!("{p}/nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    wait_for_port(port).await;
+    Nginx { child, _dir: dir }
+}

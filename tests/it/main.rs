@@ -24,3 +24,4 @@ mod properties;
 mod proxy;
 mod redis;
 mod security;
+mod upstreams;
