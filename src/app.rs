@@ -185,6 +185,19 @@ impl App {
         )
     }
 
+    /// `target` (a validated destination) made absolute on public_url when it is a path: a
+    /// front proxy may resolve a relative `Location` against its own idea of the origin.
+    pub fn absolute_url(&self, target: &str) -> String {
+        if target.starts_with('/') {
+            format!(
+                "{}{target}",
+                self.config.server.public_url.as_str().trim_end_matches('/')
+            )
+        } else {
+            target.to_owned()
+        }
+    }
+
     /// `candidate` if it is an allowed post-sign-in destination (public_url's origin or
     /// `allowed_redirect_domains`), normalised; the one place `rd` is judged.
     pub fn redirect_target(&self, candidate: &str) -> Option<String> {

@@ -135,6 +135,13 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
             "absolute-form request targets are not accepted",
         );
     }
+    // Envoy's ext_authz appends the original path, dot segments and all, to the auth path:
+    // decided on the raw target, before normalisation could walk it out of `/auth/`.
+    if envoy_form_served(app) {
+        if let Some(suffix) = envoy_suffix(app, &req) {
+            return forward_auth(app, peer, &req, Some(&suffix)).await;
+        }
+    }
     let views = PathViews::new(req.uri().path());
     match views.forward.as_str() {
         "/ping" => return admin::ping(),
@@ -172,16 +179,6 @@ async fn endpoint(
             admin::metrics_response(app)
         }
         (Method::GET | Method::HEAD, "/auth") => forward_auth(app, peer, &req, None).await,
-        (_, r) if r.starts_with("/auth/") && envoy_form_served(app) => {
-            match envoy_suffix(app, &req) {
-                Some(suffix) => forward_auth(app, peer, &req, Some(&suffix)).await,
-                None => Reject::BadRequest {
-                    code: "bad_request",
-                    message: "the original path must follow the auth endpoint literally".into(),
-                }
-                .render(app, &Style::default()),
-            }
-        }
         (
             _,
             "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
@@ -212,7 +209,7 @@ fn envoy_form_served(app: &App) -> bool {
 fn envoy_suffix<B>(app: &App, req: &Request<B>) -> Option<String> {
     let base = app.url("/auth");
     let path = req.uri().path().strip_prefix(base.as_str())?;
-    if !path.starts_with('/') {
+    if !path.starts_with('/') || req.method() == Method::CONNECT {
         return None;
     }
     Some(match req.uri().query() {
@@ -452,9 +449,11 @@ async fn forward_auth<B>(
             return granted(app, None, Vec::new(), envoy.is_some());
         }
     }
-    // Traefik and Caddy hand a non-2xx answer to the browser: `?mode=redirect` turns "not
-    // signed in" into a redirect to the sign-in page, for a browser navigation.
-    let redirect_mode = query_param(query, "mode").is_some_and(|m| m == "redirect");
+    // Traefik, Caddy and Envoy hand a non-2xx answer to the browser: `?mode=redirect` (always
+    // for Envoy, whose query is the app's) turns "not signed in" into a redirect to the
+    // sign-in page, for a browser navigation.
+    let redirect_mode =
+        envoy.is_some() || query_param(query, "mode").is_some_and(|m| m == "redirect");
     let navigation = html
         && redirect_mode
         && original
@@ -466,9 +465,14 @@ async fn forward_auth<B>(
             app.redirect_target(&o.redirect_candidate(&app.config.server.public_origin))
         })
     };
-    // Caddy drops Set-Cookie from a 2xx auth answer: a rotated session cookie reaches the
-    // browser only on a redirect back to the same page, so only navigations revalidate.
-    let cookie_on_2xx = app.config.server.forward_auth_source != FrontProxy::Caddy;
+    // Caddy and Envoy Gateway drop Set-Cookie from a 2xx auth answer: a rotated session
+    // cookie reaches the browser only on a redirect back to the same page, so only
+    // navigations revalidate.
+    let cookie_on_2xx = envoy.is_none()
+        && !matches!(
+            app.config.server.forward_auth_source,
+            FrontProxy::Caddy | FrontProxy::Envoy
+        );
     let delivery = if cookie_on_2xx || navigation {
         CookieDelivery::Delivered
     } else {
@@ -484,7 +488,9 @@ async fn forward_auth<B>(
     .await
     {
         Ok(a) if !cookie_on_2xx && !a.cookies.is_empty() => match destination() {
-            Some(back) => respond::with_cookies(respond::redirect(&back), a.cookies),
+            Some(back) => {
+                respond::with_cookies(respond::redirect(&app.absolute_url(&back)), a.cookies)
+            }
             None => granted(app, Some(&a.principal), Vec::new(), envoy.is_some()),
         },
         Ok(a) => granted(app, Some(&a.principal), a.cookies, envoy.is_some()),

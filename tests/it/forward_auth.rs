@@ -529,3 +529,248 @@ async fn forged_original_request_headers_open_nothing_through_nginx() {
         );
     }
 }
+
+/// One check request exactly as Envoy's HTTP ext_authz sends it (envoy
+/// `source/extensions/filters/common/ext_authz/ext_authz_http_impl.cc`, and the
+/// `allowed_headers` docs of `extensions.filters.http.ext_authz.v3.ExtAuthz`): the original
+/// method, `path_prefix` + the original path and query, the original `:authority`, only the
+/// allowed headers (authorization by default; cookie and accept as deploy/envoy lists them),
+/// `x-envoy-internal: true`, an empty body with `content-length: 0`.
+async fn envoy_check(
+    s: &Stack,
+    method: reqwest::Method,
+    original: &str,
+    cookie: Option<&str>,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut r = plain()
+        .request(method, format!("{}/oauth2/auth{original}", s.labgate_url))
+        .header("host", "app.example.com")
+        .header("x-envoy-internal", "true")
+        .header("content-length", "0");
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    for (k, v) in extra {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+/// The session cookie a browser holds after signing in.
+async fn session_cookie_of(s: &Stack, user: &str) -> String {
+    let c = browser();
+    let r = flow(&c, s, user, "/").await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    session_cookie_header(&set_cookies(&r))
+}
+
+#[tokio::test]
+async fn envoy_ext_authz_contract() {
+    let cfg = config_with(None, "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nforward_auth_source = \"envoy\"\n",
+    );
+    let s = stack(&cfg).await;
+    let alice = session_cookie_of(&s, "alice").await;
+    let bob = session_cookie_of(&s, "bob").await;
+    let json = [("accept", "application/json")];
+    use reqwest::Method;
+
+    // Allow is 200 (Envoy treats only 200 as allow), with every identity header.
+    let r = envoy_check(&s, Method::GET, "/deep/page?x=1", Some(&alice), &json).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-auth-request-user"], "alice");
+    assert_eq!(r.headers()["x-labgate-kind"], "user");
+    assert!(r.headers()["x-labgate-assertion"]
+        .to_str()
+        .unwrap()
+        .starts_with("ey"));
+    // The original method is the check's method: a PUT is judged as a PUT.
+    let r = envoy_check(&s, Method::PUT, "/docs", Some(&bob), &json).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Routes apply to the appended path, in every reading.
+    for path in [
+        "/admin",
+        "/admin/x?y=1",
+        "/ADMIN",
+        "/admin.json",
+        "/public/..%2Fadmin",
+    ] {
+        let r = envoy_check(&s, Method::GET, path, Some(&bob), &json).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "bob at {path}");
+    }
+    let r = envoy_check(&s, Method::GET, "/admin/x", Some(&alice), &json).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Dot segments as Envoy appends them without normalising (raw request targets: HTTP
+    // clients would resolve them first): still a check of the original path, never a
+    // request labgate proxies itself.
+    for (path, cookie, want) in [
+        ("/public/../admin", &bob, "403"),
+        ("/public/./../admin/x", &bob, "403"),
+        ("/../../admin", &bob, "403"),
+        ("/../../admin", &alice, "200"),
+    ] {
+        let addr = s.labgate_url.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET /oauth2/auth{path} HTTP/1.1\r\nHost: app.example.com\r\nAccept: application/json\r\nCookie: {cookie}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut sock, req.as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut sock, &mut out)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {want}")),
+            "{path}: {text}"
+        );
+        if want == "200" {
+            assert!(
+                text.contains("x-auth-request-user: alice"),
+                "a check answer: {text}"
+            );
+        }
+    }
+    // Headers of other proxies change nothing.
+    let r = envoy_check(
+        &s,
+        Method::GET,
+        "/admin/x",
+        Some(&bob),
+        &[
+            ("x-forwarded-uri", "/public/x"),
+            ("x-original-uri", "/public/x"),
+            ("x-original-url", "http://x/public/x"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Public paths, by method.
+    let r = envoy_check(&s, Method::GET, "/public/x", None, &json).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-auth-request-user"], "");
+    let r = envoy_check(&s, Method::POST, "/public/x", None, &json).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The original query is the app's: it cannot narrow or widen anything.
+    let r = envoy_check(
+        &s,
+        Method::GET,
+        "/docs?allowed_users=nobody",
+        Some(&bob),
+        &json,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A browser that is not signed in is sent to the sign-in page for the original URL
+    // (Envoy passes a denied answer's status and Location to the client).
+    let r = envoy_check(
+        &s,
+        Method::GET,
+        "/deep?x=1",
+        None,
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        location(&r),
+        format!("{}/oauth2/sign_in?rd=%2Fdeep%3Fx%3D1", s.labgate_url)
+    );
+
+    // Revalidation: a 2xx answer's Set-Cookie may be dropped (Envoy Gateway cannot pass it),
+    // so an API call keeps the session within grace without spending the refresh token, and
+    // a navigation is redirected back to itself carrying the rotated cookie.
+    s.app.clock.advance(61);
+    let refreshes = s
+        .gitlab
+        .counters
+        .refresh_grants
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let r = envoy_check(&s, Method::GET, "/api/x", Some(&alice), &json).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(
+        s.gitlab
+            .counters
+            .refresh_grants
+            .load(std::sync::atomic::Ordering::SeqCst),
+        refreshes
+    );
+    let r = envoy_check(
+        &s,
+        Method::GET,
+        "/deep?x=1",
+        Some(&alice),
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(location(&r), format!("{}/deep?x=1", s.labgate_url));
+    let fresh = session_cookie_header(&set_cookies(&r));
+    assert!(!fresh.is_empty());
+    let r = envoy_check(
+        &s,
+        Method::GET,
+        "/deep?x=1",
+        Some(&fresh),
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn auto_source_refuses_two_proxies_at_once() {
+    let cfg = config_with(None, "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    let s = stack(&cfg).await;
+    let alice = session_cookie_of(&s, "alice").await;
+    for headers in [
+        vec![
+            ("x-original-uri", "/admin"),
+            ("x-forwarded-uri", "/public/x"),
+        ],
+        vec![
+            ("x-original-url", "https://a/admin"),
+            ("x-original-uri", "/public/x"),
+        ],
+        vec![("x-forwarded-uri", "/admin"), ("x-original-method", "GET")],
+        vec![
+            ("x-original-uri", "/admin"),
+            ("x-original-uri", "/public/x"),
+        ],
+    ] {
+        let mut r = plain()
+            .get(format!("{}/oauth2/auth", s.labgate_url))
+            .header("cookie", &alice);
+        for (k, v) in &headers {
+            r = r.header(*k, *v);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{headers:?}");
+    }
+    // The Envoy form plus another proxy's header: refused too.
+    let r = envoy_check(
+        &s,
+        reqwest::Method::GET,
+        "/admin",
+        Some(&alice),
+        &[("x-original-uri", "/x")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // One family alone is read.
+    let r = plain()
+        .get(format!("{}/oauth2/auth", s.labgate_url))
+        .header("cookie", &alice)
+        .header("x-original-uri", "/admin")
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}

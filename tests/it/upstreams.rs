@@ -20,7 +20,10 @@ async fn nginx_upstream() -> (Nginx, String) {
     }}
 }}"#
     );
-    (start_nginx(&site, port).await, format!("http://127.0.0.1:{port}"))
+    (
+        start_nginx(&site, port).await,
+        format!("http://127.0.0.1:{port}"),
+    )
 }
 
 /// The demo config (alice may enter, `^/public` is public) in front of `upstream`.
@@ -38,7 +41,15 @@ fn config_for(upstream: &str, extra_server: &str) -> String {
 /// test's runtime.
 async fn curl(args: &[&str]) -> (u16, String) {
     let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code} %{http_version}"])
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{http_version}",
+        ])
         .args(args)
         .output()
         .await
@@ -140,8 +151,18 @@ async fn connection_nominations_and_overrides_cannot_touch_what_labgate_sets() {
     assert!(v["assertion"].as_str().unwrap().starts_with("ey"), "{v}");
     assert_eq!(v["xff"], "127.0.0.1", "{v}");
     assert_eq!(v["real"], "127.0.0.1", "{v}");
-    assert_eq!(v["host"], s.labgate_url.trim_start_matches("http://"), "{v}");
-    for k in ["original_url", "rewrite_url", "forwarded_uri", "prefix", "true_client_ip"] {
+    assert_eq!(
+        v["host"],
+        s.labgate_url.trim_start_matches("http://"),
+        "{v}"
+    );
+    for k in [
+        "original_url",
+        "rewrite_url",
+        "forwarded_uri",
+        "prefix",
+        "true_client_ip",
+    ] {
         assert_eq!(v[k], "", "{k} reached the upstream: {v}");
     }
     // A client-nominated header of its own is removed (RFC 9110 §7.6.1).
