@@ -121,7 +121,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
 
 /// Classifies a request: probes, labgate's own endpoints, or the application.
 async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
-    if req.method() == Method::CONNECT {
+    if req.method() == Method::CONNECT && !crate::proxy::is_h2_websocket(&req) {
         return respond::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -276,7 +276,13 @@ async fn proxy(
     views: &PathViews,
 ) -> Response<Body> {
     let html = respond::wants_html(req.headers());
-    let (principal, cookies) = if app.config.access.is_public(req.method(), views) {
+    // A WebSocket over HTTP/2 is an extended CONNECT; it is judged as the GET it becomes.
+    let method = if crate::proxy::is_h2_websocket(&req) {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    let (principal, cookies) = if app.config.access.is_public(&method, views) {
         (None, Vec::new())
     } else {
         match admit(

@@ -34,7 +34,9 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(250);
+        .max_concurrent_streams(250)
+        // WebSockets over HTTP/2 (RFC 8441), translated to HTTP/1.1 upgrades upstream.
+        .enable_connect_protocol();
     builder
 }
 

@@ -96,12 +96,24 @@ impl Upstream {
         mut req: Request<Incoming>,
         path_and_query: &str,
     ) -> Result<Response<Body>, ProxyError> {
-        let upgrade = wants_upgrade(&req);
+        let h2_websocket = is_h2_websocket(&req);
+        let upgrade = wants_upgrade(&req) || h2_websocket;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let upgrade_value = req.headers().get(UPGRADE).cloned();
         // The Connection-nominated headers were removed before labgate set its own.
         strip_fixed_hop_by_hop(req.headers_mut());
-        if let Some(v) = upgrade_value.filter(|_| upgrade) {
+        if h2_websocket {
+            // RFC 8441 §5: a WebSocket over an HTTP/2 stream becomes an RFC 6455 handshake
+            // to an HTTP/1.1 upstream. The key is the proxy's own (the h2 client sends none).
+            *req.method_mut() = http::Method::GET;
+            req.extensions_mut().remove::<hyper::ext::Protocol>();
+            let h = req.headers_mut();
+            h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Ok(key) = HeaderValue::from_str(&websocket_key()) {
+                h.insert("sec-websocket-key", key);
+            }
+        } else if let Some(v) = upgrade_value.filter(|_| upgrade) {
             req.headers_mut().insert(UPGRADE, v);
             req.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -135,7 +147,13 @@ impl Upstream {
                         tracing::debug!(error = %e, "upgraded connection ended");
                     }
                 });
-                let (parts, _) = resp.into_parts();
+                let (mut parts, _) = resp.into_parts();
+                if h2_websocket {
+                    // The h2 client's CONNECT succeeds with 200 and no handshake headers.
+                    parts.status = StatusCode::OK;
+                    strip_hop_by_hop(&mut parts.headers);
+                    parts.headers.remove("sec-websocket-accept");
+                }
                 return Ok(Response::from_parts(parts, Body::empty()));
             }
         }
@@ -170,6 +188,26 @@ fn tls_connector(cfg: &UpstreamConfig) -> Result<tokio_rustls::TlsConnector, Str
     Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
         config,
     )))
+}
+
+/// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441): `:method CONNECT`,
+/// `:protocol websocket`.
+pub fn is_h2_websocket<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_2
+        && req.method() == http::Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
+fn websocket_key() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut nonce = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    base64::engine::general_purpose::STANDARD.encode(nonce)
 }
 
 /// An HTTP/1.1 `Connection: upgrade` + `Upgrade: x` request.

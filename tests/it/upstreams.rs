@@ -190,3 +190,77 @@ async fn connection_nominations_and_overrides_cannot_touch_what_labgate_sets() {
     assert_eq!(v["prefix"], "/app", "{v}");
     assert_eq!(v["real"], "10.1.2.3", "{v}");
 }
+
+/// A WebSocket over HTTP/2 (RFC 8441 extended CONNECT, as browsers open one on an h2
+/// connection) reaches an HTTP/1.1 upstream as an RFC 6455 upgrade, for a signed-in user
+/// only, and frames flow both ways.
+#[tokio::test]
+async fn websocket_over_h2_reaches_an_http11_upstream() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = stack(&config_with(None, "")).await;
+    let cookie = {
+        let c = browser();
+        let r = flow(&c, &s, "alice", "/").await;
+        session_cookie_header(&set_cookies(&r))
+    };
+    let addr = s.labgate_url.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let connect = |cookie: Option<&str>| {
+        let mut b = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}/ws"))
+            .header("sec-websocket-version", "13")
+            .extension(hyper::ext::Protocol::from_static("websocket"));
+        if let Some(c) = cookie {
+            b = b.header("cookie", c);
+        }
+        b.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // Without a session: refused like any request, no tunnel.
+    sender.ready().await.unwrap();
+    let r = sender.send_request(connect(None)).await.unwrap();
+    assert_eq!(r.status(), http::StatusCode::UNAUTHORIZED);
+    // Signed in: 200 and a WebSocket.
+    sender.ready().await.unwrap();
+    let mut r = sender.send_request(connect(Some(&cookie))).await.unwrap();
+    assert_eq!(r.status(), http::StatusCode::OK);
+    assert!(r.headers().get("sec-websocket-accept").is_none());
+    let io = hyper::upgrade::on(&mut r).await.unwrap();
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(io),
+        Role::Client,
+        None,
+    )
+    .await;
+    for msg in ["over h2", "and back"] {
+        ws.send(Message::text(msg)).await.unwrap();
+        let back = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), msg);
+    }
+    // An ordinary CONNECT (no :protocol) is still refused.
+    sender.ready().await.unwrap();
+    let plain_connect = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let r = sender.send_request(plain_connect).await;
+    assert!(r
+        .map(|r| r.status() != http::StatusCode::OK)
+        .unwrap_or(true));
+}
