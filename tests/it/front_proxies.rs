@@ -297,6 +297,37 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
         let (status, _) = get(&bob, Method::GET, &url("/admin/secret"), &[*one]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{name}: bob with {one:?}");
     }
+    // A client's Connection header cannot take away what the proxy sets for labgate, nor
+    // smuggle a forged identity past what labgate answered.
+    let (status, _) = get(
+        &bob,
+        Method::GET,
+        &url("/admin/secret"),
+        &[
+            ("Connection", "X-Forwarded-Uri, X-Forwarded-Method, X-Forwarded-Host"),
+            ("X-Forwarded-Uri", "/public/x"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{name}: bob with Connection nominations");
+    let (status, body) = get(
+        &bob,
+        Method::GET,
+        &url("/x"),
+        &[
+            ("Connection", "X-Auth-Request-User, X-Labgate-Assertion, X-Labgate-Kind"),
+            ("X-Auth-Request-User", "alice"),
+            ("X-Labgate-Kind", "ci_job"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    for (h, forged) in [("x-auth-request-user", "alice"), ("x-labgate-kind", "ci_job")] {
+        assert!(
+            !body["headers"][h].to_string().contains(forged),
+            "{name}: a forged {h} reached the app: {body}"
+        );
+    }
     for one in [("X-Forwarded-Method", "GET"), ("X-Original-Method", "GET")] {
         let (status, _) = get(&anon, Method::POST, &url("/public/x"), &[one]).await;
         assert_eq!(
