@@ -304,25 +304,38 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
         Method::GET,
         &url("/admin/secret"),
         &[
-            ("Connection", "X-Forwarded-Uri, X-Forwarded-Method, X-Forwarded-Host"),
+            (
+                "Connection",
+                "X-Forwarded-Uri, X-Forwarded-Method, X-Forwarded-Host",
+            ),
             ("X-Forwarded-Uri", "/public/x"),
         ],
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{name}: bob with Connection nominations");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "{name}: bob with Connection nominations"
+    );
     let (status, body) = get(
         &bob,
         Method::GET,
         &url("/x"),
         &[
-            ("Connection", "X-Auth-Request-User, X-Labgate-Assertion, X-Labgate-Kind"),
+            (
+                "Connection",
+                "X-Auth-Request-User, X-Labgate-Assertion, X-Labgate-Kind",
+            ),
             ("X-Auth-Request-User", "alice"),
             ("X-Labgate-Kind", "ci_job"),
         ],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{name}");
-    for (h, forged) in [("x-auth-request-user", "alice"), ("x-labgate-kind", "ci_job")] {
+    for (h, forged) in [
+        ("x-auth-request-user", "alice"),
+        ("x-labgate-kind", "ci_job"),
+    ] {
         assert!(
             !body["headers"][h].to_string().contains(forged),
             "{name}: a forged {h} reached the app: {body}"
