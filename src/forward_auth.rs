@@ -28,8 +28,8 @@ use crate::identity::{set_identity_headers, Principal};
 /// The request the front proxy is asking about.
 #[derive(Debug, Clone)]
 pub struct Original {
-    /// Its method.
-    pub method: Method,
+    /// Its method; `None` when the proxy did not say (then no path is public for it).
+    pub method: Option<Method>,
     /// `scheme://host`, when the proxy said.
     pub origin: Option<String>,
     /// Path and query.
@@ -158,11 +158,13 @@ fn read(
     check_method: &Method,
     suffix: &str,
 ) -> Result<Option<Original>, OriginalError> {
-    let method_from = |name: &'static str| -> Result<Method, OriginalError> {
+    let method_from = |name: &'static str| -> Result<Option<Method>, OriginalError> {
         single(headers, name)?;
         match text(headers, name) {
-            None => Ok(Method::GET),
-            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| OriginalError::Malformed(name)),
+            None => Ok(None),
+            Some(m) => Method::from_bytes(m.as_bytes())
+                .map(Some)
+                .map_err(|_| OriginalError::Malformed(name)),
         }
     };
     let forwarded_origin = |host_header: &'static str| match (
@@ -227,7 +229,7 @@ fn read(
                 return Ok(None);
             }
             Ok(Some(Original {
-                method: check_method.clone(),
+                method: Some(check_method.clone()),
                 origin: forwarded_origin("host"),
                 uri: path_only(suffix)?,
             }))
@@ -334,7 +336,10 @@ mod tests {
         let o = original(&h, &Method::GET, "", FrontProxy::Nginx, true)
             .unwrap()
             .unwrap();
-        assert_eq!((o.uri.as_str(), o.method), ("/admin/secret", Method::POST));
+        assert_eq!(
+            (o.uri.as_str(), o.method),
+            ("/admin/secret", Some(Method::POST))
+        );
         let o = original(&h, &Method::GET, "", FrontProxy::Traefik, true)
             .unwrap()
             .unwrap();
@@ -358,11 +363,11 @@ mod tests {
         let o = read_auto(&[("x-original-uri", "/a"), ("x-original-method", "PUT")])
             .unwrap()
             .unwrap();
-        assert_eq!((o.uri.as_str(), o.method), ("/a", Method::PUT));
+        assert_eq!((o.uri.as_str(), o.method), ("/a", Some(Method::PUT)));
         let o = read_auto(&[("x-forwarded-uri", "/b"), ("x-forwarded-method", "DELETE")])
             .unwrap()
             .unwrap();
-        assert_eq!((o.uri.as_str(), o.method), ("/b", Method::DELETE));
+        assert_eq!((o.uri.as_str(), o.method), ("/b", Some(Method::DELETE)));
         for mixed in [
             &[("x-original-uri", "/a"), ("x-forwarded-method", "GET")][..],
             &[("x-forwarded-uri", "/a"), ("x-original-method", "GET")][..],
@@ -379,7 +384,7 @@ mod tests {
         let o = original(&h, &Method::PATCH, "/x?y=1", FrontProxy::Auto, true)
             .unwrap()
             .unwrap();
-        assert_eq!((o.uri.as_str(), o.method), ("/x?y=1", Method::PATCH));
+        assert_eq!((o.uri.as_str(), o.method), ("/x?y=1", Some(Method::PATCH)));
         let h = headers(&[("x-forwarded-uri", "/public")]);
         assert!(original(&h, &Method::GET, "/admin", FrontProxy::Auto, true).is_err());
     }

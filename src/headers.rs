@@ -22,12 +22,15 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+    // RFC 9113 §3.2.1 (h2c upgrade), connection-specific.
+    "http2-settings",
 ];
 
 /// Headers labgate sets on every forwarded request: a `Connection` header cannot nominate
 /// them away (they are replaced anyway, but `Host` must survive).
 const MANAGED: &[&str] = &[
     "host",
+    "x-request-id",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -88,10 +91,44 @@ const OVERRIDES: &[&str] = &[
     "x-cluster-client-ip",
 ];
 
-/// Removes the URL and client-address override headers (see [`OVERRIDES`]).
+/// Whether header `name` is `canonical` (lower-case, dashes) when `_` is read as `-` and
+/// case is ignored: WSGI, PHP, CGI and Rack apps see `X_Real_IP` as `X-Real-IP`.
+fn same_name(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len()
+        && name
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+}
+
+/// Removes the URL and client-address override headers (see [`OVERRIDES`]), in any
+/// spelling.
 pub fn strip_overrides(headers: &mut HeaderMap) {
-    for name in OVERRIDES {
-        headers.remove(*name);
+    remove_where(headers, |n| OVERRIDES.iter().any(|o| same_name(n, o)));
+}
+
+/// Removes `_` spellings of the headers labgate manages or the overrides (`X_Real_IP`,
+/// `X_Forwarded_For`, ...): never a legitimate proxy's (nginx drops such names by default),
+/// always a forgery aimed at apps that read `_` as `-`. From every peer.
+pub fn strip_underscore_lookalikes(headers: &mut HeaderMap) {
+    remove_where(headers, |n| {
+        n.contains('_')
+            && MANAGED
+                .iter()
+                .chain(OVERRIDES)
+                .chain(&["x-forwarded-proto"])
+                .any(|o| same_name(n, o))
+    });
+}
+
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| doomed(n.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
     }
 }
 
@@ -107,7 +144,11 @@ pub fn strip_bearer(headers: &mut HeaderMap) {
         .get_all(&auth)
         .iter()
         .filter(|v| {
-            let scheme = v.as_bytes().split(|b| *b == b' ').next().unwrap_or(b"");
+            let scheme = v
+                .as_bytes()
+                .split(|b| *b == b' ' || *b == b'\t')
+                .find(|s| !s.is_empty())
+                .unwrap_or(b"");
             !scheme.eq_ignore_ascii_case(b"bearer")
         })
         .cloned()
@@ -367,11 +408,50 @@ mod tests {
     }
 
     #[test]
+    fn overrides_and_lookalikes_in_every_spelling() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "X_Real_IP",
+            "x-original-url",
+            "X_Rewrite_URL",
+            "True_Client_IP",
+            "X-Forwarded-Prefix",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("6.6.6.6"),
+            );
+        }
+        h.append("x-keep", HeaderValue::from_static("1"));
+        strip_overrides(&mut h);
+        assert_eq!(h.len(), 1);
+        let mut h = HeaderMap::new();
+        for n in [
+            "X_Forwarded_For",
+            "x_forwarded_host",
+            "X_Request_Id",
+            "x-forwarded-for",
+            "x-real-ip",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        strip_underscore_lookalikes(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-forwarded-for", "x-real-ip"]);
+    }
+
+    #[test]
     fn bearer_stripped_other_schemes_kept() {
         let mut h = HeaderMap::new();
         h.append("authorization", HeaderValue::from_static("Bearer abc"));
         h.append("authorization", HeaderValue::from_static("Basic eDp5"));
         h.append("authorization", HeaderValue::from_static("bEaReR x"));
+        h.append("authorization", HeaderValue::from_static("Bearer\tx"));
+        h.append("authorization", HeaderValue::from_static(" Bearer x"));
         strip_bearer(&mut h);
         let left: Vec<_> = h.get_all("authorization").iter().collect();
         assert_eq!(left, ["Basic eDp5"]);

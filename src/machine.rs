@@ -129,8 +129,8 @@ pub fn ci_username(project_path: &str) -> String {
 
 /// The bearer token of an `Authorization: Bearer <token>` header, if there is one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+    let v = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once([' ', '\t'])?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
@@ -209,6 +209,8 @@ mod tests {
         h.insert(AUTHORIZATION, "Bearer  abc ".parse().unwrap());
         assert_eq!(bearer_token(&h), Some("abc"));
         h.insert(AUTHORIZATION, "bearer x".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("x"));
+        h.insert(AUTHORIZATION, "Bearer\tx".parse().unwrap());
         assert_eq!(bearer_token(&h), Some("x"));
         h.insert(AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(bearer_token(&h), None);

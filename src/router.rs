@@ -360,6 +360,7 @@ fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option
     headers::strip_connection_nominated(h);
     headers::strip_identity(h, &cfg.identity.assertion_header);
     headers::strip_bearer(h);
+    headers::strip_underscore_lookalikes(h);
     if !is_trusted {
         headers::strip_overrides(h);
     }
@@ -450,8 +451,14 @@ async fn forward_auth<B>(
         }
     };
     let views = original.as_ref().map(Original::views);
-    if let (Some(o), Some(v)) = (&original, &views) {
-        if app.config.access.is_public(&o.method, v) {
+    if let (
+        Some(Original {
+            method: Some(m), ..
+        }),
+        Some(v),
+    ) = (&original, &views)
+    {
+        if app.config.access.is_public(m, v) {
             return granted(app, None, Vec::new(), envoy.is_some());
         }
     }
@@ -464,7 +471,7 @@ async fn forward_auth<B>(
         && redirect_mode
         && original
             .as_ref()
-            .is_some_and(|o| matches!(o.method, Method::GET | Method::HEAD));
+            .is_some_and(|o| matches!(o.method, Some(Method::GET | Method::HEAD)));
     // Where the browser was going, if labgate may send it there.
     let destination = || {
         original.as_ref().and_then(|o| {

@@ -67,15 +67,16 @@ impl PathViews {
     }
 
     /// Every reading a route is matched against (SPEC §9): the strict ones, plus the
-    /// loose readings of routers that ignore case (Spring, IIS, ASP.NET) or a trailing
-    /// `.format` of a segment (Rails, Spring's suffix patterns): `/ADMIN` and `/admin.json`
-    /// are `/admin` too. A route applies when any reading matches, so the stricter answer
-    /// wins. Distinct readings only.
+    /// loose readings of routers that ignore case (Spring, IIS, ASP.NET, with Unicode case
+    /// folding: `ı`, `İ`, `ſ`, the Kelvin sign are ASCII letters to them) or a `.format`
+    /// suffix of a segment (Rails, Spring's suffix patterns, also `.tar.gz`): `/ADMIN`,
+    /// `/adm%C4%B1n` and `/admin.tar.gz` are `/admin` too. A route applies when any reading
+    /// matches, so the stricter answer wins. Distinct readings only.
     pub fn route_readings(&self) -> Vec<Cow<'_, str>> {
-        let lower = self.resolved.to_ascii_lowercase();
+        let lower = fold_case(&self.resolved);
         let bare = strip_formats(&lower);
         let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(self.forward.as_str())];
-        let forward_lower = self.forward.to_ascii_lowercase();
+        let forward_lower = fold_case(&self.forward);
         for r in [
             Cow::Borrowed(self.resolved.as_str()),
             Cow::Owned(forward_lower),
@@ -90,16 +91,44 @@ impl PathViews {
     }
 }
 
-/// Removes a trailing `.format` from each segment (`/a.json/b.html` -> `/a/b`); dot-files
-/// (`/.well-known`) keep their name.
+/// Removes every `.format` suffix from each segment (`/a.tar.gz/b.html` -> `/a/b`);
+/// dot-files (`/.well-known`) keep their name.
 fn strip_formats(path: &str) -> String {
     path.split('/')
-        .map(|seg| match seg.rsplit_once('.') {
-            Some((stem, _)) if !stem.is_empty() => stem,
-            _ => seg,
-        })
+        .map(
+            |seg| match seg.char_indices().skip(1).find(|(_, c)| *c == '.') {
+                Some((at, _)) => seg.get(..at).unwrap_or(seg),
+                None => seg,
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Lower-cases `s` the way case-insensitive routers compare it: ASCII letters, and any
+/// character whose upper or lower case is an ASCII letter becomes that letter (Java's
+/// `equalsIgnoreCase` and .NET's invariant comparisons fold `ı`/`İ` to `i`, `ſ` to `s`,
+/// the Kelvin sign to `k`); other characters are lower-cased.
+fn fold_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
+        let upper: Vec<char> = c.to_uppercase().collect();
+        let lower: Vec<char> = c.to_lowercase().collect();
+        let folded = match (upper.as_slice(), lower.first()) {
+            ([u], _) if u.is_ascii_alphabetic() => Some(u.to_ascii_lowercase()),
+            (_, Some(l)) if l.is_ascii_alphabetic() => Some(*l),
+            _ => None,
+        };
+        match folded {
+            Some(a) => out.push(a),
+            None => out.extend(lower),
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3), upper-cases
@@ -236,6 +265,12 @@ mod tests {
         assert!(has("/Admin.JSON/x", "/admin/x"));
         assert!(has("/admin;jsessionid=1", "/admin"));
         assert!(has("/.well-known/x", "/.well-known/x"));
+        assert!(has("/admin.tar.gz", "/admin"));
+        assert!(has("/admin.x.y/z", "/admin/z"));
+        assert!(has("/adm%C4%B1n", "/admin"));
+        assert!(has("/ADM%C4%B0N", "/admin"));
+        assert!(has("/%C5%BFecret", "/secret"));
+        assert!(has("/\u{212a}ey", "/key"));
         assert_eq!(PathViews::new("/a").route_readings().len(), 1);
     }
 }

@@ -90,6 +90,11 @@ fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> 
         Some(base) => host == base || (host.len() > d.len() && host.ends_with(d.as_str())),
         None => host == *d,
     });
+    // The parsed path (dot segments resolved) must not start with `//` either: a later hop
+    // could read it as a network-path reference to another host.
+    if url.path().starts_with("//") || url.path().starts_with("/\\") {
+        return None;
+    }
     (same_origin || listed).then(|| url.to_string())
 }
 
@@ -132,6 +137,8 @@ mod tests {
     fn rejected() {
         for rd in [
             "//evil.com",
+            "https://app.example.com//evil.com",
+            "https://app.example.com/x/..//evil.com",
             "/\\evil.com",
             "\\\\evil.com",
             "/%2F/evil.com",

@@ -210,10 +210,22 @@ fn websocket_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(nonce)
 }
 
-/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: x` request.
+/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request. Other protocols (`h2c`,
+/// TLS upgrades) are not tunnelled: a tunnel would outlive the request labgate judged.
 fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == http::Version::HTTP_11
-        && req.headers().contains_key(UPGRADE)
+        && req
+            .headers()
+            .get(UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',').any(|p| {
+                    p.trim()
+                        .split('/')
+                        .next()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("websocket"))
+                })
+            })
         && req
             .headers()
             .get_all(CONNECTION)

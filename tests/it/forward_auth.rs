@@ -437,6 +437,9 @@ async fn forged_original_request_headers_open_nothing_through_nginx() {
         }
         // Readings an app router may use: case, `.format`, `;params`, encodings.
         for path in [
+            "/admin.tar.gz",
+            "/adm%C4%B1n",
+            "/ADM%C4%B0N",
             "/ADMIN/secret",
             "/admin.json",
             "/Admin;x=1",
@@ -753,6 +756,14 @@ async fn auto_source_refuses_two_proxies_at_once() {
         let r = r.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{headers:?}");
     }
+    // Without the original method a path is never public (a POST must not pass as GET).
+    let r = plain()
+        .get(format!("{}/oauth2/auth", s.labgate_url))
+        .header("x-original-uri", "/public/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The Envoy form plus another proxy's header: refused too.
     let r = envoy_check(
         &s,

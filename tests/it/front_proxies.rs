@@ -254,6 +254,14 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
             ("X-Rewrite-URL", "/admin"),
             ("X-Forwarded-Prefix", "/admin"),
             ("True-Client-IP", "6.6.6.6"),
+            ("X-Real-IP", "6.6.6.6"),
+            ("X_Real_IP", "6.6.6.6"),
+            ("X_Auth_Request_User", "mallory"),
+            ("X_Auth_Request_Groups", "acme/admins"),
+            ("X_Forwarded_User", "mallory"),
+            ("X_Labgate_Kind", "ci_job"),
+            ("X_Original_URL", "/admin"),
+            ("Forwarded", "for=6.6.6.6"),
         ],
     )
     .await;
@@ -273,12 +281,23 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
         "x-rewrite-url",
         "x-forwarded-prefix",
         "true-client-ip",
+        "x_real_ip",
+        "x_auth_request_user",
+        "x_auth_request_groups",
+        "x_forwarded_user",
+        "x_labgate_kind",
+        "x_original_url",
+        "forwarded",
     ] {
         assert!(
             h.get(forged).is_none(),
             "{name}: {forged} reached the app: {body}"
         );
     }
+    assert!(
+        !h["x-real-ip"].to_string().contains("6.6.6.6"),
+        "{name}: a forged X-Real-IP reached the app: {body}"
+    );
 
     // Forged original-request headers open nothing, for strangers and for bob.
     let forged: &[(&str, &str)] = &[
@@ -349,7 +368,14 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
             "{name}: POST with {one:?}"
         );
     }
-    for path in ["/ADMIN/x", "/admin.json", "/%61dmin", "/public/..%2Fadmin"] {
+    for path in [
+        "/admin.tar.gz",
+        "/adm%C4%B1n",
+        "/ADMIN/x",
+        "/admin.json",
+        "/%61dmin",
+        "/public/..%2Fadmin",
+    ] {
         let (status, _) = get(&bob, Method::GET, &url(path), &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{name}: bob at {path}");
     }

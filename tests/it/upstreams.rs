@@ -264,3 +264,47 @@ async fn websocket_over_h2_reaches_an_http11_upstream() {
         .map(|r| r.status() != http::StatusCode::OK)
         .unwrap_or(true));
 }
+
+/// Spellings and tokens a client might use to get something past the rewrite (attacks
+/// found by review): a tab after `Bearer`, `_` spellings of the override and forwarded
+/// headers, nominating labgate's request id, and non-WebSocket upgrades.
+#[tokio::test]
+async fn spellings_and_upgrades_that_must_not_pass() {
+    let s = stack(&config_with(None, "")).await;
+    let r = plain()
+        .get(format!("{}/public/x", s.labgate_url))
+        .header(ACCEPT, "application/json")
+        .header("authorization", "Bearer\tglpat-bob-demo-token-read-api")
+        .header("X_Real_IP", "6.6.6.6")
+        .header("X_Original_URL", "/admin")
+        .header("X_Forwarded_For", "6.6.6.6")
+        .header("X_Forwarded_Host", "evil.example")
+        .header("True_Client_IP", "6.6.6.6")
+        .header("X_Rewrite_URL", "/admin")
+        .header("connection", "x-request-id, upgrade")
+        .header("upgrade", "h2c")
+        .header("http2-settings", "AAMAAABkAAQAAP__")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let h = &body["headers"];
+    for k in [
+        "authorization",
+        "x_real_ip",
+        "x_original_url",
+        "x_forwarded_for",
+        "x_forwarded_host",
+        "true_client_ip",
+        "x_rewrite_url",
+        "upgrade",
+    ] {
+        assert!(h.get(k).is_none(), "{k} reached the upstream: {body}");
+    }
+    assert!(
+        h.get("x-request-id").is_some(),
+        "labgate's request id survives: {body}"
+    );
+    assert_eq!(h["x-real-ip"], serde_json::json!(["127.0.0.1"]));
+}
