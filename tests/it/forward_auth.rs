@@ -785,3 +785,36 @@ async fn auto_source_refuses_two_proxies_at_once() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
+
+/// The shipped nginx example hands a revalidated session's cookie to the browser (GitLab's
+/// refresh tokens are single-use): signed in across three revalidations and a labgate
+/// restart that leaves no in-process cache to hide a lost cookie.
+#[tokio::test]
+async fn nginx_keeps_sessions_across_revalidations_and_a_restart() {
+    let (mut s, _nginx, front) = behind_nginx("nginx").await;
+    let alice = sign_in_via(&front, &s, "alice").await;
+    let refreshes = s
+        .gitlab
+        .counters
+        .refresh_grants
+        .load(std::sync::atomic::Ordering::SeqCst);
+    for round in 1..=4 {
+        if round == 4 {
+            s.restart().await.unwrap();
+        }
+        s.app.clock.advance(61);
+        let (status, body) = get_json(&alice, &format!("{front}/x")).await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+        assert_eq!(
+            body["headers"]["x-forwarded-user"],
+            serde_json::json!(["alice"])
+        );
+    }
+    assert_eq!(
+        s.gitlab
+            .counters
+            .refresh_grants
+            .load(std::sync::atomic::Ordering::SeqCst),
+        refreshes + 4
+    );
+}
