@@ -30,21 +30,7 @@ async fn nginx(port: u16, labgate: &str, app: &str) -> Nginx {
 
 #[tokio::test]
 async fn nginx_auth_request_end_to_end() {
-    let port = free_port();
-    let front = format!("http://127.0.0.1:{port}");
-    let cfg = config_with(None, "").replace(
-        "public_url = \"{labgate}\"",
-        &format!("public_url = \"{front}\"\ntrusted_proxies = [\"127.0.0.1\"]"),
-    );
-    let s = Stack::start(
-        Listeners::ephemeral().await.unwrap(),
-        &cfg,
-        Fixture::demo(),
-        "",
-    )
-    .await
-    .unwrap();
-    let _nginx = nginx(port, &s.labgate_url, &s.echo_url).await;
+    let (s, _nginx, front) = behind_nginx("auto").await;
 
     // Not signed in: nginx shows labgate's sign-in page for the original URL.
     let c = browser();
