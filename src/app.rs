@@ -165,8 +165,8 @@ impl App {
     }
 
     /// The one builder of sign-in URLs: `{prefix}/start?rd=` or `{prefix}/sign_in?rd=`
-    /// (`/start` too when `skip_sign_in_page`), on public_url's origin when `absolute`
-    /// (a front proxy hands the answer to the browser of another host's request).
+    /// (`/start` too when `skip_sign_in_page`); [`SignIn::EntryAbsolute`] puts it on
+    /// public_url's origin (a front proxy hands the answer to the browser).
     pub fn sign_in_url(&self, rd: &str, to: SignIn) -> String {
         let server = &self.config.server;
         let endpoint = match to {
@@ -196,6 +196,12 @@ impl App {
         } else {
             target.to_owned()
         }
+    }
+
+    /// Where a front proxy's original request was going, if labgate may send the browser
+    /// there after sign-in.
+    pub fn original_destination(&self, original: &crate::forward_auth::Original) -> Option<String> {
+        self.redirect_target(&original.redirect_candidate(&self.config.server.public_origin))
     }
 
     /// `candidate` if it is an allowed post-sign-in destination (public_url's origin or

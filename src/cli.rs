@@ -56,8 +56,17 @@ impl Cli {
     }
 
     /// Loads the configuration from the file, the environment and the flags.
+    /// Loads the configuration for `run`, `check` and `redirect-uri`: validated, and
+    /// refusing the secrets published in labgate's examples (only `dev` runs with those).
     pub fn load(&self) -> Result<Config, ConfigError> {
-        crate::config::load(self.config.as_deref(), std::env::vars(), &self.overrides())
+        let config =
+            crate::config::load(self.config.as_deref(), std::env::vars(), &self.overrides())?;
+        let problems = crate::config::published_secret_problems(&config);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 }
 

@@ -112,12 +112,7 @@ pub fn strip_overrides(headers: &mut HeaderMap) {
 /// always a forgery aimed at apps that read `_` as `-`. From every peer.
 pub fn strip_underscore_lookalikes(headers: &mut HeaderMap) {
     remove_where(headers, |n| {
-        n.contains('_')
-            && MANAGED
-                .iter()
-                .chain(OVERRIDES)
-                .chain(&["x-forwarded-proto"])
-                .any(|o| same_name(n, o))
+        n.contains('_') && MANAGED.iter().chain(OVERRIDES).any(|o| same_name(n, o))
     });
 }
 
@@ -132,6 +127,17 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
     }
 }
 
+/// The credential of an `Authorization` value whose scheme is `Bearer` (any case, any
+/// spaces or tabs around it; RFC 9110 §11.4), possibly empty; `None` for other schemes.
+/// The one reading of the header: what labgate judges is exactly what it strips.
+pub fn bearer_credential(value: &HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?.trim_matches([' ', '\t']);
+    let (scheme, rest) = v.split_once([' ', '\t']).unwrap_or((v, ""));
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_matches([' ', '\t']))
+}
+
 /// Removes every `Authorization: Bearer` credential: it was for labgate (or for nobody),
 /// and the upstream is told who the caller is by the identity headers (SPEC §9). Other
 /// schemes (`Basic`) are the application's own business.
@@ -143,14 +149,7 @@ pub fn strip_bearer(headers: &mut HeaderMap) {
     let kept: Vec<HeaderValue> = headers
         .get_all(&auth)
         .iter()
-        .filter(|v| {
-            let scheme = v
-                .as_bytes()
-                .split(|b| *b == b' ' || *b == b'\t')
-                .find(|s| !s.is_empty())
-                .unwrap_or(b"");
-            !scheme.eq_ignore_ascii_case(b"bearer")
-        })
+        .filter(|v| bearer_credential(v).is_none())
         .cloned()
         .collect();
     headers.remove(&auth);
@@ -177,31 +176,18 @@ const IDENTITY_PREFIXES: &[&str] = &["x-labgate-", "x-auth-request-"];
 
 /// Whether `name` is an identity header in any spelling.
 pub fn is_identity_header(name: &str, assertion_header: &str) -> bool {
-    let normal: String = name
-        .bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
-                b.to_ascii_lowercase() as char
-            }
-        })
-        .collect();
-    IDENTITY_EXACT.contains(&normal.as_str())
-        || IDENTITY_PREFIXES.iter().any(|p| normal.starts_with(p))
-        || normal == assertion_header
+    IDENTITY_EXACT.iter().any(|e| same_name(name, e))
+        || IDENTITY_PREFIXES
+            .iter()
+            .any(|p| name.get(..p.len()).is_some_and(|head| same_name(head, p)))
+        || same_name(name, assertion_header)
 }
 
 /// Removes every copy of every identity header the client may have sent.
 pub fn strip_identity(headers: &mut HeaderMap, assertion_header: &HeaderName) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_identity_header(n.as_str(), assertion_header.as_str()))
-        .cloned()
-        .collect();
-    for name in doomed {
-        headers.remove(name);
-    }
+    remove_where(headers, |n| {
+        is_identity_header(n, assertion_header.as_str())
+    });
 }
 
 /// Removes labgate's own cookies (`name`, `name_1`.., `name_csrf_*`, and `__Host-` forms)

@@ -1,30 +1,33 @@
 //! labgate: a reverse-proxy authentication sidecar for GitLab sign-in.
 //!
 //! # Layout
+//! Top-down: each module calls only modules listed below it.
 //! ```text
-//! main.rs / cli.rs   parse the command line, load config, run
-//! config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
-//!                    access.rs + machine.rs compile the TOML into the pure policies
-//! server.rs          listeners, limits, graceful drain (knows nothing of OAuth)
+//! main.rs / cli.rs   parse the command line, load config, run; check.rs: check --online
+//! server.rs          listeners, TLS (tls.rs, tls_reload.rs), limits, graceful drain
 //! admin.rs           /ping, /ready, /metrics and the side listeners
 //! router.rs          the endpoint table, then the phases of an application request:
 //!                    classify -> authenticate -> decide -> rewrite -> proxy -> log
+//! signin.rs          /sign_in, /start, /callback, /sign_out
 //! auth/              who is calling: session.rs (load, revalidation, grace),
 //!                    bearer.rs (CI ID tokens, access tokens) -> identity::Principal
 //! reject.rs          every refusal, rendered (HTML / JSON / status) in one place
-//! signin.rs          /sign_in, /start, /callback, /sign_out
-//! forward_auth.rs    pure: the original request from one front proxy's headers
-//! access/            pure decision: (principal, path readings, rules, narrowing)
-//! machine.rs         pure: CI claim matching, bearer parsing
+//! app.rs             the shared state built from the config; sign-in URLs, rd targets
+//! pages.rs, respond.rs   HTML pages; labgate's own responses
+//! proxy/             streaming forward to the upstream, upgrades (also RFC 8441)
 //! oauth/             gitlab.rs (the only code that talks to GitLab), redirect.rs (`rd`)
 //! session/           the session, its sealed split cookies, the Redis store
-//! headers.rs         pure header rewriting: hop-by-hop, identity stripping, X-Forwarded-*
-//! identity/          Principal, the identity header table, the ES256 assertion and JWKS
-//! proxy/             streaming forward to the upstream, upgrades
-//! pages.rs           HTML pages; respond.rs builds labgate's own responses
+//! identity/          Principal, the identity header table, the ES256 assertion, JWKS
+//! forward_auth.rs    pure: the original request from one front proxy's headers
+//! headers.rs         pure: hop-by-hop, identity / bearer / override stripping, forwarded
+//! machine.rs         pure: CI claim matching, bearer parsing
+//! access/            pure: the decision (subject, path readings, rules, narrowing)
+//! config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
+//!                    access.rs + machine.rs compile the TOML into the pure policies;
+//!                    published.rs refuses the examples' secrets
+//! metrics.rs, telemetry.rs   Prometheus counters; tracing set-up
 //! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests)
 //! ```
-//! Data flows one way: each arrow is a call into a module listed below it.
 
 #![forbid(unsafe_code)]
 

@@ -129,11 +129,9 @@ pub fn ci_username(project_path: &str) -> String {
 
 /// The bearer token of an `Authorization: Bearer <token>` header, if there is one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, token) = v.split_once([' ', '\t'])?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    headers
+        .get(AUTHORIZATION)
+        .and_then(crate::headers::bearer_credential)
         .filter(|t| !t.is_empty())
 }
 

@@ -1,7 +1,7 @@
 //! One typed rejection for every way labgate turns a request away, rendered to a status,
 //! an HTML page or JSON, `WWW-Authenticate` and cookies in exactly one place ([`Reject::render`]),
-//! and recording who caused it ([`Cause`]) so that logs and metrics can tell a client's
-//! mistake from a GitLab, session-store or upstream fault.
+//! and recording who caused it ([`Cause`], a response extension the access log reads) so
+//! that a client's mistake can be told from a GitLab, session-store or upstream fault.
 
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
@@ -11,6 +11,9 @@ use crate::app::App;
 use crate::pages::Alert;
 use crate::proxy::Body;
 use crate::respond;
+
+/// How long a client should wait before retrying a 503 (GitLab or the store down).
+const RETRY_AFTER_SECS: HeaderValue = HeaderValue::from_static("5");
 
 /// Who caused a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +142,10 @@ impl Reject {
     pub fn render(self, app: &App, style: &Style) -> Response<Body> {
         let status = self.status();
         let code = self.code();
+        let cause = self.cause();
         let mut resp = match self {
             Reject::Unauthenticated { clear } => {
-                let mut r = match &style.sign_in {
+                let r = match &style.sign_in {
                     Some(url) => respond::redirect(url),
                     None => {
                         let mut r = respond::json_error(status, code, "sign in with GitLab first");
@@ -152,8 +156,7 @@ impl Reject {
                         r
                     }
                 };
-                r = respond::with_cookies(r, clear);
-                return r;
+                respond::with_cookies(r, clear)
             }
             Reject::InvalidToken { message } => {
                 let mut r = respond::json_error(status, code, &message);
@@ -225,8 +228,9 @@ impl Reject {
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(http::header::RETRY_AFTER, RETRY_AFTER_SECS);
         }
+        resp.extensions_mut().insert(cause);
         resp
     }
 }

@@ -97,6 +97,12 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
         .extensions()
         .get::<UpstreamTime>()
         .map(|t| t.0.as_secs_f64() * 1000.0);
+    // Who caused a refusal or failure (client, gitlab, store, upstream), when labgate
+    // answered instead of the app.
+    let cause = resp
+        .extensions()
+        .get::<crate::reject::Cause>()
+        .map(|c| c.as_str());
     span.in_scope(|| {
         tracing::info!(
             target: "labgate::access",
@@ -105,6 +111,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
             status,
             ms = start.elapsed().as_secs_f64() * 1000.0,
             upstream_ms,
+            cause,
             "request"
         );
     });
@@ -473,11 +480,7 @@ async fn forward_auth<B>(
             .as_ref()
             .is_some_and(|o| matches!(o.method, Some(Method::GET | Method::HEAD)));
     // Where the browser was going, if labgate may send it there.
-    let destination = || {
-        original.as_ref().and_then(|o| {
-            app.redirect_target(&o.redirect_candidate(&app.config.server.public_origin))
-        })
-    };
+    let destination = || original.as_ref().and_then(|o| app.original_destination(o));
     // Caddy and Envoy Gateway drop Set-Cookie from a 2xx auth answer: a rotated session
     // cookie reaches the browser only on a redirect back to the same page, so only
     // navigations revalidate.
@@ -510,7 +513,7 @@ async fn forward_auth<B>(
         Err(reject) => {
             let style = Style {
                 html,
-                sign_in: (redirect_mode && html).then(|| {
+                sign_in: navigation.then(|| {
                     let rd = destination().unwrap_or_else(|| "/".into());
                     app.sign_in_url(&rd, SignIn::EntryAbsolute)
                 }),

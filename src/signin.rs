@@ -15,7 +15,6 @@ use crate::reject::{Reject, Style};
 use crate::respond::{self, query_param};
 use crate::session::{FlowState, Session, SESSION_VERSION};
 
-/// The validated `rd` of a request, or `/`.
 /// The requested post-sign-in destination: `?rd=`, else `X-Auth-Request-Redirect` (what
 /// oauth2-proxy's documented nginx and ingress-nginx set-ups send). Unvalidated.
 fn requested_rd<B>(req: &Request<B>) -> Option<String> {
@@ -55,21 +54,14 @@ pub fn sign_in<B>(
     // The sign-in page is for browsers; API clients (also those sent here by nginx's
     // `error_page 401`) get the 401 they would get anywhere else.
     if !respond::wants_html(req.headers()) {
-        return respond::json_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in with GitLab in a browser first",
-        );
+        return Reject::Unauthenticated { clear: Vec::new() }.render(app, &Style::default());
     }
     // Behind nginx (`error_page 401 = /oauth2/sign_in`) the original URL comes in a header.
     let rd = match requested_rd(req) {
-        Some(_) => rd_of(app, req),
-        None => original
-            .and_then(|o| {
-                app.redirect_target(&o.redirect_candidate(&app.config.server.public_origin))
-            })
-            .unwrap_or_else(|| "/".to_owned()),
-    };
+        Some(rd) => app.redirect_target(&rd),
+        None => original.and_then(|o| app.original_destination(o)),
+    }
+    .unwrap_or_else(|| "/".to_owned());
     if app.config.server.skip_sign_in_page {
         return respond::redirect(&app.sign_in_url(&rd, SignIn::Start));
     }
@@ -267,21 +259,22 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if let Ok(Some(previous)) = app.sessions.load(req.headers(), true).await {
         let _ = app.sessions.end(&previous).await;
     }
-    if let Decision::Deny(why) = app.config.access.admit(&session.user) {
-        tracing::info!(target: "labgate::audit", user = %session.user.username, rule = why.code(), "sign-in denied");
+    if let Decision::Deny(deny) = app.config.access.admit(&session.user) {
+        // No session is kept for someone the rules refuse: on gitlab.com that is anyone,
+        // and nothing of theirs should accumulate in the store. GitLab's token goes back.
+        tracing::info!(target: "labgate::audit", user = %session.user.username, rule = deny.code(), "sign-in denied");
         app.metrics.sign_in("denied");
-        let mut cookies = vec![clear_flow];
-        match app.sessions.create(&session, req.headers(), now).await {
-            Ok(c) => cookies.extend(c),
-            Err(e) => tracing::error!(error = %e, "session store unavailable at sign-in"),
-        }
-        let page =
-            app.pages
-                .forbidden(&session.user.username, why.explain(), &app.url("/sign_out"));
-        return respond::with_cookies(
-            respond::html(StatusCode::FORBIDDEN, page, &app.pages.csp),
-            cookies,
-        );
+        app.gitlab.revoke(&session.access_token).await;
+        let refusal = Reject::Forbidden {
+            name: session.user.username.clone(),
+            deny,
+            cookies: vec![clear_flow],
+        };
+        let style = Style {
+            html: true,
+            sign_in: None,
+        };
+        return refusal.render(app, &style);
     }
     tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
     app.metrics.sign_in("ok");

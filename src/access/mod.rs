@@ -407,11 +407,6 @@ impl Policy {
             .any(|u| matches!(u, UserRef::Name(_)))
     }
 
-    /// Whether two-factor status is needed from `/api/v4/user`.
-    pub fn needs_two_factor(&self) -> bool {
-        self.require_two_factor
-    }
-
     /// The global rules alone, for a person (at sign-in, before any path is known).
     pub fn admit(&self, user: &User) -> Decision {
         if user.state.as_deref().is_some_and(|s| s != "active") {

@@ -53,7 +53,7 @@ pub async fn authenticate(
     if delivery == CookieDelivery::Dropped && !app.sessions.is_redis() {
         // The rotated cookie could not reach the browser: revalidate on the next answer
         // that can carry it (a navigation), and meanwhile keep the session within grace.
-        return if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
+        return if in_grace(app, session, now) {
             valid(loaded.session, Vec::new())
         } else {
             Err(Reject::Unauthenticated { clear: Vec::new() })
@@ -163,15 +163,21 @@ fn within_grace(
     now: u64,
     why: &str,
 ) -> Result<Authenticated, Reject> {
-    let cfg = &app.config.session;
-    let overdue = now.saturating_sub(session.validated);
-    if overdue < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs() {
+    if in_grace(app, session, now) {
         tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate; keeping the session within the grace period");
         valid(session.clone(), Vec::new())
     } else {
         tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate past the grace period; failing closed");
         Err(Reject::GitlabUnavailable)
     }
+}
+
+/// Whether `session` is still within `revalidate + revalidate_grace` of its last
+/// confirmation with GitLab.
+fn in_grace(app: &App, session: &Session, now: u64) -> bool {
+    let cfg = &app.config.session;
+    now.saturating_sub(session.validated)
+        < cfg.revalidate.as_secs() + cfg.revalidate_grace.as_secs()
 }
 
 /// A valid person session.

@@ -8,6 +8,7 @@
 mod access;
 pub mod file;
 mod machine;
+mod published;
 mod sources;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use access::narrowing;
+pub use published::problems as published_secret_problems;
 pub use sources::{load, load_str, Overrides};
 pub(crate) use validate::decode_cookie_secret;
 pub use validate::parse_duration;

@@ -8,9 +8,7 @@
 
 mod principal;
 
-pub use principal::{
-    ci_claim, identity_values, set_identity_headers, IdentityHeader, Principal, IDENTITY_HEADERS,
-};
+pub use principal::{set_identity_headers, IdentityHeader, Principal};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

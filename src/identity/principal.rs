@@ -54,7 +54,7 @@ impl Principal {
 }
 
 /// A string claim of a CI job's verified ID token.
-pub fn ci_claim<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
+fn ci_claim<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
     s.ci.as_ref()?.get(name)?.as_str()
 }
 
@@ -69,7 +69,7 @@ pub struct IdentityHeader {
 }
 
 /// Every identity header labgate sets, in [`identity_values`] order (SPEC §4, §9).
-pub const IDENTITY_HEADERS: [IdentityHeader; 6] = [
+const IDENTITY_HEADERS: [IdentityHeader; 6] = [
     IdentityHeader {
         upstream: "x-forwarded-user",
         forward_auth: "x-auth-request-user",
@@ -99,7 +99,7 @@ pub const IDENTITY_HEADERS: [IdentityHeader; 6] = [
 /// The values of [`IDENTITY_HEADERS`] for a principal: username, preferred username, email
 /// (only when verified), groups (comma-separated; GitLab paths never contain commas), the
 /// numeric user id (empty for a CI job: it is no person) and the kind.
-pub fn identity_values(p: &Principal) -> [String; 6] {
+fn identity_values(p: &Principal) -> [String; 6] {
     let u = &p.session().user;
     let email = match &u.email {
         Some(e) if u.email_verified => e.clone(),

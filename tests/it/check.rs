@@ -3,7 +3,7 @@
 use labgate::check::Check;
 use labgate::dev::gitlab::{Fixture, StandIn};
 
-use crate::harness::TestCa;
+use crate::harness::{unpublished, TestCa, TEST_CLIENT_SECRET};
 
 struct Setup {
     gitlab: std::sync::Arc<StandIn>,
@@ -179,7 +179,10 @@ fn the_binary_exits_1_on_problems_and_prints_json() {
         let dir = tempfile::tempdir().unwrap();
         (s, dir)
     });
-    let good = config_text(&s);
+    // `labgate check` refuses the demo's published secret: this stand-in has its own.
+    s.gitlab
+        .with_fixture(|f| f.applications[0].secret = TEST_CLIENT_SECRET.into());
+    let good = unpublished(&config_text(&s));
     let run = |text: &str, json: bool| {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
@@ -206,7 +209,7 @@ fn the_binary_exits_1_on_problems_and_prints_json() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    let bad = run(&good.replace("gloas-labgate-dev-secret", "wrong"), true);
+    let bad = run(&good.replace(TEST_CLIENT_SECRET, "wrong"), true);
     assert_eq!(bad.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
     assert_eq!(v["ok"], false);

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::harness::{free_port, start_echo};
+use crate::harness::{free_port, start_echo, TEST_CLIENT_SECRET, TEST_COOKIE_SECRET};
 
 fn labgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_labgate"));
@@ -31,7 +31,24 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/labgate.examp
 
 #[test]
 fn the_example_config_checks_and_prints_the_redirect_uri() {
+    // As shipped, the example's secrets are placeholders: refused, naming the key and the fix.
     let out = labgate(&["check", "--config", EXAMPLE], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("session.cookie_secret") && stderr.contains("labgate keygen"),
+        "{stderr}"
+    );
+    // With real secrets (here from the environment, as from a Kubernetes Secret) it checks.
+    let fresh = labgate::generate_cookie_secret();
+    let env = [
+        ("LABGATE__SESSION__COOKIE_SECRET", fresh.as_str()),
+        (
+            "LABGATE__GITLAB__CLIENT_SECRET",
+            "gloas-0123456789abcdef0123456789abcdef",
+        ),
+    ];
+    let out = labgate(&["check", "--config", EXAMPLE], &env);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -43,16 +60,68 @@ fn the_example_config_checks_and_prints_the_redirect_uri() {
         "{stdout}"
     );
     assert!(stdout.contains("gitlab.client_secret") && stdout.contains("<redacted>"));
-    assert!(!stdout.contains("your-secret"), "secret printed: {stdout}");
     assert!(
-        !stdout.contains("c2VjcmV0LWZvci10aGUtZXhhbXBsZS0zMi1ieXRlcyE="),
-        "cookie secret printed"
+        !stdout.contains("gloas-0123456789"),
+        "secret printed: {stdout}"
     );
-    let out = labgate(&["redirect-uri", "--config", EXAMPLE], &[]);
+    assert!(!stdout.contains(&fresh), "cookie secret printed");
+    let out = labgate(&["redirect-uri", "--config", EXAMPLE], &env);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "https://app.example.com/oauth2/callback"
     );
+}
+
+/// Every secret published in labgate's examples and demo configs (and typed placeholders)
+/// is refused by `run` and `check` with the key named; `dev` alone runs with them.
+#[test]
+fn published_secrets_and_placeholders_are_refused_by_run_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo_cookie = "ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE=";
+    let typed = "dGhpcy1pcy1ub3QtcmFuZG9tLWF0LWFsbC0zMi1ieXQ="; // "this-is-not-random-at-all-32-byt"
+    let base = |cookie: &str, client: &str| {
+        format!(
+            "[server]\npublic_url='https://a.example'\nlisten='127.0.0.1:{}'\n[upstream]\nurl='http://127.0.0.1:1'\n\
+             [gitlab]\nurl='https://gitlab.example.com'\nclient_id='x'\nclient_secret='{client}'\n\
+             [session]\ncookie_secret='{cookie}'\n[access]\nallow_any_gitlab_user=true\n",
+            free_port()
+        )
+    };
+    let real_cookie = labgate::generate_cookie_secret();
+    for (cookie, client, key) in [
+        (demo_cookie, "gloas-real", "session.cookie_secret"),
+        (typed, "gloas-real", "session.cookie_secret"),
+        (
+            real_cookie.as_str(),
+            "gloas-labgate-dev-secret",
+            "gitlab.client_secret",
+        ),
+        (
+            real_cookie.as_str(),
+            "paste-the-application-secret-here",
+            "gitlab.client_secret",
+        ),
+    ] {
+        let path = write(&dir, "c.toml", &base(cookie, client));
+        for cmd in ["check", "run"] {
+            let out = labgate(&[cmd, "--config", &path], &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} with {key}: {stderr}");
+            assert!(stderr.contains(key), "{cmd}: {stderr}");
+        }
+    }
+    // A list of secrets (rotation): a published one anywhere in it is refused too.
+    let path = write(
+        &dir,
+        "c.toml",
+        &base(&real_cookie, "gloas-real").replace(
+            &format!("cookie_secret='{real_cookie}'"),
+            &format!("cookie_secret=['{real_cookie}', '{demo_cookie}']"),
+        ),
+    );
+    let out = labgate(&["check", "--config", &path], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("session.cookie_secret[1]"));
 }
 
 fn check_fails_naming(config: &str, env: &[(&str, &str)], key: &str) {
@@ -64,8 +133,15 @@ fn check_fails_naming(config: &str, env: &[(&str, &str)], key: &str) {
     assert!(stderr.contains(key), "error should name {key}: {stderr}");
 }
 
+/// The example with its placeholders filled in, as a user does after `labgate keygen`.
 fn example() -> String {
-    std::fs::read_to_string(EXAMPLE).unwrap()
+    std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace(
+            "REPLACE with the output of: labgate keygen",
+            TEST_COOKIE_SECRET,
+        )
+        .replace("paste-the-application-secret-here", TEST_CLIENT_SECRET)
 }
 
 #[test]
@@ -76,7 +152,7 @@ fn config_errors_name_the_key() {
         "unknown key gitlab.client_secert",
     );
     check_fails_naming(
-        &example().replace("c2VjcmV0LWZvci10aGUtZXhhbXBsZS0zMi1ieXRlcyE=", "too-short"),
+        &example().replace(TEST_COOKIE_SECRET, "too-short"),
         &[],
         "session.cookie_secret must be 32 bytes, base64; generate one with `labgate keygen`",
     );
@@ -95,7 +171,7 @@ fn config_errors_name_the_key() {
     );
     check_fails_naming(
         &example().replace(
-            "client_secret = \"your-secret\"",
+            &format!("client_secret = \"{TEST_CLIENT_SECRET}\""),
             "client_secret_file = \"/nonexistent/secret\"",
         ),
         &[],
@@ -135,7 +211,7 @@ fn env_overrides_the_file_and_secret_files_are_read() {
         &dir,
         "labgate.toml",
         &example().replace(
-            "client_secret = \"your-secret\"",
+            &format!("client_secret = \"{TEST_CLIENT_SECRET}\""),
             &format!("client_secret_file = \"{secret}\""),
         ),
     );

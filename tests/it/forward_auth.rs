@@ -269,6 +269,7 @@ async fn traefik_and_caddy_header_contract() {
         &anon,
         "?mode=redirect",
         &[
+            ("x-forwarded-method", "GET"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.example"),
             ("x-forwarded-uri", "/x"),

@@ -390,3 +390,21 @@ pub async fn start_nginx(site: &str, port: u16) -> Nginx {
     wait_for_port(port).await;
     Nginx { child, _dir: dir }
 }
+
+/// A cookie secret of the tests' own: random, and published in no example (`labgate run`
+/// refuses the demo's).
+pub const TEST_COOKIE_SECRET: &str = "NiP89Gzxq4iwOReLN9xnqhUAbmY4Kk7HOLVzTjkXNJk=";
+
+/// A GitLab application secret published in no example; stand-ins that the real binary
+/// talks to are given it.
+pub const TEST_CLIENT_SECRET: &str = "gloas-test-only-0123456789abcdef0123456789abcdef";
+
+/// `text` with the demo's published secrets replaced by the tests' own, as an operator
+/// running `labgate run` must.
+pub fn unpublished(text: &str) -> String {
+    text.replace(
+        "ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE=",
+        TEST_COOKIE_SECRET,
+    )
+    .replace("gloas-labgate-dev-secret", TEST_CLIENT_SECRET)
+}

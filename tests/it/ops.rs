@@ -220,12 +220,13 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     fixture.applications[0]
         .redirect_uris
         .push(format!("{public}/oauth2/callback"));
+    fixture.applications[0].secret = TEST_CLIENT_SECRET.into();
     let gitlab = StandIn::start(gl, fixture, "");
     let echo = start_echo().await;
-    let cookie_secret = "ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE=";
+    let cookie_secret = TEST_COOKIE_SECRET;
     let cfg = format!(
         "[server]\npublic_url = \"{public}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\
-         [upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"gloas-labgate-dev-secret\"\n\
+         [upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{TEST_CLIENT_SECRET}\"\n\
          [session]\ncookie_secret = \"{cookie_secret}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
         gitlab.base_url
     );
@@ -417,16 +418,26 @@ fn kubernetes_examples_are_consistent() {
                 }
             }
         }
-        // The ConfigMap's labgate.toml is a valid config once its secret files exist.
+        // The ConfigMap's labgate.toml is a valid config once its secret files exist, and
+        // not before: the Secret ships placeholders that fail validation.
         for cm in kind(&docs, "ConfigMap") {
             let toml = cm["data"]["labgate.toml"].as_str().unwrap();
             let dir = tempfile::tempdir().unwrap();
             let mut text = toml.to_owned();
+            let mut shipped = toml.to_owned();
             for secret in kind(&docs, "Secret") {
                 for (k, v) in secret["stringData"].as_mapping().unwrap() {
                     let name = k.as_str().unwrap();
                     let value = if name.ends_with(".pem") {
                         labgate::identity::generate_es256_pem()
+                    } else if name == "cookie-secret" {
+                        let shipped_file = dir.path().join("shipped-cookie-secret");
+                        std::fs::write(&shipped_file, v.as_str().unwrap()).unwrap();
+                        shipped = shipped.replace(
+                            &format!("/secrets/{name}"),
+                            &shipped_file.display().to_string(),
+                        );
+                        TEST_COOKIE_SECRET.to_owned()
                     } else {
                         v.as_str().unwrap().to_owned()
                     };
@@ -442,6 +453,12 @@ fn kubernetes_examples_are_consistent() {
                 "{file}: every /secrets/ file is in the Secret"
             );
             labgate::config::load_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let e = labgate::config::load_str(&shipped)
+                .expect_err("the shipped cookie-secret placeholder must not validate");
+            assert!(
+                e.to_string().contains("session.cookie_secret"),
+                "{file}: {e}"
+            );
         }
     }
 }
