@@ -180,7 +180,8 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         let message = if error == "access_denied" {
             "You cancelled the sign-in at GitLab. Sign in again when you are ready.".to_owned()
         } else {
-            tracing::warn!(error = %error, description = ?query_param(q, "error_description"), "GitLab returned an error to the callback");
+            // Debug formatting escapes what the client put in the query: no forged log lines.
+            tracing::warn!(error = ?error, description = ?query_param(q, "error_description"), "GitLab returned an error to the callback");
             format!(
                 "GitLab could not complete the sign-in ({}).",
                 error.chars().take(64).collect::<String>()

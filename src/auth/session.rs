@@ -17,6 +17,10 @@ use crate::oauth::gitlab::GitlabError;
 use crate::reject::Reject;
 use crate::session::Session;
 
+/// How far a session's own timestamps may lie ahead of this replica's clock (replicas'
+/// clocks differ a little).
+const FUTURE_SKEW_SECS: u64 = 60;
+
 /// How long a replica waits for another one's revalidation of the same session.
 const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -41,6 +45,13 @@ pub async fn authenticate(
         app.cookies
             .clear_all(headers, &app.config.session.cookie_name)
     };
+    // Timestamps in the future are no clock skew but a forgery (or a leaked cookie secret):
+    // `validated` ahead would skip revalidation for as long as it is ahead.
+    if session.created > now + FUTURE_SKEW_SECS || session.validated > now + FUTURE_SKEW_SECS {
+        tracing::warn!(target: "labgate::audit", user = %session.user.username, "a session dated in the future was refused");
+        let _ = app.sessions.end(&loaded).await;
+        return Err(Reject::Unauthenticated { clear: clear() });
+    }
     if session.expired(now) {
         let _ = app.sessions.end(&loaded).await;
         return Err(Reject::Unauthenticated { clear: clear() });

@@ -111,7 +111,7 @@ type OAuthClient = oauth2::Client<
 >;
 
 /// Tokens from the token endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tokens {
     /// Access token.
     pub access_token: String,
@@ -121,8 +121,21 @@ pub struct Tokens {
     pub id_token: Option<String>,
 }
 
-/// The start of an authorization-code flow.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &"<redacted>")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The start of an authorization-code flow. Its `Debug` shows only the URL's endpoint.
+#[derive(Clone)]
 pub struct Authorize {
     /// Where to send the browser.
     pub url: String,
@@ -132,6 +145,12 @@ pub struct Authorize {
     pub verifier: String,
     /// OIDC nonce.
     pub nonce: String,
+}
+
+impl std::fmt::Debug for Authorize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorize").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]

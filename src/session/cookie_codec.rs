@@ -23,7 +23,7 @@ const MAX_CHUNKS: usize = 16;
 pub(crate) const FLOW_TTL_SECS: i64 = 600;
 
 /// What `/oauth2/start` remembers for `/oauth2/callback`, sealed in a per-flow cookie.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// The `state` sent to GitLab.
     pub state: String,
@@ -35,6 +35,18 @@ pub struct FlowState {
     pub rd: String,
     /// Unix time the flow began.
     pub started: u64,
+}
+
+impl std::fmt::Debug for FlowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowState")
+            .field("state", &"<redacted>")
+            .field("verifier", &"<redacted>")
+            .field("nonce", &"<redacted>")
+            .field("rd", &self.rd)
+            .field("started", &self.started)
+            .finish()
+    }
 }
 
 /// Seals and opens labgate's cookies.

@@ -17,8 +17,8 @@ use crate::access::User;
 /// Format version of the sealed session; bump when the layout changes incompatibly.
 pub const SESSION_VERSION: u8 = 1;
 
-/// A signed-in user's session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signed-in user's session. Its `Debug` never shows the GitLab tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Layout version.
     pub v: u8,
@@ -43,6 +43,24 @@ pub struct Session {
     /// The verified CI/CD ID token claims of a `ci_job` caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sid", &"<redacted>")
+            .field("user", &self.user.username)
+            .field("access_token", &"<redacted>")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
+            .field("created", &self.created)
+            .field("expires", &self.expires)
+            .field("validated", &self.validated)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {

@@ -137,3 +137,28 @@ fn flow_cookies_are_bound_to_their_state_and_expire() {
     assert_eq!(c.read_flow(&h, "other", 150), Err(FlowCookie::Missing));
     assert_eq!(c.read_flow(&h, "st", 100 + 601), Err(FlowCookie::Expired));
 }
+
+#[test]
+fn debug_never_shows_tokens() {
+    let mut s = session(2);
+    s.access_token = "secret-access-token".into();
+    s.refresh_token = Some("secret-refresh-token".into());
+    s.id_token = Some("secret-id-token".into());
+    let shown = format!("{s:?}");
+    for secret in [
+        "secret-access-token",
+        "secret-refresh-token",
+        "secret-id-token",
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    let flow = crate::session::FlowState {
+        state: "st-secret".into(),
+        verifier: "ver-secret".into(),
+        nonce: "nonce-secret".into(),
+        rd: "/x".into(),
+        started: 0,
+    };
+    let shown = format!("{flow:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+}

@@ -529,3 +529,66 @@ async fn secure_cookies_use_the_host_prefix() {
         "{cookies:?}"
     );
 }
+
+/// A session dated in the future (what a forger with the cookie secret would write, so that
+/// it is never revalidated) is refused, and so is its cookie afterwards.
+#[tokio::test]
+async fn sessions_dated_in_the_future_are_refused() {
+    let s = crate::harness::stack(&crate::harness::config_with(None, "")).await;
+    let bob = crate::harness::flow(&crate::harness::browser(), &s, "bob", "/").await;
+    let real = crate::harness::session_cookie_header(&crate::harness::set_cookies(&bob));
+    let now = s.app.clock.now();
+    for (created, validated) in [(now, now + 86_400), (now + 86_400, now), (now, now + 30)] {
+        let session = labgate::session::Session {
+            v: labgate::session::SESSION_VERSION,
+            sid: labgate::random_token(18),
+            user: labgate::access::User {
+                id: 101,
+                username: "alice".into(),
+                groups: vec!["acme".into(), "acme/admins".into()],
+                ..Default::default()
+            },
+            access_token: "x".into(),
+            refresh_token: None,
+            id_token: None,
+            created,
+            expires: now + 86_400 * 30,
+            validated,
+            ci: None,
+        };
+        let cookies = s
+            .app
+            .cookies
+            .session_cookies(&session, &http::HeaderMap::new(), now);
+        let header = crate::harness::session_cookie_header(&cookies);
+        let r = crate::harness::plain()
+            .get(format!("{}/admin", s.labgate_url))
+            .header("cookie", header)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let ahead = created.max(validated) - now;
+        let want = if ahead > 60 {
+            reqwest::StatusCode::UNAUTHORIZED
+        } else {
+            reqwest::StatusCode::OK
+        };
+        assert_eq!(
+            r.status(),
+            want,
+            "created +{} validated +{}",
+            created - now,
+            validated - now
+        );
+    }
+    // An honest session is unaffected.
+    let r = crate::harness::plain()
+        .get(format!("{}/x", s.labgate_url))
+        .header("cookie", real)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+}
