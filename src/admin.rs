@@ -3,13 +3,9 @@
 //! metrics listener (`server.metrics_listen`) and the plain-HTTP redirect listener
 //! (`server.http_redirect_listen`).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::app::App;
@@ -35,30 +31,18 @@ pub async fn ready(app: &App) -> Response<Body> {
     respond::text(StatusCode::OK, "OK")
 }
 
-/// Serves `/metrics` alone on its own listener (`server.metrics_listen`).
+/// Serves `/metrics` alone on its own listener (`server.metrics_listen`), with the main
+/// listener's connection limits.
 pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move {
-                    let resp = if req.uri().path() == "/metrics" {
-                        metrics_response(&app)
-                    } else {
-                        crate::respond::text(StatusCode::NOT_FOUND, "not found")
-                    };
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    let state = app.clone();
+    crate::server::serve_side(listener, app, move |req| {
+        if req.uri().path() == "/metrics" {
+            metrics_response(&state)
+        } else {
+            respond::text(StatusCode::NOT_FOUND, "not found")
+        }
+    })
+    .await;
 }
 
 /// The Prometheus text exposition.
@@ -74,7 +58,7 @@ pub fn metrics_response(app: &App) -> Response<Body> {
 }
 
 /// Redirects every plain-HTTP request to the same path on https `public_url`
-/// (`server.http_redirect_listen`).
+/// (`server.http_redirect_listen`), with the main listener's connection limits.
 pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
     let base = app
         .config
@@ -83,24 +67,14 @@ pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
         .as_str()
         .trim_end_matches('/')
         .to_owned();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let base = base.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let target = format!(
-                    "{base}{}",
-                    req.uri().path_and_query().map_or("/", |p| p.as_str())
-                );
-                let mut r = crate::respond::redirect(&target);
-                *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    crate::server::serve_side(listener, app, move |req| {
+        let target = format!(
+            "{base}{}",
+            req.uri().path_and_query().map_or("/", |p| p.as_str())
+        );
+        let mut r = respond::redirect(&target);
+        *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        r
+    })
+    .await;
 }

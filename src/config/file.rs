@@ -69,6 +69,7 @@ pub struct ServerFile {
     pub header_read_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
     pub workers: Option<usize>,
 }
 

@@ -219,6 +219,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Most connections one client address may hold open (trusted proxies exempt);
+    /// further ones are closed at once.
+    pub max_connections_per_ip: usize,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
     /// `Some(n)`: n worker threads, each with its own single-threaded runtime and

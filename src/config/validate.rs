@@ -275,6 +275,16 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         header_read_timeout,
         shutdown_grace,
         max_connections: s.max_connections.unwrap_or(25_000),
+        max_connections_per_ip: match s.max_connections_per_ip {
+            Some(0) => {
+                c.problem(
+                    "server.max_connections_per_ip",
+                    "server.max_connections_per_ip must be at least 1 (a browser opens about 6)",
+                );
+                1
+            }
+            n => n.unwrap_or(256),
+        },
         workers: match s.workers {
             Some(0) => {
                 c.problem(

@@ -341,3 +341,97 @@ async fn graceful_shutdown_lets_a_slow_request_finish() {
     assert!(drained, "drain finished within the grace period");
     assert_eq!(req.await.unwrap().unwrap(), StatusCode::OK);
 }
+
+/// Sockets that connect and say nothing (before HTTP/1 or HTTP/2 is even chosen) are cut off
+/// at the header deadline on the main and the side listeners, so they cannot hold every
+/// connection slot; one client address holds at most `max_connections_per_ip`.
+#[tokio::test]
+async fn silent_sockets_are_cut_off_and_cannot_starve_the_listener() {
+    use tokio::io::AsyncReadExt;
+    let metrics_port = free_port();
+    let s = stack(&open_config("").replace(
+        "[server]\n",
+        &format!(
+            "[server]\nheader_read_timeout = \"1s\"\nmax_connections = 20\nmax_connections_per_ip = 1000\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
+        ),
+    ))
+    .await;
+    let addr = s.labgate_url.trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // Every slot is taken by a silent socket; a real request is served once they are cut.
+    let start = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        plain().get(format!("{}/x", s.labgate_url)).send(),
+    )
+    .await
+    .expect("served after the silent sockets were cut")
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(start.elapsed() < Duration::from_secs(4));
+    for mut sock in silent {
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf))
+            .await
+            .expect("closed by labgate")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    // The metrics listener cuts them off too.
+    let labgate_metrics = labgate::admin::serve_metrics(
+        tokio::net::TcpListener::bind(("127.0.0.1", metrics_port))
+            .await
+            .unwrap(),
+        s.app.clone(),
+    );
+    tokio::spawn(labgate_metrics);
+    wait_for_port(metrics_port).await;
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf))
+        .await
+        .expect("side listener closes a silent socket")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn one_client_address_holds_at_most_its_share_of_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = stack(&open_config("").replace("[server]\n", "[server]\nmax_connections_per_ip = 3\n"))
+        .await;
+    let addr = s.labgate_url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 12];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(c);
+    }
+    // The fourth is closed at once.
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), fourth.read_to_end(&mut buf)).await;
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+    // Closing one frees its slot.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = plain()
+        .get(format!("{}/x", s.labgate_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

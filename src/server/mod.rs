@@ -15,8 +15,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod limits;
+
 use crate::app::App;
 use crate::router::{self, Peer};
+
+/// How often an idle HTTP/2 connection is PINGed, and how long the answer may take.
+const H2_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A TLS handshake must finish within this time (slow clients).
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -35,6 +41,9 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(250)
+        // Dead peers on idle HTTP/2 connections are found by PING and closed.
+        .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
         // WebSockets over HTTP/2 (RFC 8441), translated to HTTP/1.1 upgrades upstream.
         .enable_connect_protocol();
     builder
@@ -60,6 +69,7 @@ pub async fn serve_worker(
     let builder = Arc::new(builder(&app));
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
+    let per_ip = Arc::new(limits::PerIp::default());
     if let (Some(tls), 0) = (&app.tls, worker) {
         tls.watch(app.config.server.tls_reload_interval);
     }
@@ -75,11 +85,24 @@ pub async fn serve_worker(
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
+        };
+        // One client address may hold only so many connections (front proxies exempt).
+        let ip_slot = if crate::headers::is_trusted(&app.config.server.trusted_proxies, addr.ip()) {
+            None
+        } else {
+            match limits::PerIp::admit(&per_ip, addr.ip(), app.config.server.max_connections_per_ip)
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(client = %addr.ip(), "per-client connection limit reached; closing");
+                    continue;
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
@@ -125,6 +148,7 @@ pub async fn serve_worker(
                 }
             }
             app.metrics.open_connections.dec();
+            drop(ip_slot);
             drop(permit);
         });
     }
@@ -155,6 +179,14 @@ async fn serve_conn<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The first bytes within the header deadline, before hyper picks a protocol.
+    let io = match limits::sniff(io, app.config.server.header_read_timeout).await {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::debug!(error = %e, "connection closed before a request began");
+            return;
+        }
+    };
     let service = service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(router::handle(app, peer, req).await) }
@@ -162,6 +194,60 @@ async fn serve_conn<I>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// How long an accept loop pauses after an accept error (e.g. out of file descriptors),
+/// instead of spinning on it.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Serves a side listener (metrics, the plain-HTTP redirect) with `handler` and the main
+/// listener's limits: a connection cap, the per-client cap, the first-bytes and header
+/// deadlines, and back-off on accept errors.
+pub async fn serve_side<F>(listener: TcpListener, app: Arc<App>, handler: F)
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> http::Response<crate::proxy::Body>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let builder = Arc::new(builder(&app));
+    let cfg = &app.config.server;
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let per_ip = Arc::new(limits::PerIp::default());
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (stream, addr) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed on a side listener");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let Some(slot) = limits::PerIp::admit(&per_ip, addr.ip(), cfg.max_connections_per_ip)
+        else {
+            continue;
+        };
+        let builder = builder.clone();
+        let handler = handler.clone();
+        let deadline = cfg.header_read_timeout;
+        tokio::spawn(async move {
+            if let Ok(io) = limits::sniff(stream, deadline).await {
+                let svc = service_fn(move |req| {
+                    let resp = handler(req);
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+                    tracing::debug!(error = %e, "side connection ended with an error");
+                }
+            }
+            drop(slot);
+            drop(permit);
+        });
     }
 }
 
