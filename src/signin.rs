@@ -15,6 +15,13 @@ use crate::reject::{Reject, Style};
 use crate::respond::{self, query_param};
 use crate::session::{FlowState, Session, SESSION_VERSION};
 
+/// Most sign-in flows (one cookie each) a browser keeps at once: several tabs signing in
+/// together still work, and a flood of `/start` links cannot fill the Cookie header.
+const MAX_FLOWS: usize = 3;
+
+/// Longest post-sign-in destination kept in a flow cookie, in bytes.
+const MAX_FLOW_RD: usize = 2048;
+
 /// The requested post-sign-in destination: `?rd=`, else `X-Auth-Request-Redirect` (what
 /// oauth2-proxy's documented nginx and ingress-nginx set-ups send). Unvalidated.
 fn requested_rd<B>(req: &Request<B>) -> Option<String> {
@@ -70,7 +77,12 @@ pub fn sign_in<B>(
 
 /// `GET /start`: begins the authorization-code flow.
 pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let rd = rd_of(app, req);
+    let mut rd = rd_of(app, req);
+    if rd.len() > MAX_FLOW_RD {
+        // A destination this long would make the flow cookie (and the Cookie header) huge.
+        tracing::info!(len = rd.len(), "sign-in destination too long; using /");
+        rd = "/".to_owned();
+    }
     let auth = match app.gitlab.authorize().await {
         Ok(a) => a,
         Err(e) => {
@@ -92,7 +104,10 @@ pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
             "cannot seal the sign-in state",
         );
     };
-    respond::with_cookies(respond::redirect(&auth.url), vec![cookie])
+    // Sign-ins in several tabs each keep their flow; beyond a few the oldest go.
+    let mut cookies = app.cookies.prune_flows(req.headers(), MAX_FLOWS - 1);
+    cookies.push(cookie);
+    respond::with_cookies(respond::redirect(&auth.url), cookies)
 }
 
 fn gitlab_failed(app: &App, rd: &str, e: &GitlabError) -> Response<Body> {
@@ -277,11 +292,31 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         };
         return refusal.render(app, &style);
     }
-    tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
-    app.metrics.sign_in("ok");
     let mut cookies = vec![clear_flow];
     match app.sessions.create(&session, req.headers(), now).await {
-        Ok(c) => cookies.extend(c),
+        Ok(c) if cookie_bytes(&c) > app.config.server.max_header_bytes / 2 => {
+            // Every later request would carry this, and servers refuse big Cookie headers
+            // (labgate itself above server.max_header_bytes): say so instead.
+            tracing::warn!(user = %session.user.username, bytes = cookie_bytes(&c), groups = session.user.groups.len(), "session too large for the cookie store");
+            app.metrics.sign_in("session_too_large");
+            let alert = Alert {
+                message: "Your GitLab account belongs to so many groups that labgate cannot keep your session in a browser cookie. The administrator can fix this by setting session.store = \"redis\".",
+                hints: &[],
+            };
+            return respond::with_cookies(
+                respond::html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    app.pages.error("Your session is too large", &alert, None),
+                    &app.pages.csp,
+                ),
+                cookies,
+            );
+        }
+        Ok(c) => {
+            tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
+            app.metrics.sign_in("ok");
+            cookies.extend(c);
+        }
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable at sign-in; failing closed");
             app.metrics.sign_in("store_error");
@@ -294,6 +329,15 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
     }
     respond::with_cookies(respond::redirect(&rd), cookies)
+}
+
+/// The bytes `Set-Cookie` values add to every later request's Cookie header.
+fn cookie_bytes(set_cookies: &[String]) -> usize {
+    set_cookies
+        .iter()
+        .filter_map(|c| c.split(';').next())
+        .map(str::len)
+        .sum()
 }
 
 fn new_session(app: &App, tokens: Tokens, user: crate::access::User, now: u64) -> Session {

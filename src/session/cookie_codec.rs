@@ -257,6 +257,31 @@ impl CookieCodec {
         format!("{}_csrf_{tag}", self.name)
     }
 
+    /// `Set-Cookie` values that expire the flow cookies `request` carries beyond the
+    /// newest `keep` (unreadable ones first, then the oldest): a browser that starts many
+    /// sign-ins (or is made to, by links) never piles up a Cookie header the server refuses.
+    pub fn prune_flows(&self, request: &HeaderMap, keep: usize) -> Vec<String> {
+        let prefix = format!("{}_csrf_", self.name);
+        let mut flows: Vec<(u64, &str)> = cookies(request)
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(prefix.as_str()))
+            .map(|(n, v)| {
+                let started = self
+                    .open(n, v)
+                    .and_then(|json| serde_json::from_str::<FlowState>(&json).ok())
+                    .map_or(0, |f| f.started);
+                (started, n)
+            })
+            .collect();
+        flows.sort_unstable();
+        let excess = flows.len().saturating_sub(keep);
+        flows
+            .into_iter()
+            .take(excess)
+            .map(|(_, n)| self.build(n.to_owned(), String::new(), Some(0)))
+            .collect()
+    }
+
     /// The `Set-Cookie` value that starts a sign-in flow.
     pub fn flow_cookie(&self, flow: &FlowState) -> Option<String> {
         let name = self.flow_cookie_name(&flow.state);

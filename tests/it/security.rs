@@ -592,3 +592,83 @@ async fn sessions_dated_in_the_future_are_refused() {
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
 }
+
+/// A flood of sign-in starts (each leaving a flow cookie) cannot lock a browser out with a
+/// Cookie header the server refuses: long destinations are not kept, and only the newest
+/// few flows stay.
+#[tokio::test]
+async fn a_flow_cookie_bomb_locks_nobody_out() {
+    use crate::harness::*;
+    let s = stack(&config_with(None, "")).await;
+    let c = browser();
+    let long = format!("/{}", "a".repeat(2700));
+    let medium = format!("/{}", "b".repeat(2000));
+    for rd in [&long, &long, &medium, &medium, &medium, &medium, &medium] {
+        let r = c
+            .get(format!(
+                "{}/oauth2/start?rd={}",
+                s.labgate_url,
+                urlencode(rd)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::FOUND);
+    }
+    // The jar holds what the browser would send: at most three flows.
+    let r = c
+        .get(format!("{}/public/x", s.labgate_url))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["headers"].get("cookie").is_none(),
+        "labgate's cookies never reach the app"
+    );
+    let r = c
+        .get(format!("{}/oauth2/sign_out", s.labgate_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::OK,
+        "sign-out is not refused with 431"
+    );
+    // And a sign-in still completes.
+    let r = flow(&c, &s, "bob", "/").await;
+    assert_eq!(r.status(), reqwest::StatusCode::FOUND);
+}
+
+/// A user in so many groups that the session cannot fit the Cookie header gets a page that
+/// says so (and what the administrator can do), not a session that breaks every request.
+#[tokio::test]
+async fn a_session_too_large_for_a_cookie_is_explained() {
+    use crate::harness::*;
+    let s = stack(&config_with(None, "")).await;
+    s.gitlab.with_fixture(|f| {
+        for i in 0..400 {
+            f.set_group_member(
+                &format!("acme/a-rather-long-subgroup-name-{i:04}"),
+                "bob",
+                Some("developer"),
+            );
+        }
+    });
+    let c = browser();
+    let r = flow(&c, &s, "bob", "/").await;
+    assert_eq!(r.status(), reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("session.store"), "{page}");
+    // With the Redis-free default nothing was stored for the browser to send back.
+    let r = c
+        .get(format!("{}/x", s.labgate_url))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
