@@ -294,9 +294,9 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     }
     let mut cookies = vec![clear_flow];
     match app.sessions.create(&session, req.headers(), now).await {
-        Ok(c) if cookie_bytes(&c) > app.config.server.max_header_bytes / 2 => {
-            // Every later request would carry this, and servers refuse big Cookie headers
-            // (labgate itself above server.max_header_bytes): say so instead.
+        Ok(c) if cookie_bytes(&c) > MAX_SESSION_COOKIE_BYTES => {
+            // Every later request would carry this, and servers refuse big Cookie headers:
+            // say so instead.
             tracing::warn!(user = %session.user.username, bytes = cookie_bytes(&c), groups = session.user.groups.len(), "session too large for the cookie store");
             app.metrics.sign_in("session_too_large");
             let alert = Alert {
@@ -330,6 +330,11 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     }
     respond::with_cookies(respond::redirect(&rd), cookies)
 }
+
+/// The largest session the cookie store sets up: every later request carries it, and past
+/// this size browsers, load balancers and servers start refusing the Cookie header (nginx
+/// and Apache already at 8 KiB by default). Larger sessions belong in Redis.
+const MAX_SESSION_COOKIE_BYTES: usize = 32 * 1024;
 
 /// The bytes `Set-Cookie` values add to every later request's Cookie header.
 fn cookie_bytes(set_cookies: &[String]) -> usize {

@@ -71,7 +71,13 @@ pub async fn authenticate(
         };
     }
     let slot = app.refresh.slot(&session.sid);
-    let mut guard = slot.lock().await;
+    // Another request of this session is revalidating it right now: within grace, answer
+    // with the session as it is instead of queueing behind GitLab.
+    let mut guard = match slot.try_lock() {
+        Ok(g) => g,
+        Err(_) if in_grace(app, session, now) => return valid(loaded.session, Vec::new()),
+        Err(_) => slot.lock().await,
+    };
     let cookies_for = |fresh: &Session| {
         if app.sessions.is_redis() {
             Vec::new()
@@ -79,12 +85,21 @@ pub async fn authenticate(
             app.cookies.session_cookies(fresh, headers, now)
         }
     };
-    if let Some((fresh, at)) = guard.as_ref() {
+    if let Some((fresh, at)) = guard.fresh.as_ref() {
         if fresh.validated > session.validated && at.elapsed() < REFRESH_SHARE {
             let fresh = fresh.clone();
             let cookies = cookies_for(&fresh);
             return valid(fresh, cookies);
         }
+    }
+    // GitLab failed a moment ago: do not ask again before the back-off is over.
+    if guard.retry_at.is_some_and(|t| Instant::now() < t) {
+        return within_grace(
+            app,
+            session,
+            now,
+            "GitLab failed recently; waiting before asking again",
+        );
     }
     let token = match app.sessions.lock(&loaded).await {
         Ok(Some(token)) => token,
@@ -99,18 +114,32 @@ pub async fn authenticate(
         if let Ok(Some(l)) = app.sessions.load(headers, true).await {
             if l.session.validated > session.validated {
                 app.sessions.unlock(&loaded, &token).await;
-                *guard = Some((l.session.clone(), Instant::now()));
+                guard.fresh = Some((l.session.clone(), Instant::now()));
                 return valid(l.session, Vec::new());
             }
         }
     }
-    let result = revalidate(app, session, now).await;
+    // The cross-replica lock must outlive the work it guards: renewed while GitLab is
+    // asked, however long that takes (a second replica refreshing with the same single-use
+    // token would sign the user out).
+    let work = revalidate(app, session, now);
+    tokio::pin!(work);
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            () = tokio::time::sleep(crate::session::redis::LOCK_TTL / 3) => {
+                app.sessions.extend_lock(&loaded, &token).await;
+            }
+        }
+    };
     let outcome = match result {
         Ok(fresh) => match app.sessions.update(&loaded, &fresh, headers, now).await {
             Ok(cookies) => {
                 app.metrics.revalidation("ok");
                 let fresh = Arc::new(fresh);
-                *guard = Some((fresh.clone(), Instant::now()));
+                guard.fresh = Some((fresh.clone(), Instant::now()));
+                guard.retry_at = None;
+                guard.failures = 0;
                 valid(fresh, cookies)
             }
             Err(e) => {
@@ -127,6 +156,8 @@ pub async fn authenticate(
         }
         Err(RevalidateError::Unreachable(e)) => {
             app.metrics.revalidation("unreachable");
+            guard.failures = guard.failures.saturating_add(1);
+            guard.retry_at = Some(Instant::now() + backoff(guard.failures));
             within_grace(app, session, now, &e.to_string())
         }
     };
@@ -182,6 +213,20 @@ fn within_grace(
         Err(Reject::GitlabUnavailable)
     }
 }
+
+/// How long to wait before asking GitLab again after `failures` failures in a row: 5 s
+/// doubling to 60 s, with ±20% jitter so that sessions do not retry in step against a
+/// recovering GitLab.
+fn backoff(failures: u32) -> std::time::Duration {
+    use rand::Rng;
+    let base = BACKOFF_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(6));
+    let base = base.min(BACKOFF_MAX);
+    base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+}
+
+/// The first and the longest wait after GitLab failed a revalidation.
+const BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether `session` is still within `revalidate + revalidate_grace` of its last
 /// confirmation with GitLab.

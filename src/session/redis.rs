@@ -300,6 +300,22 @@ impl RedisStore {
         Ok(got.map(|_| token))
     }
 
+    /// Renews the lock's TTL only if it is still ours (a compare-and-expire script).
+    pub async fn extend_lock(&self, handle: &str, token: &str) -> Result<(), StoreError> {
+        const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+        let key = format!("{}l", self.key(handle));
+        self.query::<i64>(
+            redis::cmd("EVAL")
+                .arg(RENEW)
+                .arg(1)
+                .arg(&key)
+                .arg(token)
+                .arg(LOCK_TTL.as_millis() as u64),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Releases the lock only if it is still ours (a compare-and-delete script).
     pub async fn unlock(&self, handle: &str, token: &str) -> Result<(), StoreError> {
         const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";

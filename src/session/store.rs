@@ -184,6 +184,15 @@ impl Sessions {
         }
     }
 
+    /// Renews the revalidation lock while the work it guards goes on (only if still ours).
+    pub async fn extend_lock(&self, loaded: &Loaded, token: &str) {
+        if let (Some(r), Some(handle)) = (&self.redis, &loaded.handle) {
+            if let Err(e) = r.extend_lock(handle, token).await {
+                tracing::warn!(error = %e, "renewing the revalidation lock failed");
+            }
+        }
+    }
+
     /// Releases the revalidation lock.
     pub async fn unlock(&self, loaded: &Loaded, token: &str) {
         if let (Some(r), Some(handle)) = (&self.redis, &loaded.handle) {

@@ -325,9 +325,53 @@ async fn gitlab_outage_keeps_sessions_within_grace_then_fails_closed() {
         "past grace"
     );
     s.gitlab.set_faults(Faults::default());
+    // GitLab is asked again once the back-off (at most 6 s after one failure) is over.
+    let mut recovered = false;
+    for _ in 0..80 {
+        if get_json(&c, &format!("{}/", s.labgate_url)).await.0 == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "recovers after the back-off");
+}
+
+/// A GitLab outage with 30 parallel requests of one session (a page and its assets) costs
+/// one GitLab call per back-off window, and every request is answered at once within
+/// grace: none queues behind a hanging refresh.
+#[tokio::test]
+async fn a_gitlab_outage_costs_one_call_per_back_off_window() {
+    let s = stack(&config_with(None, "").replace(
+        "revalidate = \"1m\"",
+        "revalidate = \"1s\"\nrevalidate_grace = \"10m\"",
+    ))
+    .await;
+    let c = signed_in(&s, "alice").await;
+    s.gitlab.set_faults(Faults {
+        server_error: true,
+        ..Faults::default()
+    });
+    s.app.clock.advance(2);
+    let before = s.gitlab.counters.requests.load(Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    for _round in 0..3 {
+        let calls = (0..30).map(|i| {
+            let c = c.clone();
+            let url = format!("{}/asset/{i}", s.labgate_url);
+            async move { get_json(&c, &url).await.0 }
+        });
+        for status in futures_util::future::join_all(calls).await {
+            assert_eq!(status, StatusCode::OK, "served within grace");
+        }
+    }
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(4),
+        "nobody waited"
+    );
+    let asked = s.gitlab.counters.requests.load(Ordering::SeqCst) - before;
     assert_eq!(
-        get_json(&c, &format!("{}/", s.labgate_url)).await.0,
-        StatusCode::OK,
-        "recovers"
+        asked, 1,
+        "one GitLab call for 90 requests in one back-off window"
     );
 }

@@ -650,7 +650,7 @@ async fn a_session_too_large_for_a_cookie_is_explained() {
     use crate::harness::*;
     let s = stack(&config_with(None, "")).await;
     s.gitlab.with_fixture(|f| {
-        for i in 0..400 {
+        for i in 0..700 {
             f.set_group_member(
                 &format!("acme/a-rather-long-subgroup-name-{i:04}"),
                 "bob",

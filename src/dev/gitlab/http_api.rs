@@ -44,6 +44,7 @@ fn page(status: StatusCode, title: &str, inner: &str) -> Response<Body> {
 
 /// Dispatches a stand-in request.
 pub(super) async fn handle(s: Arc<StandIn>, req: Request<Incoming>) -> Response<Body> {
+    s.counters.requests.fetch_add(1, Ordering::SeqCst);
     let faults = s.faults();
     if let Some(d) = faults.latency {
         tokio::time::sleep(d).await;

@@ -70,6 +70,8 @@ struct Grants {
 /// Call counters, for tests.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Every request, whatever its answer (faults included).
+    pub requests: AtomicUsize,
     /// Successful and failed authorization_code grants.
     pub code_grants: AtomicUsize,
     /// refresh_token grants.
