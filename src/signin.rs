@@ -390,6 +390,9 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     }
     let everywhere =
         query_param(req.uri().query(), "everywhere").is_some_and(|v| v == "1" || v == "true");
+    // Whether the session is really over on the server side (the Redis store); the
+    // browser's cookies are cleared either way.
+    let mut ended_everywhere = true;
     match app.sessions.load(req.headers(), true).await {
         Ok(Some(loaded)) => {
             let user = &loaded.session.user;
@@ -401,17 +404,37 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
             };
             if let Err(e) = ended {
                 tracing::error!(error = %e, "sign-out could not delete the session in the store");
+                ended_everywhere = false;
             }
             // Best effort, bounded by gitlab.timeout: the browser's cookies are cleared anyway.
             app.gitlab.revoke(&loaded.session.access_token).await;
         }
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "sign-out could not reach the session store"),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-out could not reach the session store");
+            ended_everywhere = false;
+        }
     }
     let cookies = app
         .cookies
         .clear_all(req.headers(), &app.config.session.cookie_name);
     let resp = match query_param(req.uri().query(), "rd").and_then(|rd| app.redirect_target(&rd)) {
+        // Say so when the session may live on: a copy of the cookie would still open it.
+        _ if !ended_everywhere => {
+            let alert = Alert {
+                message: "You are signed out in this browser, but labgate could not end your session on the server: its session store is unreachable. Sign out again in a moment to end it everywhere.",
+                hints: &[],
+            };
+            respond::html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                app.pages.error(
+                    "Sign-out incomplete",
+                    &alert,
+                    Some(("Sign out again", &app.url("/sign_out"))),
+                ),
+                &app.pages.csp,
+            )
+        }
         Some(rd) => respond::redirect(&rd),
         None => respond::html(
             StatusCode::OK,

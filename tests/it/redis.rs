@@ -212,6 +212,17 @@ async fn redis_down_fails_closed_and_recovers_without_a_restart() {
             .status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+    // Signing out while Redis is down says the session could not be ended on the server.
+    let r = plain()
+        .get(format!("{}/oauth2/sign_out", s.labgate_url))
+        .header(COOKIE, &cookie)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("set-cookie").is_some(), "cookies cleared anyway");
+    assert!(r.text().await.unwrap().contains("could not end your session"));
     // Signing in while Redis is down does not admit anyone either.
     let r = flow(&browser(), &s, "bob", "/").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
