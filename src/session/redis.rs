@@ -15,6 +15,12 @@ use sha2::Digest;
 use super::{CookieCodec, Session};
 use crate::config::{RedisConfig, RedisTarget};
 
+/// A user's index is pruned of expired sessions once it holds more entries than this.
+const INDEX_PRUNE_ABOVE: usize = 16;
+
+/// Most live sessions one user keeps in Redis; signing in beyond it ends others.
+const MAX_SESSIONS_PER_USER: usize = 64;
+
 /// How long a revalidation lock is held at most (a refresh takes a few GitLab calls).
 pub const LOCK_TTL: Duration = Duration::from_secs(10);
 
@@ -243,9 +249,12 @@ impl RedisStore {
                 .arg(ttl_ms),
         )
         .await?;
+        // The per-user index (for sign-out everywhere) holds the hashed keys, never the
+        // handles: reading Redis must not yield a usable cookie.
         let index = self.user_key(session.user.id);
-        self.query::<()>(redis::cmd("SADD").arg(&index).arg(handle))
+        self.query::<()>(redis::cmd("SADD").arg(&index).arg(&key))
             .await?;
+        self.prune_index(&index).await?;
         // The index lives as long as its longest session: NX sets a first TTL, GT extends.
         for flag in ["NX", "GT"] {
             self.query::<i64>(redis::cmd("PEXPIRE").arg(&index).arg(ttl_ms).arg(flag))
@@ -265,22 +274,72 @@ impl RedisStore {
         }
         self.query::<()>(redis::cmd("DEL").arg(self.key(handle)))
             .await?;
-        self.query::<()>(redis::cmd("SREM").arg(self.user_key(user_id)).arg(handle))
-            .await
+        // Indexes written before 0.2 hold the handle itself.
+        self.query::<()>(
+            redis::cmd("SREM")
+                .arg(self.user_key(user_id))
+                .arg(self.key(handle))
+                .arg(handle),
+        )
+        .await
+    }
+
+    /// The session key an index member names (the hashed key, or a handle in an index
+    /// written before 0.2).
+    fn member_key(&self, member: &str) -> String {
+        if member.starts_with(&format!("{}s:", self.cfg.key_prefix)) {
+            member.to_owned()
+        } else {
+            self.key(member)
+        }
+    }
+
+    /// Keeps a user's index small: once it holds more than [`INDEX_PRUNE_ABOVE`] entries,
+    /// those whose session has expired are removed, and past [`MAX_SESSIONS_PER_USER`]
+    /// live sessions the surplus is ended (a stranger cannot grow Redis without bound by
+    /// signing in again and again).
+    async fn prune_index(&self, index: &str) -> Result<(), StoreError> {
+        let count: usize = self.query(redis::cmd("SCARD").arg(index)).await?;
+        if count <= INDEX_PRUNE_ABOVE {
+            return Ok(());
+        }
+        let members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(index)).await?;
+        for m in &members {
+            let live: i64 = self
+                .query(redis::cmd("EXISTS").arg(self.member_key(m)))
+                .await?;
+            if live == 0 {
+                self.query::<()>(redis::cmd("SREM").arg(index).arg(m))
+                    .await?;
+            }
+        }
+        loop {
+            let count: usize = self.query(redis::cmd("SCARD").arg(index)).await?;
+            if count <= MAX_SESSIONS_PER_USER {
+                return Ok(());
+            }
+            let popped: Option<String> = self.query(redis::cmd("SPOP").arg(index)).await?;
+            let Some(m) = popped else {
+                return Ok(());
+            };
+            self.query::<()>(redis::cmd("DEL").arg(self.member_key(&m)))
+                .await?;
+        }
     }
 
     /// Deletes every session of a user (`sign_out?everywhere=1`).
     pub async fn delete_all(&self, user_id: u64) -> Result<usize, StoreError> {
         let index = self.user_key(user_id);
-        let handles: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&index)).await?;
-        for h in &handles {
-            if let Ok(mut cache) = self.cache.lock() {
-                cache.remove(h);
-            }
-            self.query::<()>(redis::cmd("DEL").arg(self.key(h))).await?;
+        let members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&index)).await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (s, _)| s.user.id != user_id);
+        }
+        for m in &members {
+            self.query::<()>(redis::cmd("DEL").arg(self.member_key(m)))
+                .await?;
         }
         self.query::<()>(redis::cmd("DEL").arg(&index)).await?;
-        Ok(handles.len())
+        Ok(members.len())
     }
 
     /// Takes the revalidation lock for a session (SET NX PX with a random token).

@@ -221,8 +221,15 @@ async fn redis_down_fails_closed_and_recovers_without_a_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(r.headers().get("set-cookie").is_some(), "cookies cleared anyway");
-    assert!(r.text().await.unwrap().contains("could not end your session"));
+    assert!(
+        r.headers().get("set-cookie").is_some(),
+        "cookies cleared anyway"
+    );
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("could not end your session"));
     // Signing in while Redis is down does not admit anyone either.
     let r = flow(&browser(), &s, "bob", "/").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -400,4 +407,74 @@ async fn a_three_master_redis_cluster_works() {
         StatusCode::OK
     );
     drop(nodes);
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (installed with redis-server)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The per-user index behind sign-out-everywhere holds hashed keys (reading Redis yields no
+/// usable cookie), is pruned of expired sessions, and is capped.
+#[tokio::test]
+async fn the_user_index_holds_no_handles_and_is_pruned() {
+    let redis = redis_on(free_port(), &[]).await;
+    let (_k, key) = key_file();
+    let s = stack(&redis_config(
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"\nredis_key_prefix = \"t:\"",
+            redis.port
+        ),
+        &key,
+    ))
+    .await;
+    let mut cookies = Vec::new();
+    for _ in 0..20 {
+        cookies.push(session_cookie_header(&set_cookies(
+            &flow(&browser(), &s, "alice", "/").await,
+        )));
+    }
+    let members = redis_cli(redis.port, &["SMEMBERS", "t:u:101"]);
+    for c in &cookies {
+        let value = c.split_once('=').map(|(_, v)| v).unwrap_or("");
+        assert!(!value.is_empty());
+        assert!(
+            !members.contains(value),
+            "a cookie value is readable in Redis: {members}"
+        );
+    }
+    // Twelve sessions expire (deleted as their TTL would); the next sign-in prunes them.
+    let keys: Vec<String> = members.lines().map(str::to_owned).collect();
+    assert_eq!(keys.len(), 20, "{members}");
+    for k in keys.iter().take(12) {
+        redis_cli(redis.port, &["DEL", k]);
+    }
+    let last = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    let count: usize = redis_cli(redis.port, &["SCARD", "t:u:101"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(count, 9, "8 live + the new one");
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &last).await,
+        StatusCode::OK
+    );
+    // Sign-out everywhere still ends every live session.
+    let r = plain()
+        .get(format!("{}/oauth2/sign_out?everywhere=1", s.labgate_url))
+        .header(COOKIE, &last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for c in cookies.iter().skip(12) {
+        assert_eq!(
+            get(&format!("{}/", s.labgate_url), c).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
 }
