@@ -27,11 +27,66 @@ const TOKEN_CACHE_MAX: usize = 10_000;
 /// SHA-256 of a token: the cache key (the token itself is never kept).
 type TokenHash = [u8; 32];
 
-/// Cache of access-token identities, keyed by SHA-256 of the token (never the token), with
-/// the Unix time each was checked with GitLab.
-#[derive(Debug, Default)]
+/// What GitLab said about an access token, and when (Unix seconds).
+#[derive(Debug, Clone)]
+enum Verdict {
+    /// The token's owner.
+    Valid(Arc<Session>),
+    /// Refused: remembered too, so that a bad token costs one GitLab call per TTL.
+    Refused,
+}
+
+/// Cache of access-token verdicts, keyed by SHA-256 of the token (never the token), plus
+/// what keeps GitLab from being flooded: one check at a time per token (single-flight)
+/// and at most [`MAX_CONCURRENT_CHECKS`] checks at once overall.
+#[derive(Debug)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<TokenHash, (Arc<Session>, u64)>>,
+    entries: Mutex<HashMap<TokenHash, (Verdict, u64)>>,
+    in_flight: Mutex<HashMap<TokenHash, Arc<tokio::sync::Mutex<()>>>>,
+    checks: tokio::sync::Semaphore,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            entries: Mutex::default(),
+            in_flight: Mutex::default(),
+            checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
+        }
+    }
+}
+
+/// Most access-token checks with GitLab at once; further ones wait their turn (up to
+/// `gitlab.timeout`) and are then refused with 503.
+const MAX_CONCURRENT_CHECKS: usize = 16;
+
+impl TokenCache {
+    fn cached(&self, key: &TokenHash, now: u64, ttl: u64) -> Option<Verdict> {
+        let cache = self.entries.lock().ok()?;
+        let (verdict, at) = cache.get(key)?;
+        (now < at + ttl).then(|| verdict.clone())
+    }
+
+    fn remember(&self, key: TokenHash, verdict: Verdict, now: u64, ttl: u64) {
+        if let Ok(mut cache) = self.entries.lock() {
+            if cache.len() >= TOKEN_CACHE_MAX {
+                cache.retain(|_, (_, at)| now < *at + ttl);
+                if cache.len() >= TOKEN_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (verdict, now));
+        }
+    }
+
+    /// The per-token gate: holders check with GitLab one at a time.
+    fn gate(&self, key: TokenHash) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut gates) = self.in_flight.lock() else {
+            return Arc::default();
+        };
+        gates.retain(|_, g| Arc::strong_count(g) > 1);
+        gates.entry(key).or_default().clone()
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Reject {
@@ -136,16 +191,34 @@ fn short_hash(token: &str) -> String {
         .collect()
 }
 
+fn verdict(v: Verdict) -> Result<Principal, Reject> {
+    match v {
+        Verdict::Valid(s) => Ok(Principal::UserToken(s)),
+        Verdict::Refused => Err(invalid(
+            "GitLab did not accept the access token (personal, project and group access tokens are accepted)",
+        )),
+    }
+}
+
 async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Reject> {
     let key: TokenHash = sha2::Sha256::digest(token.as_bytes()).into();
     let ttl = app.config.machine.token_cache_ttl.as_secs();
-    if let Ok(cache) = app.machine_tokens.entries.lock() {
-        if let Some((s, at)) = cache.get(&key) {
-            if now < at + ttl {
-                return Ok(Principal::UserToken(s.clone()));
-            }
-        }
+    let tokens = &app.machine_tokens;
+    if let Some(v) = tokens.cached(&key, now, ttl) {
+        return verdict(v);
     }
+    // One check per token at a time: the others wait for its verdict.
+    let gate = tokens.gate(key);
+    let _turn = gate.lock().await;
+    if let Some(v) = tokens.cached(&key, now, ttl) {
+        return verdict(v);
+    }
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(app.config.gitlab.timeout, tokens.checks.acquire()).await
+    else {
+        tracing::warn!("too many access-token checks with GitLab at once; refusing");
+        return Err(Reject::GitlabUnavailable);
+    };
     let user = match app
         .gitlab
         .user_for_token(token, &app.config.access.project_paths())
@@ -158,7 +231,8 @@ async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Rej
         }
         Err(e) => {
             tracing::info!(target: "labgate::audit", error = %e, "GitLab access token refused");
-            return Err(invalid("GitLab did not accept the access token"));
+            tokens.remember(key, Verdict::Refused, now, ttl);
+            return verdict(Verdict::Refused);
         }
     };
     let session = Arc::new(Session {
@@ -173,14 +247,6 @@ async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Rej
         validated: now,
         ci: None,
     });
-    if let Ok(mut cache) = app.machine_tokens.entries.lock() {
-        if cache.len() >= TOKEN_CACHE_MAX {
-            cache.retain(|_, (_, at)| now < *at + ttl);
-            if cache.len() >= TOKEN_CACHE_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (session.clone(), now));
-    }
+    tokens.remember(key, Verdict::Valid(session.clone()), now, ttl);
     Ok(Principal::UserToken(session))
 }

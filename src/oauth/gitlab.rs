@@ -153,6 +153,15 @@ impl std::fmt::Debug for Authorize {
     }
 }
 
+/// `GET /api/v4/personal_access_tokens/self`.
+#[derive(Debug, Deserialize)]
+struct TokenSelf {
+    #[serde(default)]
+    active: bool,
+    #[serde(default)]
+    revoked: bool,
+}
+
 #[derive(Debug, Deserialize)]
 struct IdClaims {
     sub: String,
@@ -632,6 +641,22 @@ impl Gitlab {
         token: &str,
         projects: &[String],
     ) -> Result<User, GitlabError> {
+        // Only tokens that provably belong to the caller: a personal, project or group
+        // access token answers for itself. An OAuth token minted for some other
+        // application (any site the user ever signed in to with GitLab) does not, and is
+        // refused (the confused deputy).
+        let me: TokenSelf = self
+            .get_json(
+                &format!("{}/api/v4/personal_access_tokens/self", self.cfg.url),
+                token,
+            )
+            .await?;
+        if !me.active || me.revoked {
+            return Err(GitlabError::Api {
+                path: "/api/v4/personal_access_tokens/self".into(),
+                status: 401,
+            });
+        }
         let api: ApiUser = self
             .get_json(&format!("{}/api/v4/user", self.cfg.url), token)
             .await?;

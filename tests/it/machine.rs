@@ -336,17 +336,64 @@ async fn gitlab_access_tokens_follow_the_access_rules_and_are_cached() {
     });
     assert_eq!(call(&s, "/x", pat).await.0, StatusCode::OK);
     s.app.clock.advance(31);
+    let asked = s.gitlab.counters.requests.load(Ordering::SeqCst);
     let (status, body, _) = call(&s, "/x", pat).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(
-        s.gitlab.counters.api_user.load(Ordering::SeqCst),
-        calls + 1,
-        "cache miss after the TTL"
+        s.gitlab.counters.requests.load(Ordering::SeqCst),
+        asked + 1,
+        "cache miss after the TTL: GitLab asked once"
     );
-    // An unknown token.
+    // An unknown token: refused, and remembered (no GitLab call the second time).
+    let asked = s.gitlab.counters.requests.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            call(&s, "/x", "glpat-nonsense").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
     assert_eq!(
-        call(&s, "/x", "glpat-nonsense").await.0,
-        StatusCode::UNAUTHORIZED
+        s.gitlab.counters.requests.load(Ordering::SeqCst),
+        asked + 1,
+        "a refused token is remembered"
+    );
+}
+
+/// Only tokens that answer for themselves are accepted: an OAuth access token GitLab
+/// issued to some application (here labgate's own sign-in) is not a credential for
+/// labgate's machine access (the confused deputy). And 20 parallel first uses of a new
+/// personal access token cost one GitLab check.
+#[tokio::test]
+async fn oauth_tokens_are_refused_and_checks_are_single_flight() {
+    let s = stack(&config_with(None, "")).await;
+    let alice = {
+        let c = browser();
+        let r = flow(&c, &s, "alice", "/").await;
+        session_cookie_header(&set_cookies(&r))
+    };
+    let mut h = http::HeaderMap::new();
+    h.insert("cookie", alice.parse().unwrap());
+    let oauth_token = s.app.cookies.read_session(&h).unwrap().access_token;
+    assert!(!oauth_token.is_empty());
+    let (status, body, _) = call(&s, "/x", &oauth_token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    let before = s.gitlab.counters.api_user.load(Ordering::SeqCst);
+    let calls = (0..20).map(|i| {
+        let s = &s;
+        async move {
+            call(s, &format!("/p/{i}"), "glpat-bob-demo-token-read-api")
+                .await
+                .0
+        }
+    });
+    for status in futures_util::future::join_all(calls).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(
+        s.gitlab.counters.api_user.load(Ordering::SeqCst),
+        before + 1,
+        "one GitLab check for 20 parallel first uses"
     );
 }
 

@@ -90,6 +90,7 @@ pub(super) async fn handle(s: Arc<StandIn>, req: Request<Incoming>) -> Response<
         (Method::GET | Method::POST, "/oauth/userinfo") => userinfo(&s, &req),
         (Method::POST, "/oauth/revoke") => revoke(&s, req).await,
         (Method::GET, "/api/v4/user") => api_user(&s, &req),
+        (Method::GET, "/api/v4/personal_access_tokens/self") => api_token_self(&s, &req),
         (Method::GET, p) if p.starts_with("/api/v4/projects/") => api_project(&s, &req),
         (Method::GET, "/api/v4/groups") => api_groups(&s, &req),
         // Not GitLab: mints a CI/CD ID token as a job would receive it (demo and tests).
@@ -674,6 +675,43 @@ fn api_user(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
         ),
         None => json(StatusCode::NOT_FOUND, &serde_json::json!({"message": "404 User Not Found"})),
     })
+}
+
+/// `GET /api/v4/personal_access_tokens/self`: the calling personal (or project / group)
+/// access token's own record; an OAuth application's token is not one (404).
+fn api_token_self(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let pat = s.with_fixture(|f| {
+        f.users.iter().find_map(|u| {
+            u.personal_access_tokens
+                .iter()
+                .find(|p| p.token == token)
+                .map(|p| (u.id, p.scopes.clone()))
+        })
+    });
+    match pat {
+        Some((user_id, scopes)) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "id": user_id * 1000 + 1, "name": "labgate", "revoked": false,
+                "created_at": "2026-01-01T00:00:00.000Z", "scopes": scopes, "user_id": user_id,
+                "last_used_at": null, "active": true, "expires_at": null,
+            }),
+        ),
+        None => match bearer(s, req, &["read_user", "read_api", "api", "openid"]) {
+            Ok(_) => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"message": "404 Not Found"}),
+            ),
+            Err(r) => r,
+        },
+    }
 }
 
 fn api_project(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
