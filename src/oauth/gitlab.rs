@@ -237,6 +237,20 @@ struct Project {
 const ID_TOKEN_LEEWAY_SECS: u64 = 30;
 /// An unknown `kid` triggers a JWKS re-fetch at most this often.
 const JWKS_REFETCH_MIN: Duration = Duration::from_secs(10);
+/// The JWKS is fetched again after its `Cache-Control: max-age` (GitLab: a day), at least
+/// this often, and never more often than every minute because of a short max-age.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const JWKS_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// GitLab's keys as last fetched.
+#[derive(Debug)]
+struct Keys {
+    set: Arc<JwkSet>,
+    /// When they were fetched (`None`: never).
+    fetched: Option<Instant>,
+    /// How long they may be used without asking again.
+    max_age: Duration,
+}
 
 /// The GitLab client.
 pub struct Gitlab {
@@ -244,7 +258,9 @@ pub struct Gitlab {
     http: reqwest::Client,
     redirect_uri: String,
     provider: RwLock<Option<Arc<Provider>>>,
-    jwks: RwLock<(Arc<JwkSet>, Option<Instant>)>,
+    jwks: RwLock<Keys>,
+    /// One JWKS fetch at a time: a herd of tokens with an unknown `kid` costs one.
+    jwks_fetch: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Gitlab {
@@ -297,7 +313,12 @@ impl Gitlab {
             http,
             redirect_uri,
             provider: RwLock::new(None),
-            jwks: RwLock::new((Arc::new(JwkSet { keys: Vec::new() }), None)),
+            jwks: RwLock::new(Keys {
+                set: Arc::new(JwkSet { keys: Vec::new() }),
+                fetched: None,
+                max_age: JWKS_MAX_AGE,
+            }),
+            jwks_fetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -454,14 +475,47 @@ impl Gitlab {
         }
     }
 
+    /// The cached keys when they may be used: not past their max-age, and (`force`: an
+    /// unknown `kid` was seen) not older than [`JWKS_REFETCH_MIN`].
+    fn cached_jwks(&self, force: bool) -> Option<Arc<JwkSet>> {
+        let keys = self.jwks.read().ok()?;
+        let age = keys.fetched?.elapsed();
+        let usable = age < keys.max_age && (!force || age < JWKS_REFETCH_MIN);
+        usable.then(|| keys.set.clone())
+    }
+
     async fn jwks(&self, force: bool) -> Result<Arc<JwkSet>, GitlabError> {
-        if let Ok(guard) = self.jwks.read() {
-            let (set, fetched) = &*guard;
-            let fresh_enough = fetched.is_some_and(|t| t.elapsed() < JWKS_REFETCH_MIN);
-            if fetched.is_some() && (!force || fresh_enough) {
-                return Ok(set.clone());
-            }
+        if let Some(set) = self.cached_jwks(force) {
+            return Ok(set);
         }
+        let _one_fetch = self.jwks_fetch.lock().await;
+        // Fetched by another request while this one waited.
+        if let Some(set) = self.cached_jwks(force) {
+            return Ok(set);
+        }
+        match self.fetch_jwks().await {
+            Ok((set, max_age)) => {
+                if let Ok(mut keys) = self.jwks.write() {
+                    *keys = Keys {
+                        set: set.clone(),
+                        fetched: Some(Instant::now()),
+                        max_age,
+                    };
+                }
+                Ok(set)
+            }
+            // GitLab unreachable: keys it published before still verify what they signed.
+            Err(e) => match self.jwks.read().ok().filter(|k| k.fetched.is_some()) {
+                Some(keys) => {
+                    tracing::warn!(error = %e, "GitLab's JWKS could not be refreshed; using the keys fetched before");
+                    Ok(keys.set.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch_jwks(&self) -> Result<(Arc<JwkSet>, Duration), GitlabError> {
         let p = self.provider().await?;
         let resp = self
             .http
@@ -475,15 +529,22 @@ impl Gitlab {
                 status: resp.status().as_u16(),
             });
         }
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|d| d.trim().strip_prefix("max-age="))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .map_or(JWKS_MAX_AGE, Duration::from_secs)
+            .clamp(JWKS_MIN_AGE, JWKS_MAX_AGE);
         let set: JwkSet = resp
             .json()
             .await
             .map_err(|e| unreachable(format!("JWKS: {e}")))?;
-        let set = Arc::new(set);
-        if let Ok(mut guard) = self.jwks.write() {
-            *guard = (set.clone(), Some(Instant::now()));
-        }
-        Ok(set)
+        Ok((Arc::new(set), max_age))
     }
 
     /// Verifies a GitLab-issued RS256 JWT (ID token or CI ID token): signature via JWKS

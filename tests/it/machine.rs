@@ -549,3 +549,23 @@ async fn pass_authorization_and_machine_access_work_together() {
     let auth = body["headers"]["authorization"][0].as_str().unwrap_or("");
     assert!(auth.starts_with("Bearer ey"), "{body}");
 }
+
+/// A herd of CI jobs arriving together before labgate has GitLab's keys costs one JWKS
+/// fetch, not one per job.
+#[tokio::test]
+async fn a_herd_of_ci_tokens_costs_one_jwks_fetch() {
+    let s = stack(&config_with(None, "")).await;
+    let tokens: Vec<String> = (0..20)
+        .map(|_| ci(&s, "acme/deployer", true, serde_json::json!({})))
+        .collect();
+    let before = s.gitlab.counters.requests.load(Ordering::SeqCst);
+    let calls = tokens.iter().map(|t| {
+        let s = &s;
+        async move { call(s, "/deploy", t).await.0 }
+    });
+    for status in futures_util::future::join_all(calls).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let asked = s.gitlab.counters.requests.load(Ordering::SeqCst) - before;
+    assert!(asked <= 2, "GitLab asked {asked} times for 20 parallel jobs");
+}
