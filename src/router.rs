@@ -182,7 +182,9 @@ async fn endpoint(
         (Method::GET | Method::POST, "/sign_out") => signin::sign_out(app, &req).await,
         (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
         (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
-        (Method::GET, "/metrics") if app.config.server.metrics_listen.is_none() => {
+        (Method::GET, "/metrics")
+            if app.config.server.metrics_public && app.config.server.metrics_listen.is_none() =>
+        {
             admin::metrics_response(app)
         }
         (Method::GET | Method::HEAD, "/auth") => forward_auth(app, peer, &req, None).await,

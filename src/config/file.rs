@@ -62,6 +62,7 @@ pub struct ServerFile {
     pub logo_url: Option<String>,
     pub footer_text: Option<String>,
     pub metrics_listen: Option<String>,
+    pub metrics_public: Option<bool>,
     pub tls_reload_interval: Option<String>,
     pub http_redirect_listen: Option<String>,
     pub max_header_bytes: Option<usize>,

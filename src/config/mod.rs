@@ -207,6 +207,8 @@ pub struct ServerConfig {
     pub footer_text: Option<String>,
     /// Serve /metrics here instead of under the prefix.
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve `{prefix}/metrics` on the main (public) listener; off by default.
+    pub metrics_public: bool,
     /// How often the TLS files are checked for changes.
     pub tls_reload_interval: Duration,
     /// A plain-HTTP listener that redirects to https public_url.

@@ -268,6 +268,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         logo_url: s.logo_url,
         footer_text: s.footer_text,
         metrics_listen,
+        metrics_public: s.metrics_public.unwrap_or(false),
         tls_reload_interval,
         http_redirect_listen,
         max_header_bytes,

@@ -567,5 +567,8 @@ async fn a_herd_of_ci_tokens_costs_one_jwks_fetch() {
         assert_eq!(status, StatusCode::OK);
     }
     let asked = s.gitlab.counters.requests.load(Ordering::SeqCst) - before;
-    assert!(asked <= 2, "GitLab asked {asked} times for 20 parallel jobs");
+    assert!(
+        asked <= 2,
+        "GitLab asked {asked} times for 20 parallel jobs"
+    );
 }

@@ -170,7 +170,17 @@ fn sample(samples: &[(String, f64)], name: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_parse_and_move_after_a_sign_in() {
+    // Not on the public listener unless asked for.
     let s = stack(&config_with(None, "")).await;
+    let r = plain()
+        .get(format!("{}/oauth2/metrics", s.labgate_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let s =
+        stack(&config_with(None, "").replace("[server]\n", "[server]\nmetrics_public = true\n"))
+            .await;
     let before = parse_prometheus(
         &plain()
             .get(format!("{}/oauth2/metrics", s.labgate_url))
