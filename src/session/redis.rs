@@ -37,6 +37,9 @@ enum Conn {
     Sentinel {
         sentinel: tokio::sync::Mutex<redis::sentinel::Sentinel>,
         master: String,
+        /// How to reach the master Sentinel names: its password (`redis_password`) and TLS
+        /// (when the Sentinels are `rediss://`).
+        master_info: redis::sentinel::SentinelNodeConnectionInfo,
         current: tokio::sync::Mutex<Option<ConnectionManager>>,
     },
 }
@@ -118,9 +121,19 @@ impl RedisStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 let sentinel = redis::sentinel::Sentinel::build(infos)
                     .map_err(|e| StoreError(e.to_string()))?;
+                let mut master_info = redis::sentinel::SentinelNodeConnectionInfo::default();
+                if nodes.iter().any(|n| n.expose().starts_with("rediss://")) {
+                    master_info = master_info.set_tls_mode(redis::TlsMode::Secure);
+                }
+                if let Some(pw) = &cfg.password {
+                    master_info = master_info.set_redis_connection_info(
+                        redis::RedisConnectionInfo::default().set_password(pw.expose()),
+                    );
+                }
                 Conn::Sentinel {
                     sentinel: tokio::sync::Mutex::new(sentinel),
                     master: master.clone(),
+                    master_info,
                     current: tokio::sync::Mutex::new(None),
                 }
             }
@@ -142,6 +155,7 @@ impl RedisStore {
                 Conn::Sentinel {
                     sentinel,
                     master,
+                    master_info,
                     current,
                 } => {
                     let mut slot = current.lock().await;
@@ -149,7 +163,7 @@ impl RedisStore {
                         let client = sentinel
                             .lock()
                             .await
-                            .async_master_for(master, None)
+                            .async_master_for(master, Some(master_info))
                             .await
                             .map_err(fail)?;
                         *slot = Some(

@@ -478,3 +478,45 @@ async fn the_user_index_holds_no_handles_and_is_pruned() {
         );
     }
 }
+
+/// Redis Sentinel in front of a master that requires a password: labgate finds the master
+/// through Sentinel and authenticates to it with `redis_password`.
+#[tokio::test]
+async fn sentinel_with_a_password_protected_master() {
+    let master = redis_on(free_port(), &["--requirepass", "s3cret-master"]).await;
+    let sentinel_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\nsentinel auth-pass mymaster s3cret-master\n",
+            dir.path().display(),
+            master.port
+        ),
+    )
+    .unwrap();
+    let mut sentinel = Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server --sentinel");
+    wait_for_port(sentinel_port).await;
+    let (_k, key) = key_file();
+    let s = stack(&redis_config(
+        &format!(
+            "redis_sentinel_master = \"mymaster\"\nredis_sentinel_nodes = [\"redis://127.0.0.1:{sentinel_port}\"]\nredis_password = \"s3cret-master\"\nredis_cache_ttl = \"0s\""
+        ),
+        &key,
+    ))
+    .await;
+    let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    assert!(!cookie.is_empty());
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+    let _ = sentinel.kill();
+    let _ = sentinel.wait();
+}
