@@ -805,3 +805,33 @@ async fn nginx_keeps_sessions_across_revalidations_and_a_restart() {
         refreshes + 4
     );
 }
+
+/// oauth2-proxy's documented nginx snippet sends the destination in
+/// `X-Auth-Request-Redirect` to `/oauth2/start`: honoured through the same redirect
+/// validator as `?rd=` (which wins when both are given).
+#[tokio::test]
+async fn x_auth_request_redirect_is_honoured_and_validated() {
+    let s = stack(&config_with(None, "")).await;
+    for (header, want) in [
+        ("/deep/link?x=1", "/deep/link?x=1"),
+        ("https://evil.example/x", "/"),
+        ("//evil.example", "/"),
+    ] {
+        let c = browser();
+        let r = c
+            .get(format!("{}/oauth2/start", s.labgate_url))
+            .header("x-auth-request-redirect", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND);
+        let fields = consent_fields(&c, &s.gitlab, &location(&r), "bob", "bob-password").await;
+        let callback = consent(&c, &s, fields, false).await;
+        let r = c.get(&callback).send().await.unwrap();
+        assert_eq!(
+            (r.status(), location(&r)),
+            (StatusCode::FOUND, want.to_owned()),
+            "{header}"
+        );
+    }
+}

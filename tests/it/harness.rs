@@ -103,9 +103,20 @@ pub async fn to_consent_at(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FOUND, "start redirects to GitLab");
-    let authorize = location(&r);
+    consent_fields(c, gitlab, &location(&r), user, password).await
+}
+
+/// From GitLab's authorize URL (where `/oauth2/start` sent the browser) through the
+/// stand-in's sign-in form to the consent page; returns the consent form's fields.
+pub async fn consent_fields(
+    c: &Client,
+    gitlab: &labgate::dev::gitlab::StandIn,
+    authorize: &str,
+    user: &str,
+    password: &str,
+) -> Vec<(String, String)> {
     assert!(authorize.starts_with(&gitlab.base_url), "{authorize}");
-    let mut r = c.get(&authorize).send().await.unwrap();
+    let mut r = c.get(authorize).send().await.unwrap();
     if r.status() == StatusCode::FOUND {
         // Not signed in at GitLab yet: its sign-in form first.
         let sign_in = location(&r);
