@@ -531,18 +531,21 @@ fn issue_tokens(
 }
 
 /// The token grant behind a Bearer header, or GitLab's API error.
+/// The `Authorization: Bearer` token of a request ("" without one).
+fn bearer_of(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map_or("", str::trim)
+}
+
 fn bearer(
     s: &StandIn,
     req: &Request<Incoming>,
     any_of: &[&str],
 ) -> Result<TokenGrant, Response<Body>> {
-    let token = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let token = bearer_of(req);
     let grant = s
         .grants
         .lock()
@@ -680,13 +683,7 @@ fn api_user(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
 /// `GET /api/v4/personal_access_tokens/self`: the calling personal (or project / group)
 /// access token's own record; an OAuth application's token is not one (404).
 fn api_token_self(s: &StandIn, req: &Request<Incoming>) -> Response<Body> {
-    let token = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let token = bearer_of(req);
     let pat = s.with_fixture(|f| {
         f.users.iter().find_map(|u| {
             u.personal_access_tokens
