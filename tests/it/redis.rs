@@ -496,12 +496,18 @@ async fn sentinel_with_a_password_protected_master() {
         ),
     )
     .unwrap();
-    let mut sentinel = Command::new("redis-server")
-        .arg(&conf)
-        .arg("--sentinel")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server --sentinel");
+    // Killed when dropped (also when an assertion fails), like the other servers.
+    let _sentinel = Redis {
+        child: Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel"),
+        port: sentinel_port,
+        _dir: dir,
+    };
     wait_for_port(sentinel_port).await;
     let (_k, key) = key_file();
     let s = stack(&redis_config(
@@ -517,6 +523,4 @@ async fn sentinel_with_a_password_protected_master() {
         get(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
-    let _ = sentinel.kill();
-    let _ = sentinel.wait();
 }
