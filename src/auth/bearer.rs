@@ -67,15 +67,19 @@ impl TokenCache {
         (now < at + ttl).then(|| verdict.clone())
     }
 
+    /// Caches a verdict. When full: expired entries go first, then refusals; valid tokens
+    /// are never evicted by a flood of bad ones (a full cache just stops caching).
     fn remember(&self, key: TokenHash, verdict: Verdict, now: u64, ttl: u64) {
         if let Ok(mut cache) = self.entries.lock() {
             if cache.len() >= TOKEN_CACHE_MAX {
                 cache.retain(|_, (_, at)| now < *at + ttl);
-                if cache.len() >= TOKEN_CACHE_MAX {
-                    cache.clear();
-                }
             }
-            cache.insert(key, (verdict, now));
+            if cache.len() >= TOKEN_CACHE_MAX {
+                cache.retain(|_, (v, _)| matches!(v, Verdict::Valid(_)));
+            }
+            if cache.len() < TOKEN_CACHE_MAX {
+                cache.insert(key, (verdict, now));
+            }
         }
     }
 

@@ -53,8 +53,10 @@ pub enum GitlabError {
 impl GitlabError {
     /// Whether GitLab (not the user or labgate) is at fault, so the answer is 502.
     pub fn is_unreachable(&self) -> bool {
+        // 408, 425 and 429 (GitLab's rate limit) say "not now", not "no".
         matches!(self, GitlabError::Unreachable(_))
-            || matches!(self, GitlabError::Api { status, .. } if *status >= 500)
+            || matches!(self, GitlabError::Api { status, .. }
+                if *status >= 500 || matches!(*status, 408 | 425 | 429))
     }
     /// The RFC 6749 error code, if GitLab refused.
     pub fn code(&self) -> Option<&str> {

@@ -20,6 +20,30 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::headers::{strip_fixed_hop_by_hop, strip_hop_by_hop};
 
+/// A connection's share of the listener's limits (its connection permit, its per-client
+/// slot), carried in each request's extensions so that a WebSocket tunnel, which outlives
+/// the HTTP connection, keeps holding it until the socket closes.
+#[derive(Clone)]
+pub struct ConnectionHold {
+    /// Never read: holding it is the point.
+    _share: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl ConnectionHold {
+    /// Holds `share` until the last clone is dropped.
+    pub fn new(share: impl std::any::Any + Send + Sync) -> Self {
+        ConnectionHold {
+            _share: std::sync::Arc::new(share),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectionHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionHold")
+    }
+}
+
 /// Why forwarding failed, which decides the status code.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -98,6 +122,7 @@ impl Upstream {
     ) -> Result<Response<Body>, ProxyError> {
         let h2_websocket = is_h2_websocket(&req);
         let upgrade = wants_upgrade(&req) || h2_websocket;
+        let hold = req.extensions().get::<ConnectionHold>().cloned();
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let upgrade_value = req.headers().get(UPGRADE).cloned();
         // The Connection-nominated headers were removed before labgate set its own.
@@ -135,6 +160,8 @@ impl Upstream {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 tokio::spawn(async move {
+                    // The tunnel counts against the connection limits until it closes.
+                    let _hold = hold;
                     let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await)
                     else {
                         tracing::debug!("upgrade did not complete");

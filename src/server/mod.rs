@@ -108,6 +108,9 @@ pub async fn serve_worker(
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        // The connection's share of the limits, held for as long as the socket is open:
+        // also by a WebSocket tunnel that outlives the HTTP connection.
+        let hold = crate::proxy::ConnectionHold::new((permit, ip_slot));
         tokio::spawn(async move {
             app.metrics.open_connections.inc();
             match app.tls.as_ref().map(|t| t.acceptor()) {
@@ -125,6 +128,7 @@ pub async fn serve_worker(
                                     tls: true,
                                     worker,
                                 },
+                                hold,
                             )
                             .await
                         }
@@ -143,13 +147,12 @@ pub async fn serve_worker(
                             tls: false,
                             worker,
                         },
+                        hold,
                     )
                     .await
                 }
             }
             app.metrics.open_connections.dec();
-            drop(ip_slot);
-            drop(permit);
         });
     }
     drop(listener);
@@ -176,6 +179,7 @@ async fn serve_conn<I>(
     io: I,
     app: Arc<App>,
     peer: Peer,
+    hold: crate::proxy::ConnectionHold,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -187,8 +191,9 @@ async fn serve_conn<I>(
             return;
         }
     };
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();
+        req.extensions_mut().insert(hold.clone());
         async move { Ok::<_, Infallible>(router::handle(app, peer, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

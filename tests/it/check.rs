@@ -3,7 +3,7 @@
 use labgate::check::Check;
 use labgate::dev::gitlab::{Fixture, StandIn};
 
-use crate::harness::{unpublished, TestCa, TEST_CLIENT_SECRET};
+use crate::harness::{test_client_secret, unpublished, TestCa};
 
 struct Setup {
     gitlab: std::sync::Arc<StandIn>,
@@ -181,7 +181,7 @@ fn the_binary_exits_1_on_problems_and_prints_json() {
     });
     // `labgate check` refuses the demo's published secret: this stand-in has its own.
     s.gitlab
-        .with_fixture(|f| f.applications[0].secret = TEST_CLIENT_SECRET.into());
+        .with_fixture(|f| f.applications[0].secret = test_client_secret().into());
     let good = unpublished(&config_text(&s));
     let run = |text: &str, json: bool| {
         let path = dir.path().join("c.toml");
@@ -209,7 +209,7 @@ fn the_binary_exits_1_on_problems_and_prints_json() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    let bad = run(&good.replace(TEST_CLIENT_SECRET, "wrong"), true);
+    let bad = run(&good.replace(test_client_secret(), "wrong"), true);
     assert_eq!(bad.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
     assert_eq!(v["ok"], false);

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::harness::{free_port, start_echo, TEST_CLIENT_SECRET, TEST_COOKIE_SECRET};
+use crate::harness::{free_port, start_echo, test_client_secret, test_cookie_secret};
 
 fn labgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_labgate"));
@@ -139,9 +139,9 @@ fn example() -> String {
         .unwrap()
         .replace(
             "REPLACE with the output of: labgate keygen",
-            TEST_COOKIE_SECRET,
+            test_cookie_secret(),
         )
-        .replace("paste-the-application-secret-here", TEST_CLIENT_SECRET)
+        .replace("paste-the-application-secret-here", test_client_secret())
 }
 
 #[test]
@@ -152,7 +152,7 @@ fn config_errors_name_the_key() {
         "unknown key gitlab.client_secert",
     );
     check_fails_naming(
-        &example().replace(TEST_COOKIE_SECRET, "too-short"),
+        &example().replace(test_cookie_secret(), "too-short"),
         &[],
         "session.cookie_secret must be 32 bytes, base64; generate one with `labgate keygen`",
     );
@@ -171,7 +171,7 @@ fn config_errors_name_the_key() {
     );
     check_fails_naming(
         &example().replace(
-            &format!("client_secret = \"{TEST_CLIENT_SECRET}\""),
+            &format!("client_secret = \"{}\"", test_client_secret()),
             "client_secret_file = \"/nonexistent/secret\"",
         ),
         &[],
@@ -211,7 +211,7 @@ fn env_overrides_the_file_and_secret_files_are_read() {
         &dir,
         "labgate.toml",
         &example().replace(
-            &format!("client_secret = \"{TEST_CLIENT_SECRET}\""),
+            &format!("client_secret = \"{}\"", test_client_secret()),
             &format!("client_secret_file = \"{secret}\""),
         ),
     );

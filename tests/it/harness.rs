@@ -402,20 +402,26 @@ pub async fn start_nginx(site: &str, port: u16) -> Nginx {
     Nginx { child, _dir: dir }
 }
 
-/// A cookie secret of the tests' own: random, and published in no example (`labgate run`
-/// refuses the demo's).
-pub const TEST_COOKIE_SECRET: &str = "NiP89Gzxq4iwOReLN9xnqhUAbmY4Kk7HOLVzTjkXNJk=";
+/// A cookie secret of the tests' own, generated per run: a literal in this repository
+/// would be a published secret that `labgate run` must refuse.
+pub fn test_cookie_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(labgate::generate_cookie_secret)
+}
 
-/// A GitLab application secret published in no example; stand-ins that the real binary
-/// talks to are given it.
-pub const TEST_CLIENT_SECRET: &str = "gloas-test-only-0123456789abcdef0123456789abcdef";
+/// A GitLab application secret generated per run; stand-ins that the real binary talks to
+/// are given it.
+pub fn test_client_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| format!("gloas-test-{}", labgate::random_token(24)))
+}
 
 /// `text` with the demo's published secrets replaced by the tests' own, as an operator
 /// running `labgate run` must.
 pub fn unpublished(text: &str) -> String {
     text.replace(
         "ZGV2LW9ubHktY29va2llLXNlY3JldC0zMi1ieXRlcyE=",
-        TEST_COOKIE_SECRET,
+        test_cookie_secret(),
     )
-    .replace("gloas-labgate-dev-secret", TEST_CLIENT_SECRET)
+    .replace("gloas-labgate-dev-secret", test_client_secret())
 }

@@ -230,13 +230,14 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     fixture.applications[0]
         .redirect_uris
         .push(format!("{public}/oauth2/callback"));
-    fixture.applications[0].secret = TEST_CLIENT_SECRET.into();
+    fixture.applications[0].secret = test_client_secret().into();
     let gitlab = StandIn::start(gl, fixture, "");
     let echo = start_echo().await;
-    let cookie_secret = TEST_COOKIE_SECRET;
+    let cookie_secret = test_cookie_secret();
+    let client_secret = test_client_secret();
     let cfg = format!(
         "[server]\npublic_url = \"{public}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\ntrusted_proxies = [\"127.0.0.1\"]\n[log]\nformat = \"json\"\nlevel = \"debug\"\n\
-         [upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{TEST_CLIENT_SECRET}\"\n\
+         [upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{client_secret}\"\n\
          [session]\ncookie_secret = \"{cookie_secret}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
         gitlab.base_url
     );
@@ -447,7 +448,7 @@ fn kubernetes_examples_are_consistent() {
                             &format!("/secrets/{name}"),
                             &shipped_file.display().to_string(),
                         );
-                        TEST_COOKIE_SECRET.to_owned()
+                        test_cookie_secret().to_owned()
                     } else {
                         v.as_str().unwrap().to_owned()
                     };

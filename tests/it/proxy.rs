@@ -435,3 +435,37 @@ async fn one_client_address_holds_at_most_its_share_of_connections() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// A WebSocket tunnel outlives its HTTP connection but keeps counting against the
+/// per-client cap until it closes: upgrades are no way around the connection limits.
+#[tokio::test]
+async fn websocket_tunnels_count_against_the_connection_caps() {
+    let cfg = open_config("").replace("[server]\n", "[server]\nmax_connections_per_ip = 3\n");
+    let s = stack(&cfg).await;
+    let url = format!("{}/ws", s.labgate_url.replace("http://", "ws://"));
+    let mut tunnels = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("tunnel");
+        tunnels.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio_tungstenite::connect_async(&url).await.is_err(),
+        "a fourth connection from the same client is refused"
+    );
+    assert!(plain()
+        .get(format!("{}/x", s.labgate_url))
+        .send()
+        .await
+        .is_err());
+    drop(tunnels.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = plain()
+        .get(format!("{}/x", s.labgate_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
