@@ -17,13 +17,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 /// differ from it (HTTP/1) or all of it has arrived (HTTP/2).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Length of an HTTP/2 frame header; its fourth byte is the frame type.
+const H2_FRAME_HEADER: usize = 9;
+/// The SETTINGS frame type, which must follow the preface (RFC 9113 §3.4).
+const H2_SETTINGS: u8 = 0x4;
+
 /// Reads the first bytes of a connection within `deadline`, enough for hyper to tell
-/// HTTP/1 from HTTP/2, and returns the connection with them put back in front.
+/// HTTP/1 from HTTP/2 (for HTTP/2: the preface and the header of the client's first frame,
+/// which must be SETTINGS), and returns the connection with them put back in front.
 pub(crate) async fn sniff<I>(mut io: I, deadline: Duration) -> io::Result<Prefixed<I>>
 where
     I: AsyncRead + Unpin,
 {
-    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut buf = [0u8; H2_PREFACE.len() + H2_FRAME_HEADER];
     let mut n = 0;
     let read = async {
         while let Some(rest) = buf.get_mut(n..) {
@@ -35,10 +41,16 @@ where
                 return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
             }
             n += got;
-            let seen = buf.get(..n).unwrap_or_default();
+            let seen = buf.get(..n.min(H2_PREFACE.len())).unwrap_or_default();
             if !H2_PREFACE.starts_with(seen) {
                 break;
             }
+        }
+        // An HTTP/2 client whose first frame is not SETTINGS is not one (hyper would
+        // refuse it anyway); refusing here frees the slot at once.
+        let is_h2 = n == buf.len() && buf.starts_with(H2_PREFACE);
+        if is_h2 && buf.get(H2_PREFACE.len() + 3) != Some(&H2_SETTINGS) {
+            return Err(io::Error::from(io::ErrorKind::InvalidData));
         }
         Ok::<(), io::Error>(())
     };
@@ -160,10 +172,41 @@ mod tests {
         let mut got = vec![0u8; 16];
         io.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"GET / HTTP/1.1\r\n");
+        // A long HTTP/1 head fills the sniff buffer and still passes, whole.
+        let (mut client, server) = tokio::io::duplex(256);
+        let head = b"GET /a/rather/long/path/that/fills/the/buffer HTTP/1.1\r\nHost: x\r\n\r\n";
+        tokio::io::AsyncWriteExt::write_all(&mut client, head)
+            .await
+            .unwrap();
+        let mut io = sniff(server, Duration::from_secs(1)).await.unwrap();
+        let mut got = vec![0u8; head.len()];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, head);
 
         let (_silent, server) = tokio::io::duplex(64);
         let err = sniff(server, Duration::from_millis(50)).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+
+        // HTTP/2: the preface alone is not enough within the deadline; with the client's
+        // SETTINGS frame header it passes and every byte comes back.
+        let (mut client, server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut client, H2_PREFACE)
+            .await
+            .unwrap();
+        let err = sniff(server, Duration::from_millis(50)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let (mut client, server) = tokio::io::duplex(64);
+        let settings = [0u8, 0, 0, H2_SETTINGS, 0, 0, 0, 0, 0];
+        tokio::io::AsyncWriteExt::write_all(&mut client, H2_PREFACE)
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, &settings)
+            .await
+            .unwrap();
+        let mut io = sniff(server, Duration::from_secs(1)).await.unwrap();
+        let mut got = vec![0u8; H2_PREFACE.len() + settings.len()];
+        io.read_exact(&mut got).await.unwrap();
+        assert_eq!(got.get(H2_PREFACE.len() + 3), Some(&H2_SETTINGS));
     }
 
     #[test]
