@@ -60,13 +60,7 @@ pub fn metrics_response(app: &App) -> Response<Body> {
 /// Redirects every plain-HTTP request to the same path on https `public_url`
 /// (`server.http_redirect_listen`), with the main listener's connection limits.
 pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
-    let base = app
-        .config
-        .server
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned();
+    let base = app.config.server.public_base().to_owned();
     crate::server::serve_side(listener, app, move |req| {
         let target = format!(
             "{base}{}",

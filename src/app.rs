@@ -192,7 +192,7 @@ impl App {
             SignIn::Entry | SignIn::EntryAbsolute => "/sign_in",
         };
         let origin = match to {
-            SignIn::EntryAbsolute => server.public_url.as_str().trim_end_matches('/'),
+            SignIn::EntryAbsolute => server.public_base(),
             _ => "",
         };
         format!(
@@ -206,10 +206,7 @@ impl App {
     /// front proxy may resolve a relative `Location` against its own idea of the origin.
     pub fn absolute_url(&self, target: &str) -> String {
         if target.starts_with('/') {
-            format!(
-                "{}{target}",
-                self.config.server.public_url.as_str().trim_end_matches('/')
-            )
+            format!("{}{target}", self.config.server.public_base())
         } else {
             target.to_owned()
         }
@@ -248,7 +245,7 @@ pub enum SignIn {
 pub fn redirect_uri(config: &Config) -> String {
     format!(
         "{}{}/callback",
-        config.server.public_url.as_str().trim_end_matches('/'),
+        config.server.public_base(),
         config.server.prefix
     )
 }

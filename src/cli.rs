@@ -78,10 +78,7 @@ pub fn describe(c: &Config) -> String {
         out.push_str(&format!("{k:<34} = {v}\n"));
     };
     line("server.listen", s.listen.to_string());
-    line(
-        "server.public_url",
-        s.public_url.as_str().trim_end_matches('/').to_owned(),
-    );
+    line("server.public_url", s.public_base().to_owned());
     line("server.prefix", s.prefix.clone());
     line(
         "server.trusted_proxies",

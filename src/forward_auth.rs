@@ -83,8 +83,7 @@ pub enum OriginalError {
     Malformed(&'static str),
 }
 
-/// One header's trimmed text, if present, valid and not empty. A repeated header is
-/// ambiguous and is refused by the caller via [`single`].
+/// One header's trimmed text, if present, valid and not empty.
 fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -93,12 +92,13 @@ fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Refuses a repeated original-request header: two values are two claims about one request.
-fn single(headers: &HeaderMap, name: &'static str) -> Result<(), OriginalError> {
+/// An original-request header's text; a repeated one is refused: two values are two claims
+/// about one request.
+fn one<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, OriginalError> {
     if headers.get_all(name).iter().count() > 1 {
         Err(OriginalError::Malformed(name))
     } else {
-        Ok(())
+        Ok(text(headers, name))
     }
 }
 
@@ -159,8 +159,7 @@ fn read(
     suffix: &str,
 ) -> Result<Option<Original>, OriginalError> {
     let method_from = |name: &'static str| -> Result<Option<Method>, OriginalError> {
-        single(headers, name)?;
-        match text(headers, name) {
+        match one(headers, name)? {
             None => Ok(None),
             Some(m) => Method::from_bytes(m.as_bytes())
                 .map(Some)
@@ -183,8 +182,7 @@ fn read(
     };
     match family {
         Family::Nginx => {
-            single(headers, "x-original-uri")?;
-            let Some(uri) = text(headers, "x-original-uri") else {
+            let Some(uri) = one(headers, "x-original-uri")? else {
                 return Ok(None);
             };
             Ok(Some(Original {
@@ -194,8 +192,7 @@ fn read(
             }))
         }
         Family::IngressNginx => {
-            single(headers, "x-original-url")?;
-            let Some(full) = text(headers, "x-original-url") else {
+            let Some(full) = one(headers, "x-original-url")? else {
                 return Ok(None);
             };
             let url =
@@ -214,8 +211,7 @@ fn read(
             }))
         }
         Family::Forwarded => {
-            single(headers, "x-forwarded-uri")?;
-            let Some(uri) = text(headers, "x-forwarded-uri") else {
+            let Some(uri) = one(headers, "x-forwarded-uri")? else {
                 return Ok(None);
             };
             Ok(Some(Original {

@@ -362,3 +362,11 @@ pub struct IdentityConfig {
     /// Send `Authorization: Bearer <id_token>`.
     pub pass_authorization: bool,
 }
+
+impl ServerConfig {
+    /// `public_url` without its trailing slash: the prefix of every absolute URL labgate
+    /// builds.
+    pub fn public_base(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
+    }
+}

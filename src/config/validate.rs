@@ -717,7 +717,7 @@ fn identity(c: &mut Checker, i: file::IdentityFile, server: &ServerConfig) -> Id
     let audience = i
         .audience
         .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| server.public_url.as_str().trim_end_matches('/').to_owned());
+        .unwrap_or_else(|| server.public_base().to_owned());
     IdentityConfig {
         assertion_header,
         audience,
