@@ -85,21 +85,29 @@ pub async fn authenticate(
             app.cookies.session_cookies(fresh, headers, now)
         }
     };
-    if let Some((fresh, at)) = guard.fresh.as_ref() {
-        if fresh.validated > session.validated && at.elapsed() < REFRESH_SHARE {
+    // A result of this process's own, newer than the request's copy: confirmed later (use
+    // it), or with tokens GitLab rotated since (the copy's refresh token is spent: go on
+    // with the rotated one).
+    let mut current = session.clone();
+    if let Some((fresh, _)) = guard
+        .fresh
+        .as_ref()
+        .filter(|(_, at)| at.elapsed() < REFRESH_SHARE)
+    {
+        if fresh.validated > session.validated {
             let fresh = fresh.clone();
             let cookies = cookies_for(&fresh);
             return valid(fresh, cookies);
         }
+        if fresh.validated == session.validated && fresh.refresh_token != session.refresh_token {
+            current = fresh.clone();
+        }
     }
+    let session = &current;
     // GitLab failed a moment ago: do not ask again before the back-off is over.
+    // (The failure was logged when it happened: not again on every request meanwhile.)
     if guard.retry_at.is_some_and(|t| Instant::now() < t) {
-        return within_grace(
-            app,
-            session,
-            now,
-            "GitLab failed recently; waiting before asking again",
-        );
+        return within_grace(app, session, now, None);
     }
     let token = match app.sessions.lock(&loaded).await {
         Ok(Some(token)) => token,
@@ -109,7 +117,10 @@ pub async fn authenticate(
             return Err(Reject::StoreUnavailable);
         }
     };
-    // Another replica may have finished a refresh just before we took the lock.
+    // Another replica may have finished a refresh just before we took the lock; and the
+    // tokens to refresh with are the store's, not those of a cached copy (another replica
+    // may have rotated them without confirming the session: see `Rotated`).
+    let mut base = session.clone();
     if app.sessions.is_redis() {
         if let Ok(Some(l)) = app.sessions.load(headers, true).await {
             if l.session.validated > session.validated {
@@ -117,8 +128,10 @@ pub async fn authenticate(
                 guard.fresh = Some((l.session.clone(), Instant::now()));
                 return valid(l.session, Vec::new());
             }
+            base = l.session;
         }
     }
+    let session = &base;
     // The cross-replica lock must outlive the work it guards: renewed while GitLab is
     // asked, however long that takes (a second replica refreshing with the same single-use
     // token would sign the user out).
@@ -158,7 +171,30 @@ pub async fn authenticate(
             app.metrics.revalidation("unreachable");
             guard.failures = guard.failures.saturating_add(1);
             guard.retry_at = Some(Instant::now() + backoff(guard.failures));
-            within_grace(app, session, now, &e.to_string())
+            within_grace(app, session, now, Some(&e.to_string()))
+        }
+        Err(RevalidateError::Rotated { rotated, error }) => {
+            // GitLab rotated the tokens, then failed to say who the user is: the old
+            // refresh token is spent, so the new pair must be kept (not yet validated)
+            // or the next revalidation would be refused and sign the user out.
+            app.metrics.revalidation("unreachable");
+            guard.failures = guard.failures.saturating_add(1);
+            guard.retry_at = Some(Instant::now() + backoff(guard.failures));
+            match app.sessions.update(&loaded, &rotated, headers, now).await {
+                Ok(cookies) => {
+                    let rotated = Arc::new(*rotated);
+                    guard.fresh = Some((rotated.clone(), Instant::now()));
+                    within_grace(app, &rotated, now, Some(&error.to_string())).map(|mut a| {
+                        a.cookies = cookies;
+                        a
+                    })
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "storing the rotated GitLab tokens failed; failing closed");
+                    app.metrics.store_errors.inc();
+                    Err(Reject::StoreUnavailable)
+                }
+            }
         }
     };
     app.sessions.unlock(&loaded, &token).await;
@@ -194,22 +230,26 @@ async fn wait_for_peer(
         app,
         &loaded.session,
         now,
-        "another replica's revalidation did not finish in time",
+        Some("another replica's revalidation did not finish in time"),
     )
 }
 
 /// GitLab could not confirm the session: keep it within the grace period, then fail closed.
+/// `why` is logged (at warn) when this request learnt of the failure; `None` while a
+/// failure already logged is being waited out.
 fn within_grace(
     app: &App,
     session: &Arc<Session>,
     now: u64,
-    why: &str,
+    why: Option<&str>,
 ) -> Result<Authenticated, Reject> {
     if in_grace(app, session, now) {
-        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate; keeping the session within the grace period");
+        if let Some(why) = why {
+            tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate; keeping the session within the grace period");
+        }
         valid(session.clone(), Vec::new())
     } else {
-        tracing::warn!(user = %session.user.username, error = %why, "cannot revalidate past the grace period; failing closed");
+        tracing::warn!(user = %session.user.username, error = why.unwrap_or("GitLab failed recently"), "cannot revalidate past the grace period; failing closed");
         Err(Reject::GitlabUnavailable)
     }
 }
@@ -251,6 +291,12 @@ enum RevalidateError {
     Ended(&'static str),
     /// GitLab could not be reached.
     Unreachable(GitlabError),
+    /// GitLab refreshed the tokens, then could not be reached for the identity: the
+    /// session with the new (single-use) tokens, its `validated` unchanged.
+    Rotated {
+        rotated: Box<Session>,
+        error: GitlabError,
+    },
 }
 
 /// Refreshes the GitLab token and reloads identity, groups and project access.
@@ -274,7 +320,18 @@ async fn revalidate(app: &App, session: &Session, now: u64) -> Result<Session, R
         .await
     {
         Ok(u) => u,
-        Err(e) if e.is_unreachable() => return Err(RevalidateError::Unreachable(e)),
+        Err(e) if e.is_unreachable() => {
+            return Err(RevalidateError::Rotated {
+                rotated: Box::new(Session {
+                    access_token: tokens.access_token,
+                    refresh_token: tokens
+                        .refresh_token
+                        .or_else(|| session.refresh_token.clone()),
+                    ..session.clone()
+                }),
+                error: e,
+            })
+        }
         Err(_) => return Err(RevalidateError::Ended("identity could not be reloaded")),
     };
     if user.id != session.user.id {

@@ -375,3 +375,40 @@ async fn a_gitlab_outage_costs_one_call_per_back_off_window() {
         "one GitLab call for 90 requests in one back-off window"
     );
 }
+
+/// GitLab rotates the tokens, then fails the identity call of the same revalidation: the
+/// old refresh token is spent, so labgate must keep the new pair (in the cookie it sends
+/// back) or the next revalidation is refused and the user signed out. Found by the soak
+/// test at the boundary of GitLab's slow and failing phases.
+#[tokio::test]
+async fn tokens_rotated_before_a_gitlab_failure_are_kept() {
+    let s = stack(&config_with(None, "").replace(
+        "revalidate = \"1m\"",
+        "revalidate = \"1s\"\nrevalidate_grace = \"10m\"",
+    ))
+    .await;
+    let c = signed_in(&s, "alice").await;
+    s.gitlab.set_faults(Faults {
+        failing_paths: vec!["/oauth/userinfo".into()],
+        ..Faults::default()
+    });
+    s.app.clock.advance(2);
+    let refreshes = s.gitlab.refresh_count();
+    let (status, _) = get_json(&c, &format!("{}/a", s.labgate_url)).await;
+    assert_eq!(status, StatusCode::OK, "served within grace");
+    assert_eq!(
+        s.gitlab.refresh_count(),
+        refreshes + 1,
+        "GitLab rotated the tokens"
+    );
+    // GitLab is back; the back-off (5 s, jittered) is over; the next revalidation uses
+    // the rotated refresh token.
+    s.gitlab.set_faults(Faults::default());
+    tokio::time::sleep(std::time::Duration::from_millis(6100)).await;
+    s.app.clock.advance(7);
+    let (status, body) = get_json(&c, &format!("{}/b", s.labgate_url)).await;
+    assert_eq!(status, StatusCode::OK, "still signed in: {body}");
+    assert_eq!(s.gitlab.refresh_count(), refreshes + 2, "revalidated again");
+    let (status, _) = get_json(&c, &format!("{}/c", s.labgate_url)).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -524,3 +524,53 @@ async fn sentinel_with_a_password_protected_master() {
         StatusCode::OK
     );
 }
+
+/// GitLab rotates the tokens, then fails the identity call: replica A keeps the new pair in
+/// Redis, so replica B's revalidation right after uses it instead of the spent one (which
+/// GitLab refuses with invalid_grant, signing the user out).
+#[tokio::test]
+async fn tokens_rotated_before_a_gitlab_failure_reach_the_other_replica() {
+    let redis = redis_on(free_port(), &[]).await;
+    let (_k, key) = key_file();
+    let s = stack(
+        &redis_config(
+            &format!(
+                "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"",
+                redis.port
+            ),
+            &key,
+        )
+        .replace(
+            "revalidate = \"1m\"",
+            "revalidate = \"1s\"\nrevalidate_grace = \"10m\"",
+        ),
+    )
+    .await;
+    let b = s.start_replica().await.unwrap();
+    let r = flow(&browser(), &s, "alice", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&r));
+    s.gitlab.set_faults(labgate::dev::gitlab::Faults {
+        failing_paths: vec!["/oauth/userinfo".into()],
+        ..Default::default()
+    });
+    s.app.clock.advance(2);
+    b.app.clock.advance(2);
+    let refreshes = s.gitlab.refresh_count();
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK,
+        "A: served within grace"
+    );
+    assert_eq!(s.gitlab.refresh_count(), refreshes + 1, "GitLab rotated");
+    s.gitlab.set_faults(labgate::dev::gitlab::Faults::default());
+    assert_eq!(
+        get(&format!("{}/", b.url), &cookie).await,
+        StatusCode::OK,
+        "B revalidates with the rotated token"
+    );
+    assert_eq!(s.gitlab.refresh_count(), refreshes + 2);
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+}

@@ -63,6 +63,17 @@ pub(super) async fn handle(s: Arc<StandIn>, req: Request<Incoming>) -> Response<
             &serde_json::json!({"error": "404 Not Found"}),
         );
     };
+    if faults
+        .failing_paths
+        .iter()
+        .any(|p| path.starts_with(p.as_str()))
+    {
+        return respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/html",
+            "<h1>500: We're sorry, something went wrong on our end</h1>",
+        );
+    }
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/.well-known/openid-configuration") => discovery(&s),
         (Method::GET, "/oauth/discovery/keys") => {

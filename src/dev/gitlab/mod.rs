@@ -27,6 +27,9 @@ pub struct Faults {
     pub latency: Option<Duration>,
     /// Answer every request with 500.
     pub server_error: bool,
+    /// Answer 500 to requests whose path (after the install's prefix) starts with one of
+    /// these, e.g. `/oauth/userinfo`: GitLab failing between two calls of one revalidation.
+    pub failing_paths: Vec<String>,
     /// Refuse every refresh with `invalid_grant`.
     pub refresh_invalid_grant: bool,
     /// Access-token lifetime (default 7200 s, GitLab's fixed value).
