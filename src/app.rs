@@ -151,9 +151,9 @@ impl App {
         let sessions = crate::session::Sessions::new(&config).await?;
         Ok(Arc::new(App {
             sessions,
-            upstream: Upstream::new(&config.upstream)?,
+            upstream: Upstream::new(&config.upstream, config.server.idle_timeout)?,
             worker_upstreams: (1..config.server.workers.unwrap_or(1))
-                .map(|_| Upstream::new(&config.upstream))
+                .map(|_| Upstream::new(&config.upstream, config.server.idle_timeout))
                 .collect::<Result<_, _>>()?,
             cookies: CookieCodec::new(&config.session),
             pages: Pages::new(&config.server),

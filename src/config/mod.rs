@@ -219,6 +219,10 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// A client must send its whole request head within this time (slowloris).
     pub header_read_timeout: Duration,
+    /// An HTTP/2 (or keep-alive HTTP/1) connection that starts no request for this long is
+    /// closed gracefully, and so is a WebSocket tunnel that carries no byte either way: a
+    /// client cannot hold a connection slot for ever by answering PINGs.
+    pub idle_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Most connections one client address may hold open (trusted proxies exempt);

@@ -245,6 +245,13 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         s.header_read_timeout.as_deref(),
         "10s",
     );
+    let idle_timeout = c.duration("server.idle_timeout", s.idle_timeout.as_deref(), "5m");
+    if idle_timeout < Duration::from_secs(1) {
+        c.problem(
+            "server.idle_timeout",
+            "server.idle_timeout must be at least 1s, e.g. \"5m\"",
+        );
+    }
     let shutdown_grace = c.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "25s");
     let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
     if max_header_bytes < 8192 {
@@ -274,6 +281,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         max_header_bytes,
         max_headers: s.max_headers.unwrap_or(100),
         header_read_timeout,
+        idle_timeout,
         shutdown_grace,
         max_connections: s.max_connections.unwrap_or(25_000),
         max_connections_per_ip: match s.max_connections_per_ip {

@@ -6,6 +6,7 @@
 
 mod body;
 mod connector;
+mod tunnel;
 
 pub use body::Body;
 
@@ -72,11 +73,13 @@ pub struct Upstream {
     /// `http://authority` prefix used to build absolute URIs for the client.
     base: String,
     timeout: Duration,
+    /// A WebSocket tunnel with no traffic for this long is closed (`server.idle_timeout`).
+    tunnel_idle: Duration,
 }
 
 impl Upstream {
     /// A pooled client for the configured upstream.
-    pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
+    pub fn new(cfg: &UpstreamConfig, tunnel_idle: Duration) -> Result<Self, String> {
         let (dest, base) = match &cfg.target {
             UpstreamTarget::Http {
                 tls: true,
@@ -110,6 +113,7 @@ impl Upstream {
             client,
             base,
             timeout: cfg.timeout,
+            tunnel_idle,
         })
     }
 
@@ -159,6 +163,7 @@ impl Upstream {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                let tunnel_idle = self.tunnel_idle;
                 tokio::spawn(async move {
                     // The tunnel counts against the connection limits until it closes.
                     let _hold = hold;
@@ -167,10 +172,9 @@ impl Upstream {
                         tracing::debug!("upgrade did not complete");
                         return;
                     };
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
+                    let client = TokioIo::new(client);
+                    let upstream = TokioIo::new(upstream);
+                    if let Err(e) = tunnel::splice(client, upstream, tunnel_idle).await {
                         tracing::debug!(error = %e, "upgraded connection ended");
                     }
                 });

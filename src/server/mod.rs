@@ -5,15 +5,15 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 mod limits;
 
@@ -49,6 +49,25 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The connection limits of one labgate process: `server.max_connections` and the
+/// per-client table, shared by every worker runtime (with `server.workers = N` a client
+/// still gets `max_connections_per_ip`, not N times it).
+#[derive(Debug)]
+pub struct ConnectionLimits {
+    open: Arc<Semaphore>,
+    per_ip: Arc<limits::PerIp>,
+}
+
+impl ConnectionLimits {
+    /// The limits `app`'s configuration sets.
+    pub fn new(app: &App) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits {
+            open: Arc::new(Semaphore::new(app.config.server.max_connections)),
+            per_ip: Arc::new(limits::PerIp::default()),
+        })
+    }
+}
+
 /// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
 /// requests up to `server.shutdown_grace` to finish. Returns whether the drain finished.
 pub async fn serve(
@@ -56,20 +75,24 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    serve_worker(listener, app, 0, shutdown).await
+    let limits = ConnectionLimits::new(&app);
+    serve_worker(listener, app, 0, limits, shutdown).await
 }
 
-/// [`serve`] as worker `worker` of several (each on its own runtime and listener).
+/// [`serve`] as worker `worker` of several (each on its own runtime and listener), all
+/// sharing `limits`.
 pub async fn serve_worker(
     listener: TcpListener,
     app: Arc<App>,
     worker: usize,
+    limits: Arc<ConnectionLimits>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let builder = Arc::new(builder(&app));
-    let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(app.config.server.max_connections));
-    let per_ip = Arc::new(limits::PerIp::default());
+    // Every connection holds a receiver; the drain is over when the last one is dropped.
+    let (drain, _) = watch::channel(false);
+    let limit = limits.open.clone();
+    let per_ip = limits.per_ip.clone();
     if let (Some(tls), 0) = (&app.tls, worker) {
         tls.watch(app.config.server.tls_reload_interval);
     }
@@ -107,7 +130,7 @@ pub async fn serve_worker(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let watcher = drain.subscribe();
         // The connection's share of the limits, held for as long as the socket is open:
         // also by a WebSocket tunnel that outlives the HTTP connection.
         let hold = crate::proxy::ConnectionHold::new((permit, ip_slot));
@@ -161,7 +184,8 @@ pub async fn serve_worker(
         grace_secs = grace.as_secs(),
         "shutting down: draining in-flight requests"
     );
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    let _ = drain.send(true);
+    match tokio::time::timeout(grace, drain.closed()).await {
         Ok(()) => {
             tracing::info!("all connections drained");
             true
@@ -175,7 +199,7 @@ pub async fn serve_worker(
 
 async fn serve_conn<I>(
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut drain: watch::Receiver<bool>,
     io: I,
     app: Arc<App>,
     peer: Peer,
@@ -191,14 +215,45 @@ async fn serve_conn<I>(
             return;
         }
     };
+    let idle = app.config.server.idle_timeout;
+    // Requests begun on this connection: unchanged over a whole idle period means idle.
+    let begun = Arc::new(AtomicU64::new(0));
+    let counter = begun.clone();
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let app = app.clone();
+        counter.fetch_add(1, Ordering::Relaxed);
         req.extensions_mut().insert(hold.clone());
         async move { Ok::<_, Infallible>(router::handle(app, peer, req).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+    let mut seen = 0;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            // Graceful either way: requests in flight (an upload, an event stream) finish;
+            // HTTP/2 gets GOAWAY, HTTP/1 closes after the current response.
+            _ = drain.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tick.tick(), if !closing => {
+                let now = begun.load(Ordering::Relaxed);
+                if now == seen {
+                    tracing::debug!("idle connection closed");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                seen = now;
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod forward_auth;
 mod front_proxies;
 mod harness;
 mod identity;
+mod lifecycle;
 mod login;
 mod machine;
 mod ops;
