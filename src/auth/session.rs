@@ -146,7 +146,7 @@ pub async fn authenticate(
         }
     };
     let outcome = match result {
-        Ok(fresh) => match app.sessions.update(&loaded, &fresh, headers, now).await {
+        Ok(fresh) => match store_rotated(app, &loaded, &fresh, headers, now, &token).await {
             Ok(cookies) => {
                 app.metrics.revalidation("ok");
                 let fresh = Arc::new(fresh);
@@ -180,7 +180,7 @@ pub async fn authenticate(
             app.metrics.revalidation("unreachable");
             guard.failures = guard.failures.saturating_add(1);
             guard.retry_at = Some(Instant::now() + backoff(guard.failures));
-            match app.sessions.update(&loaded, &rotated, headers, now).await {
+            match store_rotated(app, &loaded, &rotated, headers, now, &token).await {
                 Ok(cookies) => {
                     let rotated = Arc::new(*rotated);
                     guard.fresh = Some((rotated.clone(), Instant::now()));
@@ -199,6 +199,36 @@ pub async fn authenticate(
     };
     app.sessions.unlock(&loaded, &token).await;
     outcome
+}
+
+/// How long a revalidation that GitLab has already answered keeps trying to store the
+/// new tokens while the store is failing (a Redis restart or failover). The lock it holds
+/// (kept alive meanwhile) stops other replicas from refreshing with the spent token.
+const ROTATED_STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Stores a session whose tokens GitLab has just rotated. The old refresh token is spent:
+/// losing the new one signs the user out at the next revalidation, on every replica. So a
+/// failing store is retried, with the lock renewed, for [`ROTATED_STORE_PATIENCE`].
+async fn store_rotated(
+    app: &App,
+    loaded: &crate::session::Loaded,
+    session: &Session,
+    headers: &HeaderMap,
+    now: u64,
+    lock: &str,
+) -> Result<Vec<String>, crate::session::redis::StoreError> {
+    let start = Instant::now();
+    loop {
+        match app.sessions.update(loaded, session, headers, now).await {
+            Ok(cookies) => return Ok(cookies),
+            Err(e) if start.elapsed() >= ROTATED_STORE_PATIENCE => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "storing rotated tokens failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                app.sessions.extend_lock(loaded, lock).await;
+            }
+        }
+    }
 }
 
 /// Another replica holds the revalidation lock: wait for its result in the store.
