@@ -7,12 +7,11 @@ import statistics
 import sys
 
 (w, quick, rss_idle, rss_big, big_conns, big_ok, rss_before_up, rss_peak, upload, upload_code,
- signins, t0, t1, signin_ticks, clk, dur, conns, rounds) = sys.argv[1:19]
+ signins, t0, t1, signin_ticks, clk, dur, conns, rounds, proxy_cpus, load_cpus, proxy_ncpu) = sys.argv[1:22]
 quick = quick == "1"
 clk = int(clk)
 runs = [json.loads(l) for l in open(os.path.join(w, "runs.jsonl"))]
 fixed = [json.loads(l) for l in open(os.path.join(w, "fixed.jsonl"))] if os.path.exists(os.path.join(w, "fixed.jsonl")) else []
-cpu = [json.loads(l) for l in open(os.path.join(w, "cpu.jsonl"))]
 
 order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-percore", "labgate-auth", "apache-openidc"]
 names = {
@@ -20,7 +19,7 @@ names = {
     "nginx": "nginx plain reverse proxy (no auth)",
     "labgate-cookie": "labgate, signed in (cookie store)",
     "labgate-redis": "labgate, signed in (Redis store)",
-    "labgate-percore": "labgate, signed in, `workers = 2` (per-core runtimes)",
+    "labgate-percore": f"labgate, signed in, `workers = {proxy_ncpu}` (per-core runtimes)",
     "labgate-auth": "labgate /oauth2/auth (forward-auth)",
     "apache-openidc": "Apache 2.4 + mod_auth_openidc, signed in",
 }
@@ -32,6 +31,8 @@ for t in order:
         "p50": statistics.median(r["p50_ms"] or 0 for r in rs),
         "p99": statistics.median(r["p99_ms"] or 0 for r in rs),
         "errors": sum(r["errors"] for r in rs),
+        # CPU of the target's own processes per request, over all rounds.
+        "cpu_us": sum(r["cpu_ticks"] for r in rs) / clk * 1e6 / (sum(r["requests"] for r in rs) or 1),
     }
 nginx = med["nginx"]["rps"] or 1
 apache = med["apache-openidc"]["rps"] or 1
@@ -40,15 +41,22 @@ p = lines.append
 p(f"# labgate benchmark{' (quick run: debug build, numbers not meaningful)' if quick else ''}")
 p("")
 p(f"{datetime.date.today().isoformat()} · {os.cpu_count()} cores · wrk 1 thread, {conns} connections, {dur} × {rounds} alternating rounds (median) · loopback")
+p(f"· proxies pinned to CPU {proxy_cpus} ({proxy_ncpu} core(s); nginx {proxy_ncpu} worker(s)), wrk, upstream, stand-in and Redis to CPU {load_cpus}")
 p("")
-p("| target | requests/s | vs nginx | p50 ms | p99 ms | errors |")
-p("| --- | ---: | ---: | ---: | ---: | ---: |")
+p("| target | requests/s | vs nginx | p50 ms | p99 ms | errors | CPU µs / request | CPU vs nginx |")
+p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+ncpu = med["nginx"]["cpu_us"] or 1
 for t in order:
     m = med[t]
-    p(f"| {names[t]} | {m['rps']:,.0f} | {m['rps'] / nginx:.2f}x | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']} |")
+    p(f"| {names[t]} | {m['rps']:,.0f} | {m['rps'] / nginx:.2f}x | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']} | {m['cpu_us']:.1f} | {m['cpu_us'] / ncpu:.2f}x |")
+p("")
+p("CPU µs / request: user + system time of the target's own processes (nginx master and workers, Apache and its "
+  "children, the labgate process; for the upstream row, the upstream itself) during the run, divided by the requests wrk completed.")
 p("")
 lg = med["labgate-cookie"]["rps"]
-p(f"labgate (cookie store) vs Apache + mod_auth_openidc: **{lg / apache:.1f}x** the throughput.")
+auth = med["labgate-auth"]["rps"]
+p(f"labgate (cookie store) vs nginx plain proxy: **{lg / nginx:.2f}x** the throughput at **{med['labgate-cookie']['cpu_us'] / ncpu:.2f}x** the CPU per request; "
+  f"`/oauth2/auth` **{auth / nginx:.2f}x**; vs Apache + mod_auth_openidc: **{lg / apache:.1f}x** the throughput.")
 p("")
 if fixed:
     f = {x["target"]: x for x in fixed}
@@ -57,10 +65,6 @@ if fixed:
         p(f"Latency at half of labgate's peak ({f['upstream']['rate']:,} req/s fixed rate, oha): upstream p99 {f['upstream']['p99_ms']:.3f} ms, "
           f"labgate p99 {f['labgate-cookie']['p99_ms']:.3f} ms: **{added:.3f} ms added at p99** (p50 {f['labgate-cookie']['p50_ms'] - f['upstream']['p50_ms']:.3f} ms).")
         p("")
-ticks = sum(c["cpu_ticks"] for c in cpu)
-reqs = sum(c["cpu_requests"] for c in cpu) or 1
-p(f"CPU time of labgate per 100k authenticated requests: **{ticks / clk / reqs * 100000:.2f} s**.")
-p("")
 big = json.loads(big_ok)
 mb = lambda kb: int(kb) / 1024
 p("| memory (labgate RSS) | MiB |")
