@@ -44,6 +44,9 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// The HTTPS certificate, when `server.tls_cert_file` is set.
     pub tls: Option<Arc<crate::tls_reload::TlsReloader>>,
+    /// `server.max_connections` and the per-client cap, shared by every listener (main,
+    /// metrics, HTTP redirect) and every worker runtime.
+    pub connection_limits: Arc<crate::server::ConnectionLimits>,
 }
 
 impl std::fmt::Debug for App {
@@ -164,6 +167,7 @@ impl App {
             machine_tokens: crate::auth::bearer::TokenCache::default(),
             metrics,
             tls,
+            connection_limits: crate::server::ConnectionLimits::new(&config.server),
             config,
         }))
     }

@@ -227,11 +227,9 @@ fn run(config: Config) -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let limits = labgate::server::ConnectionLimits::new(&app);
     let mut threads = Vec::new();
     for worker in 1..workers {
         let app = app.clone();
-        let limits = limits.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("labgate-{worker}"))
             .spawn(move || {
@@ -249,7 +247,6 @@ fn run(config: Config) -> ExitCode {
                                 l,
                                 app,
                                 worker,
-                                limits,
                                 labgate::server::shutdown_signal(),
                             )
                             .await;
@@ -267,7 +264,6 @@ fn run(config: Config) -> ExitCode {
         listener,
         app,
         0,
-        limits,
         labgate::server::shutdown_signal(),
     ));
     for t in threads {

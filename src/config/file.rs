@@ -69,6 +69,7 @@ pub struct ServerFile {
     pub max_headers: Option<usize>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,

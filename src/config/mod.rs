@@ -223,6 +223,9 @@ pub struct ServerConfig {
     /// closed gracefully, and so is a WebSocket tunnel that carries no byte either way: a
     /// client cannot hold a connection slot for ever by answering PINGs.
     pub idle_timeout: Duration,
+    /// A client that takes no response data for this long while some is waiting (a full
+    /// TCP window, an HTTP/2 window left at zero) is disconnected.
+    pub send_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Most connections one client address may hold open (trusted proxies exempt);

@@ -252,6 +252,13 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
             "server.idle_timeout must be at least 1s, e.g. \"5m\"",
         );
     }
+    let send_timeout = c.duration("server.send_timeout", s.send_timeout.as_deref(), "60s");
+    if send_timeout < Duration::from_secs(1) {
+        c.problem(
+            "server.send_timeout",
+            "server.send_timeout must be at least 1s, e.g. \"60s\"",
+        );
+    }
     let shutdown_grace = c.duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "25s");
     let max_header_bytes = s.max_header_bytes.unwrap_or(16 * 1024);
     if max_header_bytes < 8192 {
@@ -282,6 +289,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         max_headers: s.max_headers.unwrap_or(100),
         header_read_timeout,
         idle_timeout,
+        send_timeout,
         shutdown_grace,
         max_connections: s.max_connections.unwrap_or(25_000),
         max_connections_per_ip: match s.max_connections_per_ip {

@@ -5,8 +5,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,17 +15,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+mod activity;
 mod limits;
+
+pub use activity::Tracked;
+use activity::{Activity, Watched};
 
 use crate::app::App;
 use crate::router::{self, Peer};
 
 /// How often an idle HTTP/2 connection is PINGed, and how long the answer may take.
-const H2_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-const H2_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TLS handshake must finish within this time (slow clients).
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     let cfg = &app.config.server;
@@ -40,7 +44,7 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(250)
+        .max_concurrent_streams(128)
         // Dead peers on idle HTTP/2 connections are found by PING and closed.
         .keep_alive_interval(Some(H2_KEEP_ALIVE_INTERVAL))
         .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
@@ -50,8 +54,9 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
 }
 
 /// The connection limits of one labgate process: `server.max_connections` and the
-/// per-client table, shared by every worker runtime (with `server.workers = N` a client
-/// still gets `max_connections_per_ip`, not N times it).
+/// per-client table, shared by every listener and every worker runtime (with
+/// `server.workers = N` a client still gets `max_connections_per_ip`, not N times it, and
+/// the metrics and redirect listeners count against the same budget).
 #[derive(Debug)]
 pub struct ConnectionLimits {
     open: Arc<Semaphore>,
@@ -59,14 +64,42 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The limits `app`'s configuration sets.
-    pub fn new(app: &App) -> Arc<ConnectionLimits> {
+    /// The limits `server` sets.
+    pub fn new(server: &crate::config::ServerConfig) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
-            open: Arc::new(Semaphore::new(app.config.server.max_connections)),
+            open: Arc::new(Semaphore::new(server.max_connections)),
             per_ip: Arc::new(limits::PerIp::default()),
         })
     }
 }
+
+/// The deadlines of a connection once its first bytes have arrived.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    /// `server.idle_timeout`: no request begun, no response data taken, (almost) nothing
+    /// read: the connection is closed gracefully.
+    idle: Duration,
+    /// `server.send_timeout`: the client takes no response data although some is waiting.
+    send: Duration,
+    /// `server.header_read_timeout`: for the first request to begin, and for a closing
+    /// connection to make progress before it is dropped.
+    linger: Duration,
+}
+
+impl Deadlines {
+    fn of(app: &App) -> Deadlines {
+        let s = &app.config.server;
+        Deadlines {
+            idle: s.idle_timeout,
+            send: s.send_timeout,
+            linger: s.header_read_timeout,
+        }
+    }
+}
+
+/// Bytes read that count as activity on their own (an upload's progress); less, over a
+/// whole idle period, is PINGs and window updates.
+const READ_ACTIVITY: u64 = 1024;
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and gives in-flight
 /// requests up to `server.shutdown_grace` to finish. Returns whether the drain finished.
@@ -75,27 +108,27 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    let limits = ConnectionLimits::new(&app);
-    serve_worker(listener, app, 0, limits, shutdown).await
+    serve_worker(listener, app, 0, shutdown).await
 }
 
 /// [`serve`] as worker `worker` of several (each on its own runtime and listener), all
-/// sharing `limits`.
+/// sharing the process's connection limits.
 pub async fn serve_worker(
     listener: TcpListener,
     app: Arc<App>,
     worker: usize,
-    limits: Arc<ConnectionLimits>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let builder = Arc::new(builder(&app));
     // Every connection holds a receiver; the drain is over when the last one is dropped.
     let (drain, _) = watch::channel(false);
-    let limit = limits.open.clone();
-    let per_ip = limits.per_ip.clone();
+    let limit = app.connection_limits.open.clone();
+    let per_ip = app.connection_limits.per_ip.clone();
+    let deadlines = Deadlines::of(&app);
     if let (Some(tls), 0) = (&app.tls, worker) {
         tls.watch(app.config.server.tls_reload_interval);
     }
+    let mut errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
         // Back-pressure: at the connection limit, stop accepting until one closes.
@@ -107,7 +140,7 @@ pub async fn serve_worker(
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    errors.failed(&e, "main");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -136,44 +169,23 @@ pub async fn serve_worker(
         let hold = crate::proxy::ConnectionHold::new((permit, ip_slot));
         tokio::spawn(async move {
             app.metrics.open_connections.inc();
+            let tls = app.tls.is_some();
+            let peer = Peer { addr, tls, worker };
+            let state = app.clone();
+            let handler = move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(hold.clone());
+                router::handle(state.clone(), peer, req)
+            };
             match app.tls.as_ref().map(|t| t.acceptor()) {
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => {
-                            serve_conn(
-                                &builder,
-                                watcher,
-                                tls,
-                                app.clone(),
-                                Peer {
-                                    addr,
-                                    tls: true,
-                                    worker,
-                                },
-                                hold,
-                            )
-                            .await
-                        }
+                        Ok(Ok(tls)) => serve_conn(&builder, watcher, tls, deadlines, handler).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
-                None => {
-                    serve_conn(
-                        &builder,
-                        watcher,
-                        stream,
-                        app.clone(),
-                        Peer {
-                            addr,
-                            tls: false,
-                            worker,
-                        },
-                        hold,
-                    )
-                    .await
-                }
+                None => serve_conn(&builder, watcher, stream, deadlines, handler).await,
             }
             app.metrics.open_connections.dec();
         });
@@ -197,39 +209,50 @@ pub async fn serve_worker(
     }
 }
 
-async fn serve_conn<I>(
+/// Serves one connection with `handler` under `deadlines`: its first bytes within
+/// `linger` (before hyper picks a protocol), its first request within `linger`, then
+/// closed gracefully when idle, and dropped when the client stops taking the response
+/// (`send`) or a closing connection makes no progress (`linger`).
+async fn serve_conn<I, H, F>(
     builder: &auto::Builder<TokioExecutor>,
     mut drain: watch::Receiver<bool>,
     io: I,
-    app: Arc<App>,
-    peer: Peer,
-    hold: crate::proxy::ConnectionHold,
+    deadlines: Deadlines,
+    handler: H,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(http::Request<hyper::body::Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = http::Response<crate::proxy::Body>> + Send + 'static,
 {
     // The first bytes within the header deadline, before hyper picks a protocol.
-    let io = match limits::sniff(io, app.config.server.header_read_timeout).await {
+    let io = match limits::sniff(io, deadlines.linger).await {
         Ok(io) => io,
         Err(e) => {
             tracing::debug!(error = %e, "connection closed before a request began");
             return;
         }
     };
-    let idle = app.config.server.idle_timeout;
-    // Requests begun on this connection: unchanged over a whole idle period means idle.
-    let begun = Arc::new(AtomicU64::new(0));
-    let counter = begun.clone();
-    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        let app = app.clone();
-        counter.fetch_add(1, Ordering::Relaxed);
-        req.extensions_mut().insert(hold.clone());
-        async move { Ok::<_, Infallible>(router::handle(app, peer, req).await) }
+    let activity = Activity::new();
+    let counted = activity.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let pending = counted.begin();
+        let response = handler(req);
+        async move { Ok::<_, Infallible>(pending.respond(response.await)) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let io = TokioIo::new(Watched::new(io, activity.clone()));
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
-    let mut seen = 0;
-    let mut closing = false;
+    let period = (deadlines.idle.min(deadlines.send).min(deadlines.linger) / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let started = Instant::now();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The reading at the last activity, and the frame count at the last tick.
+    let mut last = activity.reading();
+    let mut frames = last.frames;
+    let mut active_at = started;
+    let mut taking_at = started;
+    let mut closing: Option<Instant> = None;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -240,18 +263,47 @@ async fn serve_conn<I>(
             }
             // Graceful either way: requests in flight (an upload, an event stream) finish;
             // HTTP/2 gets GOAWAY, HTTP/1 closes after the current response.
-            _ = drain.changed(), if !closing => {
+            _ = drain.changed(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                closing = true;
+                closing = Some(Instant::now());
             }
-            _ = tick.tick(), if !closing => {
-                let now = begun.load(Ordering::Relaxed);
-                if now == seen {
-                    tracing::debug!("idle connection closed");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let r = activity.reading();
+                if r.begun != last.begun
+                    || r.frames != last.frames
+                    || r.read >= last.read.saturating_add(READ_ACTIVITY)
+                    || activity.awaiting_head()
+                {
+                    active_at = now;
+                    last = r;
                 }
-                seen = now;
+                // The client takes response data, or none is waiting for it.
+                if r.frames != frames || !activity.owed() {
+                    taking_at = now;
+                }
+                frames = r.frames;
+                let stuck = activity.write_blocked_for(now).unwrap_or_default();
+                if now.duration_since(taking_at) >= deadlines.send || stuck >= deadlines.send {
+                    tracing::debug!("the client stopped taking the response; connection dropped");
+                    break;
+                }
+                if r.begun == 0 && now.duration_since(started) >= deadlines.linger {
+                    tracing::debug!("no request began within the header deadline; connection dropped");
+                    break;
+                }
+                match closing {
+                    None if now.duration_since(active_at) >= deadlines.idle => {
+                        tracing::debug!("idle connection closed");
+                        conn.as_mut().graceful_shutdown();
+                        closing = Some(now);
+                    }
+                    Some(since) if now.duration_since(active_at.max(since)) >= deadlines.linger => {
+                        tracing::debug!("closing connection made no progress; dropped");
+                        break;
+                    }
+                    _ => {}
+                }
             }
         }
     }
@@ -259,11 +311,37 @@ async fn serve_conn<I>(
 
 /// How long an accept loop pauses after an accept error (e.g. out of file descriptors),
 /// instead of spinning on it.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves a side listener (metrics, the plain-HTTP redirect) with `handler` and the main
-/// listener's limits: a connection cap, the per-client cap, the first-bytes and header
-/// deadlines, and back-off on accept errors.
+/// Accept errors come in storms (out of file descriptors: one every back-off): the first is
+/// logged, then one line every few seconds with how many were left out.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    logged_at: Option<Instant>,
+    left_out: u64,
+}
+
+impl AcceptErrors {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn failed(&mut self, e: &std::io::Error, listener: &'static str) {
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.left_out += 1;
+            return;
+        }
+        tracing::warn!(error = %e, listener, similar_errors_not_logged = self.left_out, "accept failed");
+        self.logged_at = Some(now);
+        self.left_out = 0;
+    }
+}
+
+/// Serves a side listener (metrics, the plain-HTTP redirect) with `handler`, under the
+/// main listener's limits (the same connection budget and per-client table) and the same
+/// connection deadlines, backing off on accept errors.
 pub async fn serve_side<F>(listener: TcpListener, app: Arc<App>, handler: F)
 where
     F: Fn(http::Request<hyper::body::Incoming>) -> http::Response<crate::proxy::Body>
@@ -274,8 +352,12 @@ where
 {
     let builder = Arc::new(builder(&app));
     let cfg = &app.config.server;
-    let limit = Arc::new(Semaphore::new(cfg.max_connections));
-    let per_ip = Arc::new(limits::PerIp::default());
+    let limit = app.connection_limits.open.clone();
+    let per_ip = app.connection_limits.per_ip.clone();
+    let deadlines = Deadlines::of(&app);
+    // Side listeners are not drained: they end with the process.
+    let (_never, drain) = watch::channel(false);
+    let mut errors = AcceptErrors::default();
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
@@ -283,29 +365,29 @@ where
         let (stream, addr) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed on a side listener");
+                errors.failed(&e, "side");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let Some(slot) = limits::PerIp::admit(&per_ip, addr.ip(), cfg.max_connections_per_ip)
-        else {
-            continue;
+        let ip_slot = if crate::headers::is_trusted(&cfg.trusted_proxies, addr.ip()) {
+            None
+        } else {
+            match limits::PerIp::admit(&per_ip, addr.ip(), cfg.max_connections_per_ip) {
+                Some(slot) => Some(slot),
+                None => continue,
+            }
         };
         let builder = builder.clone();
         let handler = handler.clone();
-        let deadline = cfg.header_read_timeout;
+        let drain = drain.clone();
         tokio::spawn(async move {
-            if let Ok(io) = limits::sniff(stream, deadline).await {
-                let svc = service_fn(move |req| {
-                    let resp = handler(req);
-                    async move { Ok::<_, Infallible>(resp) }
-                });
-                if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
-                    tracing::debug!(error = %e, "side connection ended with an error");
-                }
-            }
-            drop(slot);
+            let handler = move |req| {
+                let resp = handler(req);
+                async move { resp }
+            };
+            serve_conn(&builder, drain, stream, deadlines, handler).await;
+            drop(ip_slot);
             drop(permit);
         });
     }

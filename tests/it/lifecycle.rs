@@ -159,3 +159,201 @@ async fn the_per_client_cap_holds_across_worker_runtimes() {
         "max_connections_per_ip = 3 for the whole process"
     );
 }
+
+fn stall_config() -> String {
+    config_with(
+        Some("[access]\nallow_any_gitlab_user = true\n\n[[access.public]]\npath = \"^/\"\n"),
+        "",
+    )
+    .replace(
+        "[server]\n",
+        "[server]\nidle_timeout = \"1h\"\nsend_timeout = \"2s\"\n",
+    )
+}
+
+/// Sends `GET path` on a fresh socket with a small receive buffer.
+async fn raw_get(labgate_url: &str, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = labgate_url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tcp
+}
+
+/// Reads until the end of the stream (or `limit`), returning the bytes read.
+async fn drain(tcp: &mut tokio::net::TcpStream, limit: Duration) -> (usize, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut total = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+            Ok(Ok(n)) => total += n,
+            Err(_) => return (total, false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_and_a_slow_reader_is_not() {
+    use tokio::io::AsyncReadExt;
+    let s = stack(&stall_config()).await;
+    // A gigabyte it never reads: labgate's writes stall at once.
+    let mut stalled = raw_get(&s.labgate_url, "/download?bytes=1073741824").await;
+    // Two megabytes taken 16 KiB every 250 ms at first: slow, never stopped.
+    let mut slow = raw_get(&s.labgate_url, "/download?bytes=2097152").await;
+    let mut got = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        got += slow.read(&mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A normal request is served meanwhile.
+    assert_eq!(
+        reqwest::get(format!("{}/x", s.labgate_url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (rest, ended) = drain(&mut slow, Duration::from_secs(20)).await;
+    assert!(ended);
+    assert!(
+        got + rest > 2 * 1024 * 1024,
+        "the slow reader got the whole download ({} bytes)",
+        got + rest
+    );
+    // The stalled one was cut off after send_timeout: what it reads now ends early.
+    let (read, ended) = drain(&mut stalled, Duration::from_secs(5)).await;
+    assert!(
+        ended && read < 512 * 1024 * 1024,
+        "the stalled connection was closed (read {read} bytes, ended: {ended})"
+    );
+}
+
+#[tokio::test]
+async fn an_http2_client_that_leaves_its_window_at_zero_is_disconnected() {
+    let s = stack(&stall_config()).await;
+    let addr = s.labgate_url.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // No flow-control window for the server's data, ever.
+    let (mut client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut responses = Vec::new();
+    for path in ["/download?bytes=1048576", "/x"] {
+        let req = http::Request::get(format!("http://{addr}{path}"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        responses.push(resp);
+    }
+    for resp in responses {
+        let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+            .await
+            .expect("the response heads arrive")
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        // Its body is left unread and its window at zero.
+        std::mem::forget(resp);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
+    assert!(
+        ended.is_ok(),
+        "labgate dropped the connection that takes no data (send_timeout = 2s)"
+    );
+    // Others are served meanwhile.
+    assert_eq!(
+        reqwest::get(format!("{}/x", s.labgate_url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn side_listeners_share_the_limits_and_the_deadlines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let metrics_port = free_port();
+    let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut fixture = labgate::dev::gitlab::Fixture::demo();
+    fixture.applications[0].secret = test_client_secret().into();
+    let gitlab = labgate::dev::gitlab::StandIn::start(gl, fixture, "");
+    let echo = start_echo().await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\nmax_connections_per_ip = 2\n\
+         idle_timeout = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+         [log]\nlevel = \"warn\"\n[upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{}\"\n\
+         [session]\ncookie_secret = \"{}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
+        gitlab.base_url,
+        test_client_secret(),
+        test_cookie_secret()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labgate.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    wait_for_port(port).await;
+    wait_for_port(metrics_port).await;
+    // The metrics listener's HTTP/2 connection is closed when idle, PINGs or not.
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
+    let (mut send, conn) = h2(&metrics_url).await;
+    let req = http::Request::get(format!("{metrics_url}/metrics"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    let closed = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    // Two connections from this address on the main listener: the metrics listener
+    // refuses a third.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tcp.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(tcp);
+    }
+    let mut third = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
+        .await
+        .unwrap();
+    let _ = third
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 256];
+    let answered = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(
+        closed.is_ok(),
+        "the idle HTTP/2 connection to the metrics listener was closed"
+    );
+    assert_eq!(
+        answered, 0,
+        "the metrics listener counts the main listener's connections from this address"
+    );
+}
