@@ -21,6 +21,55 @@ fn config() -> String {
     .replace("[server]\n", "[server]\nidle_timeout = \"1s\"\n")
 }
 
+/// `labgate run` (the real binary) on `port` with `server` lines added to `[server]`, in
+/// front of an echo upstream and the stand-in; SIGTERM when dropped.
+struct RealLabgate {
+    child: std::process::Child,
+    _gitlab: std::sync::Arc<labgate::dev::gitlab::StandIn>,
+    _dir: tempfile::TempDir,
+}
+
+impl RealLabgate {
+    async fn start(port: u16, server: &str) -> RealLabgate {
+        let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut fixture = labgate::dev::gitlab::Fixture::demo();
+        fixture.applications[0].secret = test_client_secret().into();
+        let gitlab = labgate::dev::gitlab::StandIn::start(gl, fixture, "");
+        let echo = start_echo().await;
+        let cfg = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server}\
+             [log]\nlevel = \"warn\"\n[upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{}\"\n\
+             [session]\ncookie_secret = \"{}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
+            gitlab.base_url,
+            test_client_secret(),
+            test_cookie_secret()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labgate.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+            .args(["run", "--config", path.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .spawn()
+            .unwrap();
+        wait_for_port(port).await;
+        RealLabgate {
+            child,
+            _gitlab: gitlab,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RealLabgate {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 async fn h2(
     labgate_url: &str,
 ) -> (
@@ -106,28 +155,7 @@ async fn an_idle_websocket_tunnel_is_closed_and_a_busy_one_is_not() {
 async fn the_per_client_cap_holds_across_worker_runtimes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
-    let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut fixture = labgate::dev::gitlab::Fixture::demo();
-    fixture.applications[0].secret = test_client_secret().into();
-    let gitlab = labgate::dev::gitlab::StandIn::start(gl, fixture, "");
-    let echo = start_echo().await;
-    let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\nworkers = 2\nmax_connections_per_ip = 3\n\
-         [log]\nlevel = \"warn\"\n[upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{}\"\n\
-         [session]\ncookie_secret = \"{}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
-        gitlab.base_url,
-        test_client_secret(),
-        test_cookie_secret()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("labgate.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .spawn()
-        .unwrap();
-    wait_for_port(port).await;
+    let labgate = RealLabgate::start(port, "workers = 2\nmax_connections_per_ip = 3\n").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Eight keep-alive connections from one address, spread by the kernel over both
     // workers' sockets: three are served, the others closed at once.
@@ -150,10 +178,7 @@ async fn the_per_client_cap_holds_across_worker_runtimes() {
         }
         open.push(tcp);
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    drop(labgate);
     assert_eq!(
         served, 3,
         "max_connections_per_ip = 3 for the whole process"
@@ -286,29 +311,13 @@ async fn side_listeners_share_the_limits_and_the_deadlines() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
     let metrics_port = free_port();
-    let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut fixture = labgate::dev::gitlab::Fixture::demo();
-    fixture.applications[0].secret = test_client_secret().into();
-    let gitlab = labgate::dev::gitlab::StandIn::start(gl, fixture, "");
-    let echo = start_echo().await;
-    let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\nmax_connections_per_ip = 2\n\
-         idle_timeout = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
-         [log]\nlevel = \"warn\"\n[upstream]\nurl = \"{echo}\"\n[gitlab]\nurl = \"{}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{}\"\n\
-         [session]\ncookie_secret = \"{}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
-        gitlab.base_url,
-        test_client_secret(),
-        test_cookie_secret()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("labgate.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .spawn()
-        .unwrap();
-    wait_for_port(port).await;
+    let labgate = RealLabgate::start(
+        port,
+        &format!(
+            "max_connections_per_ip = 2\nidle_timeout = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
+        ),
+    )
+    .await;
     wait_for_port(metrics_port).await;
     // The metrics listener's HTTP/2 connection is closed when idle, PINGs or not.
     let metrics_url = format!("http://127.0.0.1:{metrics_port}");
@@ -344,10 +353,7 @@ async fn side_listeners_share_the_limits_and_the_deadlines() {
         .await
         .map(|r| r.unwrap_or(0))
         .unwrap_or(0);
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    drop(labgate);
     assert!(
         closed.is_ok(),
         "the idle HTTP/2 connection to the metrics listener was closed"
