@@ -33,6 +33,7 @@ fn main() {
         expires: u64::MAX,
         validated: 0,
         ci: None,
+        derived: Default::default(),
     };
     let n = 20_000u64;
     let now = 1_800_000_000;

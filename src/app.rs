@@ -155,7 +155,7 @@ impl App {
         Ok(Arc::new(App {
             sessions,
             upstream: Upstream::new(&config.upstream, config.server.idle_timeout)?,
-            worker_upstreams: (1..config.server.workers.unwrap_or(1))
+            worker_upstreams: (1..config.server.worker_runtimes())
                 .map(|_| Upstream::new(&config.upstream, config.server.idle_timeout))
                 .collect::<Result<_, _>>()?,
             cookies: CookieCodec::new(&config.session),

@@ -23,7 +23,7 @@ use http::Method;
 
 use crate::access::PathViews;
 use crate::config::FrontProxy;
-use crate::identity::{set_identity_headers, Principal};
+use crate::identity::{set_identity_headers, HeaderSet, Principal};
 
 /// The request the front proxy is asking about.
 #[derive(Debug, Clone)]
@@ -284,7 +284,7 @@ pub fn answer_headers(
     assertion: Option<HeaderValue>,
     access_token: Option<&str>,
 ) {
-    set_identity_headers(h, principal, |n| n.forward_auth);
+    set_identity_headers(h, principal, HeaderSet::ForwardAuth);
     h.insert(
         assertion_header.clone(),
         assertion.unwrap_or_else(|| HeaderValue::from_static("")),

@@ -10,22 +10,6 @@ use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE};
 
-/// Headers that apply to one connection only (RFC 9110 §7.6.1, plus the legacy ones
-/// proxies still meet). `te` and `upgrade` are handled by the caller where they matter.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    // RFC 9113 §3.2.1 (h2c upgrade), connection-specific.
-    "http2-settings",
-];
-
 /// Headers labgate sets on every forwarded request: a `Connection` header cannot nominate
 /// them away (they are replaced anyway, but `Host` must survive).
 const MANAGED: &[&str] = &[
@@ -58,10 +42,29 @@ pub fn strip_connection_nominated(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes the fixed hop-by-hop headers (including `Connection` itself).
+/// Headers that apply to one connection only (RFC 9110 §7.6.1, plus the legacy ones
+/// proxies still meet, and RFC 9113 §3.2.1's h2c `HTTP2-Settings`), parsed at compile
+/// time. `te` and `upgrade` are handled by the caller where they matter.
+const HOP_BY_HOP_NAMES: [HeaderName; 10] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+
+/// Removes the fixed hop-by-hop headers (including `Connection` itself). One look at each
+/// header present rather than a lookup for every name: most messages carry none.
 pub fn strip_fixed_hop_by_hop(headers: &mut HeaderMap) {
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    if headers.keys().any(|k| HOP_BY_HOP_NAMES.contains(k)) {
+        for name in &HOP_BY_HOP_NAMES {
+            headers.remove(name);
+        }
     }
 }
 
@@ -99,6 +102,23 @@ fn same_name(name: &str, canonical: &str) -> bool {
             .bytes()
             .zip(canonical.bytes())
             .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+}
+
+/// Removes, in one pass over the header names, what a client may not hand the upstream:
+/// every identity header in any spelling ([`strip_identity`]), the `_` look-alikes of the
+/// managed headers ([`strip_underscore_lookalikes`]) and, from a peer that is not a trusted
+/// proxy, the URL and client-address overrides ([`strip_overrides`]).
+pub fn strip_client_supplied(
+    headers: &mut HeaderMap,
+    assertion_header: &HeaderName,
+    peer_trusted: bool,
+) {
+    let assertion = assertion_header.as_str();
+    remove_where(headers, |n| {
+        is_identity_header(n, assertion)
+            || (n.contains('_') && MANAGED.iter().chain(OVERRIDES).any(|o| same_name(n, o)))
+            || (!peer_trusted && OVERRIDES.iter().any(|o| same_name(n, o)))
+    });
 }
 
 /// Removes the URL and client-address override headers (see [`OVERRIDES`]), in any
@@ -268,7 +288,7 @@ pub fn client_info(
         };
     }
     let chain = headers
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
@@ -286,15 +306,12 @@ pub fn client_info(
             Err(_) => break,
         }
     }
-    let proto = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
+    let proto = match headers.get(X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()) {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         Some(p) if p.eq_ignore_ascii_case("http") => "http",
         _ => own_proto,
     };
-    let host = headers.get("x-forwarded-host").cloned().or(host);
+    let host = headers.get(X_FORWARDED_HOST).cloned().or(host);
     ClientInfo {
         ip,
         proto,
@@ -303,27 +320,48 @@ pub fn client_info(
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// Sets `X-Forwarded-For` (appended to a trusted chain, else replaced), `-Proto`, `-Host`
-/// and `X-Real-IP` (the client address labgate worked out).
+/// and `X-Real-IP` (the client address labgate worked out); removes `Forwarded`.
 pub fn set_forwarded(headers: &mut HeaderMap, info: &ClientInfo, peer: IpAddr) {
-    headers.remove("x-forwarded-for");
-    headers.remove("x-forwarded-proto");
-    headers.remove("x-forwarded-host");
-    headers.remove("forwarded");
+    headers.remove(http::header::FORWARDED);
+    let peer_value = ip_value(peer);
     let xff = match &info.forwarded_for {
-        Some(chain) => format!("{chain}, {peer}"),
-        None => peer.to_string(),
+        Some(chain) => HeaderValue::from_str(&format!("{chain}, {peer}")).ok(),
+        None => peer_value.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(info.proto));
-    if let Some(h) = &info.host {
-        headers.insert("x-forwarded-host", h.clone());
-    }
-    if let Ok(v) = HeaderValue::from_str(&info.ip.to_string()) {
-        headers.insert("x-real-ip", v);
-    }
+    match xff {
+        Some(v) => headers.insert(X_FORWARDED_FOR, v),
+        None => headers.remove(X_FORWARDED_FOR),
+    };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(info.proto));
+    match &info.host {
+        Some(h) => headers.insert(X_FORWARDED_HOST, h.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+    let real = if info.ip == peer {
+        peer_value
+    } else {
+        ip_value(info.ip)
+    };
+    match real {
+        Some(v) => headers.insert(X_REAL_IP, v),
+        None => headers.remove(X_REAL_IP),
+    };
+}
+
+/// An address as a header value, formatted without a heap string.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buf = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    write!(cursor, "{ip}").ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(buf.get(..len)?).ok()
 }
 
 #[cfg(test)]
@@ -428,6 +466,59 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-forwarded-for", "x-real-ip"]);
+    }
+
+    #[test]
+    fn the_one_pass_strips_what_the_three_passes_strip() {
+        let a = HeaderName::from_static("x-labgate-assertion");
+        let names = [
+            "x-forwarded-user",
+            "X_Forwarded_User",
+            "x-labgate-kind",
+            "x-auth-request-email",
+            "x-labgate-assertion",
+            "x_real_ip",
+            "x-real-ip",
+            "x-original-url",
+            "X_Rewrite_URL",
+            "x-forwarded-for",
+            "X_Forwarded_For",
+            "x-forwarded-prefix",
+            "true-client-ip",
+            "x-request-id",
+            "x_request_id",
+            "accept",
+            "cookie",
+            "x_custom",
+            "x-forwarded-proto",
+        ];
+        for trusted in [false, true] {
+            let mut h = HeaderMap::new();
+            for n in names {
+                h.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_static("v"),
+                );
+            }
+            let mut three = h.clone();
+            strip_identity(&mut three, &a);
+            strip_underscore_lookalikes(&mut three);
+            if !trusted {
+                strip_overrides(&mut three);
+            }
+            strip_client_supplied(&mut h, &a, trusted);
+            let sorted = |h: &HeaderMap| {
+                let mut k: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+                k.sort();
+                k
+            };
+            assert_eq!(sorted(&h), sorted(&three), "trusted = {trusted}");
+        }
+        assert!(ip_value("2001:db8::1".parse().unwrap()).unwrap() == "2001:db8::1");
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        assert_eq!(ip_value(longest).unwrap(), longest.to_string().as_str());
     }
 
     #[test]

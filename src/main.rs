@@ -115,10 +115,19 @@ fn load(cli: &Cli) -> Result<Config, ExitCode> {
 }
 
 fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    runtime_with(None, fut)
+}
+
+/// A work-stealing runtime with `threads` workers (default: one per CPU).
+fn runtime_with(
+    threads: Option<usize>,
+    fut: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    match builder.enable_all().build() {
         Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("labgate: cannot start the runtime: {e}");
@@ -134,9 +143,10 @@ fn runtime_value<T>(fut: impl std::future::Future<Output = T>) -> std::io::Resul
         .block_on(fut))
 }
 
-/// The default layout: one work-stealing runtime with a thread per core.
+/// `server.runtime = "work-stealing"`: one runtime whose `server.workers` threads take
+/// work from each other.
 fn run_work_stealing(config: Config) -> ExitCode {
-    runtime(async move {
+    runtime_with(Some(config.server.workers), async move {
         let listen = config.server.listen;
         let app = match labgate::app::App::new(config).await {
             Ok(a) => a,
@@ -193,16 +203,17 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Serves with `server.workers` single-threaded runtimes, each accepting on its own
-/// SO_REUSEPORT listener (no cross-thread hand-offs on the request path; see
-/// bench/README.md). Worker 0 runs on this thread, builds the shared state and owns the
-/// background tasks.
+/// The default layout (`server.runtime = "per-core"`): `server.workers` single-threaded
+/// runtimes, each accepting on its own SO_REUSEPORT listener (no cross-thread hand-offs on
+/// the request path; see bench/README.md). Worker 0 runs on this thread, builds the shared
+/// state and owns the background tasks.
 fn run(config: Config) -> ExitCode {
     labgate::telemetry::init(config.log.format, &config.log.level);
     let listen = config.server.listen;
-    let Some(workers) = config.server.workers else {
+    if config.server.runtime == labgate::config::RuntimeLayout::WorkStealing {
         return run_work_stealing(config);
-    };
+    }
+    let workers = config.server.workers;
     let rt0 = match current_thread() {
         Ok(rt) => rt,
         Err(e) => {

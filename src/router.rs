@@ -19,7 +19,7 @@ use crate::auth::{self, Authenticated, CookieDelivery};
 use crate::config::FrontProxy;
 use crate::forward_auth::{self, Original};
 use crate::headers;
-use crate::identity::{set_identity_headers, Principal};
+use crate::identity::{set_identity_headers, HeaderSet, Principal};
 use crate::proxy::Body;
 use crate::reject::{Reject, Style};
 use crate::respond::{self, query_param};
@@ -367,12 +367,8 @@ fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option
     }
     let h = req.headers_mut();
     headers::strip_connection_nominated(h);
-    headers::strip_identity(h, &cfg.identity.assertion_header);
+    headers::strip_client_supplied(h, &cfg.identity.assertion_header, is_trusted);
     headers::strip_bearer(h);
-    headers::strip_underscore_lookalikes(h);
-    if !is_trusted {
-        headers::strip_overrides(h);
-    }
     let info = headers::client_info(h, peer.addr.ip(), &cfg.server.trusted_proxies, peer.tls);
     headers::set_forwarded(h, &info, peer.addr.ip());
     headers::strip_own_cookies(h, &cfg.session.cookie_name);
@@ -384,7 +380,7 @@ fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option
 /// Sets the identity headers and the assertion of `p` towards the upstream (SPEC §4).
 fn set_identity(app: &App, h: &mut http::HeaderMap, p: &Principal) {
     let cfg = &app.config.identity;
-    set_identity_headers(h, Some(p), |n| n.upstream);
+    set_identity_headers(h, Some(p), HeaderSet::Upstream);
     let s = p.session();
     if cfg.pass_access_token && !s.access_token.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&s.access_token) {

@@ -183,6 +183,7 @@ async fn ci_job(app: &App, token: &str, now: u64) -> Result<Principal, Reject> {
         expires: now + 1,
         validated: claims.iat,
         ci: Some(ci),
+        derived: Default::default(),
     })))
 }
 
@@ -250,6 +251,7 @@ async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Rej
         expires: now + ttl.max(1),
         validated: now,
         ci: None,
+        derived: Default::default(),
     });
     tokens.remember(key, Verdict::Valid(session.clone()), now, ttl);
     Ok(Principal::UserToken(session))

@@ -74,6 +74,7 @@ pub struct ServerFile {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub workers: Option<usize>,
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -233,10 +233,33 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// Most concurrent client connections; further ones wait in the accept queue.
     pub max_connections: usize,
-    /// `Some(n)`: n worker threads, each with its own single-threaded runtime and
-    /// SO_REUSEPORT listener (highest throughput). `None` (default): one work-stealing
-    /// runtime (best tail latency when cores are shared).
-    pub workers: Option<usize>,
+    /// How requests are scheduled on threads (`server.runtime`).
+    pub runtime: RuntimeLayout,
+    /// Threads serving connections (`server.workers`; default: the CPUs labgate may use).
+    pub workers: usize,
+}
+
+/// `server.runtime`: how connections are spread over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeLayout {
+    /// `per-core` (default): `workers` threads, each with its own single-threaded runtime
+    /// and SO_REUSEPORT listener, like nginx's worker processes: a connection never
+    /// changes thread, so no request crosses threads (least CPU per request).
+    PerCore,
+    /// `work-stealing`: one tokio runtime with `workers` threads that take work from each
+    /// other (steadier tail latency when labgate's cores are shared with busy neighbours).
+    WorkStealing,
+}
+
+impl ServerConfig {
+    /// How many per-core runtimes serve (1 for the work-stealing layout, whose threads
+    /// share one runtime).
+    pub fn worker_runtimes(&self) -> usize {
+        match self.runtime {
+            RuntimeLayout::PerCore => self.workers,
+            RuntimeLayout::WorkStealing => 1,
+        }
+    }
 }
 
 /// `[log]`.

@@ -302,15 +302,30 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
             }
             n => n.unwrap_or(256),
         },
+        runtime: match s.runtime.as_deref() {
+            None | Some("per-core") => RuntimeLayout::PerCore,
+            Some("work-stealing") => RuntimeLayout::WorkStealing,
+            Some(other) => {
+                c.problem(
+                    "server.runtime",
+                    format!(
+                        "server.runtime must be \"per-core\" or \"work-stealing\", not {other:?}"
+                    ),
+                );
+                RuntimeLayout::PerCore
+            }
+        },
         workers: match s.workers {
             Some(0) => {
                 c.problem(
                     "server.workers",
-                    "server.workers must be at least 1, or left out for one work-stealing runtime",
+                    "server.workers must be at least 1, or left out for one per CPU labgate may use",
                 );
-                None
+                1
             }
-            n => n,
+            Some(n) => n,
+            // The CPUs this process may run on (affinity mask, cgroup quota).
+            None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         },
     }
 }

@@ -8,7 +8,7 @@
 
 mod principal;
 
-pub use principal::{set_identity_headers, IdentityHeader, Principal};
+pub use principal::{set_identity_headers, HeaderSet, IdentityHeader, Principal};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -158,22 +158,44 @@ impl Signer {
     /// The assertion for `principal` at `now`, reused while more than half its life remains.
     pub fn assertion(&self, principal: &Principal, now: u64) -> Option<HeaderValue> {
         let session = principal.session();
+        // First the opened session's own copy (no key to build, no shared lock)...
+        let kind = principal.kind();
+        let fresh = |(k, value, exp): &(&str, HeaderValue, u64)| {
+            (*k == kind && *exp > now + self.lifetime / 2).then(|| value.clone())
+        };
+        let own = session.derived.assertion.lock().ok();
+        if let Some(value) = own.as_ref().and_then(|a| a.as_ref()).and_then(fresh) {
+            return Some(value);
+        }
+        drop(own);
+        let (value, exp) = self.shared_assertion(principal, now)?;
+        if let Ok(mut own) = session.derived.assertion.lock() {
+            *own = Some((kind, value.clone(), exp));
+        }
+        Some(value)
+    }
+
+    /// ...then the process's, shared by copies of the session opened separately (Redis
+    /// loads, other cookies of the same session): the assertion and its expiry.
+    fn shared_assertion(&self, principal: &Principal, now: u64) -> Option<(HeaderValue, u64)> {
+        let session = principal.session();
         let cache_key = (session.sid.clone(), session.validated);
         if let Ok(cache) = self.cache.lock() {
             if let Some((value, exp)) = cache.get(&cache_key) {
                 if *exp > now + self.lifetime / 2 {
-                    return Some(value.clone());
+                    return Some((value.clone(), *exp));
                 }
             }
         }
         let value = self.sign(session, principal.kind(), now)?;
+        let exp = now + self.lifetime;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SWEEP_AT {
                 cache.retain(|_, (_, exp)| *exp > now);
             }
-            cache.insert(cache_key, (value.clone(), now + self.lifetime));
+            cache.insert(cache_key, (value.clone(), exp));
         }
-        Some(value)
+        Some((value, exp))
     }
 
     fn sign(&self, session: &Session, kind: &str, now: u64) -> Option<HeaderValue> {

@@ -96,43 +96,92 @@ const IDENTITY_HEADERS: [IdentityHeader; 6] = [
     },
 ];
 
+/// Where a principal's identity headers go: towards the upstream (the proxy) or into a
+/// forward-auth answer.
+#[derive(Debug, Clone, Copy)]
+pub enum HeaderSet {
+    /// [`IdentityHeader::upstream`] names.
+    Upstream,
+    /// [`IdentityHeader::forward_auth`] names.
+    ForwardAuth,
+}
+
+/// [`IDENTITY_HEADERS`]' names, parsed at compile time.
+const UPSTREAM_NAMES: [HeaderName; 6] = [
+    HeaderName::from_static(IDENTITY_HEADERS[0].upstream),
+    HeaderName::from_static(IDENTITY_HEADERS[1].upstream),
+    HeaderName::from_static(IDENTITY_HEADERS[2].upstream),
+    HeaderName::from_static(IDENTITY_HEADERS[3].upstream),
+    HeaderName::from_static(IDENTITY_HEADERS[4].upstream),
+    HeaderName::from_static(IDENTITY_HEADERS[5].upstream),
+];
+const FORWARD_AUTH_NAMES: [HeaderName; 6] = [
+    HeaderName::from_static(IDENTITY_HEADERS[0].forward_auth),
+    HeaderName::from_static(IDENTITY_HEADERS[1].forward_auth),
+    HeaderName::from_static(IDENTITY_HEADERS[2].forward_auth),
+    HeaderName::from_static(IDENTITY_HEADERS[3].forward_auth),
+    HeaderName::from_static(IDENTITY_HEADERS[4].forward_auth),
+    HeaderName::from_static(IDENTITY_HEADERS[5].forward_auth),
+];
+
 /// The values of [`IDENTITY_HEADERS`] for a principal: username, preferred username, email
 /// (only when verified), groups (comma-separated; GitLab paths never contain commas), the
-/// numeric user id (empty for a CI job: it is no person) and the kind.
-fn identity_values(p: &Principal) -> [String; 6] {
+/// numeric user id (empty for a CI job: it is no person) and the kind. A value that cannot
+/// be a header value (never for GitLab data, but the network is not trusted) is empty.
+fn identity_values(p: &Principal) -> Arc<[HeaderValue]> {
     let u = &p.session().user;
     let email = match &u.email {
-        Some(e) if u.email_verified => e.clone(),
-        _ => String::new(),
+        Some(e) if u.email_verified => e.as_str(),
+        _ => "",
     };
     let id = match p {
         Principal::CiJob(_) => String::new(),
         _ => u.id.to_string(),
     };
-    [
-        u.username.clone(),
-        u.username.clone(),
-        email,
-        u.groups.join(","),
-        id,
-        p.kind().to_owned(),
-    ]
+    let value = |v: &str| HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let username = value(&u.username);
+    Arc::new([
+        username.clone(),
+        username,
+        value(email),
+        value(&u.groups.join(",")),
+        value(&id),
+        HeaderValue::from_static(p.kind()),
+    ])
 }
 
-/// Sets the identity headers of `p` under the names `name` picks; a value that cannot be a
-/// header value (never for GitLab data, but the network is not trusted) is left empty.
-pub fn set_identity_headers(
-    h: &mut HeaderMap,
-    p: Option<&Principal>,
-    name: impl Fn(&IdentityHeader) -> &'static str,
-) {
-    let values = p.map(identity_values);
-    for (i, header) in IDENTITY_HEADERS.iter().enumerate() {
-        let value = values
-            .as_ref()
-            .and_then(|v| v.get(i))
-            .and_then(|v| HeaderValue::from_str(v).ok())
-            .unwrap_or_else(|| HeaderValue::from_static(""));
-        h.insert(HeaderName::from_static(name(header)), value);
+/// The identity header values of `p`, worked out once per session (see
+/// [`crate::session::Derived`]).
+fn cached_identity_values(p: &Principal) -> Arc<[HeaderValue]> {
+    let (kind, values) = p
+        .session()
+        .derived
+        .identity
+        .get_or_init(|| (p.kind(), identity_values(p)));
+    if *kind == p.kind() {
+        values.clone()
+    } else {
+        identity_values(p)
+    }
+}
+
+/// Sets the identity headers of `p` (empty values for no principal) under the names of
+/// `set`.
+pub fn set_identity_headers(h: &mut HeaderMap, p: Option<&Principal>, set: HeaderSet) {
+    let names = match set {
+        HeaderSet::Upstream => &UPSTREAM_NAMES,
+        HeaderSet::ForwardAuth => &FORWARD_AUTH_NAMES,
+    };
+    match p.map(cached_identity_values) {
+        Some(values) => {
+            for (name, value) in names.iter().zip(values.iter()) {
+                h.insert(name.clone(), value.clone());
+            }
+        }
+        None => {
+            for name in names {
+                h.insert(name.clone(), HeaderValue::from_static(""));
+            }
+        }
     }
 }

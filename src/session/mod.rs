@@ -43,7 +43,37 @@ pub struct Session {
     /// The verified CI/CD ID token claims of a `ci_job` caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What labgate derives from the fields above, worked out once per opened session
+    /// rather than on every request; never stored, and empty in a clone.
+    #[serde(skip)]
+    pub derived: Derived,
 }
+
+/// Per-session values derived from its (immutable) fields: the identity header values and
+/// the current assertion. A session's fields never change once opened (a revalidation
+/// makes a new session), so nothing here goes stale.
+#[derive(Default)]
+pub struct Derived {
+    /// The identity header values, for the principal kind that computed them.
+    pub identity: std::sync::OnceLock<(&'static str, std::sync::Arc<[http::HeaderValue]>)>,
+    /// The signed assertion, for the principal kind it names, and its expiry (Unix time).
+    pub assertion: std::sync::Mutex<Option<(&'static str, http::HeaderValue, u64)>>,
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+/// Derived values never make two sessions differ.
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -5,7 +5,7 @@
 //! error the caller turns into a fail-closed 503, never a guess.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -49,7 +49,7 @@ pub struct RedisStore {
     conn: Conn,
     cfg: RedisConfig,
     /// Validated sessions kept in this process for `redis_cache_ttl`.
-    cache: Mutex<HashMap<String, (Session, Instant)>>,
+    cache: Mutex<HashMap<String, (Arc<Session>, Instant)>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -209,7 +209,7 @@ impl RedisStore {
         codec: &CookieCodec,
         handle: &str,
         fresh: bool,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<Option<Arc<Session>>, StoreError> {
         if !fresh && !self.cfg.cache_ttl.is_zero() {
             if let Ok(cache) = self.cache.lock() {
                 if let Some((s, at)) = cache.get(handle) {
@@ -223,7 +223,8 @@ impl RedisStore {
         let sealed: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
         let session = sealed
             .and_then(|v| codec.open_value(&key, &v))
-            .and_then(|json| serde_json::from_str::<Session>(&json).ok());
+            .and_then(|json| serde_json::from_str::<Session>(&json).ok())
+            .map(Arc::new);
         if let Ok(mut cache) = self.cache.lock() {
             match &session {
                 Some(s) if !self.cfg.cache_ttl.is_zero() => {
@@ -275,7 +276,10 @@ impl RedisStore {
                 .await?;
         }
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(handle.to_owned(), (session.clone(), Instant::now()));
+            cache.insert(
+                handle.to_owned(),
+                (Arc::new(session.clone()), Instant::now()),
+            );
         }
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! Where sessions live: in the cookie (default) or in Redis behind a handle cookie. The
 //! rest of labgate calls only these methods, so it does not care which.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use http::HeaderMap;
@@ -23,7 +22,9 @@ pub struct Sessions {
     /// value was already decrypted and authenticated, so AES-GCM and JSON run once per
     /// cookie, not once per request. Expiry and revalidation are still checked per request
     /// from the session's own timestamps.
-    decoded: RwLock<HashMap<Box<str>, Arc<Session>>>,
+    /// Keyed with a fast unkeyed hash: only values that decrypted and authenticated are
+    /// inserted, and those are AES-GCM output no client can steer into collisions.
+    decoded: RwLock<rustc_hash::FxHashMap<Box<str>, Arc<Session>>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -58,7 +59,7 @@ impl Sessions {
             codec: CookieCodec::new(&config.session),
             redis,
             base_name: config.session.cookie_name.clone(),
-            decoded: RwLock::new(HashMap::new()),
+            decoded: RwLock::new(rustc_hash::FxHashMap::default()),
         })
     }
 
@@ -85,7 +86,7 @@ impl Sessions {
                 Ok(r.load(&self.codec, &handle, fresh)
                     .await?
                     .map(|session| Loaded {
-                        session: Arc::new(session),
+                        session,
                         handle: Some(handle),
                     }))
             }
