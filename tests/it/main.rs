@@ -13,6 +13,7 @@
 mod access;
 mod check;
 mod config;
+mod docs;
 mod forward_auth;
 mod front_proxies;
 mod harness;
