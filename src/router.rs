@@ -103,10 +103,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
     let status = resp.status().as_u16();
     let kind = caller.as_ref().map_or("anonymous", Principal::kind);
     if let Some((method, path, client)) = line {
-        let upstream_ms = resp
-            .extensions()
-            .get::<UpstreamTime>()
-            .map(|t| t.0.as_secs_f64() * 1000.0);
+        let upstream_ms = resp.extensions().get::<UpstreamTime>().map(|t| millis(t.0));
         // Who caused a refusal or failure (client, gitlab, store, upstream), when labgate
         // answered instead of the app.
         let cause = resp
@@ -125,7 +122,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
                 method = %method,
                 path = %crate::telemetry::Escaped(&path),
                 status,
-                ms = took.as_secs_f64() * 1000.0,
+                ms = millis(took),
                 upstream_ms,
                 cause,
                 route = route_kind,
@@ -143,6 +140,11 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
     app.metrics.request_took(kind, route_kind, took);
     resp.headers_mut().insert("x-request-id", id);
     resp
+}
+
+/// A duration in milliseconds, to the microsecond (the log line's `ms`, `upstream_ms`).
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 /// The `route` of a request's metrics and access line: "probe" (`/ping`, `/ready`),
