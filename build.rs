@@ -32,8 +32,8 @@ fn is_sane(c: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
 }
 
-/// `git rev-parse HEAD`, and rebuild when HEAD moves (a commit, a checkout): git records
-/// every move of HEAD in its reflog.
+/// `git rev-parse HEAD`, and rebuild when HEAD moves: a checkout rewrites `HEAD`, a commit
+/// the branch's ref (loose, or in `packed-refs`) and the reflog.
 fn git_commit() -> Option<String> {
     let git = |args: &[&str]| {
         Command::new("git")
@@ -46,8 +46,13 @@ fn git_commit() -> Option<String> {
             .map(|s| s.trim().to_owned())
     };
     let commit = git(&["rev-parse", "HEAD"]).filter(|c| is_sane(c))?;
-    for file in ["HEAD", "logs/HEAD"] {
-        if let Some(path) = git(&["rev-parse", "--git-path", file]) {
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let watched = ["HEAD", "logs/HEAD", "packed-refs"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(branch);
+    for file in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &file]) {
             let path = env_dir().join(path);
             if path.exists() {
                 println!("cargo:rerun-if-changed={}", path.display());
