@@ -130,8 +130,9 @@ impl App {
     /// Builds the service state. Errors are start-up problems worth exiting over.
     pub async fn new(config: Config) -> Result<Arc<App>, String> {
         let redirect_uri = redirect_uri(&config);
-        let gitlab = Gitlab::new(&config.gitlab, redirect_uri)?;
         let metrics = crate::metrics::Metrics::default();
+        let gitlab =
+            Gitlab::new(&config.gitlab, redirect_uri)?.with_metrics(metrics.gitlab.clone());
         let signer = Signer::new(
             &config.identity,
             config.server.public_url.as_str(),

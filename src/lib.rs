@@ -25,7 +25,7 @@
 //! config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
 //!                    access.rs + machine.rs compile the TOML into the pure policies;
 //!                    published.rs refuses the examples' secrets
-//! metrics.rs, telemetry.rs   Prometheus counters; tracing set-up
+//! metrics.rs, telemetry.rs   Prometheus metrics; logging and the access log's caller slot
 //! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests)
 //! ```
 

@@ -1,5 +1,10 @@
-//! Prometheus metrics (text exposition format), served at `{prefix}/metrics` or on
-//! `server.metrics_listen` so that they need not be public.
+//! Prometheus metrics (OpenMetrics text exposition), served at `{prefix}/metrics` or on
+//! `server.metrics_listen` so that they need not be public. Every label takes values from a
+//! small fixed set (status classes, route and principal kinds, GitLab endpoint names, never
+//! a path, a URL or a user), so the number of series is bounded whatever the traffic.
+//! docs/observability.md lists them with their meaning.
+
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,8 +18,194 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     /// "2xx", "3xx", "4xx", "5xx".
     pub class: &'static str,
-    /// "app" (forwarded or refused), "labgate" (own endpoints), "probe".
+    /// "app" (forwarded or refused), "forward_auth" (`{prefix}/auth`), "labgate" (its
+    /// other endpoints), "probe" (`/ping`, `/ready`).
     pub route: &'static str,
+}
+
+/// Labels of `labgate_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    /// Who called: "user", "ci_job", "user_token" (SPEC §9's `X-Labgate-Kind`) or
+    /// "anonymous" (public paths, refusals before sign-in, labgate's own pages).
+    pub kind: &'static str,
+    /// As in `labgate_requests_total`.
+    pub route: &'static str,
+}
+
+/// Labels of `labgate_gitlab_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitlabCallLabels {
+    /// [`GitlabEndpoint::as_str`].
+    pub endpoint: &'static str,
+    /// [`GitlabOutcome::as_str`].
+    pub outcome: &'static str,
+}
+
+/// Labels of `labgate_gitlab_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// [`GitlabEndpoint::as_str`].
+    pub endpoint: &'static str,
+}
+
+/// Labels of `labgate_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version (Cargo.toml).
+    pub version: &'static str,
+    /// [`BUILD_COMMIT`].
+    pub commit: &'static str,
+}
+
+/// The commit labgate was built from: `LABGATE_BUILD_COMMIT` at build time, else `git
+/// rev-parse HEAD` of the source tree, else "unknown" (build.rs; a build never fails for
+/// want of git).
+pub const BUILD_COMMIT: &str = env!("LABGATE_BUILD_COMMIT");
+
+/// The GitLab endpoints labgate calls, as the `endpoint` label: names, never URLs (a
+/// project path or a page number in a label would make series without bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GitlabEndpoint {
+    /// `/.well-known/openid-configuration`.
+    Discovery,
+    /// The JWKS (`jwks_uri`): GitLab's ID-token and CI ID-token keys.
+    Jwks,
+    /// The token endpoint: code exchange and refresh.
+    Token,
+    /// The revocation endpoint (sign-out).
+    Revocation,
+    /// The OIDC userinfo endpoint (groups, role claims).
+    Userinfo,
+    /// `GET /api/v4/user` (state, two-factor; `read_user` sign-ins; access tokens).
+    User,
+    /// `GET /api/v4/personal_access_tokens/self` (is a bearer access token the caller's own).
+    TokenSelf,
+    /// `GET /api/v4/groups` (an access token's group memberships).
+    Groups,
+    /// `GET /api/v4/projects/:path` (access levels for `allowed_projects`).
+    Projects,
+}
+
+impl GitlabEndpoint {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitlabEndpoint::Discovery => "discovery",
+            GitlabEndpoint::Jwks => "jwks",
+            GitlabEndpoint::Token => "token",
+            GitlabEndpoint::Revocation => "revocation",
+            GitlabEndpoint::Userinfo => "userinfo",
+            GitlabEndpoint::User => "user",
+            GitlabEndpoint::TokenSelf => "token_self",
+            GitlabEndpoint::Groups => "groups",
+            GitlabEndpoint::Projects => "projects",
+        }
+    }
+}
+
+/// How one HTTP call to GitLab ended, as the `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GitlabOutcome {
+    /// A 2xx answer, body read.
+    Ok,
+    /// A 4xx answer other than 429: GitLab said no (an expired token, a project the user
+    /// cannot see, `invalid_grant`); often the user's business, not an outage.
+    ClientError,
+    /// 429: GitLab's rate limit (gitlab.com: 50 group API calls a minute).
+    RateLimited,
+    /// A 5xx answer.
+    ServerError,
+    /// An answer labgate does not expect from GitLab (1xx, a redirect).
+    UnexpectedStatus,
+    /// `gitlab.timeout` passed before the answer (or its body) arrived.
+    Timeout,
+    /// No answer: DNS, connection refused or reset, TLS.
+    Unreachable,
+}
+
+impl GitlabOutcome {
+    /// The outcome of an answer with `status`.
+    pub fn of_status(status: u16) -> GitlabOutcome {
+        match status {
+            200..=299 => GitlabOutcome::Ok,
+            429 => GitlabOutcome::RateLimited,
+            400..=499 => GitlabOutcome::ClientError,
+            500..=599 => GitlabOutcome::ServerError,
+            _ => GitlabOutcome::UnexpectedStatus,
+        }
+    }
+
+    /// The outcome of a call that failed before a whole answer arrived.
+    pub fn of_transport(timed_out: bool) -> GitlabOutcome {
+        if timed_out {
+            GitlabOutcome::Timeout
+        } else {
+            GitlabOutcome::Unreachable
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GitlabOutcome::Ok => "ok",
+            GitlabOutcome::ClientError => "client_error",
+            GitlabOutcome::RateLimited => "rate_limited",
+            GitlabOutcome::ServerError => "server_error",
+            GitlabOutcome::UnexpectedStatus => "unexpected_status",
+            GitlabOutcome::Timeout => "timeout",
+            GitlabOutcome::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// Latency buckets, in seconds, of every duration histogram: from a cached forward-auth
+/// answer (well under a millisecond) to a slow GitLab or upstream (10 s).
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// A histogram per label set.
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The GitLab call metrics, shared by the [`crate::oauth::gitlab::Gitlab`] client (which
+/// records) and the registry (which exports).
+#[derive(Clone, Debug)]
+pub struct GitlabMetrics {
+    /// Calls by endpoint and outcome.
+    pub requests: Family<GitlabCallLabels, Counter>,
+    /// Call durations (request sent to body read, or to the failure) by endpoint.
+    pub seconds: Histograms<EndpointLabels>,
+}
+
+impl Default for GitlabMetrics {
+    fn default() -> Self {
+        GitlabMetrics {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(duration_histogram),
+        }
+    }
+}
+
+impl GitlabMetrics {
+    /// Records one call.
+    pub fn observe(&self, endpoint: GitlabEndpoint, outcome: GitlabOutcome, took: Duration) {
+        self.requests
+            .get_or_create(&GitlabCallLabels {
+                endpoint: endpoint.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.seconds
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
 }
 
 /// Labels with an outcome.
@@ -29,8 +220,12 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by status class and route kind.
     pub requests: Family<RequestLabels, Counter>,
+    /// Time from the request head to labgate's response head, by principal and route kind.
+    pub request_seconds: Histograms<DurationLabels>,
     /// Time to the upstream's response head.
     pub upstream_seconds: Histogram,
+    /// GitLab calls (the client records into these).
+    pub gitlab: GitlabMetrics,
     /// Sign-ins by outcome: ok, denied, cancelled, gitlab_error, bad_state, store_error.
     pub sign_ins: Family<Outcome, Counter>,
     /// Revalidations by outcome: ok, ended, unreachable.
@@ -58,10 +253,14 @@ impl Default for Metrics {
             "Requests by status class and route kind",
             requests.clone(),
         );
-        let buckets = [
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
-        let upstream_seconds = Histogram::new(buckets);
+        let request_seconds: Histograms<DurationLabels> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request head to labgate's response head, by principal kind and route",
+            request_seconds.clone(),
+        );
+        let upstream_seconds = duration_histogram();
         registry.register(
             "upstream_duration_seconds",
             "Time to the upstream's response head",
@@ -87,6 +286,29 @@ impl Default for Metrics {
             "Assertion JWTs signed",
             assertions_signed.clone(),
         );
+        let gitlab = GitlabMetrics::default();
+        registry.register(
+            "gitlab_requests",
+            "HTTP calls to GitLab by endpoint and outcome",
+            gitlab.requests.clone(),
+        );
+        registry.register(
+            "gitlab_request_duration_seconds",
+            "Duration of HTTP calls to GitLab (sent to body read) by endpoint",
+            gitlab.seconds.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: BUILD_COMMIT,
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which labgate build is running",
+            build_info,
+        );
         let open_connections = Gauge::default();
         registry.register(
             "open_connections",
@@ -96,7 +318,9 @@ impl Default for Metrics {
         Metrics {
             registry,
             requests,
+            request_seconds,
             upstream_seconds,
+            gitlab,
             sign_ins,
             revalidations,
             store_errors,
@@ -115,6 +339,13 @@ impl Metrics {
     /// Counts a revalidation outcome.
     pub fn revalidation(&self, outcome: &'static str) {
         self.revalidations.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Records a finished request: its duration by principal and route kind.
+    pub fn request_took(&self, kind: &'static str, route: &'static str, took: Duration) {
+        self.request_seconds
+            .get_or_create(&DurationLabels { kind, route })
+            .observe(took.as_secs_f64());
     }
 
     /// The text exposition.

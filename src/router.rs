@@ -74,47 +74,62 @@ fn fresh_request_id() -> HeaderValue {
     HeaderValue::from_str(&format!("{prefix}-{n:x}")).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Handles one request and writes its access-log line.
+/// Handles one request and writes its access-log line (docs/observability.md): who
+/// (username, principal kind), from where (the client address labgate worked out), what
+/// (method, path without the query), and how it went (status, ms, upstream ms, cause).
 pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
     use tracing::Instrument;
     let start = Instant::now();
-    let method = req.method().clone();
-    // Only the path is logged: queries may carry codes or tokens.
-    let path = req.uri().path().to_owned();
     let id = request_id(&app, peer, &req);
     req.headers_mut().insert("x-request-id", id.clone());
-    let route_kind = if path == "/ping" || path == "/ready" {
-        "probe"
-    } else if path.starts_with(app.config.server.prefix.as_str()) {
-        "labgate"
-    } else {
-        "app"
-    };
-    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
-    let mut resp = route(&app, peer, req).instrument(span.clone()).await;
-    let status = resp.status().as_u16();
-    let upstream_ms = resp
-        .extensions()
-        .get::<UpstreamTime>()
-        .map(|t| t.0.as_secs_f64() * 1000.0);
-    // Who caused a refusal or failure (client, gitlab, store, upstream), when labgate
-    // answered instead of the app.
-    let cause = resp
-        .extensions()
-        .get::<crate::reject::Cause>()
-        .map(|c| c.as_str());
-    span.in_scope(|| {
-        tracing::info!(
-            target: "labgate::access",
-            method = %method,
-            path = %path,
-            status,
-            ms = start.elapsed().as_secs_f64() * 1000.0,
-            upstream_ms,
-            cause,
-            "request"
+    let route_kind = route_kind(&app, req.uri().path());
+    // What the line needs from the request, taken only when the line is written.
+    let line = crate::telemetry::access_enabled().then(|| {
+        let client = headers::client_ip(
+            req.headers(),
+            peer.addr.ip(),
+            &app.config.server.trusted_proxies,
         );
+        // Only the path is logged: queries may carry codes or tokens.
+        (req.method().clone(), req.uri().path().to_owned(), client)
     });
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
+    let mut routed = std::pin::pin!(crate::telemetry::with_caller(
+        route(&app, peer, req).instrument(span.clone())
+    ));
+    let mut resp = routed.as_mut().await;
+    let caller = crate::telemetry::caller(routed);
+    let took = start.elapsed();
+    let status = resp.status().as_u16();
+    let kind = caller.as_ref().map_or("anonymous", Principal::kind);
+    if let Some((method, path, client)) = line {
+        let upstream_ms = resp.extensions().get::<UpstreamTime>().map(|t| millis(t.0));
+        // Who caused a refusal or failure (client, gitlab, store, upstream), when labgate
+        // answered instead of the app.
+        let cause = resp
+            .extensions()
+            .get::<crate::reject::Cause>()
+            .map(|c| c.as_str());
+        let user = caller
+            .as_ref()
+            .map(|p| crate::telemetry::Escaped(p.username()));
+        span.in_scope(|| {
+            tracing::info!(
+                target: "labgate::access",
+                user = user.as_ref().map(tracing::field::display),
+                kind,
+                client = %client,
+                method = %method,
+                path = %crate::telemetry::Escaped(&path),
+                status,
+                ms = millis(took),
+                upstream_ms,
+                cause,
+                route = route_kind,
+                "request"
+            );
+        });
+    }
     app.metrics
         .requests
         .get_or_create(&crate::metrics::RequestLabels {
@@ -122,8 +137,27 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
             route: route_kind,
         })
         .inc();
+    app.metrics.request_took(kind, route_kind, took);
     resp.headers_mut().insert("x-request-id", id);
     resp
+}
+
+/// A duration in milliseconds, to the microsecond (the log line's `ms`, `upstream_ms`).
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The `route` of a request's metrics and access line: "probe" (`/ping`, `/ready`),
+/// "forward_auth" (`{prefix}/auth`, also Envoy's `{prefix}/auth/<path>`), "labgate" (its
+/// other endpoints) or "app".
+fn route_kind(app: &App, path: &str) -> &'static str {
+    let prefix = app.config.server.prefix.as_str();
+    match path.strip_prefix(prefix) {
+        _ if path == "/ping" || path == "/ready" => "probe",
+        Some(rest) if rest == "/auth" || rest.starts_with("/auth/") => "forward_auth",
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => "labgate",
+        _ => "app",
+    }
 }
 
 /// Classifies a request: probes, labgate's own endpoints, or the application.
@@ -253,6 +287,7 @@ async fn admit(
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
     let a = auth::authenticate(app, headers, delivery).await?;
+    crate::telemetry::record_caller(&a.principal);
     match app
         .config
         .access

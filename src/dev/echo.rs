@@ -1,5 +1,5 @@
 //! The echo upstream: shows what labgate told it (identity headers, the verified assertion)
-//! as HTML or JSON, plus the endpoints the proxy tests need: streaming echo, download,
+//! as JSON, or to a browser as a readable page (`page.rs`), plus the endpoints the proxy tests need: streaming echo, download,
 //! upload counting, slow answers, server-sent events and a WebSocket echo.
 
 use std::sync::{Arc, Mutex};
@@ -15,8 +15,9 @@ use jsonwebtoken::jwk::JwkSet;
 use tokio::net::TcpListener;
 
 use crate::dev::util::{json, respond};
-use crate::pages::escape;
 use crate::proxy::Body;
+
+mod page;
 
 /// Where the echo app finds labgate's JWKS and what it pins.
 #[derive(Debug, Clone)]
@@ -161,12 +162,13 @@ async fn identity(e: &Echo, req: &Request<Incoming>) -> Response<Body> {
         .headers()
         .get(e.cfg.assertion_header.as_str())
         .and_then(|v| v.to_str().ok());
-    let verified = match assertion {
-        Some(a) => match e.verify(a).await {
-            Ok(c) => serde_json::json!({"valid": true, "claims": c}),
-            Err(err) => serde_json::json!({"valid": false, "error": err}),
-        },
-        None => serde_json::json!({"valid": false, "error": "no assertion header"}),
+    let checked = match assertion {
+        Some(a) => e.verify(a).await,
+        None => Err("no assertion header".to_owned()),
+    };
+    let verified = match &checked {
+        Ok(c) => serde_json::json!({"valid": true, "claims": c}),
+        Err(err) => serde_json::json!({"valid": false, "error": err}),
     };
     let h = |n: &str| {
         req.headers()
@@ -187,30 +189,23 @@ async fn identity(e: &Echo, req: &Request<Incoming>) -> Response<Body> {
         "verified": verified,
         "headers": headers,
     });
-    let wants_html = crate::respond::wants_html(req.headers());
-    if !wants_html {
+    if !crate::respond::wants_html(req.headers()) {
         return json(StatusCode::OK, &body);
     }
-    let user = h("x-forwarded-user");
-    let who = if user.is_empty() {
-        "nobody (public path)".to_owned()
-    } else {
-        user
-    };
-    let pretty = serde_json::to_string_pretty(&body).unwrap_or_default();
-    let html = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,"><title>Echo app</title>
-<style>body{{font:15px system-ui,sans-serif;max-width:860px;margin:24px auto;padding:0 16px}}pre{{white-space:pre-wrap;word-break:break-all;background:#f3f3f5;padding:12px;border-radius:8px}}</style></head>
-<body><h1>Echo app</h1><p>Hello, <strong id="user">{who}</strong>. This page shows what labgate forwarded.</p>
-<p>Assertion valid: <strong id="valid">{valid}</strong></p>
-<h2>Assertion</h2><pre id="assertion">{assertion}</pre>
-<h2>Everything received</h2><pre id="received">{pretty}</pre>
-<p><a href="/oauth2/sign_out">Sign out</a></p></body></html>"#,
-        who = escape(&who),
-        valid = body["verified"]["valid"],
-        assertion = escape(assertion.unwrap_or("")),
-        pretty = escape(&pretty),
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let html = page::render(&page::Seen {
+        headers: req.headers(),
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        assertion,
+        verified: &checked,
+        json: &body,
+        now,
+    });
+    // No caching instructions of its own: labgate marks a signed-in user's HTML private.
     respond(StatusCode::OK, "text/html; charset=utf-8", html)
 }
 

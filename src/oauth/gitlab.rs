@@ -1,7 +1,8 @@
 //! The only code that talks to GitLab: discovery, JWKS, the token endpoint (via the
 //! `oauth2` crate), ID-token verification, userinfo and the REST API calls the access
 //! rules need. Every failure says whether GitLab refused (and with which RFC 6749 error)
-//! or could not be reached, so the caller can answer 4xx vs 502.
+//! or could not be reached, so the caller can answer 4xx vs 502. Every HTTP call is
+//! counted and timed by endpoint name and outcome ([`GitlabMetrics`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::User;
 use crate::config::GitlabConfig;
+use crate::metrics::{GitlabEndpoint, GitlabMetrics, GitlabOutcome};
 
 /// What went wrong talking to GitLab.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,43 @@ pub struct IdTokenField {
     pub id_token: Option<String>,
 }
 impl ExtraTokenFields for IdTokenField {}
+
+/// One call of the token endpoint, as the `oauth2` crate runs it.
+type TokenCall<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<oauth2::HttpResponse, oauth2::HttpClientError<reqwest::Error>>,
+            > + Send
+            + 'a,
+    >,
+>;
+
+/// The HTTP client the `oauth2` crate calls the token endpoint with: the GitLab client's
+/// own, each call recorded as [`GitlabEndpoint::Token`].
+struct TokenClient<'a>(&'a Gitlab);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
+    type Error = oauth2::HttpClientError<reqwest::Error>;
+    type Future = TokenCall<'c>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let start = Instant::now();
+            let answer = oauth2::AsyncHttpClient::call(&self.0.http, request).await;
+            let outcome = match &answer {
+                Ok(a) => GitlabOutcome::of_status(a.status().as_u16()),
+                Err(oauth2::HttpClientError::Reqwest(e)) => {
+                    GitlabOutcome::of_transport(e.is_timeout())
+                }
+                Err(_) => GitlabOutcome::Unreachable,
+            };
+            self.0
+                .metrics
+                .observe(GitlabEndpoint::Token, outcome, start.elapsed());
+            answer
+        })
+    }
+}
 
 type TokenResp = StandardTokenResponse<IdTokenField, BasicTokenType>;
 type OAuthClient = oauth2::Client<
@@ -263,6 +302,22 @@ pub struct Gitlab {
     jwks: RwLock<Keys>,
     /// One JWKS fetch at a time: a herd of tokens with an unknown `kid` costs one.
     jwks_fetch: tokio::sync::Mutex<()>,
+    /// Where every call is counted and timed.
+    metrics: GitlabMetrics,
+}
+
+/// A whole answer from GitLab: status, headers and the body, read within `gitlab.timeout`.
+struct Answer {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The body as JSON of type `T`; `what` names the call in the error.
+    fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, GitlabError> {
+        serde_json::from_slice(&self.body).map_err(|e| unreachable(format!("{what}: {e}")))
+    }
 }
 
 impl std::fmt::Debug for Gitlab {
@@ -321,7 +376,44 @@ impl Gitlab {
                 max_age: JWKS_MAX_AGE,
             }),
             jwks_fetch: tokio::sync::Mutex::new(()),
+            metrics: GitlabMetrics::default(),
         })
+    }
+
+    /// Records this client's calls into `metrics` (the registry's; a client made with
+    /// [`Gitlab::new`] alone counts into metrics nobody exports).
+    pub fn with_metrics(mut self, metrics: GitlabMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sends one request to GitLab and reads the whole answer, recording the call under
+    /// `endpoint`. A transport failure (no answer, a timeout, a body cut off) is
+    /// [`GitlabError::Unreachable`]; the status is left to the caller.
+    async fn send(
+        &self,
+        endpoint: GitlabEndpoint,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Answer, GitlabError> {
+        let start = Instant::now();
+        let answer = async {
+            let resp = req.send().await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await?;
+            Ok::<_, reqwest::Error>(Answer {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        let outcome = match &answer {
+            Ok(a) => GitlabOutcome::of_status(a.status.as_u16()),
+            Err(e) => GitlabOutcome::of_transport(e.is_timeout()),
+        };
+        self.metrics.observe(endpoint, outcome, start.elapsed());
+        answer.map_err(unreachable)
     }
 
     /// The Redirect URI registered in GitLab.
@@ -340,17 +432,16 @@ impl Gitlab {
             return Ok(p);
         }
         let url = format!("{}/.well-known/openid-configuration", self.cfg.url);
-        let resp = self.http.get(&url).send().await.map_err(unreachable)?;
-        if !resp.status().is_success() {
+        let resp = self
+            .send(GitlabEndpoint::Discovery, self.http.get(&url))
+            .await?;
+        if !resp.status.is_success() {
             return Err(GitlabError::Api {
                 path: url,
-                status: resp.status().as_u16(),
+                status: resp.status.as_u16(),
             });
         }
-        let p: Provider = resp
-            .json()
-            .await
-            .map_err(|e| unreachable(format!("discovery document: {e}")))?;
+        let p: Provider = resp.json("discovery document")?;
         if p.issuer.trim_end_matches('/') != self.cfg.url {
             return Err(unreachable(format!(
                 "discovery issuer {:?} is not gitlab.url {:?}",
@@ -441,7 +532,7 @@ impl Gitlab {
             .oauth_client(&p)?
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
-            .request_async(&self.http)
+            .request_async(&TokenClient(self))
             .await
             .map_err(Self::token_error)?;
         Ok(Self::tokens(&resp))
@@ -453,7 +544,7 @@ impl Gitlab {
         let resp = self
             .oauth_client(&p)?
             .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
-            .request_async(&self.http)
+            .request_async(&TokenClient(self))
             .await
             .map_err(Self::token_error)?;
         Ok(Self::tokens(&resp))
@@ -465,15 +556,20 @@ impl Gitlab {
         let Some(url) = &p.revocation_endpoint else {
             return;
         };
-        let result = self
+        let req = self
             .http
             .post(url)
             .basic_auth(&self.cfg.client_id, Some(self.cfg.client_secret.expose()))
-            .form(&[("token", token)])
-            .send()
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "token revocation at GitLab failed");
+            .form(&[("token", token)]);
+        match self.send(GitlabEndpoint::Revocation, req).await {
+            Err(e) => tracing::warn!(error = %e, "token revocation at GitLab failed"),
+            Ok(a) if !a.status.is_success() => {
+                tracing::warn!(
+                    status = a.status.as_u16(),
+                    "GitLab refused the token revocation"
+                );
+            }
+            Ok(_) => {}
         }
     }
 
@@ -520,19 +616,16 @@ impl Gitlab {
     async fn fetch_jwks(&self) -> Result<(Arc<JwkSet>, Duration), GitlabError> {
         let p = self.provider().await?;
         let resp = self
-            .http
-            .get(&p.jwks_uri)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        if !resp.status().is_success() {
+            .send(GitlabEndpoint::Jwks, self.http.get(&p.jwks_uri))
+            .await?;
+        if !resp.status.is_success() {
             return Err(GitlabError::Api {
                 path: p.jwks_uri.clone(),
-                status: resp.status().as_u16(),
+                status: resp.status.as_u16(),
             });
         }
         let max_age = resp
-            .headers()
+            .headers
             .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
@@ -542,10 +635,7 @@ impl Gitlab {
             })
             .map_or(JWKS_MAX_AGE, Duration::from_secs)
             .clamp(JWKS_MIN_AGE, JWKS_MAX_AGE);
-        let set: JwkSet = resp
-            .json()
-            .await
-            .map_err(|e| unreachable(format!("JWKS: {e}")))?;
+        let set: JwkSet = resp.json("JWKS")?;
         Ok((Arc::new(set), max_age))
     }
 
@@ -584,17 +674,14 @@ impl Gitlab {
 
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
+        endpoint: GitlabEndpoint,
         url: &str,
         token: &str,
     ) -> Result<T, GitlabError> {
         let resp = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        let status = resp.status();
+            .send(endpoint, self.http.get(url).bearer_auth(token))
+            .await?;
+        let status = resp.status;
         if !status.is_success() {
             let path = url::Url::parse(url)
                 .map(|u| u.path().to_owned())
@@ -604,9 +691,7 @@ impl Gitlab {
                 status: status.as_u16(),
             });
         }
-        resp.json()
-            .await
-            .map_err(|e| unreachable(format!("{url}: {e}")))
+        resp.json(url)
     }
 
     /// Loads who the tokens belong to and everything the rules need: ID token (verified,
@@ -636,7 +721,9 @@ impl Gitlab {
                 .userinfo_endpoint
                 .clone()
                 .unwrap_or_else(|| format!("{}/oauth/userinfo", self.cfg.url));
-            let info: UserInfo = self.get_json(&url, &tokens.access_token).await?;
+            let info: UserInfo = self
+                .get_json(GitlabEndpoint::Userinfo, &url, &tokens.access_token)
+                .await?;
             if info.sub != claims.sub {
                 return Err(GitlabError::BadIdToken(
                     "userinfo sub differs from the ID token's".into(),
@@ -663,6 +750,7 @@ impl Gitlab {
         if self.cfg.can_read_user() {
             let api: ApiUser = self
                 .get_json(
+                    GitlabEndpoint::User,
                     &format!("{}/api/v4/user", self.cfg.url),
                     &tokens.access_token,
                 )
@@ -710,6 +798,7 @@ impl Gitlab {
         // refused (the confused deputy).
         let me: TokenSelf = self
             .get_json(
+                GitlabEndpoint::TokenSelf,
                 &format!("{}/api/v4/personal_access_tokens/self", self.cfg.url),
                 token,
             )
@@ -721,7 +810,11 @@ impl Gitlab {
             });
         }
         let api: ApiUser = self
-            .get_json(&format!("{}/api/v4/user", self.cfg.url), token)
+            .get_json(
+                GitlabEndpoint::User,
+                &format!("{}/api/v4/user", self.cfg.url),
+                token,
+            )
             .await?;
         let mut user = User {
             id: api.id,
@@ -740,13 +833,12 @@ impl Gitlab {
                 self.cfg.url
             );
             let resp = self
-                .http
-                .get(&url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(unreachable)?;
-            match resp.status().as_u16() {
+                .send(
+                    GitlabEndpoint::Groups,
+                    self.http.get(&url).bearer_auth(token),
+                )
+                .await?;
+            match resp.status.as_u16() {
                 200 => {}
                 // A token without read_api cannot list groups: no group memberships then.
                 403 => break,
@@ -758,14 +850,11 @@ impl Gitlab {
                 }
             }
             let next = resp
-                .headers()
+                .headers
                 .get("x-next-page")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u32>().ok());
-            let groups: Vec<GroupRef> = resp
-                .json()
-                .await
-                .map_err(|e| unreachable(format!("/api/v4/groups: {e}")))?;
+            let groups: Vec<GroupRef> = resp.json("/api/v4/groups")?;
             user.groups.extend(groups.into_iter().map(|g| g.full_path));
             match next {
                 Some(n) if n > page && page < 50 => page = n,
@@ -787,7 +876,10 @@ impl Gitlab {
             self.cfg.url,
             encoded.replace('+', "%20")
         );
-        match self.get_json::<Project>(&url, token).await {
+        match self
+            .get_json::<Project>(GitlabEndpoint::Projects, &url, token)
+            .await
+        {
             Ok(p) if p.archived => Ok(0),
             Ok(p) => Ok(p
                 .permissions

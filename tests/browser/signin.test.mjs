@@ -25,7 +25,7 @@ test("deep link -> sign-in page -> GitLab -> back on the deep link with the iden
   await signInAtGitLab(page, "alice");
   await page.waitForURL(`${LABGATE}/reports/2026?view=summary`);
   assert.equal(await page.textContent("#user"), "alice");
-  assert.equal(await page.textContent("#valid"), "true");
+  assert.equal(await page.textContent("#valid"), "Verified");
   clean(problems);
   await context.close();
 });

@@ -1,0 +1,621 @@
+//! Observability through real HTTP: the access log of the real binary (JSON and text, to a
+//! pipe and to a terminal) names the caller, their kind and address and never a credential;
+//! the Prometheus metrics for requests, GitLab calls and the build exist with bounded labels
+//! and move when requests and GitLab calls happen, failures included.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use labgate::dev::gitlab::{Faults, Fixture, StandIn};
+use reqwest::header::{ACCEPT, AUTHORIZATION, COOKIE};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+/// bob's demo personal access token (config/dev-gitlab.toml).
+const BOB_PAT: &str = "glpat-bob-demo-token-read-api";
+
+/// The real `labgate run` with the demo's rules (groups, public paths, routes, CI jobs and
+/// access tokens) on a free port, 127.0.0.1 trusted as a front proxy, its stderr piped.
+struct Logged {
+    child: std::process::Child,
+    public: String,
+    gitlab: Arc<StandIn>,
+    _dir: tempfile::TempDir,
+}
+
+/// The demo configuration for the real binary (addresses filled in, the tests' own secrets)
+/// and the port it is to listen on, picked after the stand-in and the echo app have theirs.
+async fn real_config(log: &str) -> (String, u16, Arc<StandIn>) {
+    let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = start_echo().await;
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut fixture = Fixture::demo();
+    fixture.applications[0]
+        .redirect_uris
+        .push(format!("{public}/oauth2/callback"));
+    fixture.applications[0].secret = test_client_secret().into();
+    let gitlab = StandIn::start(gl, fixture, "");
+    let cfg = unpublished(&labgate::dev::config_template())
+        .replace("{labgate}", &public)
+        .replace("{gitlab}", &gitlab.base_url)
+        .replace("{echo}", &echo)
+        .replace(
+            "[server]\n",
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        );
+    (format!("{cfg}\n[log]\n{log}\n"), port, gitlab)
+}
+
+impl Logged {
+    async fn start(format: &str) -> Logged {
+        let (cfg, port, gitlab) =
+            real_config(&format!("format = \"{format}\"\nlevel = \"info\"")).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labgate.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+            .args([
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env_remove("RUST_LOG")
+            // Only the pipe may turn colour off.
+            .env_remove("NO_COLOR")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_port(port).await;
+        Logged {
+            child,
+            public: format!("http://127.0.0.1:{port}"),
+            gitlab,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, then every line the process wrote.
+    fn stop(mut self) -> Vec<String> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let stderr = self.child.stderr.take().unwrap();
+        let _ = self.child.wait();
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect()
+    }
+}
+
+/// The fields of an access line (plus `id`, its request id), from either format; `None` for
+/// any other line.
+fn access_fields(line: &str, json: bool) -> Option<HashMap<String, String>> {
+    if json {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["target"] != "labgate::access" {
+            return None;
+        }
+        let mut m: HashMap<String, String> = v
+            .as_object()?
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "span" | "timestamp" | "level" | "target"))
+            .map(|(k, v)| {
+                let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                (k.clone(), s)
+            })
+            .collect();
+        m.insert("id".into(), v["span"]["id"].as_str()?.to_owned());
+        return Some(m);
+    }
+    // `... INFO request{id=X}: labgate::access: request user=alice kind="user" ...`
+    let (head, fields) = line.split_once(" labgate::access: request ")?;
+    let id = regex::Regex::new(r"request\{id=([^}]*)\}")
+        .unwrap()
+        .captures(head)?[1]
+        .trim_matches('"')
+        .to_owned();
+    let re = regex::Regex::new(r#"(\w+)=("[^"]*"|\S+)"#).unwrap();
+    let mut m: HashMap<String, String> = re
+        .captures_iter(fields)
+        .map(|c| (c[1].to_owned(), c[2].trim_matches('"').to_owned()))
+        .collect();
+    m.insert("id".into(), id);
+    Some(m)
+}
+
+/// The one access line of request `id`.
+fn line_of<'a>(lines: &'a [HashMap<String, String>], id: &str) -> &'a HashMap<String, String> {
+    let found: Vec<_> = lines.iter().filter(|l| l["id"] == id).collect();
+    assert_eq!(found.len(), 1, "one access line for {id}: {lines:#?}");
+    found[0]
+}
+
+/// A request `GET path` with a request id (believed: 127.0.0.1 is a trusted proxy).
+fn get(c: &reqwest::Client, url: String, id: &str) -> reqwest::RequestBuilder {
+    c.get(url)
+        .header("x-request-id", id)
+        .header(ACCEPT, "application/json")
+}
+
+/// Drives a signed-in user, a forward-auth check, a CI job, an access token, anonymous
+/// callers and a path that needs escaping through the real binary logging `format`, and
+/// checks every access line.
+async fn access_log_in(format: &str) {
+    let json = format == "json";
+    let lg = Logged::start(format).await;
+    let public = lg.public.clone();
+
+    let alice = browser();
+    let r = flow_parts(&alice, &public, &lg.gitlab, "alice", "/").await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let cookie = session_cookie_header(&set_cookies(&r));
+    let cookie_value = cookie.split_once('=').unwrap().1.to_owned();
+    let r = get(
+        &alice,
+        format!("{public}/x?token=secret-query"),
+        "obs-alice",
+    )
+    .header("x-forwarded-for", "198.51.100.9, 203.0.113.7")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let echoed: serde_json::Value = r.json().await.unwrap();
+    let assertion = echoed["assertion"].as_str().unwrap().to_owned();
+    let r = get(&alice, format!("{public}/oauth2/auth"), "obs-forward-auth")
+        .header("x-forwarded-uri", "/x")
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-host", "127.0.0.1")
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .unwrap();
+    let forward_auth_status = r.status().as_u16().to_string();
+
+    let ci = lg.gitlab.ci_id_token(
+        "acme/deployer",
+        "main",
+        true,
+        &public,
+        &serde_json::json!({}),
+    );
+    let r = get(&plain(), format!("{public}/deploy"), "obs-ci")
+        .header(AUTHORIZATION, format!("Bearer {ci}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = get(&plain(), format!("{public}/x"), "obs-pat")
+        .header(AUTHORIZATION, format!("Bearer {BOB_PAT}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let r = get(
+        &plain(),
+        format!("{public}/public/x?code=secret-code"),
+        "obs-public",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = get(&plain(), format!("{public}/x"), "obs-anonymous")
+        .header(COOKIE, "_labgate=forged-cookie-value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A quote and a space in the request target (hyper takes both) must not break the line.
+    let mut tcp = tokio::net::TcpStream::connect(public.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"GET /public/a\"b%20c?x=1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: obs-escape\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let lines = lg.stop();
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "no ANSI escape when stderr is a pipe: {lines:#?}"
+    );
+    for secret in [
+        cookie_value.as_str(),
+        ci.as_str(),
+        BOB_PAT,
+        assertion.as_str(),
+        "forged-cookie-value",
+        "secret-query",
+        "secret-code",
+        test_client_secret(),
+        test_cookie_secret(),
+    ] {
+        for l in &lines {
+            assert!(!l.contains(secret), "a credential reached the log: {l}");
+        }
+    }
+    let access: Vec<_> = lines
+        .iter()
+        .filter_map(|l| access_fields(l, json))
+        .collect();
+
+    let l = line_of(&access, "obs-alice");
+    for (k, v) in [
+        ("user", "alice"),
+        ("kind", "user"),
+        ("client", "203.0.113.7"),
+        ("method", "GET"),
+        ("path", "/x"),
+        ("status", "200"),
+        ("route", "app"),
+    ] {
+        assert_eq!(l.get(k).map(String::as_str), Some(v), "{k} in {l:?}");
+    }
+    assert!(l["ms"].parse::<f64>().unwrap() >= 0.0, "{l:?}");
+    assert!(l["upstream_ms"].parse::<f64>().unwrap() <= l["ms"].parse::<f64>().unwrap());
+
+    let l = line_of(&access, "obs-forward-auth");
+    assert_eq!(
+        (&*l["user"], &*l["kind"], &*l["route"], &*l["status"]),
+        (
+            "alice",
+            "user",
+            "forward_auth",
+            forward_auth_status.as_str()
+        ),
+        "{l:?}"
+    );
+    let l = line_of(&access, "obs-ci");
+    assert_eq!(
+        (&*l["user"], &*l["kind"], &*l["path"], &*l["status"]),
+        ("ci:acme/deployer", "ci_job", "/deploy", "200"),
+        "{l:?}"
+    );
+    assert_eq!(l["client"], "127.0.0.1", "no X-Forwarded-For: the peer");
+    let l = line_of(&access, "obs-pat");
+    assert_eq!((&*l["user"], &*l["kind"]), ("bob", "user_token"), "{l:?}");
+    for id in ["obs-public", "obs-anonymous"] {
+        let l = line_of(&access, id);
+        assert_eq!(l["kind"], "anonymous", "{l:?}");
+        assert!(!l.contains_key("user"), "{l:?}");
+    }
+    assert_eq!(line_of(&access, "obs-anonymous")["status"], "401");
+    assert_eq!(line_of(&access, "obs-anonymous")["cause"], "client");
+    assert_eq!(line_of(&access, "obs-public")["path"], "/public/x");
+    assert_eq!(line_of(&access, "obs-escape")["path"], "/public/a%22b%20c");
+    // The sign-in itself: labgate's own endpoints, before anyone is known.
+    assert!(
+        access
+            .iter()
+            .any(|l| l["path"] == "/oauth2/callback" && l["route"] == "labgate"),
+        "{access:#?}"
+    );
+}
+
+#[tokio::test]
+async fn json_access_lines_name_the_caller_and_no_credential() {
+    access_log_in("json").await;
+}
+
+#[tokio::test]
+async fn text_access_lines_name_the_caller_and_no_credential() {
+    access_log_in("text").await;
+}
+
+/// What the real binary writes to a terminal (a pty from `script`) while serving one
+/// request for about two seconds, with `NO_COLOR` as given.
+async fn on_a_terminal(no_color: Option<&str>) -> String {
+    let (cfg, port, _gitlab) = real_config("level = \"info\"").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labgate.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let command = format!(
+        "timeout -s TERM 2 {} run --config {} --listen 127.0.0.1:{port}",
+        env!("CARGO_BIN_EXE_labgate"),
+        path.display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qfec", &command, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    let mut child = cmd
+        .spawn()
+        .expect("util-linux `script` gives the binary a terminal");
+    wait_for_port(port).await;
+    let r = plain()
+        .get(format!("http://127.0.0.1:{port}/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        out.contains("labgate::access"),
+        "the access line reached the terminal: {out}"
+    );
+    out
+}
+
+#[tokio::test]
+async fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let coloured = on_a_terminal(None).await;
+    assert!(
+        coloured.contains("\u{1b}["),
+        "a terminal gets colour: {coloured}"
+    );
+    let plain_text = on_a_terminal(Some("1")).await;
+    assert!(
+        !plain_text.contains('\u{1b}'),
+        "NO_COLOR=1 turns colour off: {plain_text}"
+    );
+}
+
+/// Every sample of a Prometheus text exposition, by `name{labels}`.
+fn samples(text: &str) -> HashMap<String, f64> {
+    let re = regex::Regex::new(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})?) (\S+)$").unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let c = re
+                .captures(l)
+                .unwrap_or_else(|| panic!("not a sample line: {l:?}"));
+            (c[1].to_owned(), c[3].parse().unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
+async fn scrape(url: &str) -> (String, HashMap<String, f64>) {
+    let text = plain()
+        .get(format!("{url}/oauth2/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let s = samples(&text);
+    (text, s)
+}
+
+/// How much sample `name` grew between two scrapes (absent counts as 0).
+fn grew(before: &HashMap<String, f64>, after: &HashMap<String, f64>, name: &str) -> f64 {
+    after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn request_and_gitlab_metrics_move_with_bounded_labels() {
+    let cfg = config_with(None, "")
+        .replace("[server]\n", "[server]\nmetrics_public = true\n")
+        .replace("[gitlab]\n", "[gitlab]\ntimeout = \"1s\"\n");
+    let s = stack(&cfg).await;
+    let m0 = scrape(&s.labgate_url).await.1;
+
+    // A sign-in: code exchange, ID-token keys, userinfo; then one request of each kind.
+    let c = signed_in(&s, "alice").await;
+    let (m1, mut requests) = (scrape(&s.labgate_url).await.1, 0);
+    for (endpoint, calls) in [("token", 1.0), ("userinfo", 1.0)] {
+        let n = format!(r#"labgate_gitlab_requests_total{{endpoint="{endpoint}",outcome="ok"}}"#);
+        assert_eq!(grew(&m0, &m1, &n), calls, "{n}");
+    }
+    for endpoint in ["discovery", "jwks", "token", "userinfo"] {
+        let n =
+            format!(r#"labgate_gitlab_request_duration_seconds_count{{endpoint="{endpoint}"}}"#);
+        assert!(m1.get(&n).copied().unwrap_or(0.0) >= 1.0, "{n}");
+    }
+    assert_eq!(
+        get_json(&c, &format!("{}/page", s.labgate_url)).await.0,
+        200
+    );
+    requests += 1;
+    let token = s.gitlab.ci_id_token(
+        "acme/deployer",
+        "main",
+        true,
+        &s.labgate_url,
+        &serde_json::json!({}),
+    );
+    let r = plain()
+        .get(format!("{}/deploy", s.labgate_url))
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = plain()
+        .get(format!("{}/x", s.labgate_url))
+        .header(AUTHORIZATION, format!("Bearer {BOB_PAT}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        plain()
+            .get(format!("{}/ping", s.labgate_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (text, m2) = scrape(&s.labgate_url).await;
+    for family in [
+        "# TYPE labgate_request_duration_seconds histogram",
+        "# TYPE labgate_gitlab_requests counter",
+        "# TYPE labgate_gitlab_request_duration_seconds histogram",
+        "# TYPE labgate_build_info gauge",
+    ] {
+        assert!(text.contains(family), "{family} in {text}");
+    }
+    for (kind, route, n) in [
+        ("user", "app", f64::from(requests)),
+        ("ci_job", "app", 1.0),
+        ("user_token", "app", 1.0),
+        ("anonymous", "probe", 1.0),
+    ] {
+        let name =
+            format!(r#"labgate_request_duration_seconds_count{{kind="{kind}",route="{route}"}}"#);
+        assert_eq!(grew(&m1, &m2, &name), n, "{name}");
+    }
+    for endpoint in ["token_self", "user", "groups"] {
+        let n = format!(r#"labgate_gitlab_requests_total{{endpoint="{endpoint}",outcome="ok"}}"#);
+        assert_eq!(
+            grew(&m1, &m2, &n),
+            1.0,
+            "an access token is looked up once: {n}"
+        );
+    }
+
+    // GitLab failing: userinfo answers 500 during a sign-in, then GitLab is too slow for
+    // gitlab.timeout while an access token is looked up.
+    s.gitlab.set_faults(Faults {
+        failing_paths: vec!["/oauth/userinfo".into()],
+        ..Faults::default()
+    });
+    let r = flow(&browser(), &s, "bob", "/").await;
+    assert_ne!(r.status(), StatusCode::FOUND, "the sign-in fails");
+    s.gitlab.set_faults(Faults {
+        latency: Some(Duration::from_millis(1500)),
+        ..Faults::default()
+    });
+    // A token labgate has not seen (and so not cached) yet.
+    let fresh = format!("glpat-{}", labgate::random_token(16));
+    s.gitlab.with_fixture(|f| {
+        let bob = f.users.iter_mut().find(|u| u.username == "bob").unwrap();
+        bob.personal_access_tokens
+            .push(labgate::dev::gitlab::PersonalAccessToken {
+                token: fresh.clone(),
+                scopes: vec!["read_api".into()],
+            });
+    });
+    let r = plain()
+        .get(format!("{}/y", s.labgate_url))
+        .header(AUTHORIZATION, format!("Bearer {fresh}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    s.gitlab.set_faults(Faults::default());
+    let (text, m3) = scrape(&s.labgate_url).await;
+    for (endpoint, outcome) in [("userinfo", "server_error"), ("token_self", "timeout")] {
+        let n = format!(
+            r#"labgate_gitlab_requests_total{{endpoint="{endpoint}",outcome="{outcome}"}}"#
+        );
+        assert_eq!(grew(&m2, &m3, &n), 1.0, "{n} in {text}");
+    }
+
+    // Labels come from fixed sets: no URL, id or path ever becomes a series.
+    let endpoints = [
+        "discovery",
+        "jwks",
+        "token",
+        "revocation",
+        "userinfo",
+        "user",
+        "token_self",
+        "groups",
+        "projects",
+    ];
+    let outcomes = [
+        "ok",
+        "client_error",
+        "rate_limited",
+        "server_error",
+        "unexpected_status",
+        "timeout",
+        "unreachable",
+    ];
+    let label = regex::Regex::new(r#"(\w+)="([^"]*)""#).unwrap();
+    for name in m3.keys().filter(|n| n.starts_with("labgate_gitlab_")) {
+        for c in label.captures_iter(name) {
+            match &c[1] {
+                "endpoint" => assert!(endpoints.contains(&&c[2]), "{name}"),
+                "outcome" => assert!(outcomes.contains(&&c[2]), "{name}"),
+                "le" => {}
+                other => panic!("unexpected label {other} in {name}"),
+            }
+        }
+    }
+    for name in m3
+        .keys()
+        .filter(|n| n.starts_with("labgate_request_duration_seconds"))
+    {
+        for c in label.captures_iter(name) {
+            match &c[1] {
+                "kind" => assert!(
+                    ["user", "ci_job", "user_token", "anonymous"].contains(&&c[2]),
+                    "{name}"
+                ),
+                "route" => assert!(
+                    ["app", "forward_auth", "labgate", "probe"].contains(&&c[2]),
+                    "{name}"
+                ),
+                "le" => {}
+                other => panic!("unexpected label {other} in {name}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn build_info_names_the_version_and_the_commit() {
+    let s =
+        stack(&config_with(None, "").replace("[server]\n", "[server]\nmetrics_public = true\n"))
+            .await;
+    let (text, m) = scrape(&s.labgate_url).await;
+    let commit = labgate::metrics::BUILD_COMMIT;
+    let name = format!(
+        r#"labgate_build_info{{version="{}",commit="{commit}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(m.get(&name), Some(&1.0), "{name} in {text}");
+    let info: Vec<_> = m
+        .keys()
+        .filter(|k| k.starts_with("labgate_build_info"))
+        .collect();
+    assert_eq!(info.len(), 1, "{info:?}");
+    // Built from this checkout: the commit is git's (unless the build pinned another).
+    if std::env::var_os("LABGATE_BUILD_COMMIT").is_none() {
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        match head {
+            Some(head) => assert_eq!(commit, head),
+            None => assert_eq!(commit, "unknown"),
+        }
+    }
+}
