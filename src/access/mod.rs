@@ -48,6 +48,19 @@ pub mod level {
             _ => return None,
         })
     }
+
+    /// The config name of an exact access level (`30` -> `developer`).
+    pub fn name(level: u8) -> Option<&'static str> {
+        Some(match level {
+            GUEST => "guest",
+            PLANNER => "planner",
+            REPORTER => "reporter",
+            DEVELOPER => "developer",
+            MAINTAINER => "maintainer",
+            OWNER => "owner",
+            _ => return None,
+        })
+    }
 }
 
 /// What labgate knows about a signed-in GitLab user: everything the rules can ask about.
@@ -113,6 +126,8 @@ pub enum Deny {
     EmailDomain,
     /// Two-factor authentication is required and not enabled.
     TwoFactor,
+    /// `require_verified_email` is set and GitLab did not say the email is verified.
+    EmailNotVerified,
     /// Not in any allowed user, group or project (`scope` names where: "access", a route,
     /// or the forward-auth query).
     NotListed {
@@ -137,6 +152,7 @@ impl Deny {
             Deny::Blocked => "Your account has been blocked from this application.",
             Deny::EmailDomain => "Your verified GitLab email address is not in a domain allowed here.",
             Deny::TwoFactor => "This application requires two-factor authentication on your GitLab account.",
+            Deny::EmailNotVerified => "This application requires a verified primary email address on your GitLab account.",
             Deny::NotListed { scope } if scope == "access" => {
                 "You are not a member of a GitLab group or project allowed to use this application."
             }
@@ -158,6 +174,7 @@ impl Deny {
             Deny::Blocked => "blocked_user",
             Deny::EmailDomain => "email_domain",
             Deny::TwoFactor => "two_factor_required",
+            Deny::EmailNotVerified => "email_not_verified",
             Deny::NotListed { .. } => "not_in_allowed_users_groups_or_projects",
             Deny::CiJobNotAllowed { .. } => "ci_job_not_allowed",
             Deny::OriginalUnknown => "original_url_unknown",
@@ -172,6 +189,10 @@ pub struct GroupRule {
     pub path: String,
     /// Minimum role on a direct membership, if any.
     pub min_level: Option<u8>,
+    /// `group:member`: a member of the group itself (any role, direct or inherited from a
+    /// parent group), i.e. the path itself is in the `groups` claim; members of its
+    /// subgroups alone do not match. oauth2-proxy's `gitlab_groups` mean this.
+    pub itself: bool,
 }
 
 /// A project entry of an allow-list.
@@ -211,7 +232,8 @@ pub struct Rules {
     pub groups: Vec<GroupRule>,
     /// `allowed_projects`.
     pub projects: Vec<ProjectRule>,
-    /// `allowed_email_domains` (lower-case; a leading dot admits subdomains).
+    /// `allowed_email_domains` (lower-case; a leading `.` admits the domain and its
+    /// subdomains, a leading `*.` its subdomains only).
     pub email_domains: Vec<String>,
     /// `allowed_ci_jobs`: project paths or namespaces (subgroups included) whose CI jobs
     /// pass, or `*` for every job `[[machine.allow]]` admits. Empty: no CI job passes.
@@ -259,12 +281,15 @@ impl Rules {
             return false;
         }
         let domain = domain.to_ascii_lowercase();
-        self.email_domains
-            .iter()
-            .any(|d| match d.strip_prefix('.') {
-                Some(base) => domain == base || domain.ends_with(d.as_str()),
-                None => domain == *d,
-            })
+        self.email_domains.iter().any(|d| {
+            if let Some(dot_base) = d.strip_prefix('*') {
+                domain.ends_with(dot_base)
+            } else if let Some(base) = d.strip_prefix('.') {
+                domain == base || domain.ends_with(d.as_str())
+            } else {
+                domain == *d
+            }
+        })
     }
 
     fn member_ok(&self, user: &User) -> bool {
@@ -273,6 +298,13 @@ impl Rules {
         }
         for g in &self.groups {
             let hit = match g.min_level {
+                // The `groups` claim lists the groups of direct memberships and their
+                // descendants, so the path itself is there exactly when the user is a member
+                // of it or of a parent group.
+                None if g.itself => user
+                    .groups
+                    .iter()
+                    .any(|have| have.eq_ignore_ascii_case(&g.path)),
                 None => user.groups.iter().any(|have| under_path(have, &g.path)),
                 Some(min) => {
                     let lists: [(&Vec<String>, u8); 3] = [
@@ -343,6 +375,9 @@ pub struct Policy {
     pub blocked_users: Vec<UserRef>,
     /// `require_two_factor`.
     pub require_two_factor: bool,
+    /// `require_verified_email`: GitLab must say the primary email is verified (what
+    /// oauth2-proxy's GitLab provider requires of everyone).
+    pub require_verified_email: bool,
     /// `allow_any_gitlab_user`.
     pub allow_any: bool,
     /// `[[access.public]]`.
@@ -414,6 +449,9 @@ impl Policy {
         }
         if self.blocked_users.iter().any(|b| b.matches(user)) {
             return Decision::Deny(Deny::Blocked);
+        }
+        if self.require_verified_email && !(user.email_verified && user.email.is_some()) {
+            return Decision::Deny(Deny::EmailNotVerified);
         }
         if !self.global.email_ok(user) {
             return Decision::Deny(Deny::EmailDomain);

@@ -120,6 +120,7 @@ pub(crate) fn compile(
         global,
         blocked_users,
         require_two_factor: access.require_two_factor.unwrap_or(false),
+        require_verified_email: access.require_verified_email.unwrap_or(false),
         allow_any,
         public,
         routes: compiled_routes,
@@ -226,20 +227,22 @@ fn compile_rules(scope: &str, l: &Lists<'_>, p: &mut impl FnMut(String, String))
             );
             continue;
         }
+        let itself = role == Some("member");
         let min_level = match role {
-            None => None,
+            None | Some("member") => None,
             Some(r) => match level::parse(r) {
                 Some(level::GUEST) => Some(0),
                 Some(l) if l >= level::DEVELOPER => Some(l),
                 Some(_) => {
                     p(key, format!(
                         "{g:?}: GitLab reports group roles developer, maintainer and owner only; \
-                         use \"{path}\" (any member), \"{path}:developer\" or higher, or a project rule"
+                         use \"{path}\" (any member, subgroups included), \"{path}:member\" (any member of {path} itself), \
+                         \"{path}:developer\" or higher, or a project rule"
                     ));
                     continue;
                 }
                 None => {
-                    p(key, format!("{g:?}: unknown role {r:?}; write guest, developer, maintainer or owner"));
+                    p(key, format!("{g:?}: unknown role {r:?}; write member, guest, developer, maintainer or owner"));
                     continue;
                 }
             },
@@ -247,10 +250,29 @@ fn compile_rules(scope: &str, l: &Lists<'_>, p: &mut impl FnMut(String, String))
         rules.groups.push(GroupRule {
             path: path.to_owned(),
             min_level: min_level.filter(|l| *l > 0),
+            itself,
         });
     }
     for (i, proj) in l.projects.iter().enumerate() {
         let key = format!("{scope}.allowed_projects[{i}]");
+        if let Some((path, lvl)) = proj.split_once('=') {
+            // oauth2-proxy's `gitlab_projects` syntax: read as a path it would never match.
+            let role = lvl.trim().parse::<u8>().ok().and_then(level::name);
+            let spelling = match role {
+                Some(r) => format!("\"{}:{r}\"", path.trim()),
+                None => format!(
+                    "\"{}:<role>\" (guest, planner, reporter, developer, maintainer or owner)",
+                    path.trim()
+                ),
+            };
+            p(
+                key,
+                format!(
+                    "{proj:?} is oauth2-proxy's gitlab_projects syntax; labgate writes {spelling}"
+                ),
+            );
+            continue;
+        }
         let (path, role) = match proj.split_once(':') {
             Some((path, role)) => (path.trim(), Some(role.trim())),
             None => (proj.trim(), None),
@@ -278,16 +300,27 @@ fn compile_rules(scope: &str, l: &Lists<'_>, p: &mut impl FnMut(String, String))
         });
     }
     for (i, d) in l.domains.iter().enumerate() {
+        let key = format!("{scope}.allowed_email_domains[{i}]");
         let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-        let bare = d.strip_prefix('.').unwrap_or(&d);
+        if d == "*" {
+            p(
+                key,
+                "\"*\" (oauth2-proxy's \"any email\") is not a domain: to admit every GitLab user, remove allowed_email_domains and set access.allow_any_gitlab_user = true (or list groups, projects or users)".into(),
+            );
+            continue;
+        }
+        let bare = d
+            .strip_prefix("*.")
+            .or_else(|| d.strip_prefix('.'))
+            .unwrap_or(&d);
         let ok = bare.contains('.')
             && bare
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
         if !ok {
             p(
-                format!("{scope}.allowed_email_domains[{i}]"),
-                format!("{d:?} is not a domain such as \"example.com\" or \".example.com\" (internationalised domains in their xn-- form)"),
+                key,
+                format!("{d:?} is not a domain such as \"example.com\", \".example.com\" (it and its subdomains) or \"*.example.com\" (subdomains only); internationalised domains in their xn-- form"),
             );
             continue;
         }

@@ -308,3 +308,109 @@ fn non_ascii_paths_are_refused_at_load_with_the_key() {
         assert!(keys.contains(&k), "{k} in {keys:?}");
     }
 }
+
+#[test]
+fn a_member_rule_admits_members_of_the_group_itself_not_of_its_subgroups_only() {
+    let p = policy(
+        AccessFile {
+            allowed_groups: vec!["acme/team:member".into()],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    // The groups claim holds direct memberships and their descendants: a member of acme
+    // (any role) has acme/team there; a member of acme/team/sub alone does not.
+    assert_eq!(
+        p.admit(&user("a", &["acme", "acme/team", "acme/team/sub"])),
+        Decision::Allow
+    );
+    assert_eq!(p.admit(&user("a", &["ACME/Team"])), Decision::Allow);
+    for groups in [&["acme/team/sub"][..], &["acme"], &["acme/teamx"], &[]] {
+        assert!(
+            matches!(
+                p.admit(&user("a", groups)),
+                Decision::Deny(Deny::NotListed { .. })
+            ),
+            "{groups:?}"
+        );
+    }
+}
+
+#[test]
+fn email_domain_forms() {
+    let with = |d: &str| {
+        policy(
+            AccessFile {
+                allow_any_gitlab_user: Some(true),
+                allowed_email_domains: vec![d.into()],
+                ..Default::default()
+            },
+            vec![],
+        )
+        .unwrap()
+    };
+    let mail = |email: &str| User {
+        email: Some(email.into()),
+        ..user("a", &[])
+    };
+    let cases = [
+        ("example.com", "a@example.com", true),
+        ("example.com", "a@eng.example.com", false),
+        (".example.com", "a@example.com", true),
+        (".example.com", "a@eng.example.com", true),
+        ("*.example.com", "a@example.com", false),
+        ("*.example.com", "a@eng.example.com", true),
+        ("*.example.com", "a@badexample.com", false),
+    ];
+    for (rule, email, admitted) in cases {
+        assert_eq!(
+            with(rule).admit(&mail(email)) == Decision::Allow,
+            admitted,
+            "{rule} for {email}"
+        );
+    }
+}
+
+#[test]
+fn required_verified_email_refuses_unverified_and_missing_emails() {
+    let p = policy(
+        AccessFile {
+            allow_any_gitlab_user: Some(true),
+            require_verified_email: Some(true),
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap();
+    let mut u = user("a", &[]);
+    assert_eq!(p.admit(&u), Decision::Allow);
+    u.email_verified = false;
+    assert_eq!(p.admit(&u), Decision::Deny(Deny::EmailNotVerified));
+    u.email_verified = true;
+    u.email = None;
+    assert_eq!(p.admit(&u), Decision::Deny(Deny::EmailNotVerified));
+}
+
+#[test]
+fn oauth2_proxy_spellings_are_refused_with_labgate_s() {
+    let err = policy(
+        AccessFile {
+            allowed_projects: vec!["acme/app=30".into(), "acme/tool=7".into()],
+            allowed_email_domains: vec!["*".into()],
+            ..Default::default()
+        },
+        vec![],
+    )
+    .unwrap_err();
+    let msg = |k: &str| {
+        err.iter()
+            .find(|p| p.key == k)
+            .unwrap_or_else(|| panic!("{k} in {err:?}"))
+            .message
+            .clone()
+    };
+    assert!(msg("access.allowed_projects[0]").contains("\"acme/app:developer\""));
+    assert!(msg("access.allowed_projects[1]").contains("\"acme/tool:<role>\""));
+    assert!(msg("access.allowed_email_domains[0]").contains("access.allow_any_gitlab_user = true"));
+}

@@ -150,6 +150,7 @@ pub struct AccessFile {
     pub allowed_email_domains: Vec<String>,
     pub blocked_users: Vec<String>,
     pub require_two_factor: Option<bool>,
+    pub require_verified_email: Option<bool>,
     pub allow_any_gitlab_user: Option<bool>,
     pub public: Vec<PublicFile>,
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use access::narrowing;
 pub use published::problems as published_secret_problems;
-pub use sources::{load, load_str, Overrides};
+pub use sources::{load, load_str, load_text, Overrides};
 pub(crate) use validate::decode_cookie_secret;
 pub use validate::parse_duration;
 

@@ -20,6 +20,25 @@ const LIST_KEYS: &[&str] = &[
     "access.blocked_users",
 ];
 
+/// Top-level keys of oauth2-proxy's config file: a labgate config holding one is most likely
+/// an oauth2-proxy file given to the wrong program.
+const OAUTH2_PROXY_KEYS: &[&str] = &[
+    "provider",
+    "client_id",
+    "client_secret",
+    "cookie_secret",
+    "email_domains",
+    "upstreams",
+    "redirect_url",
+    "oidc_issuer_url",
+    "gitlab_groups",
+    "gitlab_projects",
+    "http_address",
+    "skip_auth_routes",
+    "whitelist_domains",
+    "set_xauthrequest",
+];
+
 /// Settings given on the command line; they beat every other source.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -62,6 +81,16 @@ pub fn load_str(toml_text: &str) -> Result<Config, ConfigError> {
         std::iter::empty(),
         &Overrides::default(),
     )
+}
+
+/// Loads a configuration from TOML text with the environment and flags layered on top, as
+/// [`load`] does for a file (`labgate migrate` validates the config it prints this way).
+pub fn load_text(
+    toml_text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    layered(Some(toml_text), None, env, overrides)
 }
 
 fn layered(
@@ -123,10 +152,16 @@ fn describe(err: serde_path_to_error::Error<config::ConfigError>) -> ConfigError
             format!("{path}.{field}")
         };
         let key = key.trim_start_matches('.').to_owned();
-        return ConfigError::one(
-            key.clone(),
-            format!("unknown key {key}; check its spelling against config/labgate.example.toml"),
-        );
+        let message = if key == "access.email_domains" {
+            "unknown key access.email_domains (oauth2-proxy's name): labgate's is access.allowed_email_domains; \
+             for oauth2-proxy's email_domains = [\"*\"] set access.allow_any_gitlab_user = true instead, or list groups, projects or users"
+                .to_owned()
+        } else if OAUTH2_PROXY_KEYS.contains(&key.as_str()) {
+            format!("unknown key {key}: this is an oauth2-proxy setting; convert the whole file with `labgate migrate oauth2-proxy --config FILE`")
+        } else {
+            format!("unknown key {key}; check its spelling against config/labgate.example.toml")
+        };
+        return ConfigError::one(key, message);
     }
     ConfigError::one(path.trim_start_matches('.'), inner)
 }
