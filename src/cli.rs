@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): run | dev | check | redirect-uri | keygen.
+//! The command line (SPEC §1): run | dev | check | redirect-uri | keygen | migrate.
 
 use std::path::PathBuf;
 
@@ -44,9 +44,46 @@ pub enum Command {
     RedirectUri,
     /// Print a fresh cookie secret and ES256 signing key.
     Keygen,
+    /// Convert another proxy's configuration: print the labgate TOML, then validate it as
+    /// `check` does.
+    Migrate {
+        /// The proxy the configuration is for.
+        #[command(subcommand)]
+        from: MigrateFrom,
+    },
+}
+
+/// What `labgate migrate` converts from.
+#[derive(Debug, Subcommand)]
+pub enum MigrateFrom {
+    /// oauth2-proxy: its TOML config file (--config FILE) and/or its flags (--args FILE);
+    /// "-" reads standard input.
+    #[command(
+        name = "oauth2-proxy",
+        after_help = "--config FILE is oauth2-proxy's config file here (TOML, underscored keys such as email_domains).\n\
+                      Flags override the file, as in oauth2-proxy. The labgate TOML goes to stdout, the verdict to stderr;\n\
+                      exit 0 when it passes `labgate check`, 2 otherwise."
+    )]
+    Oauth2Proxy {
+        /// oauth2-proxy's flags: a Kubernetes workload (its oauth2-proxy container's args
+        /// and OAUTH2_PROXY_* env), a YAML list of args, or lines of --flag=value / --flag value.
+        #[arg(long, value_name = "FILE")]
+        args: Option<PathBuf>,
+    },
 }
 
 impl Cli {
+    /// Parses the command line, and says whether `--config` was given on it rather than by
+    /// `LABGATE_CONFIG` (`migrate` reads oauth2-proxy's file from `--config` only).
+    pub fn parse_noting_config() -> (Cli, bool) {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let on_command_line =
+            matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine);
+        (cli, on_command_line)
+    }
+
     /// The flag overrides.
     pub fn overrides(&self) -> Overrides {
         Overrides {

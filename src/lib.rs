@@ -4,6 +4,7 @@
 //! Top-down: each module calls only modules listed below it.
 //! ```text
 //! main.rs / cli.rs   parse the command line, load config, run; check.rs: check --online
+//! migrate/           `labgate migrate oauth2-proxy`: oauth2-proxy's config/flags -> labgate TOML
 //! server.rs          listeners, TLS (tls.rs, tls_reload.rs), limits, graceful drain
 //! admin.rs           /ping, /ready, /metrics and the side listeners
 //! router.rs          the endpoint table, then the phases of an application request:
@@ -44,6 +45,7 @@ pub mod headers;
 pub mod identity;
 pub mod machine;
 pub mod metrics;
+pub mod migrate;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;

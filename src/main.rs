@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use labgate::cli::{describe, notes, Cli, Command};
+use labgate::cli::{describe, notes, Cli, Command, MigrateFrom};
 use labgate::config::Config;
 
 /// mimalloc: measurably faster than the system allocator for many small, short-lived
@@ -15,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, config_on_command_line) = Cli::parse_noting_config();
     match cli.command {
         None | Some(Command::Run) => match load(&cli) {
             Ok(config) => run(config),
@@ -97,6 +96,12 @@ fn main() -> ExitCode {
             println!("# identity signing key (ES256, PKCS#8 PEM): save as a file and list it in identity.signing_key_files");
             print!("{}", labgate::identity::generate_es256_pem());
             ExitCode::SUCCESS
+        }
+        Some(Command::Migrate {
+            from: MigrateFrom::Oauth2Proxy { ref args },
+        }) => {
+            let config = cli.config.as_deref().filter(|_| config_on_command_line);
+            labgate::migrate::command(config, args.as_deref(), notes)
         }
     }
 }

@@ -1,0 +1,580 @@
+//! Reading an oauth2-proxy configuration: its TOML config file (underscored keys such as
+//! `email_domains`), its flags (`--email-domain=x` or `--email-domain x`, as lines of a
+//! file, a YAML list, or a Kubernetes workload's container `args` and `OAUTH2_PROXY_*`
+//! `env`), merged with oauth2-proxy's precedence: flags, then environment, then file.
+//!
+//! Owns parsing only: every value is kept as written (typed by [`Kind`]), and anything that
+//! is not an oauth2-proxy option is kept too, so that nothing is dropped silently.
+
+use super::options::{self, Kind, Spec};
+
+/// Where a value came from, which decides precedence (higher wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Origin {
+    /// The TOML config file.
+    File,
+    /// An `OAUTH2_PROXY_*` environment variable of the workload.
+    Env,
+    /// A command-line flag.
+    Flag,
+}
+
+/// A value as oauth2-proxy would read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// A string (also durations and integers, as written).
+    Text(String),
+    /// A boolean.
+    Bool(bool),
+    /// A list.
+    List(Vec<String>),
+    /// Filled in at run time from somewhere this file only names, e.g. `Secret oauth2-proxy
+    /// key client-secret` (a Kubernetes `valueFrom`).
+    External(String),
+}
+
+/// One setting of the oauth2-proxy configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Setting {
+    /// The config-file key for a known option (`email_domains`), else the name as written.
+    pub(crate) key: String,
+    /// The name as the user wrote it (`--email-domain`, `OAUTH2_PROXY_EMAIL_DOMAINS`,
+    /// `email_domains`), for comments.
+    pub(crate) shown: String,
+    /// The option, when oauth2-proxy has one by that name.
+    pub(crate) spec: Option<&'static Spec>,
+    /// The value.
+    pub(crate) value: Value,
+    /// Where it came from.
+    pub(crate) origin: Origin,
+}
+
+impl Setting {
+    /// Whether the value must never be shown.
+    pub(crate) fn is_secret(&self) -> bool {
+        self.spec
+            .map_or_else(|| options::sounds_secret(&self.key), |s| s.secret)
+    }
+
+    /// The value for a comment: secrets and unknown values as `<secret>` / `<not shown>`.
+    pub(crate) fn shown_value(&self) -> String {
+        if let Value::External(from) = &self.value {
+            return format!("<from {from}>");
+        }
+        if self.is_secret() {
+            return "<secret>".into();
+        }
+        if self.spec.is_none() {
+            return "<not shown>".into();
+        }
+        match &self.value {
+            Value::Text(s) => toml::Value::String(s.clone()).to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::List(l) => {
+                toml::Value::Array(l.iter().map(|s| toml::Value::String(s.clone())).collect())
+                    .to_string()
+            }
+            Value::External(_) => String::new(),
+        }
+    }
+}
+
+/// Something in the input that is neither an option nor an error: a referenced config
+/// file, an environment variable that is not oauth2-proxy's, a stray word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Remark(pub(crate) String);
+
+/// Why an input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The config file is not TOML.
+    #[error("{file}: not valid TOML: {detail}")]
+    Toml {
+        /// File name.
+        file: String,
+        /// The parser's message (line and column).
+        detail: String,
+    },
+    /// The args file is YAML that holds no oauth2-proxy container or args list.
+    #[error("{file}: {detail}")]
+    Yaml {
+        /// File name.
+        file: String,
+        /// What was expected.
+        detail: String,
+    },
+}
+
+/// The merged configuration: one setting per key, highest precedence first seen.
+#[derive(Debug, Default)]
+pub(crate) struct Options {
+    /// Settings in effect, in input order.
+    pub(crate) settings: Vec<Setting>,
+    /// Settings a higher-precedence source replaced (oauth2-proxy ignores them too).
+    pub(crate) overridden: Vec<(Setting, String)>,
+    /// Remarks about the input.
+    pub(crate) remarks: Vec<Remark>,
+}
+
+impl Options {
+    /// Adds settings from one source, replacing lower-precedence ones with the same key.
+    pub(crate) fn add(&mut self, settings: Vec<Setting>) {
+        for s in settings {
+            match self.settings.iter().position(|have| have.key == s.key) {
+                Some(i) if self.settings.get(i).is_some_and(|h| h.origin > s.origin) => {
+                    let by = self
+                        .settings
+                        .get(i)
+                        .map(|h| h.shown.clone())
+                        .unwrap_or_default();
+                    self.overridden.push((s, by));
+                }
+                Some(i) => {
+                    if let Some(slot) = self.settings.get_mut(i) {
+                        let old = std::mem::replace(slot, s);
+                        let by = slot.shown.clone();
+                        self.overridden.push((old, by));
+                    }
+                }
+                None => self.settings.push(s),
+            }
+        }
+    }
+
+    /// The setting for a config-file key.
+    pub(crate) fn get(&self, key: &str) -> Option<&Setting> {
+        self.settings.iter().find(|s| s.key == key)
+    }
+}
+
+/// Reads oauth2-proxy's TOML config file.
+pub(crate) fn from_toml(text: &str, file: &str) -> Result<Vec<Setting>, SourceError> {
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| SourceError::Toml {
+            file: file.to_owned(),
+            detail: e.to_string().trim().to_owned(),
+        })?;
+    let mut out = Vec::new();
+    for (key, v) in table {
+        let spec = options::by_cfg(&key);
+        let value = match (spec.map(|s| s.kind), v) {
+            (_, toml::Value::Array(items)) => Value::List(items.iter().map(toml_scalar).collect()),
+            (Some(Kind::Bool), toml::Value::Boolean(b)) => Value::Bool(b),
+            (Some(Kind::Bool), toml::Value::String(s)) => {
+                parse_bool(&s).map_or(Value::Text(s), Value::Bool)
+            }
+            (Some(Kind::List), toml::Value::String(s)) => Value::List(split_list(&s)),
+            (_, other) => Value::Text(toml_scalar(&other)),
+        };
+        out.push(Setting {
+            key: spec.map_or_else(|| key.clone(), |s| s.cfg.to_owned()),
+            shown: key,
+            spec,
+            value,
+            origin: Origin::File,
+        });
+    }
+    Ok(out)
+}
+
+fn toml_scalar(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which pflag and oauth2-proxy's loader use.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A list option given as one string: pflag splits on commas.
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An environment variable of the workload: a literal value or a reference.
+#[derive(Debug, Clone)]
+pub(crate) struct EnvVar {
+    name: String,
+    value: Value,
+}
+
+/// Reads the flags file: lines of `--flag=value` / `--flag value` (a shell command line
+/// copied from the docs works too), or YAML: a list of args, a container with `args`, or a
+/// Kubernetes workload (its oauth2-proxy container's `args` and `env`).
+pub(crate) fn from_args(
+    text: &str,
+    file: &str,
+) -> Result<(Vec<Setting>, Vec<Remark>), SourceError> {
+    let (args, env) = if looks_like_yaml(text) {
+        yaml_args(text, file)?
+    } else {
+        (shell_words(text), Vec::new())
+    };
+    let mut remarks = Vec::new();
+    // Variables the args use as $(NAME) are read through them.
+    let referenced: Vec<&str> = args
+        .iter()
+        .filter_map(|a| a.split_once("=$(").and_then(|(_, r)| r.strip_suffix(')')))
+        .chain(
+            args.iter()
+                .filter_map(|a| a.strip_prefix("$(").and_then(|r| r.strip_suffix(')'))),
+        )
+        .collect();
+    let unreferenced: Vec<EnvVar> = env
+        .iter()
+        .filter(|e| !referenced.contains(&e.name.as_str()))
+        .cloned()
+        .collect();
+    let mut settings = env_settings(&unreferenced, &mut remarks);
+    settings.extend(flag_settings(&args, &env, &mut remarks));
+    Ok((settings, remarks))
+}
+
+/// YAML starts with a list item, a `key:` or a document marker; flag lines start with `-`
+/// followed by a letter or another `-`.
+fn looks_like_yaml(text: &str) -> bool {
+    let Some(first) = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+    else {
+        return false;
+    };
+    if first == "-"
+        || first.starts_with("- ")
+        || first.starts_with("-\t")
+        || first.starts_with("---")
+    {
+        return true;
+    }
+    let word = first.split(':').next().unwrap_or("");
+    first.contains(':')
+        && !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !word.starts_with('-')
+}
+
+/// Splits shell-like text into words: quotes ('...' and "...") and backslashes as a shell
+/// reads them, `#` and `//` words start a comment to the end of the line (the provider docs
+/// annotate their examples so), a trailing `\` joins lines.
+fn shell_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for line in text.lines() {
+        let mut cur = String::new();
+        let mut in_word = false;
+        let mut quote: Option<char> = None;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some('"'), '\\') => {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+                (Some(_), c) => cur.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    in_word = true;
+                }
+                (None, '\\') => {
+                    // A trailing backslash continues the line: nothing to add.
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                        in_word = true;
+                    }
+                }
+                (None, c) if c.is_whitespace() => {
+                    if in_word {
+                        words.push(std::mem::take(&mut cur));
+                        in_word = false;
+                    }
+                }
+                (None, '#') if !in_word => break,
+                (None, '/') if !in_word && chars.peek() == Some(&'/') => break,
+                (None, c) => {
+                    cur.push(c);
+                    in_word = true;
+                }
+            }
+        }
+        if in_word {
+            words.push(cur);
+        }
+    }
+    words
+}
+
+fn yaml_args(text: &str, file: &str) -> Result<(Vec<String>, Vec<EnvVar>), SourceError> {
+    use serde::Deserialize;
+    let err = |detail: String| SourceError::Yaml {
+        file: file.to_owned(),
+        detail,
+    };
+    let mut docs = Vec::new();
+    for d in serde_yaml::Deserializer::from_str(text) {
+        docs.push(
+            serde_yaml::Value::deserialize(d).map_err(|e| err(format!("not valid YAML: {e}")))?,
+        );
+    }
+    for doc in &docs {
+        if let serde_yaml::Value::Sequence(items) = doc {
+            return Ok((items.iter().filter_map(yaml_scalar).collect(), Vec::new()));
+        }
+    }
+    let mut containers = Vec::new();
+    for doc in &docs {
+        find_containers(doc, &mut containers);
+    }
+    let wanted: Vec<&serde_yaml::Value> = containers
+        .iter()
+        .copied()
+        .filter(|c| {
+            ["image", "name"].iter().any(|k| {
+                c.get(*k)
+                    .and_then(serde_yaml::Value::as_str)
+                    .is_some_and(|v| v.contains("oauth2-proxy") || v.contains("oauth2_proxy"))
+            })
+        })
+        .collect();
+    let chosen = match (wanted.as_slice(), containers.as_slice()) {
+        ([one], _) | ([], [one]) => *one,
+        ([], []) => {
+            return Err(err(
+                "no args found: give a YAML list of flags, a container with args, or a Kubernetes workload whose container runs oauth2-proxy".into(),
+            ))
+        }
+        ([], _) => {
+            return Err(err(
+                "several containers and none runs an oauth2-proxy image: give just that container's args".into(),
+            ))
+        }
+        (_, _) => {
+            return Err(err(
+                "several oauth2-proxy containers: give just one container's args".into(),
+            ))
+        }
+    };
+    let seq = |k: &str| -> Vec<String> {
+        chosen
+            .get(k)
+            .and_then(serde_yaml::Value::as_sequence)
+            .map(|s| s.iter().filter_map(yaml_scalar).collect())
+            .unwrap_or_default()
+    };
+    // `command: ["/bin/oauth2-proxy", "--flag"]`: the flags after the program count too.
+    let mut args: Vec<String> = seq("command").into_iter().skip(1).collect();
+    args.extend(seq("args"));
+    let env = chosen
+        .get("env")
+        .and_then(serde_yaml::Value::as_sequence)
+        .map(|items| items.iter().filter_map(yaml_env).collect())
+        .unwrap_or_default();
+    Ok((args, env))
+}
+
+/// Containers anywhere in a document (Deployment, StatefulSet, CronJob, Pod...), or the
+/// document itself when it is a container (has `args`).
+fn find_containers<'a>(v: &'a serde_yaml::Value, out: &mut Vec<&'a serde_yaml::Value>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            if m.contains_key("args") && !m.contains_key("containers") {
+                out.push(v);
+                return;
+            }
+            for (k, child) in m {
+                if k.as_str() == Some("containers") {
+                    if let Some(list) = child.as_sequence() {
+                        out.extend(list.iter().filter(|c| c.is_mapping()));
+                    }
+                } else {
+                    find_containers(child, out);
+                }
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for i in items {
+                find_containers(i, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn yaml_env(v: &serde_yaml::Value) -> Option<EnvVar> {
+    let name = v.get("name")?.as_str()?.to_owned();
+    if let Some(s) = v.get("value").and_then(yaml_scalar) {
+        return Some(EnvVar {
+            name,
+            value: Value::Text(s),
+        });
+    }
+    let from = v.get("valueFrom")?;
+    let described = [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")]
+        .iter()
+        .find_map(|(k, what)| {
+            let r = from.get(*k)?;
+            Some(format!(
+                "{what} {} key {}",
+                r.get("name")
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("?"),
+                r.get("key")
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("?")
+            ))
+        })
+        .unwrap_or_else(|| "a valueFrom reference".into());
+    Some(EnvVar {
+        name,
+        value: Value::External(described),
+    })
+}
+
+/// `OAUTH2_PROXY_<CONFIG KEY>` variables become settings; others are remarked upon.
+fn env_settings(env: &[EnvVar], remarks: &mut Vec<Remark>) -> Vec<Setting> {
+    let mut out = Vec::new();
+    for e in env {
+        let Some(rest) = e.name.strip_prefix("OAUTH2_PROXY_") else {
+            remarks.push(Remark(format!(
+                "environment variable {} is not an oauth2-proxy setting: not read",
+                e.name
+            )));
+            continue;
+        };
+        let key = rest.to_ascii_lowercase();
+        let spec = options::by_cfg(&key);
+        out.push(Setting {
+            key: spec.map_or_else(|| key.clone(), |s| s.cfg.to_owned()),
+            shown: e.name.clone(),
+            spec,
+            value: typed(spec, e.value.clone()),
+            origin: Origin::Env,
+        });
+    }
+    out
+}
+
+/// A string value read with the option's kind.
+fn typed(spec: Option<&Spec>, v: Value) -> Value {
+    match (spec.map(|s| s.kind), v) {
+        (Some(Kind::Bool), Value::Text(s)) => parse_bool(&s).map_or(Value::Text(s), Value::Bool),
+        (Some(Kind::List), Value::Text(s)) => Value::List(split_list(&s)),
+        (_, v) => v,
+    }
+}
+
+/// Parses flags as pflag does: `--name=value`, `--name value` for non-boolean flags, a bare
+/// boolean `--name`; a single dash works too (older Go `flag` style). `$(VAR)` is expanded
+/// from the container's env as the kubelet does.
+fn flag_settings(args: &[String], env: &[EnvVar], remarks: &mut Vec<Remark>) -> Vec<Setting> {
+    let mut out: Vec<Setting> = Vec::new();
+    let mut i = 0;
+    let mut skipped_program = false;
+    while let Some(arg) = args.get(i) {
+        i += 1;
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            if !skipped_program
+                && out.is_empty()
+                && (arg.contains("oauth2-proxy") || arg.contains("oauth2_proxy"))
+            {
+                skipped_program = true;
+            } else {
+                remarks.push(Remark(format!(
+                    "{arg:?} is not a flag: ignored, as oauth2-proxy ignores arguments"
+                )));
+            }
+            continue;
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (body, None),
+        };
+        if options::COMMAND_FLAGS.contains(&name) {
+            let value = inline.or_else(|| {
+                let v = args.get(i).filter(|v| !v.starts_with('-')).cloned();
+                if v.is_some() {
+                    i += 1;
+                }
+                v
+            });
+            remarks.push(Remark(match (name, value) {
+                ("config", Some(f)) => format!("--config={f}: this oauth2-proxy also reads that file; pass it too: labgate migrate oauth2-proxy --config FILE --args ..."),
+                ("alpha-config", Some(f)) => format!("--alpha-config={f}: oauth2-proxy's alpha (YAML) configuration is not read; its settings are not migrated"),
+                (n, _) => format!("--{n} is a command flag of oauth2-proxy, not a setting"),
+            }));
+            continue;
+        }
+        let spec = options::by_flag(name);
+        let kind = spec.map(|s| s.kind);
+        let raw = match inline {
+            Some(v) => Some(v),
+            None if kind == Some(Kind::Bool) => None,
+            None => {
+                // pflag takes the next argument as the value; for an unknown flag only a
+                // next argument that is not itself a flag is read as its value.
+                let next = args.get(i).cloned();
+                match next {
+                    Some(v) if spec.is_some() || !v.starts_with('-') => {
+                        i += 1;
+                        Some(v)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        let value = match raw {
+            None if kind == Some(Kind::Bool) || spec.is_none() => Value::Bool(true),
+            None => Value::Text(String::new()),
+            Some(v) => {
+                expand(&v, env).map_or_else(|| typed(spec, Value::Text(v)), |x| typed(spec, x))
+            }
+        };
+        let key = spec.map_or_else(|| name.to_owned(), |s| s.cfg.to_owned());
+        // Repeated list flags add up; anything else: the last one wins.
+        if let (Some(Kind::List), Some(prev)) = (kind, out.iter_mut().find(|s| s.key == key)) {
+            if let (Value::List(have), Value::List(more)) = (&mut prev.value, &value) {
+                have.extend(more.iter().cloned());
+                continue;
+            }
+        }
+        out.retain(|s| s.key != key);
+        out.push(Setting {
+            key,
+            shown: format!("--{name}"),
+            spec,
+            value,
+            origin: Origin::Flag,
+        });
+    }
+    out
+}
+
+/// `$(VAR)` as the whole value: the container env variable's value or reference.
+fn expand(v: &str, env: &[EnvVar]) -> Option<Value> {
+    let name = v.strip_prefix("$(")?.strip_suffix(')')?;
+    env.iter().find(|e| e.name == name).map(|e| e.value.clone())
+}

@@ -1,0 +1,742 @@
+//! The mapping, table by table: inputs as oauth2-proxy reads them, outputs as labgate loads
+//! them. The end-to-end answers (real binary, stand-in users) are in tests/it/migrate.rs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
+use super::map::{go_duration, humane};
+use super::options::{Kind, SPECS};
+use super::source::{self, Options, Value};
+use super::*;
+
+/// The fresh cookie secret the migrations get (random: a typed one is refused on load).
+fn fresh() -> &'static str {
+    static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    S.get_or_init(crate::generate_cookie_secret)
+}
+
+fn migrate_toml(text: &str) -> Migration {
+    oauth2_proxy(
+        Some(Input {
+            name: "oauth2-proxy.cfg",
+            text,
+        }),
+        None,
+        fresh(),
+    )
+    .unwrap()
+}
+
+fn migrate_args(text: &str) -> Migration {
+    oauth2_proxy(None, Some(Input { name: "args", text }), fresh()).unwrap()
+}
+
+fn parsed(m: &Migration) -> toml::Table {
+    m.toml.parse().unwrap_or_else(|e| panic!("{e}\n{}", m.toml))
+}
+
+fn at<'a>(t: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
+    let mut parts = path.split('.');
+    let mut v = t.get(parts.next()?)?;
+    for p in parts {
+        v = v.get(p)?;
+    }
+    Some(v)
+}
+
+fn strings(v: Option<&toml::Value>) -> Vec<String> {
+    v.and_then(toml::Value::as_array)
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The comments as one text (wrapped lines joined), to look for phrases in.
+fn comments(m: &Migration) -> String {
+    m.toml
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The minimum that makes a labgate file of the output: what every test config shares.
+const BASE: &str = r#"
+provider = "gitlab"
+oidc_issuer_url = "https://gitlab.example.com/"
+client_id = "app-id"
+client_secret = "gloas-not-a-real-secret-0123456789"
+redirect_url = "https://wiki.example.com/oauth2/callback"
+upstreams = ["http://127.0.0.1:8080/"]
+cookie_secret = "b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi"
+"#;
+
+fn loads(m: &Migration) -> crate::config::Config {
+    validate(&m.toml, std::iter::empty()).unwrap_or_else(|e| panic!("{e}\n{}", m.toml))
+}
+
+#[test]
+fn a_gitlab_group_config_maps_and_loads() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\ngitlab_groups = [\"acme\", \"acme/team/\"]\nhttp_address = \":4180\"\n"
+    ));
+    assert!(m.problems.is_empty(), "{:?}", m.problems);
+    let t = parsed(&m);
+    assert_eq!(
+        at(&t, "gitlab.url").unwrap().as_str(),
+        Some("https://gitlab.example.com")
+    );
+    assert_eq!(
+        at(&t, "server.public_url").unwrap().as_str(),
+        Some("https://wiki.example.com")
+    );
+    assert_eq!(
+        at(&t, "server.listen").unwrap().as_str(),
+        Some("0.0.0.0:4180")
+    );
+    assert_eq!(
+        at(&t, "upstream.url").unwrap().as_str(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert_eq!(
+        strings(at(&t, "access.allowed_groups")),
+        ["acme:member", "acme/team:member"]
+    );
+    assert_eq!(
+        at(&t, "access.require_verified_email").unwrap().as_bool(),
+        Some(true)
+    );
+    assert!(at(&t, "access.allow_any_gitlab_user").is_none());
+    assert!(at(&t, "access.allowed_email_domains").is_none());
+    let c = loads(&m);
+    assert_eq!(
+        crate::app::redirect_uri(&c),
+        "https://wiki.example.com/oauth2/callback"
+    );
+}
+
+#[test]
+fn the_cookie_secret_is_never_carried_over_and_a_fresh_one_is_used() {
+    let old = "b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi";
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\ncookie_secret_file = \"/etc/o2p/cookie\"\n"
+    ));
+    assert!(!m.toml.contains(old));
+    assert!(
+        !m.toml.contains("/etc/o2p/cookie\"\n"),
+        "the file is not reused"
+    );
+    let t = parsed(&m);
+    assert_eq!(
+        at(&t, "session.cookie_secret").unwrap().as_str(),
+        Some(fresh())
+    );
+    assert!(at(&t, "session.cookie_secret_file").is_none());
+    assert!(comments(&m).contains("labgate keygen"));
+}
+
+#[test]
+fn projects_take_labgate_roles_with_oauth2_proxy_s_default_level() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"example.com\"]\ngitlab_projects = [\"acme/app=30\", \"acme/tool\", \"acme/ops=40\", \"acme/x=10\"]\n"
+    ));
+    assert!(m.problems.is_empty(), "{:?}", m.problems);
+    let t = parsed(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_projects")),
+        [
+            "acme/app:developer",
+            "acme/tool:reporter",
+            "acme/ops:maintainer",
+            "acme/x:guest"
+        ]
+    );
+    let c = loads(&m);
+    assert!(c.gitlab.has_scope("read_api"), "labgate adds read_api");
+    for bad in ["acme/app=50", "acme/app=dev", "acme/app=25"] {
+        let m = migrate_toml(&format!(
+            "{BASE}email_domains = [\"*\"]\ngitlab_projects = [\"{bad}\"]\n"
+        ));
+        assert_eq!(m.problems.len(), 1, "{bad}: {:?}", m.problems);
+        assert!(
+            m.problems[0].contains("10, 20, 30 and 40"),
+            "{:?}",
+            m.problems
+        );
+    }
+}
+
+#[test]
+fn email_domains_keep_oauth2_proxy_s_meaning() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"Example.com\", \".corp.example\", \"*.eng.example\"]\n"
+    ));
+    let t = parsed(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["example.com", "*.corp.example", "*.eng.example"]
+    );
+    // Domains alone: oauth2-proxy admitted every GitLab user in them.
+    assert_eq!(
+        at(&t, "access.allow_any_gitlab_user").unwrap().as_bool(),
+        Some(true)
+    );
+    loads(&m);
+    // "*": every domain, and no other rule: everyone.
+    let m = migrate_toml(&format!("{BASE}email_domains = [\"*\", \"example.com\"]\n"));
+    let t = parsed(&m);
+    assert!(at(&t, "access.allowed_email_domains").is_none());
+    assert_eq!(
+        at(&t, "access.allow_any_gitlab_user").unwrap().as_bool(),
+        Some(true)
+    );
+    loads(&m);
+    // Unverified emails allowed by oauth2-proxy: no require_verified_email.
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\ngitlab_groups=[\"acme\"]\ninsecure_oidc_allow_unverified_email = true\n"
+    ));
+    assert!(at(&parsed(&m), "access.require_verified_email").is_none());
+}
+
+#[test]
+fn without_email_domains_no_rule_is_invented() {
+    let m = migrate_toml(BASE);
+    let t = parsed(&m);
+    assert!(at(&t, "access.allow_any_gitlab_user").is_none());
+    let err = validate(&m.toml, std::iter::empty()).unwrap_err();
+    assert!(err.problems.iter().any(|p| p.key == "access"), "{err}");
+    assert!(comments(&m).contains("oauth2-proxy refuses to start without it"));
+}
+
+#[test]
+fn allowed_groups_is_enforced_though_the_gitlab_provider_ignored_it() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\nallowed_groups = [\"acme/ops\"]\n"
+    ));
+    let t = parsed(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_groups")),
+        ["acme/ops:member"]
+    );
+    assert!(comments(&m).contains("did not enforce it"));
+    let m = migrate_toml(&format!(
+        "{}email_domains = [\"*\"]\nallowed_groups = [\"acme/ops\"]\n",
+        BASE.replace("\"gitlab\"", "\"oidc\"")
+    ));
+    assert!(!comments(&m).contains("did not enforce it"));
+    assert!(m.problems.is_empty());
+}
+
+#[test]
+fn another_provider_cannot_be_migrated() {
+    let m = migrate_toml(&format!(
+        "{}email_domains = [\"*\"]\n",
+        BASE.replace("\"gitlab\"", "\"github\"")
+    ));
+    assert_eq!(m.problems.len(), 1);
+    assert!(m.problems[0].contains("GitLab only"));
+}
+
+#[test]
+fn skip_auth_routes_become_public_paths() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\nskip_auth_regex = [\"^/metrics\"]\nskip_auth_routes = [\"GET=^/probe\", \"post=^/hook$\", \"^/static/\", \"GET!=^/private\", \"!=^/x\", \"^/a=b\"]\nskip_auth_preflight = true\n"
+    ));
+    let t = parsed(&m);
+    let public = t["access"]["public"].as_array().unwrap();
+    let rows: Vec<(String, Vec<String>)> = public
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_owned(),
+                strings(p.get("methods")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("^/metrics".to_owned(), vec![]),
+            ("^/probe".to_owned(), vec!["GET".to_owned()]),
+            ("^/hook$".to_owned(), vec!["POST".to_owned()]),
+            ("^/static/".to_owned(), vec![]),
+            ("^/".to_owned(), vec!["OPTIONS".to_owned()]),
+        ]
+    );
+    let notes = comments(&m);
+    assert!(
+        notes.contains("\"GET!=^/private\": \"all paths except\""),
+        "{notes}"
+    );
+    assert!(notes.contains("\"!=^/x\": \"all paths except\""), "{notes}");
+    assert!(
+        notes.contains("\"^/a=b\": oauth2-proxy read \"^/A\" as the method"),
+        "{notes}"
+    );
+    loads(&m);
+}
+
+#[test]
+fn server_cookie_and_header_settings() {
+    let base = BASE.replace("/oauth2/callback", "/auth/callback");
+    let m = migrate_toml(&format!(
+        r#"{base}email_domains = ["*"]
+proxy_prefix = "/auth/"
+reverse_proxy = true
+trusted_proxy_ips = ["10.0.0.0/8"]
+whitelist_domains = ["*.example.com", "docs.example.org:8443", ".example.com"]
+metrics_address = "0.0.0.0:9100"
+skip_provider_button = true
+footer = "Acme IT"
+cookie_name = "__Host-wiki"
+cookie_domains = [".example.com", ".wiki.example.com", ".other.org"]
+cookie_expire = "12h"
+cookie_secure = false
+cookie_samesite = "strict"
+upstream_timeout = "1m30s"
+pass_access_token = true
+pass_authorization_header = true
+set_xauthrequest = true
+"#
+    ));
+    let t = parsed(&m);
+    let get = |k: &str| {
+        at(&t, k)
+            .unwrap_or_else(|| panic!("{k} in\n{}", m.toml))
+            .clone()
+    };
+    assert_eq!(get("server.prefix").as_str(), Some("/auth"));
+    assert_eq!(
+        get("server.public_url").as_str(),
+        Some("https://wiki.example.com")
+    );
+    assert_eq!(
+        strings(Some(&get("server.trusted_proxies"))),
+        ["10.0.0.0/8"]
+    );
+    assert_eq!(
+        strings(Some(&get("server.allowed_redirect_domains"))),
+        [".example.com", "docs.example.org"]
+    );
+    assert_eq!(get("server.metrics_listen").as_str(), Some("0.0.0.0:9100"));
+    assert_eq!(get("server.skip_sign_in_page").as_bool(), Some(true));
+    assert_eq!(get("server.footer_text").as_str(), Some("Acme IT"));
+    assert_eq!(get("session.cookie_name").as_str(), Some("__Host-wiki"));
+    // The longest domain matching public_url's host, as oauth2-proxy picks per request.
+    assert_eq!(
+        get("session.cookie_domain").as_str(),
+        Some(".wiki.example.com")
+    );
+    assert_eq!(get("session.lifetime").as_str(), Some("12h"));
+    assert_eq!(get("session.cookie_secure").as_bool(), Some(false));
+    assert_eq!(get("session.cookie_samesite").as_str(), Some("strict"));
+    assert_eq!(get("upstream.timeout").as_str(), Some("90s"));
+    assert_eq!(get("identity.pass_access_token").as_bool(), Some(true));
+    assert_eq!(get("identity.pass_authorization").as_bool(), Some(true));
+    let c = loads(&m);
+    assert_eq!(
+        crate::app::redirect_uri(&c),
+        "https://wiki.example.com/auth/callback"
+    );
+    assert!(comments(&m).contains("ports are dropped"));
+}
+
+#[test]
+fn a_redirect_url_elsewhere_names_the_new_redirect_uri() {
+    let m = migrate_toml(&format!(
+        "{}email_domains = [\"*\"]\n",
+        BASE.replace("/oauth2/callback", "/sso/oauth2/callback")
+    ));
+    assert!(comments(&m)
+        .contains("labgate's Redirect URI is https://wiki.example.com/oauth2/callback: change it"));
+}
+
+#[test]
+fn tls_listens_on_https_address() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\nhttp_address = \"127.0.0.1:4180\"\ntls_cert_file = \"/tls/crt\"\ntls_key_file = \"/tls/key\"\n"
+    ));
+    let t = parsed(&m);
+    assert_eq!(
+        at(&t, "server.listen").unwrap().as_str(),
+        Some("0.0.0.0:443")
+    );
+    assert_eq!(
+        at(&t, "server.tls_cert_file").unwrap().as_str(),
+        Some("/tls/crt")
+    );
+    assert!(comments(&m).contains("does not listen there when tls_cert_file is set"));
+}
+
+#[test]
+fn redis_targets() {
+    let redis = |extra: &str| {
+        let m = migrate_toml(&format!(
+            "{BASE}email_domains = [\"*\"]\nsession_store_type = \"redis\"\n{extra}"
+        ));
+        let t = parsed(&m);
+        (m, t)
+    };
+    let (m, t) = redis("redis_connection_url = \"redis://r:6379/0\"\nredis_username = \"o2p\"\nredis_password = \"pw-secret-1\"\n");
+    assert_eq!(at(&t, "session.store").unwrap().as_str(), Some("redis"));
+    assert_eq!(
+        at(&t, "session.redis_url").unwrap().as_str(),
+        Some("redis://o2p@r:6379/0")
+    );
+    assert_eq!(
+        at(&t, "session.redis_password").unwrap().as_str(),
+        Some("pw-secret-1")
+    );
+    assert!(!comments(&m).contains("pw-secret-1"));
+    loads(&m);
+    let (m, t) = redis("redis_use_sentinel = true\nredis_sentinel_master_name = \"mymaster\"\nredis_sentinel_connection_urls = [\"redis://s1:26379\", \"redis://s2:26379\"]\nredis_sentinel_password = \"sentinel-pw\"\nredis_connection_url = \"redis://ignored:6379\"\n");
+    assert_eq!(
+        at(&t, "session.redis_sentinel_master").unwrap().as_str(),
+        Some("mymaster")
+    );
+    assert_eq!(
+        strings(at(&t, "session.redis_sentinel_nodes")),
+        [
+            "redis://:sentinel-pw@s1:26379",
+            "redis://:sentinel-pw@s2:26379"
+        ]
+    );
+    assert!(at(&t, "session.redis_url").is_none());
+    assert!(!comments(&m).contains("sentinel-pw"));
+    loads(&m);
+    let (m, t) = redis("redis_use_cluster = true\nredis_cluster_connection_urls = [\"redis://c1:6379\", \"redis://c2:6379\"]\n");
+    assert_eq!(
+        strings(at(&t, "session.redis_cluster_nodes")),
+        ["redis://c1:6379", "redis://c2:6379"]
+    );
+    loads(&m);
+    // Redis settings without the redis store: oauth2-proxy did not use them.
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\nredis_connection_url = \"redis://r:6379\"\n"
+    ));
+    assert!(at(&parsed(&m), "session.redis_url").is_none());
+    assert!(comments(&m).contains("session_store_type is not redis"));
+}
+
+#[test]
+fn upstream_forms() {
+    let up = |list: &str| {
+        let m = migrate_toml(&format!(
+            "{}email_domains = [\"*\"]\nupstreams = {list}\n",
+            BASE.replace("upstreams = [\"http://127.0.0.1:8080/\"]\n", "")
+        ));
+        (
+            at(&parsed(&m), "upstream.url").and_then(|v| v.as_str().map(str::to_owned)),
+            comments(&m),
+        )
+    };
+    assert_eq!(
+        up("[\"unix:///run/app.sock\"]").0.as_deref(),
+        Some("unix:/run/app.sock")
+    );
+    assert_eq!(
+        up("[\"https://app.internal\"]").0.as_deref(),
+        Some("https://app.internal")
+    );
+    let (url, notes) = up("[\"http://a:1/api/\", \"http://b:2/\", \"file:///srv/www#/static/\"]");
+    assert_eq!(url.as_deref(), Some("http://a:1"));
+    assert!(notes.contains("only paths under /api/"), "{notes}");
+    assert!(
+        notes.contains("\"http://b:2/\", \"file:///srv/www#/static/\""),
+        "{notes}"
+    );
+    let (url, notes) = up("[\"static://202\"]");
+    assert_eq!(url.as_deref(), Some("http://127.0.0.1:9"));
+    assert!(notes.contains("forward-auth only"));
+}
+
+#[test]
+fn every_oauth2_proxy_option_is_accounted_for_in_a_comment() {
+    let mut text = String::from("provider = \"gitlab\"\nnot_an_option = \"hidden-value\"\n");
+    for s in SPECS.iter().filter(|s| s.cfg != "provider") {
+        let v = match s.kind {
+            Kind::Text => "\"x\"".to_owned(),
+            Kind::Bool => "true".to_owned(),
+            Kind::List => "[\"x\"]".to_owned(),
+            Kind::Duration => "\"1h\"".to_owned(),
+            Kind::Int => "1".to_owned(),
+        };
+        text.push_str(&format!("{} = {v}\n", s.cfg));
+    }
+    let m = migrate_toml(&text);
+    let notes = comments(&m);
+    for s in SPECS {
+        assert!(
+            notes.contains(&format!("{} =", s.cfg)) || notes.contains(&format!("{} entr", s.cfg)),
+            "{} is not accounted for in\n{}",
+            s.cfg,
+            m.toml
+        );
+    }
+    assert!(notes.contains("not_an_option = <not shown>: not an oauth2-proxy option"));
+    assert!(!m.toml.contains("hidden-value"));
+    parsed(&m);
+    if std::env::var_os("MIGRATE_SHOW").is_some() {
+        println!("{}", m.toml);
+    }
+}
+
+#[test]
+fn secrets_never_reach_a_comment() {
+    let mut text = String::from(BASE);
+    text.push_str("email_domains = [\"*\"]\nsession_store_type = \"redis\"\nredis_use_sentinel = true\nredis_sentinel_master_name = \"m\"\n");
+    let mut markers = Vec::new();
+    for (i, s) in SPECS.iter().filter(|s| s.secret).enumerate() {
+        let marker = format!("redis://:MARKER{i}x@h:1");
+        let v = if s.kind == Kind::List {
+            format!("[\"{marker}\"]")
+        } else {
+            format!("\"{marker}\"")
+        };
+        text = text
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{} =", s.cfg)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.push_str(&format!("\n{} = {v}\n", s.cfg));
+        markers.push(format!("MARKER{i}x"));
+    }
+    text.push_str("some_api_token = \"MARKERunknown\"\n");
+    markers.push("MARKERunknown".into());
+    let m = migrate_toml(&text);
+    let notes = comments(&m);
+    for mk in &markers {
+        assert!(!notes.contains(mk.as_str()), "{mk} in a comment:\n{notes}");
+    }
+    // The oauth2-proxy cookie secret is nowhere, not even as a value.
+    let cookie = SPECS
+        .iter()
+        .filter(|s| s.secret)
+        .position(|s| s.cfg == "cookie_secret")
+        .unwrap();
+    assert!(!m.toml.contains(&format!("MARKER{cookie}x")));
+}
+
+#[test]
+fn flags_are_read_as_pflag_reads_them() {
+    let (settings, remarks) = source::from_args(
+        "oauth2-proxy \\\n  --provider=gitlab --client-id abc \\\n  -cookie-secure=false\n  --reverse-proxy\n  --email-domain=a.com,b.com --email-domain \"c.com\"\n  --skip-auth-route='GET=^/x y$'   # a comment\n  --upstream=http://u:1/ // another\n  --config=/etc/o2p.cfg\n  stray\n  --unknown-thing v\n",
+        "args",
+    )
+    .unwrap();
+    let mut o = Options::default();
+    o.add(settings);
+    let v = |k: &str| o.get(k).map(|s| s.value.clone());
+    assert_eq!(v("provider"), Some(Value::Text("gitlab".into())));
+    assert_eq!(v("client_id"), Some(Value::Text("abc".into())));
+    assert_eq!(v("cookie_secure"), Some(Value::Bool(false)));
+    assert_eq!(v("reverse_proxy"), Some(Value::Bool(true)));
+    assert_eq!(
+        v("email_domains"),
+        Some(Value::List(vec![
+            "a.com".into(),
+            "b.com".into(),
+            "c.com".into()
+        ]))
+    );
+    assert_eq!(
+        v("skip_auth_routes"),
+        Some(Value::List(vec!["GET=^/x y$".into()]))
+    );
+    assert_eq!(
+        v("upstreams"),
+        Some(Value::List(vec!["http://u:1/".into()]))
+    );
+    assert_eq!(v("unknown-thing"), Some(Value::Text("v".into())));
+    let r: Vec<&str> = remarks.iter().map(|r| r.0.as_str()).collect();
+    assert!(
+        r.iter().any(|r| r.starts_with("--config=/etc/o2p.cfg")),
+        "{r:?}"
+    );
+    assert!(
+        r.iter().any(|r| r.starts_with("\"stray\" is not a flag")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_yaml_args_list_and_a_deployment_are_read() {
+    let list = "- --provider=gitlab\n- --gitlab-group\n- acme\n- \"--email-domain=*\"\n";
+    let (settings, _) = source::from_args(list, "args.yaml").unwrap();
+    let mut o = Options::default();
+    o.add(settings);
+    assert_eq!(
+        o.get("gitlab_groups").unwrap().value,
+        Value::List(vec!["acme".into()])
+    );
+    assert_eq!(
+        o.get("email_domains").unwrap().value,
+        Value::List(vec!["*".into()])
+    );
+
+    let deployment = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: oauth2-proxy}
+---
+apiVersion: apps/v1
+kind: Deployment
+spec:
+  template:
+    spec:
+      containers:
+        - name: app
+          image: example/app:1
+          args: ["--port=8080"]
+        - name: proxy
+          image: quay.io/oauth2-proxy/oauth2-proxy:v7.6.0
+          command: ["/bin/oauth2-proxy", "--provider=gitlab"]
+          args:
+            - --client-secret=$(CLIENT_SECRET)
+            - --cookie-secret=$(COOKIE)
+          env:
+            - name: CLIENT_SECRET
+              valueFrom: {secretKeyRef: {name: gitlab-app, key: secret}}
+            - name: COOKIE
+              value: literal-cookie
+            - name: OAUTH2_PROXY_EMAIL_DOMAINS
+              value: "example.com,example.org"
+            - name: HTTP_PROXY
+              value: http://proxy:3128
+"#;
+    let (settings, remarks) = source::from_args(deployment, "deploy.yaml").unwrap();
+    let mut o = Options::default();
+    o.add(settings);
+    assert_eq!(
+        o.get("provider").unwrap().value,
+        Value::Text("gitlab".into())
+    );
+    assert_eq!(
+        o.get("client_secret").unwrap().value,
+        Value::External("Secret gitlab-app key secret".into())
+    );
+    assert_eq!(
+        o.get("cookie_secret").unwrap().value,
+        Value::Text("literal-cookie".into())
+    );
+    assert_eq!(
+        o.get("email_domains").unwrap().value,
+        Value::List(vec!["example.com".into(), "example.org".into()])
+    );
+    assert!(remarks.iter().any(|r| r.0.contains("HTTP_PROXY")));
+    assert!(
+        o.get("port").is_none(),
+        "the other container's args are not read"
+    );
+
+    let m = migrate_args(deployment);
+    let notes = comments(&m);
+    assert!(
+        notes.contains(
+            "LABGATE__GITLAB__CLIENT_SECRET (env valueFrom the same Secret gitlab-app key secret)"
+        ),
+        "{notes}"
+    );
+    assert!(!m.toml.contains("literal-cookie"));
+}
+
+#[test]
+fn yaml_without_an_oauth2_proxy_container_is_an_error() {
+    let two =
+        "spec:\n  containers:\n    - name: a\n      args: [x]\n    - name: b\n      args: [y]\n";
+    let e = oauth2_proxy(
+        None,
+        Some(Input {
+            name: "d.yaml",
+            text: two,
+        }),
+        fresh(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("none runs an oauth2-proxy image"),
+        "{e}"
+    );
+    let bad = oauth2_proxy(
+        Some(Input {
+            name: "o.cfg",
+            text: "a = = b",
+        }),
+        None,
+        fresh(),
+    )
+    .unwrap_err();
+    assert!(
+        bad.to_string().starts_with("o.cfg: not valid TOML"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn flags_override_the_config_file_and_the_overridden_value_is_listed() {
+    let m = oauth2_proxy(
+        Some(Input {
+            name: "o.cfg",
+            text: &format!("{BASE}email_domains = [\"*\"]\ngitlab_groups = [\"old\"]\n"),
+        }),
+        Some(Input {
+            name: "args",
+            text: "--gitlab-group=new\n",
+        }),
+        fresh(),
+    )
+    .unwrap();
+    let t = parsed(&m);
+    assert_eq!(strings(at(&t, "access.allowed_groups")), ["new:member"]);
+    assert!(comments(&m).contains("gitlab_groups = [\"old\"]: overridden by --gitlab-group"));
+}
+
+#[test]
+fn old_spellings_are_read() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\ngitlab_group = \"acme\"\ncookie_domain = \".example.com\"\n"
+    ));
+    let t = parsed(&m);
+    assert_eq!(strings(at(&t, "access.allowed_groups")), ["acme:member"]);
+    assert_eq!(
+        at(&t, "session.cookie_domain").unwrap().as_str(),
+        Some(".example.com")
+    );
+}
+
+#[test]
+fn go_durations() {
+    for (go, d) in [
+        ("168h0m0s", 168 * 3600),
+        ("1h30m", 5400),
+        ("15m", 900),
+        ("0", 0),
+        ("1.5h", 5400),
+    ] {
+        assert_eq!(
+            go_duration(go),
+            Some(std::time::Duration::from_secs(d)),
+            "{go}"
+        );
+    }
+    assert_eq!(
+        go_duration("300ms"),
+        Some(std::time::Duration::from_millis(300))
+    );
+    for bad in ["", "h", "5x", "-1h", "1d"] {
+        assert_eq!(go_duration(bad), None, "{bad}");
+    }
+    assert_eq!(humane(std::time::Duration::from_secs(7 * 86_400)), "7d");
+    assert_eq!(humane(std::time::Duration::from_secs(5400)), "90m");
+    assert_eq!(humane(std::time::Duration::from_millis(1500)), "1500ms");
+    for d in ["7d", "90m", "1500ms", "12h", "45s"] {
+        assert!(
+            crate::config::parse_duration(d).is_ok(),
+            "{d} loads in labgate"
+        );
+    }
+}
