@@ -21,6 +21,7 @@ mod identity;
 mod lifecycle;
 mod login;
 mod machine;
+mod migrate;
 mod observability;
 mod ops;
 mod properties;

@@ -1,0 +1,655 @@
+//! `labgate migrate oauth2-proxy` end to end. Each oauth2-proxy configuration in
+//! tests/data/oauth2-proxy/ (written as oauth2-proxy's docs show them) is migrated by the
+//! real binary; the output passes `labgate check`; then `labgate run` serves it in front of
+//! the GitLab stand-in, and every stand-in user signs in through real HTTP. Each answer must
+//! equal what oauth2-proxy's documented GitLab behaviour gives that user: [`oauth2_proxy_admits`]
+//! models it, from the rules each data file states (written out by hand below, not read by
+//! the code under test).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use labgate::access::level;
+use labgate::dev::gitlab::{Fixture, FixtureUser, Member, StandIn};
+use reqwest::header::ACCEPT;
+use reqwest::{Client, StatusCode};
+
+use crate::harness::*;
+
+/// What a data file asks of oauth2-proxy, as its GitLab provider reads it.
+struct O2p {
+    /// File in tests/data/oauth2-proxy/.
+    file: &'static str,
+    /// Flags (`--args`) rather than a config file (`--config`).
+    args: bool,
+    /// `gitlab_groups` / `--gitlab-group`.
+    groups: &'static [&'static str],
+    /// `gitlab_projects`: (path, minimum access level; 20 when the entry has none).
+    projects: &'static [(&'static str, u8)],
+    /// `email_domains` / `--email-domain`.
+    email_domains: &'static [&'static str],
+    /// Forward-auth only (`--upstream=static://202`): ask `/oauth2/auth`, not the app.
+    forward_auth: bool,
+    /// `session_store_type = "redis"`.
+    redis: bool,
+    /// The client id and secret come from a Kubernetes Secret (env `valueFrom`).
+    credentials_from_secret: bool,
+}
+
+const CASES: &[O2p] = &[
+    O2p {
+        file: "gitlab-groups.cfg",
+        args: false,
+        groups: &["acme"],
+        projects: &[],
+        email_domains: &["*"],
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: false,
+    },
+    O2p {
+        file: "gitlab-projects-redis.cfg",
+        args: false,
+        groups: &["acme/team/frontend"],
+        projects: &[
+            ("acme/app", level::DEVELOPER),
+            ("outsiders/tool", level::REPORTER),
+        ],
+        email_domains: &["example.com"],
+        forward_auth: false,
+        redis: true,
+        credentials_from_secret: false,
+    },
+    O2p {
+        file: "deployment.yaml",
+        args: true,
+        groups: &["acme/team", "outsiders"],
+        projects: &[],
+        email_domains: &[".example.com"],
+        forward_auth: true,
+        redis: false,
+        credentials_from_secret: true,
+    },
+    O2p {
+        file: "args.txt",
+        args: true,
+        groups: &[],
+        projects: &[],
+        email_domains: &["*"],
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: false,
+    },
+];
+
+/// The values in the data files that the test replaces (tests/data/oauth2-proxy/README.md).
+const DATA_CLIENT_ID: &str = "b15b449bf29ba5f7f838db8f61c7614d";
+const DATA_CLIENT_SECRET: &str =
+    "gloas-e42684faffe108f91b7033ff8e6e495ef58eefd084432e439b74159f0b003a04";
+const DATA_COOKIE_SECRET: &str = "UT6ly7yqN3lKBfW_9lajO6cgN1HEGZLvQk2TV4ZeJWU=";
+const DATA_REDIS: &str = "redis://redis.auth.svc.cluster.local:6379";
+
+/// oauth2-proxy's answer at the callback for `username` (v7: oauthproxy.go `OAuthCallback`
+/// admits when `Validator(email) && provider.Authorize(session)`), step by step:
+fn oauth2_proxy_admits(rules: &O2p, f: &Fixture, username: &str) -> bool {
+    let u = f.user(username).unwrap();
+    // GitLab's own sign-in form refuses a blocked account: no callback reaches either proxy.
+    if u.state != "active" {
+        return false;
+    }
+    // providers/gitlab.go EnrichSession: "user email is not verified" fails the callback
+    // unless insecure_oidc_allow_unverified_email (no data file sets it).
+    if !u.email_verified {
+        return false;
+    }
+    // validator.go: "*" admits any address; "d" requires the suffix "@d"; ".d" and "*.d"
+    // require the domain part to end with ".d" (so not d itself). Lower-cased.
+    let email = u.email.to_ascii_lowercase();
+    let domain = email.rsplit('@').next().unwrap();
+    let email_ok = email.matches('@').count() == 1
+        && rules.email_domains.iter().any(|d| {
+            let d = d.to_ascii_lowercase();
+            if d == "*" {
+                true
+            } else if let Some(rest) = d.strip_prefix("*.") {
+                domain.ends_with(&format!(".{rest}"))
+            } else if d.starts_with('.') {
+                domain.ends_with(&d)
+            } else {
+                email.ends_with(&format!("@{d}"))
+            }
+        });
+    if !email_ok {
+        return false;
+    }
+    // provider_default.go Authorize: with no gitlab_groups and no gitlab_projects every
+    // session passes; else one of the session's groups must be in AllowedGroups, which holds
+    // the gitlab_groups paths and "project:<path>" for each gitlab_projects entry.
+    if rules.groups.is_empty() && rules.projects.is_empty() {
+        return true;
+    }
+    // The session's groups are the userinfo `groups` claim (direct memberships and their
+    // descendant groups, as GitLab and the stand-in give it), compared exactly.
+    let claim = f.groups_claim(username);
+    if rules.groups.iter().any(|g| claim.iter().any(|c| c == g)) {
+        return true;
+    }
+    // gitlab.go addProjectsToSession: GET /api/v4/projects/:path; archived projects never
+    // count; the level is permissions.project_access, or group_access when there is no
+    // project access; it must reach the entry's level.
+    rules.projects.iter().any(|(path, min)| {
+        let Some(p) = f.project(path) else {
+            return false;
+        };
+        if p.archived {
+            return false;
+        }
+        let (project_access, group_access) = f.project_levels(p, username);
+        project_access.or(group_access).is_some_and(|l| l >= *min)
+    })
+}
+
+/// The demo's users and groups, and users whose answers tell the rules apart: an
+/// unverified email, a reporter of a group, a guest of a subgroup with a subdomain email,
+/// project-only members at two levels, a member of a sub-subgroup only.
+fn fixture() -> Fixture {
+    let mut f = Fixture::demo();
+    let mut add = |id: u64, name: &str, email: &str, verified: bool| {
+        f.users.push(FixtureUser {
+            id,
+            username: name.into(),
+            password: format!("{name}-password"),
+            name: name.into(),
+            email: email.into(),
+            email_verified: verified,
+            public_email: None,
+            state: "active".into(),
+            two_factor_enabled: false,
+            personal_access_tokens: Vec::new(),
+        });
+    };
+    add(201, "erin", "erin@example.com", false);
+    add(202, "frank", "frank@example.com", true);
+    add(203, "grace", "grace@eng.example.com", true);
+    add(204, "heidi", "heidi@example.com", true);
+    add(205, "ivan", "ivan@example.com", true);
+    add(206, "judy", "judy@ops.example.com", true);
+    f.set_group_member("acme", "erin", Some("developer"));
+    f.set_group_member("acme", "frank", Some("reporter"));
+    f.set_group_member("acme/team", "grace", Some("guest"));
+    f.set_group_member("acme/team/frontend", "judy", Some("developer"));
+    let app = f
+        .projects
+        .iter_mut()
+        .find(|p| p.path == "acme/app")
+        .unwrap();
+    for (user, role) in [("heidi", "developer"), ("ivan", "guest")] {
+        app.members.push(Member {
+            user: user.into(),
+            role: role.into(),
+        });
+    }
+    f
+}
+
+/// A process started by the test, stopped with SIGTERM when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn redis_server(port: u16, dir: &Path) -> Proc {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for this test: scripts/test installs it (apt-get install redis-server)");
+    wait_for_port(port).await;
+    Proc(child)
+}
+
+fn labgate(args: &[&str], env: &[(String, String)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_labgate"));
+    c.args(args)
+        .env_remove("LABGATE_CONFIG")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Signs `user` in like a browser, through labgate's /oauth2/start and the stand-in's
+/// sign-in and consent pages; whether they end up admitted: labgate's callback answers
+/// 302, then the app (or /oauth2/auth for forward-auth) lets them in.
+async fn admitted(rules: &O2p, front: &str, gitlab: &StandIn, user: &str) -> (bool, Client) {
+    let c = browser();
+    let r = c
+        .get(format!("{front}/oauth2/start?rd=%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND, "start for {user}");
+    let authorize = location(&r);
+    let r = c.get(&authorize).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FOUND,
+        "GitLab asks {user} to sign in"
+    );
+    let return_to = url::Url::parse(&location(&r))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "return_to")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let signed = c
+        .post(format!("{}/users/sign_in", gitlab.base_url))
+        .form(&[
+            ("username", user),
+            ("password", &format!("{user}-password")),
+            ("return_to", &return_to),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if signed.status() != StatusCode::FOUND {
+        // GitLab refused the sign-in itself (a blocked account).
+        return (false, c);
+    }
+    let fields = consent_fields(&c, gitlab, &authorize, user, "").await;
+    let callback = consent_at(&c, gitlab, fields, false).await;
+    let r = c
+        .get(&callback)
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    match r.status() {
+        StatusCode::FOUND => {}
+        StatusCode::FORBIDDEN => return (false, c),
+        other => panic!("callback for {user}: {other}: {}", r.text().await.unwrap()),
+    }
+    let (path, yes) = if rules.forward_auth {
+        ("/oauth2/auth", StatusCode::ACCEPTED)
+    } else {
+        ("/", StatusCode::OK)
+    };
+    let (status, body) = get_json(&c, &format!("{front}{path}")).await;
+    match status {
+        s if s == yes => (true, c),
+        StatusCode::FORBIDDEN => (false, c),
+        other => panic!("{path} for {user}: {other} {body}"),
+    }
+}
+
+struct Running {
+    front: String,
+    gitlab: std::sync::Arc<StandIn>,
+    fixture: Fixture,
+    migrated: String,
+    _labgate: Proc,
+    _redis: Option<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+/// Migrates `rules.file` with the real binary, checks the result, and runs it.
+async fn migrate_and_run(rules: &O2p) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let mut fixture = fixture();
+    fixture.applications[0].secret = test_client_secret().into();
+    fixture.applications[0]
+        .redirect_uris
+        .push(format!("{front}/oauth2/callback"));
+    let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gitlab = StandIn::start(gl, fixture.clone(), "");
+    let echo = start_echo().await;
+    let redis_port = free_port();
+    let redis = if rules.redis {
+        Some(redis_server(redis_port, dir.path()).await)
+    } else {
+        None
+    };
+    let data: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests/data/oauth2-proxy",
+        rules.file,
+    ]
+    .iter()
+    .collect();
+    let original = std::fs::read_to_string(&data).unwrap();
+    let input = original
+        .replace("https://gitlab.example.com", &gitlab.base_url)
+        .replace("https://app.example.com", &front)
+        .replace("0.0.0.0:4180", &format!("127.0.0.1:{port}"))
+        .replace("http://127.0.0.1:8080/", &format!("{echo}/"))
+        .replace(DATA_CLIENT_ID, "labgate-dev-client-id")
+        .replace(DATA_CLIENT_SECRET, test_client_secret())
+        .replace(DATA_REDIS, &format!("redis://127.0.0.1:{redis_port}"));
+    let input_path = dir.path().join(rules.file);
+    std::fs::write(&input_path, &input).unwrap();
+    // The deployment takes its credentials from a Secret: labgate gets them the same way.
+    let mut env = vec![("LABGATE__LOG__LEVEL".to_owned(), "warn".to_owned())];
+    if rules.credentials_from_secret {
+        env.push((
+            "LABGATE__GITLAB__CLIENT_ID".into(),
+            "labgate-dev-client-id".into(),
+        ));
+        env.push((
+            "LABGATE__GITLAB__CLIENT_SECRET".into(),
+            test_client_secret().into(),
+        ));
+    }
+    let flag = if rules.args { "--args" } else { "--config" };
+    let out = labgate(
+        &[
+            "migrate",
+            "oauth2-proxy",
+            flag,
+            input_path.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .output()
+    .unwrap();
+    let (migrated, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "migrate {}: {stderr}\n{migrated}",
+        rules.file
+    );
+    assert!(stderr.contains("passes `labgate check`"), "{stderr}");
+    assert!(
+        !migrated.contains(DATA_COOKIE_SECRET),
+        "oauth2-proxy's cookie secret is never carried over"
+    );
+    let comments: String = migrated
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !comments.contains(test_client_secret()),
+        "no secret in a comment"
+    );
+    let path = dir.path().join("labgate.toml");
+    std::fs::write(&path, &migrated).unwrap();
+    let check = labgate(&["check", "--config", path.to_str().unwrap()], &env)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "labgate check: {:?}", text(&check));
+    let child = labgate(&["run", "--config", path.to_str().unwrap()], &env)
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    wait_for_port(port).await;
+    Running {
+        front,
+        gitlab,
+        fixture,
+        migrated,
+        _labgate: proc,
+        _redis: redis,
+        _dir: dir,
+    }
+}
+
+/// Signs every stand-in user in and compares with the oracle; returns the admitted
+/// users' browsers.
+async fn every_user_gets_oauth2_proxy_s_answer(rules: &O2p, r: &Running) -> Vec<(String, Client)> {
+    let mut admitted_users = Vec::new();
+    let mut answers = Vec::new();
+    for u in &r.fixture.users {
+        let want = oauth2_proxy_admits(rules, &r.fixture, &u.username);
+        let (got, browser) = admitted(rules, &r.front, &r.gitlab, &u.username).await;
+        answers.push((u.username.clone(), want, got));
+        if got {
+            admitted_users.push((u.username.clone(), browser));
+        }
+    }
+    let wrong: Vec<_> = answers.iter().filter(|(_, w, g)| w != g).collect();
+    assert!(
+        wrong.is_empty(),
+        "{}: (user, oauth2-proxy, labgate) differ: {wrong:?}\n{}",
+        rules.file,
+        r.migrated
+    );
+    // The rules tell users apart: some enter, some do not.
+    assert!(
+        answers.iter().any(|(_, w, _)| *w),
+        "{}: nobody enters",
+        rules.file
+    );
+    assert!(
+        answers.iter().any(|(_, w, _)| !*w),
+        "{}: everybody enters",
+        rules.file
+    );
+    admitted_users
+}
+
+#[tokio::test]
+async fn a_gitlab_group_config_gives_oauth2_proxy_s_answers() {
+    let rules = &CASES[0];
+    let r = migrate_and_run(rules).await;
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let names: Vec<&str> = admitted.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice", "frank"],
+        "members of acme itself, any role"
+    );
+    // skip_auth_routes: GET=^/healthz$ and ^/static/ need no sign-in; the rest does.
+    let c = plain();
+    let status = |m: reqwest::Method, p: &str| {
+        let req = c
+            .request(m, format!("{}{p}", r.front))
+            .header(ACCEPT, "application/json");
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        status(reqwest::Method::GET, "/healthz").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(reqwest::Method::POST, "/healthz").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(reqwest::Method::POST, "/static/app.css").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(reqwest::Method::GET, "/wiki").await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_projects_and_redis_config_gives_oauth2_proxy_s_answers() {
+    let rules = &CASES[1];
+    let r = migrate_and_run(rules).await;
+    assert!(r.migrated.contains("store = \"redis\""));
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let names: Vec<&str> = admitted.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice", "bob", "frank", "heidi"],
+        "frank: a reporter of acme, so a member of acme/team/frontend"
+    );
+    // pass_access_token: the app gets the user's GitLab token; set_xauthrequest: /oauth2/auth
+    // names the user.
+    let (_, bob) = &admitted[1];
+    let (status, body) = get_json(bob, &format!("{}/", r.front)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["user"], "bob");
+    assert!(body["headers"]["x-forwarded-access-token"][0]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    let auth = bob
+        .get(format!("{}/oauth2/auth", r.front))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(auth.status(), StatusCode::ACCEPTED);
+    assert_eq!(auth.headers()["x-auth-request-user"], "bob");
+}
+
+#[tokio::test]
+async fn a_deployment_s_flags_give_oauth2_proxy_s_answers() {
+    let rules = &CASES[2];
+    let r = migrate_and_run(rules).await;
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let names: Vec<&str> = admitted.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["grace"],
+        "acme/team members with a subdomain address"
+    );
+    let (_, grace) = &admitted[0];
+    let auth = grace
+        .get(format!("{}/oauth2/auth", r.front))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(auth.headers()["x-auth-request-user"], "grace");
+    assert!(auth.headers().contains_key("x-auth-request-access-token"));
+    let anonymous = plain()
+        .get(format!("{}/oauth2/auth", r.front))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_gitlab_docs_flags_give_oauth2_proxy_s_answers() {
+    let rules = &CASES[3];
+    let r = migrate_and_run(rules).await;
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    assert_eq!(
+        admitted.len(),
+        r.fixture.users.len() - 2,
+        "all but blocked and erin"
+    );
+    // --skip-auth-preflight: OPTIONS needs no sign-in, GET does.
+    let c = plain();
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, format!("{}/api", r.front))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::OK);
+    let (get, _) = get_json(&c, &format!("{}/api", r.front)).await;
+    assert_eq!(get, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn the_oracle_reads_oauth2_proxy_s_rules() {
+    // The oracle itself, on cases whose answers oauth2-proxy's code makes plain.
+    let f = fixture();
+    let rules = |groups, projects, email_domains| O2p {
+        file: "",
+        args: false,
+        groups,
+        projects,
+        email_domains,
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: false,
+    };
+    let any = rules(&[], &[], &["*"]);
+    assert!(oauth2_proxy_admits(&any, &f, "mallory"));
+    assert!(!oauth2_proxy_admits(&any, &f, "erin"), "unverified email");
+    assert!(!oauth2_proxy_admits(&any, &f, "blocked"));
+    let acme_team = rules(&["acme/team"], &[], &["*"]);
+    assert!(
+        oauth2_proxy_admits(&acme_team, &f, "alice"),
+        "acme/team is in her claim"
+    );
+    assert!(
+        !oauth2_proxy_admits(&acme_team, &f, "judy"),
+        "a sub-subgroup only"
+    );
+    let sub = rules(&[], &[], &[".example.com"]);
+    assert!(oauth2_proxy_admits(&sub, &f, "grace"));
+    assert!(
+        !oauth2_proxy_admits(&sub, &f, "alice"),
+        "example.com itself"
+    );
+    let app = rules(&[], &[("acme/app", level::REPORTER)], &["*"]);
+    assert!(oauth2_proxy_admits(&app, &f, "bob"));
+    assert!(!oauth2_proxy_admits(&app, &f, "ivan"), "a guest");
+    let archived = rules(&[], &[("acme/archived", level::GUEST)], &["*"]);
+    assert!(!oauth2_proxy_admits(&archived, &f, "alice"));
+}
+
+#[test]
+fn a_config_that_cannot_be_migrated_exits_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o2p.cfg");
+    std::fs::write(
+        &path,
+        "provider = \"github\"\ngithub_org = \"acme\"\nclient_id = \"x\"\nclient_secret = \"y\"\nemail_domains = [\"*\"]\n",
+    )
+    .unwrap();
+    let out = labgate(
+        &[
+            "migrate",
+            "oauth2-proxy",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("provider = \"github\": labgate signs in with GitLab only"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("github_org = \"acme\": an option of oauth2-proxy's GitHub provider"),
+        "{stdout}"
+    );
+    // And a labgate config written with oauth2-proxy's spellings is refused with labgate's.
+    let labgate_file = dir.path().join("labgate.toml");
+    std::fs::write(
+        &labgate_file,
+        format!(
+            "[server]\npublic_url = \"https://app.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:8080\"\n\
+             [gitlab]\nclient_id = \"x\"\nclient_secret = \"{}\"\n[session]\ncookie_secret = \"{}\"\n\
+             [access]\nallowed_projects = [\"acme/app=30\"]\nallowed_email_domains = [\"*\"]\n",
+            test_client_secret(),
+            test_cookie_secret()
+        ),
+    )
+    .unwrap();
+    let out = labgate(&["check", "--config", labgate_file.to_str().unwrap()], &[])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("access.allowed_projects[0]: \"acme/app=30\" is oauth2-proxy's gitlab_projects syntax; labgate writes \"acme/app:developer\""), "{stderr}");
+    assert!(
+        stderr.contains("access.allowed_email_domains[0]")
+            && stderr.contains("access.allow_any_gitlab_user = true"),
+        "{stderr}"
+    );
+}
