@@ -15,6 +15,7 @@ const PUBLISHED_FILES: &[&str] = &[
     include_str!("../../deploy/kubernetes/sidecar.yaml"),
     include_str!("../../deploy/kubernetes/forward-auth.yaml"),
     include_str!("../../README.md"),
+    include_str!("../../docs/migration.md"),
 ];
 
 /// Keys whose values in those files are secrets (TOML keys and Kubernetes Secret keys).

@@ -486,6 +486,20 @@ fn every_oauth2_proxy_option_is_accounted_for_in_a_comment() {
 }
 
 #[test]
+fn the_migration_page_maps_every_oauth2_proxy_option() {
+    let page = include_str!("../../docs/migration.md");
+    let missing: Vec<&str> = SPECS
+        .iter()
+        .map(|s| s.cfg)
+        .filter(|cfg| !page.contains(&format!("`{cfg}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/migration.md does not map {missing:?}"
+    );
+}
+
+#[test]
 fn secrets_never_reach_a_comment() {
     let mut text = String::from(BASE);
     text.push_str("email_domains = [\"*\"]\nsession_store_type = \"redis\"\nredis_use_sentinel = true\nredis_sentinel_master_name = \"m\"\n");
