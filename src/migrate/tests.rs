@@ -754,3 +754,28 @@ fn go_durations() {
         );
     }
 }
+
+#[test]
+fn oauth2_proxy_keys_in_a_labgate_file_point_to_labgate_s_spelling() {
+    let e = crate::config::load_str("[access]\nemail_domains = [\"*\"]\n").unwrap_err();
+    assert_eq!(e.problems[0].key, "access.email_domains");
+    assert!(
+        e.problems[0]
+            .message
+            .contains("access.allowed_email_domains"),
+        "{e}"
+    );
+    assert!(
+        e.problems[0]
+            .message
+            .contains("allow_any_gitlab_user = true"),
+        "{e}"
+    );
+    let e = crate::config::load_str(BASE).unwrap_err();
+    assert!(
+        e.problems[0]
+            .message
+            .contains("labgate migrate oauth2-proxy --config FILE"),
+        "{e}"
+    );
+}
