@@ -30,6 +30,9 @@ pub enum Command {
     /// Serve: the proxy and the auth endpoints (the default).
     Run,
     /// The embedded demo: labgate, a GitLab stand-in and an echo app in one process.
+    ///
+    /// Only in builds with the `dev` cargo feature (the default); the container image is
+    /// built without it.
     Dev,
     /// Validate the config, print it with secrets redacted, and the Redirect URI.
     Check {

@@ -27,7 +27,8 @@
 //!                    access.rs + machine.rs compile the TOML into the pure policies;
 //!                    published.rs refuses the examples' secrets
 //! metrics.rs, telemetry.rs   Prometheus metrics; logging and the access log's caller slot
-//! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests)
+//! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests);
+//!                    only with the `dev` cargo feature (default; not in the image)
 //! ```
 
 #![forbid(unsafe_code)]
@@ -39,6 +40,7 @@ pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod forward_auth;
 pub mod headers;

@@ -20,14 +20,7 @@ fn main() -> ExitCode {
             Ok(config) => run(config),
             Err(code) => code,
         },
-        Some(Command::Dev) => {
-            labgate::telemetry::init(
-                labgate::config::LogFormat::Text,
-                cli.log_level.as_deref().unwrap_or("info"),
-            );
-            let config = cli.config.clone();
-            runtime(async move { labgate::dev::run_demo(config.as_deref()).await })
-        }
+        Some(Command::Dev) => dev(&cli),
         Some(Command::Check { online, json }) => match load(&cli) {
             Ok(config) => {
                 let redirect = labgate::app::redirect_uri(&config);
@@ -104,6 +97,27 @@ fn main() -> ExitCode {
             labgate::migrate::command(config, args.as_deref(), notes)
         }
     }
+}
+
+#[cfg(feature = "dev")]
+fn dev(cli: &Cli) -> ExitCode {
+    labgate::telemetry::init(
+        labgate::config::LogFormat::Text,
+        cli.log_level.as_deref().unwrap_or("info"),
+    );
+    let config = cli.config.clone();
+    runtime(async move { labgate::dev::run_demo(config.as_deref()).await })
+}
+
+/// The production build (`--no-default-features`, the container image) leaves the demo
+/// and its GitLab stand-in out.
+#[cfg(not(feature = "dev"))]
+fn dev(_cli: &Cli) -> ExitCode {
+    eprintln!(
+        "labgate: this build has no dev mode: it was built without the \"dev\" cargo feature \
+         (as the container image is). Run the demo from a default build: cargo run --release -- dev"
+    );
+    ExitCode::from(EXIT_CONFIG)
 }
 
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
