@@ -5,6 +5,7 @@
 //! ```text
 //! main.rs / cli.rs   parse the command line, load config, run; check.rs: check --online
 //! migrate/           `labgate migrate oauth2-proxy`: oauth2-proxy's config/flags -> labgate TOML
+//! healthcheck.rs     `labgate healthcheck`: GET /ping or /ready on the configured listener
 //! server.rs          listeners, TLS (tls.rs, tls_reload.rs), limits, graceful drain
 //! admin.rs           /ping, /ready, /metrics and the side listeners
 //! router.rs          the endpoint table, then the phases of an application request:
@@ -44,6 +45,7 @@ pub mod config;
 pub mod dev;
 pub mod forward_auth;
 pub mod headers;
+pub mod healthcheck;
 pub mod identity;
 pub mod machine;
 pub mod metrics;

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Dev) => dev(&cli),
+        Some(Command::Healthcheck { ready, insecure }) => healthcheck(&cli, ready, insecure),
         Some(Command::Check { online, json }) => match load(&cli) {
             Ok(config) => {
                 let redirect = labgate::app::redirect_uri(&config);
@@ -118,6 +119,48 @@ fn dev(_cli: &Cli) -> ExitCode {
          (as the container image is). Run the demo from a default build: cargo run --release -- dev"
     );
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// `labgate healthcheck`: exit 0 healthy, 1 unhealthy (Docker reserves 2), one line
+/// either way. The config is read as `run` reads it (file, environment, flags); the
+/// published-secret refusal is `run`'s to report, not the probe's.
+fn healthcheck(cli: &Cli, ready: bool, insecure: bool) -> ExitCode {
+    let config =
+        match labgate::config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides()) {
+            Ok(c) => c,
+            Err(e) => {
+                let first = e
+                    .problems
+                    .first()
+                    .map_or_else(String::new, |p| format!(": {}: {}", p.key, p.message));
+                let more = match e.problems.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more: labgate check lists them)", n - 1),
+                };
+                eprintln!("unhealthy: configuration error{first}{more}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let probe = if ready {
+        labgate::healthcheck::Probe::Ready
+    } else {
+        labgate::healthcheck::Probe::Live
+    };
+    let result = runtime_value(labgate::healthcheck::check(&config.server, probe, insecure));
+    match result {
+        Ok(Ok(report)) => {
+            println!("healthy: {report}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
