@@ -33,8 +33,8 @@ use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureS
 
 use crate::config::ServerConfig as ServerSettings;
 
-/// Time to establish the TCP connection (and TLS handshake): a listener that accepts
-/// nothing within it is as good as down.
+/// Time to establish the TCP connection, and again for the TLS handshake: a listener that
+/// accepts nothing within it is as good as down.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Time for the answer once connected: `/ready` may wait on GitLab discovery or the
