@@ -107,7 +107,9 @@ fn dev(cli: &Cli) -> ExitCode {
         cli.log_level.as_deref().unwrap_or("info"),
     );
     let config = cli.config.clone();
-    runtime(async move { labgate::dev::run_demo(config.as_deref()).await })
+    runtime_with(None, async move {
+        labgate::dev::run_demo(config.as_deref()).await
+    })
 }
 
 /// The production build (`--no-default-features`, the container image) leaves the demo
@@ -174,10 +176,6 @@ fn load(cli: &Cli) -> Result<Config, ExitCode> {
         }
         ExitCode::from(EXIT_CONFIG)
     })
-}
-
-fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    runtime_with(None, fut)
 }
 
 /// A work-stealing runtime with `threads` workers (default: one per CPU).
