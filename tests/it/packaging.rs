@@ -564,15 +564,16 @@ async fn kept_alive(
 }
 
 /// Measures the real binary (`LABGATE_MEASURE_BIN`, e.g. a release build, or the one cargo
-/// built) in front of the echo app: RSS idle, then with [`MEASURED_CONNECTIONS`] idle
-/// keep-alive connections, each of which has had one request proxied.
-async fn measure() -> Measured {
+/// built) with `workers` runtimes in front of the echo app: RSS idle, then with
+/// [`MEASURED_CONNECTIONS`] idle keep-alive connections, each of which has had one request
+/// proxied.
+async fn measure(workers: u64) -> Measured {
     let echo = start_echo().await;
     let port = free_port();
     let n = MEASURED_CONNECTIONS;
     // Connections from one address, held longer than the measurement takes.
     let server = format!(
-        "max_connections = {}\nmax_connections_per_ip = {}\nheader_read_timeout = \"120s\"\n",
+        "workers = {workers}\nmax_connections = {}\nmax_connections_per_ip = {}\nheader_read_timeout = \"120s\"\n",
         n + 100,
         n + 100
     );
@@ -615,17 +616,18 @@ async fn measure() -> Measured {
     }
 }
 
+/// A `[server]` integer of a manifest's labgate.toml, which must be set explicitly.
+fn server_setting(config: &toml::Value, key: &str, file: &str, why: &str) -> u64 {
+    let v = config["server"]
+        .get(key)
+        .and_then(toml::Value::as_integer)
+        .unwrap_or_else(|| panic!("{file}: set server.{key} explicitly: {why}"));
+    u64::try_from(v).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_fit_max_connections_at_the_measured_cost() {
-    let m = measure().await;
-    eprintln!(
-        "measured: base {} KiB ({:.1} MiB), {:.1} KiB per idle keep-alive connection",
-        m.base_kib,
-        m.base_kib as f64 / 1024.0,
-        m.per_connection_kib
-    );
-    assert!(m.base_kib > 1024, "a plausible RSS: {m:?}");
-    assert!(m.per_connection_kib > 0.5, "connections cost memory: {m:?}");
+    let mut measured: std::collections::BTreeMap<u64, Measured> = Default::default();
     let mut checked = 0;
     for (file, docs) in manifests() {
         let containers = labgate_containers(&docs);
@@ -639,12 +641,33 @@ async fn memory_limits_fit_max_connections_at_the_measured_cost() {
             .collect();
         assert_eq!(toml.len(), 1, "{file}: one labgate.toml");
         let config: toml::Value = toml::from_str(toml[0]).unwrap();
-        let max = config["server"]
-            .get("max_connections")
-            .and_then(toml::Value::as_integer)
-            .unwrap_or_else(|| {
-                panic!("{file}: set server.max_connections explicitly, to match the memory limit")
-            }) as u64;
+        let max = server_setting(
+            &config,
+            "max_connections",
+            &file,
+            "the memory limit must hold them",
+        );
+        // Each runtime costs memory of its own, and the default is one per CPU of the node
+        // (no CPU limit): unknown until scheduled.
+        let workers = server_setting(
+            &config,
+            "workers",
+            &file,
+            "the default follows the node's CPUs, and each costs memory",
+        );
+        if let std::collections::btree_map::Entry::Vacant(slot) = measured.entry(workers) {
+            let m = measure(workers).await;
+            eprintln!(
+                "measured with {workers} workers: base {} KiB ({:.1} MiB), {:.1} KiB per idle keep-alive connection",
+                m.base_kib,
+                m.base_kib as f64 / 1024.0,
+                m.per_connection_kib
+            );
+            assert!(m.base_kib > 1024, "a plausible RSS: {m:?}");
+            assert!(m.per_connection_kib > 0.5, "connections cost memory: {m:?}");
+            slot.insert(m);
+        }
+        let m = &measured[&workers];
         for c in containers {
             let limit = kib(c["resources"]["limits"]["memory"]
                 .as_str()
@@ -654,7 +677,7 @@ async fn memory_limits_fit_max_connections_at_the_measured_cost() {
                 .unwrap_or_else(|| panic!("{file}: a memory request")));
             let needed = m.base_kib as f64 + max as f64 * m.per_connection_kib;
             eprintln!(
-                "{file}: max_connections {max}: needs {:.0} MiB, limit {} MiB, request {} MiB",
+                "{file}: workers {workers}, max_connections {max}: needs {:.0} MiB, limit {} MiB, request {} MiB",
                 needed / 1024.0,
                 limit / 1024,
                 request / 1024
