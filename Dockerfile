@@ -2,18 +2,23 @@
 # labgate container image: the production build (no `labgate dev`, no GitLab stand-in) on a
 # distroless base: no shell, no package manager, numeric non-root user 65532:65532.
 # docs/container.md describes building, running and the Kubernetes manifests.
-#   docker build -t registry.example.com/labgate:0.1.0 .
+#   docker build -t registry.example.com/labgate:0.1.0 \
+#     --build-arg LABGATE_BUILD_COMMIT="$(git rev-parse HEAD)" .
 #   docker run --read-only -p 4180:4180 \
 #     -v "$PWD/labgate.toml:/etc/labgate/labgate.toml:ro" registry.example.com/labgate:0.1.0
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# The manifest, then what the binary is built from. The binary embeds config/, deploy/ and
-# README.md (include_str!: the published example secrets it refuses, src/config/published.rs).
-COPY Cargo.toml Cargo.lock ./
+# The commit labgate_build_info reports (build.rs; the context has no .git).
+ARG LABGATE_BUILD_COMMIT=unknown
+# The manifest and build script, then what the binary is built from. The binary embeds
+# files of config/, deploy/, docs/ and README.md (include_str!: the demo config and the
+# published example secrets it refuses, src/config/published.rs).
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY config config
 COPY deploy deploy
+COPY docs docs
 COPY README.md README.md
 # The registry and the target directory are BuildKit caches, so a rebuild after a source
 # change recompiles labgate alone; the binary is copied out of the cache mount.

@@ -219,9 +219,15 @@ fn the_dockerfile_builds_the_production_binary_into_a_shell_less_non_root_image(
         embedded.contains("config/dev.toml") && embedded.contains("README.md"),
         "the scan finds the embedded files: {embedded:?}"
     );
+    // The build script too, when there is one (cargo runs it from the crate root).
+    let build_script = root()
+        .join("build.rs")
+        .exists()
+        .then(|| "build.rs".to_owned());
     let needed = ["Cargo.toml", "Cargo.lock", "src/main.rs", "src/lib.rs"]
         .into_iter()
         .map(str::to_owned)
+        .chain(build_script)
         .chain(embedded);
     for file in needed {
         assert!(
