@@ -1,4 +1,5 @@
-//! The command line (SPEC §1): run | dev | check | redirect-uri | keygen | migrate.
+//! The command line (SPEC §1): run | dev | check | redirect-uri | keygen | migrate |
+//! healthcheck.
 
 use std::path::PathBuf;
 
@@ -30,6 +31,9 @@ pub enum Command {
     /// Serve: the proxy and the auth endpoints (the default).
     Run,
     /// The embedded demo: labgate, a GitLab stand-in and an echo app in one process.
+    ///
+    /// Only in builds with the `dev` cargo feature (the default); the container image is
+    /// built without it.
     Dev,
     /// Validate the config, print it with secrets redacted, and the Redirect URI.
     Check {
@@ -50,6 +54,19 @@ pub enum Command {
         /// The proxy the configuration is for.
         #[command(subcommand)]
         from: MigrateFrom,
+    },
+    /// Probe the running labgate on its configured listener (for images without curl).
+    ///
+    /// GETs /ping (or /ready) on server.listen; exits 0 when it answers 200, else 1, with
+    /// a one-line reason.
+    Healthcheck {
+        /// Ask /ready (GitLab discovery loaded, session store reachable) instead of /ping.
+        #[arg(long)]
+        ready: bool,
+        /// With server.tls_cert_file: accept any certificate (loopback listeners only);
+        /// by default only the configured certificate is accepted.
+        #[arg(long)]
+        insecure: bool,
     },
 }
 

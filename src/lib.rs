@@ -5,6 +5,7 @@
 //! ```text
 //! main.rs / cli.rs   parse the command line, load config, run; check.rs: check --online
 //! migrate/           `labgate migrate oauth2-proxy`: oauth2-proxy's config/flags -> labgate TOML
+//! healthcheck.rs     `labgate healthcheck`: GET /ping or /ready on the configured listener
 //! server.rs          listeners, TLS (tls.rs, tls_reload.rs), limits, graceful drain
 //! admin.rs           /ping, /ready, /metrics and the side listeners
 //! router.rs          the endpoint table, then the phases of an application request:
@@ -27,7 +28,8 @@
 //!                    access.rs + machine.rs compile the TOML into the pure policies;
 //!                    published.rs refuses the examples' secrets
 //! metrics.rs, telemetry.rs   Prometheus metrics; logging and the access log's caller slot
-//! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests)
+//! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests);
+//!                    only with the `dev` cargo feature (default; not in the image)
 //! ```
 
 #![forbid(unsafe_code)]
@@ -39,9 +41,11 @@ pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod forward_auth;
 pub mod headers;
+pub mod healthcheck;
 pub mod identity;
 pub mod machine;
 pub mod metrics;

@@ -20,14 +20,8 @@ fn main() -> ExitCode {
             Ok(config) => run(config),
             Err(code) => code,
         },
-        Some(Command::Dev) => {
-            labgate::telemetry::init(
-                labgate::config::LogFormat::Text,
-                cli.log_level.as_deref().unwrap_or("info"),
-            );
-            let config = cli.config.clone();
-            runtime(async move { labgate::dev::run_demo(config.as_deref()).await })
-        }
+        Some(Command::Dev) => dev(&cli),
+        Some(Command::Healthcheck { ready, insecure }) => healthcheck(&cli, ready, insecure),
         Some(Command::Check { online, json }) => match load(&cli) {
             Ok(config) => {
                 let redirect = labgate::app::redirect_uri(&config);
@@ -106,6 +100,71 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "dev")]
+fn dev(cli: &Cli) -> ExitCode {
+    labgate::telemetry::init(
+        labgate::config::LogFormat::Text,
+        cli.log_level.as_deref().unwrap_or("info"),
+    );
+    let config = cli.config.clone();
+    runtime_with(None, async move {
+        labgate::dev::run_demo(config.as_deref()).await
+    })
+}
+
+/// The production build (`--no-default-features`, the container image) leaves the demo
+/// and its GitLab stand-in out.
+#[cfg(not(feature = "dev"))]
+fn dev(_cli: &Cli) -> ExitCode {
+    eprintln!(
+        "labgate: this build has no dev mode: it was built without the \"dev\" cargo feature \
+         (as the container image is). Run the demo from a default build: cargo run --release -- dev"
+    );
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// `labgate healthcheck`: exit 0 healthy, 1 unhealthy (Docker reserves 2), one line
+/// either way. The config is read as `run` reads it (file, environment, flags); the
+/// published-secret refusal is `run`'s to report, not the probe's.
+fn healthcheck(cli: &Cli, ready: bool, insecure: bool) -> ExitCode {
+    let config =
+        match labgate::config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides()) {
+            Ok(c) => c,
+            Err(e) => {
+                let first = e
+                    .problems
+                    .first()
+                    .map_or_else(String::new, |p| format!(": {}: {}", p.key, p.message));
+                let more = match e.problems.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more: labgate check lists them)", n - 1),
+                };
+                eprintln!("unhealthy: configuration error{first}{more}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let probe = if ready {
+        labgate::healthcheck::Probe::Ready
+    } else {
+        labgate::healthcheck::Probe::Live
+    };
+    let result = runtime_value(labgate::healthcheck::check(&config.server, probe, insecure));
+    match result {
+        Ok(Ok(report)) => {
+            println!("healthy: {report}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
     cli.load().map_err(|e| {
         eprintln!(
@@ -117,10 +176,6 @@ fn load(cli: &Cli) -> Result<Config, ExitCode> {
         }
         ExitCode::from(EXIT_CONFIG)
     })
-}
-
-fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    runtime_with(None, fut)
 }
 
 /// A work-stealing runtime with `threads` workers (default: one per CPU).

@@ -24,6 +24,7 @@ mod machine;
 mod migrate;
 mod observability;
 mod ops;
+mod packaging;
 mod properties;
 mod proxy;
 mod redis;
