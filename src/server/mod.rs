@@ -236,7 +236,9 @@ async fn serve_conn<I, H, F>(
     let counted = activity.clone();
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let pending = counted.begin();
-        let response = handler(req);
+        // Boxed: the request future is ~16 KiB; inline, hyper would hold that much for every
+        // open connection, idle or not, and copy it at every request.
+        let response = Box::pin(handler(req));
         async move { Ok::<_, Infallible>(pending.respond(response.await)) }
     });
     let io = TokioIo::new(Watched::new(io, activity.clone()));
