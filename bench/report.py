@@ -13,13 +13,13 @@ clk = int(clk)
 runs = [json.loads(l) for l in open(os.path.join(w, "runs.jsonl"))]
 fixed = [json.loads(l) for l in open(os.path.join(w, "fixed.jsonl"))] if os.path.exists(os.path.join(w, "fixed.jsonl")) else []
 
-order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-percore", "labgate-auth", "apache-openidc"]
+order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-ws", "labgate-auth", "apache-openidc"]
 names = {
     "upstream": "upstream direct (tiny hyper server)",
     "nginx": "nginx plain reverse proxy (no auth)",
     "labgate-cookie": "labgate, signed in (cookie store)",
     "labgate-redis": "labgate, signed in (Redis store)",
-    "labgate-percore": f"labgate, signed in, `workers = {proxy_ncpu}` (per-core runtimes)",
+    "labgate-ws": "labgate, signed in, `runtime = \"work-stealing\"` (one shared runtime)",
     "labgate-auth": "labgate /oauth2/auth (forward-auth)",
     "apache-openidc": "Apache 2.4 + mod_auth_openidc, signed in",
 }
@@ -64,6 +64,9 @@ if fixed:
         added = f["labgate-cookie"]["p99_ms"] - f["upstream"]["p99_ms"]
         p(f"Latency at half of labgate's peak ({f['upstream']['rate']:,} req/s fixed rate, oha): upstream p99 {f['upstream']['p99_ms']:.3f} ms, "
           f"labgate p99 {f['labgate-cookie']['p99_ms']:.3f} ms: **{added:.3f} ms added at p99** (p50 {f['labgate-cookie']['p50_ms'] - f['upstream']['p50_ms']:.3f} ms).")
+        others = [(n, t) for n, t in (("nginx plain proxy", "nginx"), ("labgate `runtime = \"work-stealing\"`", "labgate-ws")) if t in f]
+        if others:
+            p("At the same rate: " + "; ".join(f"{n} p99 {f[t]['p99_ms']:.3f} ms ({f[t]['p99_ms'] - f['upstream']['p99_ms']:.3f} ms added)" for n, t in others) + ".")
         p("")
 big = json.loads(big_ok)
 mb = lambda kb: int(kb) / 1024

@@ -150,12 +150,17 @@ fn healthcheck(cli: &Cli, ready: bool, insecure: bool) -> ExitCode {
     };
     let result = runtime_value(labgate::healthcheck::check(&config.server, probe, insecure));
     match result {
+        // What the listener answered is shown escaped: a stranger on the port must not
+        // repaint the line (`\r`, ANSI) into "healthy".
         Ok(Ok(report)) => {
-            println!("healthy: {report}");
+            println!(
+                "healthy: {}",
+                labgate::telemetry::Escaped(&report.to_string())
+            );
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("unhealthy: {e}");
+            eprintln!("unhealthy: {}", labgate::telemetry::Escaped(&e.to_string()));
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -264,8 +269,8 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// The default layout (`server.runtime = "per-core"`): `server.workers` single-threaded
-/// runtimes, each accepting on its own SO_REUSEPORT listener (no cross-thread hand-offs on
-/// the request path; see bench/README.md). Worker 0 runs on this thread, builds the shared
+/// runtimes, each accepting on the one listening socket (no cross-thread hand-offs on the
+/// request path; see bench/README.md). Worker 0 runs on this thread, builds the shared
 /// state and owns the background tasks.
 fn run(config: Config) -> ExitCode {
     labgate::telemetry::init(config.log.format, &config.log.level);
@@ -286,7 +291,7 @@ fn run(config: Config) -> ExitCode {
             eprintln!("labgate: {e}");
             ExitCode::from(EXIT_CONFIG)
         })?;
-        let listener = labgate::server::reuseport_listener(listen).map_err(|e| {
+        let listener = labgate::server::shared_listener(listen).map_err(|e| {
             eprintln!("labgate: cannot listen on {listen}: {e}");
             ExitCode::FAILURE
         })?;
@@ -301,6 +306,13 @@ fn run(config: Config) -> ExitCode {
     let mut threads = Vec::new();
     for worker in 1..workers {
         let app = app.clone();
+        let socket = match listener.try_clone() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, worker, "cannot share the listening socket");
+                break;
+            }
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("labgate-{worker}"))
             .spawn(move || {
@@ -312,7 +324,7 @@ fn run(config: Config) -> ExitCode {
                     }
                 };
                 rt.block_on(async move {
-                    match labgate::server::reuseport_listener(listen) {
+                    match tokio::net::TcpListener::from_std(socket) {
                         Ok(l) => {
                             labgate::server::serve_worker(
                                 l,
@@ -331,12 +343,14 @@ fn run(config: Config) -> ExitCode {
             Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
         }
     }
-    rt0.block_on(labgate::server::serve_worker(
-        listener,
-        app,
-        0,
-        labgate::server::shutdown_signal(),
-    ));
+    rt0.block_on(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => {
+                labgate::server::serve_worker(l, app, 0, labgate::server::shutdown_signal()).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot listen"),
+        }
+    });
     for t in threads {
         let _ = t.join();
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use access::narrowing;
 pub use published::problems as published_secret_problems;
-pub use sources::{load, load_str, load_text, Overrides};
+pub use sources::{load, load_str, load_text, toml_error, Overrides};
 pub(crate) use validate::decode_cookie_secret;
 pub use validate::parse_duration;
 
@@ -243,7 +243,7 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeLayout {
     /// `per-core` (default): `workers` threads, each with its own single-threaded runtime
-    /// and SO_REUSEPORT listener, like nginx's worker processes: a connection never
+    /// accepting on the one listening socket, like nginx's worker processes: a connection never
     /// changes thread, so no request crosses threads (least CPU per request).
     PerCore,
     /// `work-stealing`: one tokio runtime with `workers` threads that take work from each

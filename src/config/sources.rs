@@ -105,7 +105,7 @@ fn layered(
         if let Err(e) = text.parse::<toml::Table>() {
             return Err(ConfigError::one(
                 "--config",
-                format!("not valid TOML: {}", e.to_string().trim()),
+                format!("not valid TOML: {}", toml_error(text, &e)),
             ));
         }
         builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
@@ -164,4 +164,20 @@ fn describe(err: serde_path_to_error::Error<config::ConfigError>) -> ConfigError
         return ConfigError::one(key, message);
     }
     ConfigError::one(path.trim_start_matches('.'), inner)
+}
+
+/// A TOML syntax error as "line L, column C: message", without the excerpt of the file the
+/// parser's own `Display` quotes: that line may hold a secret (`client_secret = ...`), and
+/// these messages reach terminals, CI logs and container probe events.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
 }

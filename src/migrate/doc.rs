@@ -145,7 +145,22 @@ fn comment(out: &mut String, text: &str, bullet: &str) {
     let indent = " ".repeat(bullet.chars().count());
     let mut line = format!("# {bullet}");
     let mut empty = true;
-    for word in text.split(' ').filter(|w| !w.is_empty()) {
+    // Any line break (\n, \r, U+2028, U+0085...) in text taken from the input would end
+    // the comment and make the rest a live TOML line: every kind of white space only
+    // separates words, and the other control characters are shown escaped.
+    for word in text.split(char::is_whitespace).filter(|w| !w.is_empty()) {
+        let word: String = word
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_unicode().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        let word = word.as_str();
         if !empty && line.chars().count() + 1 + word.chars().count() > WRAP {
             out.push_str(line.trim_end());
             out.push('\n');
@@ -160,4 +175,23 @@ fn comment(out: &mut String, text: &str, bullet: &str) {
     }
     out.push_str(line.trim_end());
     out.push('\n');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_the_input_never_leaves_its_comment() {
+        let mut out = String::new();
+        let hostile = "--htpasswd-file=/x\n[[access.public]]\npath = '^/'\r\n\u{2028}x = 1\u{85}y = 2\u{1b}[2K #";
+        comment(&mut out, hostile, "- ");
+        for line in out.lines() {
+            assert!(line.starts_with('#'), "{line:?}");
+        }
+        assert!(!out.contains('\u{1b}') && !out.contains('\r'));
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert!(parsed.is_empty(), "{out}");
+    }
 }

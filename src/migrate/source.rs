@@ -153,7 +153,7 @@ pub(crate) fn from_toml(text: &str, file: &str) -> Result<Vec<Setting>, SourceEr
         .parse()
         .map_err(|e: toml::de::Error| SourceError::Toml {
             file: file.to_owned(),
-            detail: e.to_string().trim().to_owned(),
+            detail: crate::config::toml_error(text, &e),
         })?;
     let mut out = Vec::new();
     for (key, v) in table {

@@ -395,19 +395,21 @@ where
     }
 }
 
-/// A listener on `addr` with SO_REUSEPORT, so that every worker runtime can accept on its
-/// own socket and the kernel spreads connections across them.
-pub fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+/// The listening socket every worker runtime accepts on (each registers its own clone of
+/// it). Deliberately not SO_REUSEPORT: that would let any other process of the same user
+/// (the application next to labgate in a pod runs as the same uid) bind the port too and
+/// receive a share of the connections, session cookies and OAuth codes included; a port
+/// already in use stays an error. Call within a runtime.
+pub fn shared_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
-    socket.listen(4096)
+    socket.listen(4096)?.into_std()
 }
 
 /// Resolves on SIGTERM or SIGINT.

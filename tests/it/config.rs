@@ -317,3 +317,47 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A TOML syntax error names the line and column, never the line itself: it may hold a
+/// secret, and the message reaches terminals, CI logs and probe events.
+#[test]
+fn a_toml_syntax_error_never_prints_the_line_it_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let labgate_file = dir.path().join("labgate.toml");
+    std::fs::write(
+        &labgate_file,
+        "[server]\npublic_url = \"http://x\"\n[gitlab]\nclient_secret = \"SECRET-MARK-1\n",
+    )
+    .unwrap();
+    let o2p_file = dir.path().join("o2p.cfg");
+    std::fs::write(&o2p_file, "client_secret = SECRET-MARK-2\n").unwrap();
+    let runs = [
+        vec!["check", "--config", labgate_file.to_str().unwrap()],
+        vec!["run", "--config", labgate_file.to_str().unwrap()],
+        vec!["healthcheck", "--config", labgate_file.to_str().unwrap()],
+        vec![
+            "migrate",
+            "oauth2-proxy",
+            "--config",
+            o2p_file.to_str().unwrap(),
+        ],
+    ];
+    for args in runs {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+            .args(&args)
+            .env_remove("LABGATE_CONFIG")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert!(all.contains("line "), "{args:?}: {all}");
+        assert!(
+            !all.contains("SECRET-MARK"),
+            "{args:?} printed the secret: {all}"
+        );
+    }
+}

@@ -59,6 +59,10 @@ impl RealLabgate {
             _dir: dir,
         }
     }
+
+    fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("labgate.toml")
+    }
 }
 
 impl Drop for RealLabgate {
@@ -151,14 +155,46 @@ async fn an_idle_websocket_tunnel_is_closed_and_a_busy_one_is_not() {
     );
 }
 
+/// An attacker's process of the same user (the app beside labgate in a pod runs as the same
+/// uid) binding labgate's port with SO_REUSEPORT would get a share of the connections,
+/// cookies and OAuth codes included: the workers share one socket that has no SO_REUSEPORT.
+#[tokio::test]
+async fn no_other_process_can_take_a_share_of_the_port() {
+    let port = free_port();
+    let labgate = RealLabgate::start(port, "workers = 2\n").await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let thief = tokio::net::TcpSocket::new_v4().unwrap();
+    thief.set_reuseport(true).unwrap();
+    thief.set_reuseaddr(true).unwrap();
+    let bound = thief.bind(addr).and_then(|()| thief.listen(16));
+    assert!(
+        bound.is_err(),
+        "another SO_REUSEPORT socket could bind labgate's port"
+    );
+    // A second labgate on the same port fails instead of sharing it.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+        .args(["run", "--config"])
+        .arg(labgate.config_path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("cannot listen"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+}
+
 #[tokio::test]
 async fn the_per_client_cap_holds_across_worker_runtimes() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
     let labgate = RealLabgate::start(port, "workers = 2\nmax_connections_per_ip = 3\n").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Eight keep-alive connections from one address, spread by the kernel over both
-    // workers' sockets: three are served, the others closed at once.
+    // Eight keep-alive connections from one address, taken by either worker: three are
+    // served, the others closed at once.
     let mut served = 0;
     let mut open = Vec::new();
     for _ in 0..8 {

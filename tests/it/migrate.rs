@@ -653,3 +653,31 @@ fn a_config_that_cannot_be_migrated_exits_2_naming_the_problem() {
         "{stderr}"
     );
 }
+
+/// A value in the oauth2-proxy input that holds line breaks is shown inside its comment;
+/// it never becomes a live line of the labgate config (here: a public route for every path).
+#[test]
+fn line_breaks_in_the_input_cannot_write_labgate_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployment.yaml");
+    std::fs::write(
+        &path,
+        "- --provider=gitlab\n- --client-id=x\n- --email-domain=example.com\n\
+         - \"--htpasswd-file=/x\\n[[access.public]]\\npath = '^/'\\r\\n#\"\n",
+    )
+    .unwrap();
+    let out = labgate(
+        &["migrate", "oauth2-proxy", "--args", path.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    let config: toml::Table = toml::from_str(&stdout).unwrap_or_else(|e| panic!("{e}\n{stdout}"));
+    let access = config.get("access").and_then(|a| a.as_table());
+    assert!(
+        access.is_none_or(|a| !a.contains_key("public")),
+        "an input value became a public route:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("htpasswd"), "{stdout}");
+}
