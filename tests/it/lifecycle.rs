@@ -357,11 +357,27 @@ async fn side_listeners_share_the_limits_and_the_deadlines() {
     wait_for_port(metrics_port).await;
     // The metrics listener's HTTP/2 connection is closed when idle, PINGs or not.
     let metrics_url = format!("http://127.0.0.1:{metrics_port}");
-    let (mut send, conn) = h2(&metrics_url).await;
-    let req = http::Request::get(format!("{metrics_url}/metrics"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    // The probes that waited for the two ports hold this address's two slots until labgate
+    // sees them close (later on a loaded runner): retry until one is free again.
+    let mut attempt = 0;
+    let conn = loop {
+        attempt += 1;
+        let (mut send, conn) = h2(&metrics_url).await;
+        let req = http::Request::get(format!("{metrics_url}/metrics"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        match send.send_request(req).await {
+            Ok(resp) => {
+                assert_eq!(resp.status(), 200);
+                break conn;
+            }
+            Err(e) if attempt < 20 => {
+                eprintln!("metrics request refused ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("the metrics listener never answered: {e}"),
+        }
+    };
     // (3 s, not less: on a loaded 2-core runner the request may begin a second late.)
     let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
     // Two connections from this address on the main listener: the metrics listener
