@@ -84,6 +84,12 @@ print(text)
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 target = os.path.join(root, "target", "bench-quick.md") if quick else os.path.join(root, "bench", "RESULTS.md")
 os.makedirs(os.path.dirname(target), exist_ok=True)
+# The soak section (written by bench/soak) is kept: it comes from a different run.
+soak = ""
+if not quick and os.path.exists(target):
+    old = open(target).read()
+    if "\n## labgate soak" in old:
+        soak = old[old.index("\n## labgate soak"):]
 with open(target, "w") as fh:
-    fh.write(text)
+    fh.write(text.rstrip("\n") + "\n" + soak)
 print(f"(written to {os.path.relpath(target, root)})")
