@@ -115,25 +115,31 @@ pub fn strip_client_supplied(
 ) {
     let assertion = assertion_header.as_str();
     remove_where(headers, |n| {
-        is_identity_header(n, assertion)
-            || (n.contains('_') && MANAGED.iter().chain(OVERRIDES).any(|o| same_name(n, o)))
-            || (!peer_trusted && OVERRIDES.iter().any(|o| same_name(n, o)))
+        is_identity_header(n, assertion) || is_lookalike(n) || (!peer_trusted && is_override(n))
     });
+}
+
+/// Whether `name` is one of the [`OVERRIDES`], in any spelling.
+fn is_override(name: &str) -> bool {
+    OVERRIDES.iter().any(|o| same_name(name, o))
+}
+
+/// Whether `name` is a `_` spelling of a managed header or an override.
+fn is_lookalike(name: &str) -> bool {
+    name.contains('_') && MANAGED.iter().chain(OVERRIDES).any(|o| same_name(name, o))
 }
 
 /// Removes the URL and client-address override headers (see [`OVERRIDES`]), in any
 /// spelling.
 pub fn strip_overrides(headers: &mut HeaderMap) {
-    remove_where(headers, |n| OVERRIDES.iter().any(|o| same_name(n, o)));
+    remove_where(headers, is_override);
 }
 
 /// Removes `_` spellings of the headers labgate manages or the overrides (`X_Real_IP`,
 /// `X_Forwarded_For`, ...): never a legitimate proxy's (nginx drops such names by default),
 /// always a forgery aimed at apps that read `_` as `-`. From every peer.
 pub fn strip_underscore_lookalikes(headers: &mut HeaderMap) {
-    remove_where(headers, |n| {
-        n.contains('_') && MANAGED.iter().chain(OVERRIDES).any(|o| same_name(n, o))
-    });
+    remove_where(headers, is_lookalike);
 }
 
 fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
