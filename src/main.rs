@@ -153,11 +153,17 @@ fn healthcheck(cli: &Cli, ready: bool, insecure: bool) -> ExitCode {
         // What the listener answered is shown escaped: a stranger on the port must not
         // repaint the line (`\r`, ANSI) into "healthy".
         Ok(Ok(report)) => {
-            println!("healthy: {}", printable(&report.to_string()));
+            println!(
+                "healthy: {}",
+                labgate::telemetry::printable(&report.to_string())
+            );
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("unhealthy: {}", printable(&e.to_string()));
+            eprintln!(
+                "unhealthy: {}",
+                labgate::telemetry::printable(&e.to_string())
+            );
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -165,20 +171,6 @@ fn healthcheck(cli: &Cli, ready: bool, insecure: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `text` with its control characters (`\r`, ESC, line breaks) shown escaped.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let shown: Vec<char> = if c.is_control() {
-                c.escape_unicode().collect()
-            } else {
-                vec![c]
-            };
-            shown
-        })
-        .collect()
 }
 
 fn load(cli: &Cli) -> Result<Config, ExitCode> {

@@ -106,6 +106,24 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
+/// `text` for a terminal or a config comment: control characters (`\r`, ESC, line
+/// breaks) shown as `\u{..}` escapes, everything else as it is (unlike [`Escaped`], which
+/// is for log fields and percent-encodes spaces and non-ASCII too).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

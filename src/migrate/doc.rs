@@ -149,18 +149,8 @@ fn comment(out: &mut String, text: &str, bullet: &str) {
     // the comment and make the rest a live TOML line: every kind of white space only
     // separates words, and the other control characters are shown escaped.
     for word in text.split(char::is_whitespace).filter(|w| !w.is_empty()) {
-        let word: String = word
-            .chars()
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() {
-                    c.escape_unicode().collect()
-                } else {
-                    vec![c]
-                };
-                escaped
-            })
-            .collect();
-        let word = word.as_str();
+        let word = crate::telemetry::printable(word);
+        let word = word.as_ref();
         if !empty && line.chars().count() + 1 + word.chars().count() > WRAP {
             out.push_str(line.trim_end());
             out.push('\n');
