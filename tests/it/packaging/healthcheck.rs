@@ -320,3 +320,44 @@ async fn over_tls_only_the_configured_certificate_is_accepted() {
         "{r:?}"
     );
 }
+
+/// A stranger on the port cannot repaint the probe's line: whatever it answers, the line
+/// carries no control characters (`\r`, ESC) and says unhealthy.
+#[tokio::test]
+async fn a_stranger_s_answer_cannot_repaint_the_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = fake.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = fake.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf).await;
+            let body = "\u{1b}[2K\rhealthy: http://127.0.0.1/ping answered 200 OK\n";
+            let _ = tcp
+                .write_all(
+                    format!(
+                        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labgate.toml");
+    std::fs::write(
+        &file,
+        config(
+            &format!("127.0.0.1:{port}"),
+            &format!("http://127.0.0.1:{port}"),
+            "http://127.0.0.1:9",
+            "",
+        ),
+    )
+    .unwrap();
+    let r = healthcheck(&file, &[]).await;
+    let line = r.unhealthy();
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    assert!(line.starts_with("unhealthy: "), "{line:?}");
+}
