@@ -54,13 +54,16 @@ pub enum ProxyError {
     /// The upstream did not answer in time (504).
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+    /// The upstream switched protocols without completing a WebSocket handshake (502).
+    #[error("upstream answered 101 without a WebSocket handshake: {0}")]
+    Handshake(&'static str),
 }
 
 impl ProxyError {
     /// The status to answer with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Unreachable(_) | ProxyError::Handshake(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -128,24 +131,35 @@ impl Upstream {
         let upgrade = wants_upgrade(&req) || h2_websocket;
         let hold = req.extensions().get::<ConnectionHold>().cloned();
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let upgrade_value = req.headers().get(UPGRADE).cloned();
         // The Connection-nominated headers were removed before labgate set its own.
         strip_fixed_hop_by_hop(req.headers_mut());
+        // What the upstream must answer a WebSocket handshake with (RFC 6455 §4.2.2): proof
+        // that it speaks WebSocket, not just a 101 (which would turn the client's socket into
+        // a raw pipe to the app that labgate never reads again).
+        let mut expected_accept = None;
         if h2_websocket {
             // RFC 8441 §5: a WebSocket over an HTTP/2 stream becomes an RFC 6455 handshake
             // to an HTTP/1.1 upstream. The key is the proxy's own (the h2 client sends none).
             *req.method_mut() = http::Method::GET;
             req.extensions_mut().remove::<hyper::ext::Protocol>();
+            let key = websocket_key();
+            expected_accept = Some(websocket_accept(&key));
+            let h = req.headers_mut();
+            if let Ok(key) = HeaderValue::from_str(&key) {
+                h.insert(SEC_WEBSOCKET_KEY, key);
+            }
+        } else if upgrade {
+            expected_accept = req
+                .headers()
+                .get(SEC_WEBSOCKET_KEY)
+                .and_then(|k| k.to_str().ok())
+                .map(websocket_accept);
+        }
+        if upgrade {
+            // Exactly the one protocol labgate tunnels, whatever list the client offered.
             let h = req.headers_mut();
             h.insert(UPGRADE, HeaderValue::from_static("websocket"));
             h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Ok(key) = HeaderValue::from_str(&websocket_key()) {
-                h.insert("sec-websocket-key", key);
-            }
-        } else if let Some(v) = upgrade_value.filter(|_| upgrade) {
-            req.headers_mut().insert(UPGRADE, v);
-            req.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         }
         let mut uri = String::with_capacity(self.base.len() + path_and_query.len());
         uri.push_str(&self.base);
@@ -161,6 +175,10 @@ impl Upstream {
         };
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // Dropping the response closes the upstream connection: it is never reused.
+            if let Err(why) = check_handshake(&resp, expected_accept.as_deref()) {
+                return Err(ProxyError::Handshake(why));
+            }
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 let tunnel_idle = self.tunnel_idle;
@@ -221,6 +239,57 @@ fn tls_connector(cfg: &UpstreamConfig) -> Result<tokio_rustls::TlsConnector, Str
     )))
 }
 
+const SEC_WEBSOCKET_KEY: http::HeaderName = http::HeaderName::from_static("sec-websocket-key");
+const SEC_WEBSOCKET_ACCEPT: http::HeaderName =
+    http::HeaderName::from_static("sec-websocket-accept");
+
+/// Whether a 101 completes the WebSocket handshake labgate offered: `Upgrade: websocket`
+/// and the `Sec-WebSocket-Accept` of the key sent (RFC 6455 §4.2.2, §4.1 items 2-4). Any
+/// other 101 (to a request labgate offered no upgrade, an `h2c` switch, a missing or wrong
+/// accept key) is refused: the connection would stop being HTTP that labgate reads.
+fn check_handshake<B>(
+    resp: &Response<B>,
+    expected_accept: Option<&str>,
+) -> Result<(), &'static str> {
+    let Some(expected) = expected_accept else {
+        return Err("no WebSocket handshake was offered");
+    };
+    let h = resp.headers();
+    let one = |name: &http::HeaderName| {
+        let mut all = h.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => v.to_str().ok().map(str::trim),
+            _ => None,
+        }
+    };
+    if !one(&UPGRADE).is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return Err("the answer does not upgrade to websocket");
+    }
+    if !h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    {
+        return Err("the answer's Connection does not name upgrade");
+    }
+    if one(&SEC_WEBSOCKET_ACCEPT) != Some(expected) {
+        return Err("Sec-WebSocket-Accept does not match the key sent");
+    }
+    Ok(())
+}
+
+/// `Sec-WebSocket-Accept` for `key`: base64 of the SHA-1 of the key and RFC 6455's GUID.
+fn websocket_accept(key: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let mut sha = sha1::Sha1::new();
+    sha.update(key.trim().as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
 /// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441): `:method CONNECT`,
 /// `:protocol websocket`.
 pub fn is_h2_websocket<B>(req: &Request<B>) -> bool {
@@ -241,10 +310,20 @@ fn websocket_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(nonce)
 }
 
-/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request. Other protocols (`h2c`,
+/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request with one valid
+/// `Sec-WebSocket-Key` (16 bytes, base64: RFC 6455 §4.1 item 7). Other protocols (`h2c`,
 /// TLS upgrades) are not tunnelled: a tunnel would outlive the request labgate judged.
 fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == http::Version::HTTP_11
+    use base64::Engine;
+    let mut keys = req.headers().get_all(SEC_WEBSOCKET_KEY).iter();
+    let key_ok = match (keys.next(), keys.next()) {
+        (Some(k), None) => base64::engine::general_purpose::STANDARD
+            .decode(k.as_bytes())
+            .is_ok_and(|b| b.len() == 16),
+        _ => false,
+    };
+    key_ok
+        && req.version() == http::Version::HTTP_11
         && req
             .headers()
             .get(UPGRADE)
@@ -264,4 +343,47 @@ fn wants_upgrade<B>(req: &Request<B>) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_of_rfc_6455() {
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn only_a_complete_handshake_opens_a_tunnel() {
+        let resp = |headers: &[(&str, &str)]| {
+            let mut r = Response::builder().status(101);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.body(()).unwrap()
+        };
+        let good = [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ];
+        let accept = Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert!(check_handshake(&resp(&good), accept).is_ok());
+        assert!(check_handshake(&resp(&good), None).is_err());
+        for bad in [
+            &good[..2],
+            &[good[0], good[2]][..],
+            &[("upgrade", "h2c"), good[1], good[2]][..],
+            &[good[0], good[1], ("sec-websocket-accept", "x")][..],
+            &[good[0], good[1], good[2], good[2]][..],
+        ] {
+            assert!(check_handshake(&resp(bad), accept).is_err(), "{bad:?}");
+        }
+    }
 }
