@@ -8,18 +8,30 @@
 
 use std::borrow::Cow;
 
-/// The two readings of a request path.
+/// How many rounds of percent-decoding the decision's reading takes at most (double,
+/// triple encoding...: `%2561` is `a` to an app that decodes twice). A path still changing
+/// after that is refused.
+const DECODE_ROUNDS: usize = 8;
+
+/// The readings of a request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathViews {
     /// RFC 3986 normal form: what labgate forwards.
     pub forward: String,
-    /// Every `%XX` decoded once, `\` read as `/`, `;params` dropped, `//` collapsed,
-    /// dot segments removed: the most-resolved reading any common server might use.
+    /// Percent-decoded to a fixed point (`%252f` is `/` to apps and proxies that decode
+    /// twice), `\` read as `/`, `;params` dropped, `//` collapsed, dot segments removed: the
+    /// most-resolved reading any common server might use.
     pub resolved: String,
+    /// `resolved` with trailing white space trimmed from every segment before dot segments
+    /// are removed (`/admin%20`, `/public/..%20/admin`: routers that trim).
+    pub trimmed: String,
+    /// Why no application should be handed this path, if so: it decodes to a control
+    /// character (NUL, C0, DEL, C1), or it is still changing after [`DECODE_ROUNDS`].
+    refused: Option<&'static str>,
 }
 
 impl PathViews {
-    /// Builds both readings from a request target's path (query already split off by the
+    /// Builds the readings from a request target's path (query already split off by the
     /// URI parser; an encoded `%23` and anything after it is cut here as a fragment).
     pub fn new(raw_path: &str) -> Self {
         let raw = raw_path.split(['?', '#']).next().unwrap_or("");
@@ -29,41 +41,37 @@ impl PathViews {
         } else {
             format!("/{forward}")
         };
-        // Cut at an encoded '#' (`%23`) for the decision: apps that decode before routing
-        // would see a fragment delimiter there.
-        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let (decoded, stable) = decode_to_fixed_point(raw);
+        let refused = if decoded.chars().any(char::is_control) {
+            Some("the path decodes to a control character")
+        } else if !stable {
+            Some("the path is percent-encoded too many times over")
+        } else {
+            None
+        };
         // Encoded `#` and `?` end the path for apps that decode before routing.
         let decoded = decoded
             .split(['#', '?'])
             .next()
             .unwrap_or("")
             .replace('\\', "/");
-        let mut segments = Vec::new();
-        for seg in decoded.split('/') {
-            let seg = seg.split(';').next().unwrap_or("");
-            match seg {
-                "" | "." => {}
-                ".." => {
-                    segments.pop();
-                }
-                s => segments.push(s),
-            }
+        PathViews {
+            forward,
+            resolved: resolve(&decoded, false),
+            trimmed: resolve(&decoded, true),
+            refused,
         }
-        let mut resolved = String::with_capacity(decoded.len() + 1);
-        for s in &segments {
-            resolved.push('/');
-            resolved.push_str(s);
-        }
-        if resolved.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
-            resolved.push('/');
-        }
-        PathViews { forward, resolved }
     }
 
-    /// Both strict readings (the same string twice when they agree): public paths must
+    /// Why the path must be refused (400) rather than judged, if it must.
+    pub fn refused(&self) -> Option<&'static str> {
+        self.refused
+    }
+
+    /// Every strict reading (the same string repeated when they agree): public paths must
     /// match every one of them.
-    pub fn all(&self) -> [&str; 2] {
-        [&self.forward, &self.resolved]
+    pub fn all(&self) -> [&str; 3] {
+        [&self.forward, &self.resolved, &self.trimmed]
     }
 
     /// Every reading a route is matched against (SPEC §9): the strict ones, plus the
@@ -74,13 +82,16 @@ impl PathViews {
     /// matches, so the stricter answer wins. Distinct readings only.
     pub fn route_readings(&self) -> Vec<Cow<'_, str>> {
         let lower = fold_case(&self.resolved);
-        let bare = strip_formats(&lower);
+        let trimmed_lower = fold_case(&self.trimmed);
+        let bare = strip_formats(&trimmed_lower);
         let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(self.forward.as_str())];
         let forward_lower = fold_case(&self.forward);
         for r in [
             Cow::Borrowed(self.resolved.as_str()),
+            Cow::Borrowed(self.trimmed.as_str()),
             Cow::Owned(forward_lower),
             Cow::Owned(lower),
+            Cow::Owned(trimmed_lower),
             Cow::Owned(bare),
         ] {
             if !out.contains(&r) {
@@ -89,6 +100,57 @@ impl PathViews {
         }
         out
     }
+}
+
+/// `raw` percent-decoded until decoding changes nothing, and whether that happened within
+/// [`DECODE_ROUNDS`] (invalid UTF-8 becomes U+FFFD).
+fn decode_to_fixed_point(raw: &str) -> (String, bool) {
+    let mut view = raw.to_owned();
+    for _ in 0..DECODE_ROUNDS {
+        if !view.contains('%') {
+            return (view, true);
+        }
+        let next = percent_encoding::percent_decode_str(&view)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == view {
+            return (view, true);
+        }
+        view = next;
+    }
+    let stable = !view.contains('%')
+        || percent_encoding::percent_decode_str(&view).decode_utf8_lossy() == view;
+    (view, stable)
+}
+
+/// A decoded path with `;params` dropped, empty segments collapsed and dot segments
+/// removed; with `trim`, trailing white space goes from each segment first.
+fn resolve(decoded: &str, trim: bool) -> String {
+    let mut segments = Vec::new();
+    for seg in decoded.split('/') {
+        let seg = seg.split(';').next().unwrap_or("");
+        let seg = if trim {
+            seg.trim_end_matches(char::is_whitespace)
+        } else {
+            seg
+        };
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut resolved = String::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        resolved.push('/');
+        resolved.push_str(s);
+    }
+    if resolved.is_empty() || (decoded.ends_with('/') && !segments.is_empty()) {
+        resolved.push('/');
+    }
+    resolved
 }
 
 /// Removes every `.format` suffix from each segment (`/a.tar.gz/b.html` -> `/a/b`);
@@ -244,11 +306,51 @@ mod tests {
             ("/%2e%2e/admin", "/admin", "/admin"),
             ("/a%2fb", "/a%2Fb", "/a/b"),
             ("/caf%C3%A9", "/caf%C3%A9", "/café"),
+            // Decoded to a fixed point: what a second decoder (PHP's urldecode of
+            // REQUEST_URI, a second proxy) sees.
+            ("/%2561dmin/x", "/%2561dmin/x", "/admin/x"),
+            ("/admin%252fx", "/admin%252fx", "/admin/x"),
+            ("/public/..%252fadmin", "/public/..%252fadmin", "/admin"),
+            ("/public/..%25252fadmin", "/public/..%25252fadmin", "/admin"),
+            ("/100%25", "/100%25", "/100%"),
         ];
         for (raw, forward, resolved) in cases {
             let v = PathViews::new(raw);
             assert_eq!(v.forward, forward, "forward of {raw}");
             assert_eq!(v.resolved, resolved, "resolved of {raw}");
+        }
+    }
+
+    #[test]
+    fn trailing_white_space_is_a_reading() {
+        let v = PathViews::new("/admin%20");
+        assert_eq!(v.resolved, "/admin ");
+        assert_eq!(v.trimmed, "/admin");
+        assert!(v.all().contains(&"/admin"));
+        assert_eq!(PathViews::new("/public/..%20/admin").trimmed, "/admin");
+        assert_eq!(PathViews::new("/admin%C2%A0/x").trimmed, "/admin/x");
+        assert!(PathViews::new("/ADMIN%20")
+            .route_readings()
+            .iter()
+            .any(|r| r.as_ref() == "/admin"));
+    }
+
+    #[test]
+    fn control_characters_and_endless_encodings_are_refused() {
+        for raw in [
+            "/admin%00",
+            "/admin%2500",
+            "/admin%09",
+            "/admin%0a",
+            "/admin%0D%0A",
+            "/admin%7f",
+            "/admin%C2%85",
+            "/a%252525252525252525252fb",
+        ] {
+            assert!(PathViews::new(raw).refused().is_some(), "{raw}");
+        }
+        for raw in ["/", "/admin%20x", "/caf%C3%A9", "/a%2fb", "/100%", "/%zz"] {
+            assert_eq!(PathViews::new(raw).refused(), None, "{raw}");
         }
     }
 
