@@ -74,10 +74,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip_fixed_hop_by_hop(headers);
 }
 
-/// Headers that frameworks read as the "real" URL or client address (IIS, Symfony and
-/// Laminas route on `X-Original-URL` / `X-Rewrite-URL`, Spring on `X-Forwarded-Prefix`,
-/// chi / Echo / Rails trust `X-Real-IP`): from a peer that is not a trusted proxy they are
-/// a client's forgery and never reach the upstream (SPEC §9).
+/// Headers that frameworks read as the "real" URL, scheme, host or client address (IIS,
+/// Symfony and Laminas route on `X-Original-URL` / `X-Rewrite-URL`, Spring on
+/// `X-Forwarded-Prefix`, Rack on `X-Forwarded-Ssl` / `X-Forwarded-Scheme` / `X-Url-Scheme` /
+/// `Front-End-Https`, real-IP middlewares on `CF-Connecting-IP`, `Fastly-Client-IP`,
+/// `Client-IP`, `X-Original-Forwarded-For`, chi / Echo / Rails on `X-Real-IP`, host
+/// rewriting middlewares on `X-Host` / `X-Original-Host`): set by a front proxy that labgate
+/// trusts, from any other peer they are a client's forgery and never reach the upstream
+/// (SPEC §9). The whole list is in docs/security.md.
 const OVERRIDES: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
@@ -88,10 +92,30 @@ const OVERRIDES: &[&str] = &[
     "x-forwarded-prefix",
     "x-forwarded-port",
     "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-url-scheme",
+    "front-end-https",
+    "x-host",
+    "x-original-host",
     "x-real-ip",
     "true-client-ip",
     "x-client-ip",
     "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "client-ip",
+    "x-original-forwarded-for",
+];
+
+/// Method overrides (Rails' and Laravel's `X-HTTP-Method-Override`, Express's
+/// `method-override`, ASP.NET's `X-HTTP-Method`): a request labgate judged as the `POST`
+/// (or `GET`) it is would act as the `DELETE` it names. No front proxy sets them (a trusted
+/// proxy only relays the client's), so they never reach the upstream, from any peer.
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
 ];
 
 /// Whether header `name` is `canonical` (lower-case, dashes) when `_` is read as `-` and
@@ -107,7 +131,8 @@ fn same_name(name: &str, canonical: &str) -> bool {
 /// Removes, in one pass over the header names, what a client may not hand the upstream:
 /// every identity header in any spelling ([`strip_identity`]), the `_` look-alikes of the
 /// managed headers ([`strip_underscore_lookalikes`]) and, from a peer that is not a trusted
-/// proxy, the URL and client-address overrides ([`strip_overrides`]).
+/// proxy, the URL and client-address overrides ([`strip_overrides`]); method overrides from
+/// every peer.
 pub fn strip_client_supplied(
     headers: &mut HeaderMap,
     assertion_header: &HeaderName,
@@ -115,13 +140,21 @@ pub fn strip_client_supplied(
 ) {
     let assertion = assertion_header.as_str();
     remove_where(headers, |n| {
-        is_identity_header(n, assertion) || is_lookalike(n) || (!peer_trusted && is_override(n))
+        is_identity_header(n, assertion)
+            || is_lookalike(n)
+            || is_method_override(n)
+            || (!peer_trusted && is_override(n))
     });
 }
 
 /// Whether `name` is one of the [`OVERRIDES`], in any spelling.
 fn is_override(name: &str) -> bool {
     OVERRIDES.iter().any(|o| same_name(name, o))
+}
+
+/// Whether `name` is one of the [`METHOD_OVERRIDES`], in any spelling.
+fn is_method_override(name: &str) -> bool {
+    METHOD_OVERRIDES.iter().any(|o| same_name(name, o))
 }
 
 /// Whether `name` is a `_` spelling of a managed header or an override.
