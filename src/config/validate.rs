@@ -221,10 +221,19 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
     for (i, d) in s.allowed_redirect_domains.iter().enumerate() {
         let d = d.trim().to_ascii_lowercase();
         let bare = d.strip_prefix('.').unwrap_or(&d);
-        if bare.is_empty() || bare.contains(['/', ':', '@', '*', ' ']) || !bare.contains('.') {
+        // An optional `:port` (else public_url's scheme's default port).
+        let (bare, port_ok) = match bare.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().is_ok_and(|p| p > 0)),
+            None => (bare, true),
+        };
+        if bare.is_empty()
+            || !port_ok
+            || bare.contains(['/', ':', '@', '*', ' '])
+            || !bare.contains('.')
+        {
             c.problem(
                 &format!("server.allowed_redirect_domains[{i}]"),
-                format!("{d:?} must be a host such as \"wiki.example.com\" or \".example.com\" (that domain and its subdomains)"),
+                format!("{d:?} must be a host such as \"wiki.example.com\", \".example.com\" (that domain and its subdomains) or \"wiki.example.com:8443\" (another port than public_url's scheme's)"),
             );
         } else {
             allowed_redirect_domains.push(d);

@@ -288,7 +288,7 @@ fn server_cookie_and_header_settings() {
 proxy_prefix = "/auth/"
 reverse_proxy = true
 trusted_proxy_ips = ["10.0.0.0/8"]
-whitelist_domains = ["*.example.com", "docs.example.org:8443", ".example.com"]
+whitelist_domains = ["*.example.com", "docs.example.org:8443", ".example.com", "ci.example.org:*"]
 metrics_address = "0.0.0.0:9100"
 skip_provider_button = true
 footer = "Acme IT"
@@ -320,7 +320,7 @@ set_xauthrequest = true
     );
     assert_eq!(
         strings(Some(&get("server.allowed_redirect_domains"))),
-        [".example.com", "docs.example.org"]
+        [".example.com", "docs.example.org:8443", "ci.example.org"]
     );
     assert_eq!(get("server.metrics_listen").as_str(), Some("0.0.0.0:9100"));
     assert_eq!(get("server.skip_sign_in_page").as_bool(), Some(true));
@@ -342,7 +342,7 @@ set_xauthrequest = true
         crate::app::redirect_uri(&c),
         "https://wiki.example.com/auth/callback"
     );
-    assert!(comments(&m).contains("ports are dropped"));
+    assert!(comments(&m).contains("(:*) is not carried over"));
 }
 
 #[test]

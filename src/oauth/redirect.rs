@@ -4,7 +4,9 @@
 //! Accepted: a relative path starting with exactly one `/` (not `//`, `/\`, `/<space>`,
 //! no control characters, after any amount of percent-decoding), or an absolute
 //! `http(s)://` URL whose origin is `public_url`'s or whose host is in
-//! `allowed_redirect_domains` (exact, or `.example.com` = it and its subdomains).
+//! `allowed_redirect_domains` (exact, or `.example.com` = it and its subdomains), with
+//! https (plain http too only when public_url is plain http) on the scheme's default port
+//! unless the entry names a port (`wiki.example.net:8443`).
 //! Anything else is rejected; callers fall back to `/`.
 
 /// Characters that Unicode normalisation (NFKC, IDNA) turns into `.`, `/` or `\` somewhere
@@ -86,16 +88,37 @@ fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> 
     }
     let host = url.host_str()?.to_ascii_lowercase();
     let same_origin = url.origin() == public.origin();
-    let listed = allowed.iter().any(|d| match d.strip_prefix('.') {
-        Some(base) => host == base || (host.len() > d.len() && host.ends_with(d.as_str())),
-        None => host == *d,
-    });
+    // A listed host is reached over https (or plain http too when public_url itself is
+    // plain http), on the scheme's default port or the port the entry names:
+    // `wiki.example.net` is not `http://wiki.example.net:8443`.
+    let scheme_ok = url.scheme() == "https" || public.scheme() == "http";
+    let listed = scheme_ok
+        && allowed.iter().any(|entry| {
+            let (d, port) = split_port(entry);
+            let host_ok = match d.strip_prefix('.') {
+                Some(base) => host == base || (host.len() > d.len() && host.ends_with(d)),
+                None => host == d,
+            };
+            let default_port = if url.scheme() == "https" { 443 } else { 80 };
+            host_ok && url.port_or_known_default() == Some(port.unwrap_or(default_port))
+        });
     // The parsed path (dot segments resolved) must not start with `//` either: a later hop
     // could read it as a network-path reference to another host.
     if url.path().starts_with("//") || url.path().starts_with("/\\") {
         return None;
     }
     (same_origin || listed).then(|| url.to_string())
+}
+
+/// An allow-list entry's host and the port it names, if any (`wiki.example.net:8443`).
+fn split_port(entry: &str) -> (&str, Option<u16>) {
+    match entry.rsplit_once(':') {
+        Some((host, port)) => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (entry, None),
+        },
+        None => (entry, None),
+    }
 }
 
 #[cfg(test)]
@@ -113,7 +136,11 @@ mod tests {
         validate(
             rd,
             &public,
-            &[".example.org".to_owned(), "wiki.example.net".to_owned()],
+            &[
+                ".example.org".to_owned(),
+                "wiki.example.net".to_owned(),
+                "ops.example.net:8443".to_owned(),
+            ],
         )
     }
 
@@ -128,6 +155,8 @@ mod tests {
             "https://example.org/",
             "https://sub.example.org/x",
             "https://wiki.example.net/x",
+            "https://wiki.example.net:443/x",
+            "https://ops.example.net:8443/x",
         ] {
             assert!(check(rd).is_some(), "{rd} should pass");
         }
@@ -168,6 +197,13 @@ mod tests {
             "/a/../",
             "/\u{3002}/evil.com",
             "/caf\u{e9}",
+            // A listed host on another scheme or port than the entry allows.
+            "http://wiki.example.net/x",
+            "http://wiki.example.net:8443/x",
+            "https://wiki.example.net:8443/x",
+            "http://sub.example.org/x",
+            "https://ops.example.net/x",
+            "http://ops.example.net:8443/x",
         ] {
             assert!(check(rd).is_none(), "{rd:?} should be rejected");
         }

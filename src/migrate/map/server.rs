@@ -252,27 +252,36 @@ impl M<'_> {
             self.list("whitelist_domains", "server.allowed_redirect_domains")
         {
             let mut out = Vec::new();
-            let mut ports = false;
+            let mut any_port = false;
             for d in domains {
                 let d = d.trim().to_ascii_lowercase();
-                // oauth2-proxy: "host[:port]", ".host" / "*.host" for it and its subdomains.
+                // oauth2-proxy: "host[:port]" (port `*`: any), ".host" / "*.host" for it and
+                // its subdomains.
                 let (host, port) = match d.rsplit_once(':') {
                     Some((h, p)) if !h.contains(']') || d.starts_with('[') => {
                         (h.to_owned(), Some(p.to_owned()))
                     }
                     _ => (d.clone(), None),
                 };
-                ports |= port.is_some();
                 let host = match host.strip_prefix("*.") {
                     Some(rest) => format!(".{rest}"),
                     None => host,
                 };
-                if !host.is_empty() && !out.contains(&host) {
-                    out.push(host);
+                // labgate: public_url's scheme on its default port, or the port named.
+                let entry = match port {
+                    Some(p) if p.parse::<u16>().is_ok() => format!("{host}:{p}"),
+                    Some(_) => {
+                        any_port = true;
+                        host
+                    }
+                    None => host,
+                };
+                if !entry.is_empty() && !out.contains(&entry) {
+                    out.push(entry);
                 }
             }
-            let port_note = if ports {
-                "; ports are dropped: labgate matches the host on any port"
+            let port_note = if any_port {
+                "; \"any port\" (:*) is not carried over: labgate admits the scheme's default port, or list \"host:port\" for each other port"
             } else {
                 ""
             };
