@@ -81,6 +81,8 @@ pub enum Reject {
     GitlabUnavailable,
     /// The session store failed: nobody is admitted on a guess.
     StoreUnavailable,
+    /// One client sent more never-seen access tokens than its budget of GitLab checks.
+    TooManyTokenChecks,
     /// The application could not be reached (502) or did not answer in time (504).
     Upstream {
         /// 504 rather than 502.
@@ -107,6 +109,7 @@ impl Reject {
             }
             Reject::NoMachineRule { .. } | Reject::Forbidden { .. } => StatusCode::FORBIDDEN,
             Reject::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Reject::TooManyTokenChecks => StatusCode::TOO_MANY_REQUESTS,
             Reject::GitlabUnavailable | Reject::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Upstream { timeout: true } => StatusCode::GATEWAY_TIMEOUT,
             Reject::Upstream { timeout: false } => StatusCode::BAD_GATEWAY,
@@ -133,6 +136,7 @@ impl Reject {
             Reject::BadRequest { code, .. } => code,
             Reject::GitlabUnavailable => "gitlab_unreachable",
             Reject::StoreUnavailable => "session_store_unavailable",
+            Reject::TooManyTokenChecks => "too_many_token_checks",
             Reject::Upstream { timeout: true } => "upstream_timeout",
             Reject::Upstream { timeout: false } => "upstream_unreachable",
         }
@@ -166,8 +170,24 @@ impl Reject {
                 );
                 r
             }
-            Reject::NoMachineRule { message } | Reject::BadRequest { message, .. } => {
-                respond::json_error(status, code, &message)
+            Reject::NoMachineRule { message } => respond::json_error(status, code, &message),
+            Reject::BadRequest { message, .. } => page_or_json(
+                app,
+                style,
+                status,
+                code,
+                "This request cannot be served",
+                &message,
+            ),
+            Reject::TooManyTokenChecks => {
+                let mut r = respond::json_error(
+                    status,
+                    code,
+                    "too many unknown access tokens from this address: try again in a minute",
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
+                r
             }
             Reject::Forbidden {
                 name,

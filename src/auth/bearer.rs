@@ -9,6 +9,7 @@
 //! (which replaces `Authorization` towards the upstream) and machine access work together.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
@@ -37,13 +38,17 @@ enum Verdict {
 }
 
 /// Cache of access-token verdicts, keyed by SHA-256 of the token (never the token), plus
-/// what keeps GitLab from being flooded: one check at a time per token (single-flight)
-/// and at most [`MAX_CONCURRENT_CHECKS`] checks at once overall.
+/// what keeps GitLab from being flooded and a flood from starving real callers: one check
+/// at a time per token (single-flight), at most [`GENERAL_CHECKS`] checks of never-seen
+/// tokens at once plus [`RESERVED_CHECKS`] kept for tokens GitLab accepted before, and a
+/// budget of [`CLIENT_BUDGET`] checks of never-seen tokens per client address.
 #[derive(Debug)]
 pub struct TokenCache {
     entries: Mutex<HashMap<TokenHash, (Verdict, u64)>>,
     in_flight: Mutex<HashMap<TokenHash, Arc<tokio::sync::Mutex<()>>>>,
     checks: tokio::sync::Semaphore,
+    reserved: tokio::sync::Semaphore,
+    budgets: Mutex<HashMap<IpAddr, Budget>>,
 }
 
 impl Default for TokenCache {
@@ -51,14 +56,49 @@ impl Default for TokenCache {
         TokenCache {
             entries: Mutex::default(),
             in_flight: Mutex::default(),
-            checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
+            checks: tokio::sync::Semaphore::new(GENERAL_CHECKS),
+            reserved: tokio::sync::Semaphore::new(RESERVED_CHECKS),
+            budgets: Mutex::default(),
         }
     }
 }
 
-/// Most access-token checks with GitLab at once; further ones wait their turn (up to
-/// `gitlab.timeout`) and are then refused with 503.
-const MAX_CONCURRENT_CHECKS: usize = 16;
+/// Most checks of tokens GitLab has not accepted before, with GitLab at once; further
+/// ones wait their turn (up to `gitlab.timeout`) and are then refused with 503.
+const GENERAL_CHECKS: usize = 12;
+
+/// Checks kept for tokens GitLab accepted before (their cached verdict has expired): a
+/// flood of random tokens cannot make a working token wait.
+const RESERVED_CHECKS: usize = 4;
+
+/// Checks of never-seen tokens one client address may cause per [`BUDGET_WINDOW`]
+/// seconds (then 429): a script that uses a handful of tokens never meets it, a flood of
+/// random ones costs GitLab this many calls a minute per address.
+const CLIENT_BUDGET: u32 = 30;
+
+/// The budget's window, in seconds.
+const BUDGET_WINDOW: u64 = 60;
+
+/// Most client addresses whose budget is tracked (the oldest windows go first).
+const BUDGETS_MAX: usize = 10_000;
+
+/// One client address's spending in its current window.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    since: u64,
+    spent: u32,
+}
+
+/// Whether `token` could be a GitLab access token: personal, project and group tokens
+/// (`glpat-...`, with an instance prefix, routable `glpat-x.01.y` forms), OAuth access
+/// tokens (64 hex digits) and legacy 20-character tokens are 20 to 255 characters of
+/// `A-Za-z0-9`, `-`, `_` and `.`. Anything else is refused without asking GitLab.
+fn plausible_token(token: &str) -> bool {
+    (20..=255).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
 
 impl TokenCache {
     fn cached(&self, key: &TokenHash, now: u64, ttl: u64) -> Option<Verdict> {
@@ -83,6 +123,42 @@ impl TokenCache {
         }
     }
 
+    /// Whether GitLab accepted this token before (its verdict may have expired since).
+    fn seen_valid(&self, key: &TokenHash) -> bool {
+        self.entries
+            .lock()
+            .is_ok_and(|c| matches!(c.get(key), Some((Verdict::Valid(_), _))))
+    }
+
+    /// Spends one check of `client`'s budget; `false` when it is spent for this window.
+    fn spend(&self, client: IpAddr, now: u64) -> bool {
+        let Ok(mut budgets) = self.budgets.lock() else {
+            return false;
+        };
+        if budgets.len() >= BUDGETS_MAX && !budgets.contains_key(&client) {
+            budgets.retain(|_, b| now < b.since + BUDGET_WINDOW);
+            if budgets.len() >= BUDGETS_MAX {
+                // Full of live windows: a new address gets no budget of its own.
+                return false;
+            }
+        }
+        let b = budgets.entry(client).or_insert(Budget {
+            since: now,
+            spent: 0,
+        });
+        if now >= b.since + BUDGET_WINDOW {
+            *b = Budget {
+                since: now,
+                spent: 0,
+            };
+        }
+        if b.spent >= CLIENT_BUDGET {
+            return false;
+        }
+        b.spent += 1;
+        true
+    }
+
     /// The per-token gate: holders check with GitLab one at a time.
     fn gate(&self, key: TokenHash) -> Arc<tokio::sync::Mutex<()>> {
         let Ok(mut gates) = self.in_flight.lock() else {
@@ -100,8 +176,13 @@ fn invalid(message: impl Into<String>) -> Reject {
 }
 
 /// Authenticates the request's bearer credential; `None` when it has none or `[machine]`
-/// accepts none (the session cookie decides then).
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Option<Result<Principal, Reject>> {
+/// accepts none (the session cookie decides then). `client` is the caller's address (its
+/// budget of GitLab checks).
+pub async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    client: IpAddr,
+) -> Option<Result<Principal, Reject>> {
     let policy = &app.config.machine;
     if !policy.enabled() {
         return None;
@@ -120,7 +201,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Option<Result<Princ
             "CI ID tokens are not accepted here ([[machine.allow]] is empty)",
         )),
         Some(_) => Err(invalid("a JWT that is not a GitLab CI ID token")),
-        None if policy.gitlab_tokens => access_token(app, token, now).await,
+        None if policy.gitlab_tokens => access_token(app, token, client, now).await,
         None => Err(invalid(
             "only GitLab CI ID tokens are accepted as bearer credentials here",
         )),
@@ -205,12 +286,26 @@ fn verdict(v: Verdict) -> Result<Principal, Reject> {
     }
 }
 
-async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Reject> {
+async fn access_token(
+    app: &App,
+    token: &str,
+    client: IpAddr,
+    now: u64,
+) -> Result<Principal, Reject> {
+    if !plausible_token(token) {
+        return verdict(Verdict::Refused);
+    }
     let key: TokenHash = sha2::Sha256::digest(token.as_bytes()).into();
     let ttl = app.config.machine.token_cache_ttl.as_secs();
     let tokens = &app.machine_tokens;
     if let Some(v) = tokens.cached(&key, now, ttl) {
         return verdict(v);
+    }
+    // A token GitLab accepted before has its own share of checks and no budget to spend.
+    let known = tokens.seen_valid(&key);
+    if !known && !tokens.spend(client, now) {
+        tracing::info!(target: "labgate::audit", client = %client, "too many unknown access tokens from one client; refusing without asking GitLab");
+        return Err(Reject::TooManyTokenChecks);
     }
     // One check per token at a time: the others wait for its verdict.
     let gate = tokens.gate(key);
@@ -218,9 +313,17 @@ async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Rej
     if let Some(v) = tokens.cached(&key, now, ttl) {
         return verdict(v);
     }
-    let Ok(Ok(_permit)) =
-        tokio::time::timeout(app.config.gitlab.timeout, tokens.checks.acquire()).await
-    else {
+    let permit = async {
+        if known {
+            tokio::select! {
+                p = tokens.reserved.acquire() => p,
+                p = tokens.checks.acquire() => p,
+            }
+        } else {
+            tokens.checks.acquire().await
+        }
+    };
+    let Ok(Ok(_permit)) = tokio::time::timeout(app.config.gitlab.timeout, permit).await else {
         tracing::warn!("too many access-token checks with GitLab at once; refusing");
         return Err(Reject::GitlabUnavailable);
     };
@@ -255,4 +358,47 @@ async fn access_token(app: &App, token: &str, now: u64) -> Result<Principal, Rej
     });
     tokens.remember(key, Verdict::Valid(session.clone()), now, ttl);
     Ok(Principal::UserToken(session))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_token_shapes_reach_gitlab() {
+        for ok in [
+            "glpat-bob-demo-token-read-api",
+            "glpat-xxxxxxxxxxxxxxxxxxxx",
+            "glpat-AbC123_-x.01.0k1x2y3z4",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "abcdefghij0123456789",
+        ] {
+            assert!(plausible_token(ok), "{ok}");
+        }
+        let long = "a".repeat(256);
+        for bad in [
+            "short",
+            long.as_str(),
+            "glpat-has space-in-it-xx",
+            "glpat-<script>alert(1)</script>",
+            "glpat-\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            assert!(!plausible_token(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_client_has_a_budget_per_window() {
+        let c = TokenCache::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..CLIENT_BUDGET {
+            assert!(c.spend(a, 1000));
+        }
+        assert!(!c.spend(a, 1000));
+        assert!(!c.spend(a, 1000 + BUDGET_WINDOW - 1));
+        assert!(c.spend(b, 1000), "another address has its own");
+        assert!(c.spend(a, 1000 + BUDGET_WINDOW), "a new window");
+    }
 }

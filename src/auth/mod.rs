@@ -40,9 +40,10 @@ pub enum CookieDelivery {
 pub async fn authenticate(
     app: &App,
     headers: &HeaderMap,
+    client: std::net::IpAddr,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    if let Some(result) = bearer::authenticate(app, headers).await {
+    if let Some(result) = bearer::authenticate(app, headers, client).await {
         return result.map(|principal| Authenticated {
             principal,
             cookies: Vec::new(),

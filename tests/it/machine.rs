@@ -348,7 +348,7 @@ async fn gitlab_access_tokens_follow_the_access_rules_and_are_cached() {
     let asked = s.gitlab.counters.requests.load(Ordering::SeqCst);
     for _ in 0..3 {
         assert_eq!(
-            call(&s, "/x", "glpat-nonsense").await.0,
+            call(&s, "/x", "glpat-nonsense-but-well-formed").await.0,
             StatusCode::UNAUTHORIZED
         );
     }
