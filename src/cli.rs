@@ -145,6 +145,10 @@ pub fn describe(c: &Config) -> String {
         ),
     );
     line(
+        "server.forward_auth_source",
+        format!("{:?}", s.forward_auth_source.name()),
+    );
+    line(
         "server.allowed_redirect_domains",
         format!("{:?}", s.allowed_redirect_domains),
     );
@@ -241,8 +245,15 @@ pub fn notes(c: &Config) -> Vec<String> {
         && c.server.forward_auth_source == crate::config::FrontProxy::Auto
     {
         notes.push(
-            "server.forward_auth_source is \"auto\": a forward-auth request carrying the original-request headers of two front proxies is refused; name your proxy (nginx, ingress-nginx, traefik, caddy, envoy) so that only its headers are read".into(),
+            "server.forward_auth_source is \"auto\": each forward-auth request is read from the one family of original-request headers it carries (one carrying two families is refused); with X-Forwarded-Uri/-Method (Traefik's and Caddy's) labgate cannot tell whether the proxy passes Set-Cookie on a 2xx answer, so a revalidated session reaches the browser on a redirect back to the page, as for Caddy; name your proxy (nginx, ingress-nginx, traefik, caddy, envoy) so that only its headers are read".into(),
         );
+    }
+    for net in &c.server.trusted_proxies {
+        if net.prefix_len() < if net.addr().is_ipv4() { 9 } else { 33 } {
+            notes.push(format!(
+                "server.trusted_proxies has {net}: every address in it may name the client's address, scheme and host and, for forward-auth, the request judged; list your front proxies' own addresses or subnets"
+            ));
+        }
     }
     if c.session.cookie_secure && c.server.public_url.scheme() == "http" {
         notes.push(

@@ -34,6 +34,8 @@ pub struct Original {
     pub origin: Option<String>,
     /// Path and query.
     pub uri: String,
+    /// Whose headers named it.
+    family: Family,
 }
 
 /// The original-request header families; [`FrontProxy::Traefik`] and [`FrontProxy::Caddy`]
@@ -173,8 +175,11 @@ fn read(
         (Some(p), Some(host)) if matches!(p, "http" | "https") => Some(format!("{p}://{host}")),
         _ => None,
     };
+    // `//x` is a path too (nginx's `$request_uri` for a request to `//x`): judged like any
+    // other (its readings include `/x`); as a sign-in destination the redirect validator
+    // refuses it.
     let path_only = |uri: &str| -> Result<String, OriginalError> {
-        if uri.starts_with('/') && !uri.starts_with("//") {
+        if uri.starts_with('/') {
             Ok(uri.to_owned())
         } else {
             Err(OriginalError::Malformed("original URI must be a path"))
@@ -189,6 +194,7 @@ fn read(
                 method: method_from("x-original-method")?,
                 origin: forwarded_origin("x-forwarded-host"),
                 uri: path_only(uri)?,
+                family,
             }))
         }
         Family::IngressNginx => {
@@ -208,6 +214,7 @@ fn read(
                 method: method_from("x-original-method")?,
                 origin: Some(url.origin().ascii_serialization()),
                 uri,
+                family,
             }))
         }
         Family::Forwarded => {
@@ -218,6 +225,7 @@ fn read(
                 method: method_from("x-forwarded-method")?,
                 origin: forwarded_origin("x-forwarded-host"),
                 uri: path_only(uri)?,
+                family,
             }))
         }
         Family::Envoy => {
@@ -228,7 +236,61 @@ fn read(
                 method: Some(check_method.clone()),
                 origin: forwarded_origin("host"),
                 uri: path_only(suffix)?,
+                family,
             }))
+        }
+    }
+}
+
+/// How a rotated session cookie can reach the browser through the front proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookiePath {
+    /// As `Set-Cookie` on the 2xx answer (Traefik's `addAuthCookiesToResponse`,
+    /// ingress-nginx).
+    Answer,
+    /// As `Set-Cookie` on the 2xx answer, and each one again in `X-Labgate-Set-Cookie-<n>`
+    /// (n = 1, 2, ...): nginx's `$upstream_http_set_cookie` holds only the first of several,
+    /// so deploy/nginx copies each numbered header into its own `add_header`.
+    Numbered,
+    /// Only on a redirect back to the page: the proxy drops `Set-Cookie` from a 2xx answer
+    /// (Caddy, Envoy), or labgate cannot know that it does not (`auto` with Traefik's and
+    /// Caddy's shared headers, or no original request at all).
+    Redirect,
+}
+
+impl CookiePath {
+    /// The way for the configured `source` and the original request read (if any).
+    pub fn of(source: FrontProxy, original: Option<&Original>) -> CookiePath {
+        match source {
+            FrontProxy::Nginx => CookiePath::Numbered,
+            FrontProxy::Traefik | FrontProxy::IngressNginx => CookiePath::Answer,
+            FrontProxy::Caddy | FrontProxy::Envoy => CookiePath::Redirect,
+            FrontProxy::Auto => match original.map(|o| o.family) {
+                Some(Family::Nginx) => CookiePath::Numbered,
+                Some(Family::IngressNginx) => CookiePath::Answer,
+                Some(Family::Forwarded | Family::Envoy) | None => CookiePath::Redirect,
+            },
+        }
+    }
+}
+
+/// Moves the `Set-Cookie` lines of an answer into `X-Labgate-Set-Cookie-<n>` (see
+/// [`CookiePath::Numbered`]), keeping the first as `Set-Cookie` too (what copies of the
+/// example before the numbered headers pass on): the headers of an auth answer must fit
+/// nginx's `proxy_buffer_size`.
+pub fn number_cookies(h: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = h
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if let Some(first) = cookies.first() {
+        h.insert(http::header::SET_COOKIE, first.clone());
+    }
+    for (i, c) in cookies.into_iter().enumerate() {
+        let name = format!("x-labgate-set-cookie-{}", i + 1);
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            h.insert(name, c);
         }
     }
 }
@@ -389,12 +451,26 @@ mod tests {
     fn malformed_originals_are_errors() {
         for bad in [
             &[("x-original-uri", "admin")][..],
-            &[("x-original-uri", "//evil.example/x")][..],
             &[("x-original-url", "javascript:alert(1)")][..],
             &[("x-forwarded-uri", "/x"), ("x-forwarded-method", "G E T")][..],
         ] {
             assert!(read_auto(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_double_slash_path_is_judged_and_never_a_destination() {
+        let o = read_auto(&[
+            ("x-original-uri", "//evil.example/admin"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(o.views().all().contains(&"/evil.example/admin"));
+        let public = url::Url::parse("https://app.example.com").unwrap();
+        let rd = o.redirect_candidate("https://app.example.com");
+        assert_eq!(crate::oauth::redirect::validate(&rd, &public, &[]), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::access::{Decision, PathViews, Rules};
 use crate::app::{App, SignIn};
 use crate::auth::{self, Authenticated, CookieDelivery};
 use crate::config::FrontProxy;
-use crate::forward_auth::{self, Original};
+use crate::forward_auth::{self, CookiePath, Original};
 use crate::headers;
 use crate::identity::{set_identity_headers, HeaderSet, Principal};
 use crate::proxy::Body;
@@ -176,6 +176,9 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
             "absolute-form request targets are not accepted",
         );
     }
+    if let Some(why) = host_problem(&req) {
+        return bad_request(app, &req, "bad_host", why);
+    }
     // Envoy's ext_authz appends the original path, dot segments and all, to the auth path:
     // decided on the raw target, before normalisation could walk it out of `/auth/`.
     if envoy_form_served(app) {
@@ -184,6 +187,9 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
         }
     }
     let views = PathViews::new(req.uri().path());
+    if let Some(why) = views.refused() {
+        return bad_request(app, &req, "bad_path", why);
+    }
     match views.forward.as_str() {
         "/ping" => return admin::ping(),
         "/ready" => return admin::ready(app).await,
@@ -196,6 +202,55 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
         }
     }
     proxy(app, peer, req, &views).await
+}
+
+/// A 400 that says what is wrong with the request, as a page for a browser.
+fn bad_request<B>(app: &App, req: &Request<B>, code: &'static str, why: &str) -> Response<Body> {
+    Reject::BadRequest {
+        code,
+        message: why.to_owned(),
+    }
+    .render(
+        app,
+        &Style {
+            html: respond::wants_html(req.headers()),
+            sign_in: None,
+        },
+    )
+}
+
+/// Why the request's host cannot be forwarded, if it cannot (RFC 9112 §3.2: exactly one
+/// `Host` on HTTP/1.1, none or one on HTTP/1.0; RFC 9110 §4.2.4 / RFC 9113 §8.3.1: no
+/// userinfo in `Host` or `:authority`). Two `Host` lines are two hosts to two readers: the
+/// first for labgate's `X-Forwarded-Host`, the last for an app that keeps the last.
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some("a request carries one Host header, not several");
+    }
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Some("the request's authority carries userinfo");
+    }
+    let authority = req.uri().authority().is_some();
+    match host {
+        None if req.version() >= http::Version::HTTP_11 && !authority => {
+            Some("the request names no host (HTTP/1.1 needs a Host header)")
+        }
+        Some(h)
+            if h.to_str()
+                .ok()
+                .and_then(|v| v.parse::<http::uri::Authority>().ok())
+                .is_none_or(|a| a.as_str().contains('@')) =>
+        {
+            Some("the Host header is not a host[:port]")
+        }
+        _ => None,
+    }
 }
 
 /// labgate's own endpoints (SPEC §3); `rest` is the normalised path after the prefix.
@@ -214,7 +269,7 @@ async fn endpoint(
         (Method::GET | Method::HEAD, "/start") => signin::start(app, &req).await,
         (Method::GET, "/callback") => signin::callback(app, &req).await,
         (Method::GET | Method::POST, "/sign_out") => signin::sign_out(app, &req).await,
-        (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, &req).await,
+        (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, peer, &req).await,
         (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
         (Method::GET, "/metrics")
             if app.config.server.metrics_public && app.config.server.metrics_listen.is_none() =>
@@ -281,12 +336,14 @@ fn read_original<B>(
 /// when the original request is unknown; `narrowing` is a forward-auth location's.
 async fn admit(
     app: &App,
+    peer: Peer,
     headers: &http::HeaderMap,
     paths: Option<&PathViews>,
     narrowing: Option<&Rules>,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    let a = auth::authenticate(app, headers, delivery).await?;
+    let client = headers::client_ip(headers, peer.addr.ip(), &app.config.server.trusted_proxies);
+    let a = auth::authenticate(app, headers, client, delivery).await?;
     crate::telemetry::record_caller(&a.principal);
     match app
         .config
@@ -331,6 +388,7 @@ async fn proxy(
     } else {
         match admit(
             app,
+            peer,
             req.headers(),
             Some(views),
             None,
@@ -398,6 +456,15 @@ fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         if let Some(a) = authority {
             req.headers_mut().insert(HOST, a);
+        }
+    }
+    if !req.headers().contains_key(HOST) {
+        // HTTP/1.0 may leave it out (route() refused it from HTTP/1.1 and later): the upstream
+        // is told public_url's host, never none.
+        let public = &cfg.server.public_url;
+        let authority = &public[url::Position::BeforeHost..url::Position::AfterPort];
+        if let Ok(v) = HeaderValue::from_str(authority) {
+            req.headers_mut().insert(HOST, v);
         }
     }
     let h = req.headers_mut();
@@ -491,6 +558,13 @@ async fn forward_auth<B>(
         }
     };
     let views = original.as_ref().map(Original::views);
+    if let Some(why) = views.as_ref().and_then(PathViews::refused) {
+        return Reject::BadRequest {
+            code: "bad_path",
+            message: why.to_owned(),
+        }
+        .render(app, &Style::default());
+    }
     if let (
         Some(Original {
             method: Some(m), ..
@@ -514,14 +588,16 @@ async fn forward_auth<B>(
             .is_some_and(|o| matches!(o.method, Some(Method::GET | Method::HEAD)));
     // Where the browser was going, if labgate may send it there.
     let destination = || original.as_ref().and_then(|o| app.original_destination(o));
-    // Caddy and Envoy Gateway drop Set-Cookie from a 2xx auth answer: a rotated session
+    // Caddy and Envoy Gateway drop Set-Cookie from a 2xx auth answer (and with `auto`,
+    // Traefik's and Caddy's shared headers cannot tell which is asking): a rotated session
     // cookie reaches the browser only on a redirect back to the same page, so only
-    // navigations revalidate.
-    let cookie_on_2xx = envoy.is_none()
-        && !matches!(
-            app.config.server.forward_auth_source,
-            FrontProxy::Caddy | FrontProxy::Envoy
-        );
+    // navigations revalidate. A default never loses a session.
+    let cookie_path = if envoy.is_some() {
+        CookiePath::Redirect
+    } else {
+        CookiePath::of(app.config.server.forward_auth_source, original.as_ref())
+    };
+    let cookie_on_2xx = cookie_path != CookiePath::Redirect;
     let delivery = if cookie_on_2xx || navigation {
         CookieDelivery::Delivered
     } else {
@@ -529,6 +605,7 @@ async fn forward_auth<B>(
     };
     match admit(
         app,
+        peer,
         req.headers(),
         views.as_ref(),
         narrowing.as_ref(),
@@ -542,7 +619,13 @@ async fn forward_auth<B>(
             }
             None => granted(app, Some(&a.principal), Vec::new(), envoy.is_some()),
         },
-        Ok(a) => granted(app, Some(&a.principal), a.cookies, envoy.is_some()),
+        Ok(a) => {
+            let mut resp = granted(app, Some(&a.principal), a.cookies, envoy.is_some());
+            if cookie_path == CookiePath::Numbered {
+                forward_auth::number_cookies(resp.headers_mut());
+            }
+            resp
+        }
         Err(reject) => {
             let style = Style {
                 html,
@@ -587,10 +670,11 @@ fn granted(
 
 /// `GET /userinfo`: the caller's identity as JSON, after the same admission as any
 /// request to this path.
-async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
+async fn userinfo<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> {
     let views = PathViews::new(req.uri().path());
     match admit(
         app,
+        peer,
         req.headers(),
         Some(&views),
         None,

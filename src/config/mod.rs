@@ -126,6 +126,20 @@ pub enum FrontProxy {
     Envoy,
 }
 
+impl FrontProxy {
+    /// The name `server.forward_auth_source` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontProxy::Auto => "auto",
+            FrontProxy::Nginx => "nginx",
+            FrontProxy::IngressNginx => "ingress-nginx",
+            FrontProxy::Traefik => "traefik",
+            FrontProxy::Caddy => "caddy",
+            FrontProxy::Envoy => "envoy",
+        }
+    }
+}
+
 /// How session data is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreKind {
