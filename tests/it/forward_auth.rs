@@ -835,3 +835,87 @@ async fn x_auth_request_redirect_is_honoured_and_validated() {
         );
     }
 }
+
+/// A session split over several cookies, revalidated behind the shipped nginx example:
+/// every rotated chunk reaches the browser (nginx's `$upstream_http_set_cookie` holds only
+/// the first), with the source named and with `auto`.
+#[tokio::test]
+async fn nginx_delivers_every_cookie_of_a_split_session() {
+    for source in ["nginx", "auto"] {
+        let (mut s, nginx, front) = behind_nginx(source).await;
+        s.gitlab.with_fixture(|f| {
+            for i in 0..120 {
+                f.set_group_member(
+                    &format!("acme/team-{i:03}-with-a-longish-name"),
+                    "alice",
+                    Some("developer"),
+                );
+            }
+        });
+        let alice = sign_in_via(&front, &s, "alice").await;
+        let (status, body) = get_json(&alice, &format!("{front}/x")).await;
+        assert_eq!(status, StatusCode::OK, "{source}: {body}");
+        let groups = body["headers"]["x-forwarded-groups"].to_string();
+        assert!(groups.contains("team-119"), "{source}: {body}");
+        for round in 1..=4 {
+            if round == 4 {
+                s.restart().await.unwrap();
+            }
+            s.app.clock.advance(61);
+            let r = alice
+                .get(format!("{front}/x"))
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+                .unwrap();
+            let chunks = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter(|c| c.to_str().unwrap().starts_with("_labgate"))
+                .count();
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "{source}: round {round}: {}",
+                nginx.error_log()
+            );
+            if round < 4 {
+                assert!(chunks >= 2, "{source}: round {round}: {chunks} cookies");
+            }
+        }
+        let (status, body) = get_json(&alice, &format!("{front}/x")).await;
+        assert_eq!(status, StatusCode::OK, "{source}: still signed in: {body}");
+    }
+}
+
+/// `//path` through the nginx example gets the answer `/path` gets (labgate used to refuse
+/// nginx's `$request_uri` of `//x` with a 400, which nginx turns into a 500).
+#[tokio::test]
+async fn a_double_slash_through_nginx_is_no_500() {
+    let (s, _nginx, front) = behind_nginx("nginx").await;
+    let alice = sign_in_via(&front, &s, "alice").await;
+    let anon = plain();
+    for (who, c) in [("alice", &alice), ("a stranger", &anon)] {
+        for path in ["/x", "/public/x", "/admin/x"] {
+            let want = c
+                .get(format!("{front}{path}"))
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status();
+            let got = c
+                .get(format!("{front}/{path}"))
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(!got.is_server_error(), "{who} at /{path}: {got}");
+            if path != "/public/x" {
+                assert_eq!(got, want, "{who} at /{path}");
+            }
+        }
+    }
+}

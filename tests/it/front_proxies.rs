@@ -457,3 +457,15 @@ async fn caddy_from_deploy() {
     let front = caddy(port, &s.labgate_url, &s.echo_url).await;
     front_proxy_story("caddy", &front, &mut s).await;
 }
+
+/// The default source, `auto`, behind the Caddyfile as shipped (whose header says to name
+/// `caddy`): Caddy drops Set-Cookie from a 2xx auth answer and labgate cannot tell Caddy's
+/// headers from Traefik's, so a revalidated session must still reach the browser (on a
+/// redirect back): signed in across three revalidations and a restart.
+#[tokio::test]
+async fn caddy_from_deploy_with_the_default_source() {
+    let port = free_port();
+    let mut s = stack_for("auto", port).await;
+    let front = caddy(port, &s.labgate_url, &s.echo_url).await;
+    front_proxy_story("caddy (auto)", &front, &mut s).await;
+}

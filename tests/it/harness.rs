@@ -366,6 +366,13 @@ pub struct Nginx {
     _dir: tempfile::TempDir,
 }
 
+impl Nginx {
+    /// What nginx wrote to its error log so far (for a failing assertion's message).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = std::process::Command::new("kill")

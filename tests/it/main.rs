@@ -14,6 +14,7 @@ mod access;
 mod check;
 mod config;
 mod docs;
+mod edges;
 mod forward_auth;
 mod front_proxies;
 mod harness;

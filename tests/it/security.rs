@@ -51,7 +51,7 @@ fn corpus() -> Vec<String> {
 const ALLOWED: &str = "allowed_redirect_domains = [\".example.org\"]";
 
 /// Signs in through the whole flow with `rd` and returns where the callback sends the browser.
-async fn destination(c: &reqwest::Client, s: &labgate::dev::Stack, rd: &str) -> String {
+pub(crate) async fn destination(c: &reqwest::Client, s: &labgate::dev::Stack, rd: &str) -> String {
     let r = c
         .get(format!(
             "{}/oauth2/start?rd={}",
@@ -74,17 +74,22 @@ async fn destination(c: &reqwest::Client, s: &labgate::dev::Stack, rd: &str) -> 
 }
 
 async fn trusted_stack() -> labgate::dev::Stack {
+    trusted_stack_with(ALLOWED).await
+}
+
+/// A stack whose GitLab application is trusted (no consent page), with `server` lines added.
+pub(crate) async fn trusted_stack_with(server: &str) -> labgate::dev::Stack {
     let mut fixture = Fixture::demo();
     fixture.applications[0].trusted = true;
     stack_with(
-        &config_with(None, "").replace("[server]\n", &format!("[server]\n{ALLOWED}\n")),
+        &config_with(None, "").replace("[server]\n", &format!("[server]\n{server}\n")),
         fixture,
         "",
     )
     .await
 }
 
-async fn gitlab_signed_in(s: &labgate::dev::Stack) -> reqwest::Client {
+pub(crate) async fn gitlab_signed_in(s: &labgate::dev::Stack) -> reqwest::Client {
     let c = browser();
     // Sign in at the stand-in once (its own session), so flows go straight through: the
     // application is trusted, so GitLab skips the consent page.
