@@ -1,19 +1,13 @@
 //! The running service's shared state, built once from the [`Config`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::identity::Signer;
 use crate::oauth::gitlab::Gitlab;
 use crate::pages::Pages;
 use crate::proxy::Upstream;
-use crate::session::{CookieCodec, Session};
-
-/// How long a refreshed session is handed to requests that still carry the pre-refresh
-/// cookie (a browser's parallel requests during a refresh).
-pub const REFRESH_SHARE: Duration = Duration::from_secs(60);
+use crate::session::CookieCodec;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -35,15 +29,15 @@ pub struct App {
     /// HTML pages.
     pub pages: Pages,
     /// Single-flight revalidation per session id.
-    pub refresh: RefreshGate,
+    pub refresh: crate::session::refresh::RefreshGate,
     /// Unix time source (tests may shift it).
     pub clock: Clock,
     /// Identities of GitLab access tokens, briefly cached.
-    pub machine_tokens: crate::auth::bearer::TokenCache,
+    pub machine_tokens: crate::session::token_cache::TokenCache,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// The HTTPS certificate, when `server.tls_cert_file` is set.
-    pub tls: Option<Arc<crate::tls_reload::TlsReloader>>,
+    pub tls: Option<Arc<crate::server::tls_reload::TlsReloader>>,
     /// `server.max_connections` and the per-client cap, shared by every listener (main,
     /// metrics, HTTP redirect) and every worker runtime.
     pub connection_limits: Arc<crate::server::ConnectionLimits>,
@@ -81,51 +75,6 @@ impl Clock {
     }
 }
 
-/// What this replica remembers about one session's revalidations.
-#[derive(Debug, Default)]
-pub struct RefreshState {
-    /// The latest successful revalidation and when it happened, shared with requests that
-    /// still carry the pre-refresh cookie.
-    pub fresh: Option<(Arc<Session>, Instant)>,
-    /// After GitLab failed: not before this instant is it asked again (jittered back-off).
-    pub retry_at: Option<Instant>,
-    /// GitLab failures in a row.
-    pub failures: u32,
-}
-
-/// The revalidation state of one session; holders of its lock revalidate one at a time.
-pub type RefreshSlot = Arc<tokio::sync::Mutex<RefreshState>>;
-
-/// Makes refreshes single-flight per session: GitLab refresh tokens are single-use, so two
-/// concurrent refreshes with one token would log the user out.
-#[derive(Debug, Default)]
-pub struct RefreshGate {
-    slots: Mutex<HashMap<String, RefreshSlot>>,
-}
-
-impl RefreshGate {
-    /// The slot for session `sid`; holders of its lock refresh one at a time.
-    pub fn slot(&self, sid: &str) -> RefreshSlot {
-        let Ok(mut slots) = self.slots.lock() else {
-            return Arc::new(tokio::sync::Mutex::new(RefreshState::default()));
-        };
-        if slots.len() > 10_000 {
-            slots.retain(|_, s| {
-                Arc::strong_count(s) > 1
-                    || s.try_lock()
-                        .map(|g| {
-                            g.fresh
-                                .as_ref()
-                                .is_some_and(|(_, t)| t.elapsed() < REFRESH_SHARE)
-                                || g.retry_at.is_some_and(|t| t > Instant::now())
-                        })
-                        .unwrap_or(true)
-            });
-        }
-        slots.entry(sid.to_owned()).or_default().clone()
-    }
-}
-
 impl App {
     /// Builds the service state. Errors are start-up problems worth exiting over.
     pub async fn new(config: Config) -> Result<Arc<App>, String> {
@@ -139,7 +88,7 @@ impl App {
             metrics.assertions_signed.clone(),
         )?;
         let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-            (Some(cert), Some(key)) => Some(crate::tls_reload::TlsReloader::new(
+            (Some(cert), Some(key)) => Some(crate::server::tls_reload::TlsReloader::new(
                 cert.clone(),
                 key.clone(),
             )?),
@@ -163,9 +112,9 @@ impl App {
             pages: Pages::new(&config.server),
             gitlab,
             signer,
-            refresh: RefreshGate::default(),
+            refresh: crate::session::refresh::RefreshGate::default(),
             clock: Clock::default(),
-            machine_tokens: crate::auth::bearer::TokenCache::default(),
+            machine_tokens: crate::session::token_cache::TokenCache::default(),
             metrics,
             tls,
             connection_limits: crate::server::ConnectionLimits::new(&config.server),

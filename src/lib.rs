@@ -60,8 +60,6 @@ pub mod server;
 pub mod session;
 pub mod signin;
 pub mod telemetry;
-pub mod tls;
-pub mod tls_reload;
 
 use base64::Engine;
 use rand::RngCore;

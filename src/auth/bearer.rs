@@ -8,9 +8,8 @@
 //! The credential is read before any header rewriting, so `identity.pass_authorization`
 //! (which replaces `Authorization` towards the upstream) and machine access work together.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::HeaderMap;
 use sha2::Digest;
@@ -20,74 +19,8 @@ use crate::app::App;
 use crate::identity::Principal;
 use crate::machine::{bearer_token, ci_username, jwt_issuer, CiClaims, CI_CLAIMS};
 use crate::reject::Reject;
+use crate::session::token_cache::{TokenHash, Verdict};
 use crate::session::{Session, SESSION_VERSION};
-
-/// Most cached access-token identities kept.
-const TOKEN_CACHE_MAX: usize = 10_000;
-
-/// SHA-256 of a token: the cache key (the token itself is never kept).
-type TokenHash = [u8; 32];
-
-/// What GitLab said about an access token, and when (Unix seconds).
-#[derive(Debug, Clone)]
-enum Verdict {
-    /// The token's owner.
-    Valid(Arc<Session>),
-    /// Refused: remembered too, so that a bad token costs one GitLab call per TTL.
-    Refused,
-}
-
-/// Cache of access-token verdicts, keyed by SHA-256 of the token (never the token), plus
-/// what keeps GitLab from being flooded and a flood from starving real callers: one check
-/// at a time per token (single-flight), at most [`GENERAL_CHECKS`] checks of never-seen
-/// tokens at once plus [`RESERVED_CHECKS`] kept for tokens GitLab accepted before, and a
-/// budget of [`CLIENT_BUDGET`] checks of never-seen tokens per client address.
-#[derive(Debug)]
-pub struct TokenCache {
-    entries: Mutex<HashMap<TokenHash, (Verdict, u64)>>,
-    in_flight: Mutex<HashMap<TokenHash, Arc<tokio::sync::Mutex<()>>>>,
-    checks: tokio::sync::Semaphore,
-    reserved: tokio::sync::Semaphore,
-    budgets: Mutex<HashMap<IpAddr, Budget>>,
-}
-
-impl Default for TokenCache {
-    fn default() -> Self {
-        TokenCache {
-            entries: Mutex::default(),
-            in_flight: Mutex::default(),
-            checks: tokio::sync::Semaphore::new(GENERAL_CHECKS),
-            reserved: tokio::sync::Semaphore::new(RESERVED_CHECKS),
-            budgets: Mutex::default(),
-        }
-    }
-}
-
-/// Most checks of tokens GitLab has not accepted before, with GitLab at once; further
-/// ones wait their turn (up to `gitlab.timeout`) and are then refused with 503.
-const GENERAL_CHECKS: usize = 12;
-
-/// Checks kept for tokens GitLab accepted before (their cached verdict has expired): a
-/// flood of random tokens cannot make a working token wait.
-const RESERVED_CHECKS: usize = 4;
-
-/// Checks of never-seen tokens one client address may cause per [`BUDGET_WINDOW`]
-/// seconds (then 429): a script that uses a handful of tokens never meets it, a flood of
-/// random ones costs GitLab this many calls a minute per address.
-const CLIENT_BUDGET: u32 = 30;
-
-/// The budget's window, in seconds.
-const BUDGET_WINDOW: u64 = 60;
-
-/// Most client addresses whose budget is tracked (the oldest windows go first).
-const BUDGETS_MAX: usize = 10_000;
-
-/// One client address's spending in its current window.
-#[derive(Debug, Clone, Copy)]
-struct Budget {
-    since: u64,
-    spent: u32,
-}
 
 /// Whether `token` could be a GitLab access token: personal, project and group tokens
 /// (`glpat-...`, with an instance prefix, routable `glpat-x.01.y` forms), OAuth access
@@ -98,75 +31,6 @@ fn plausible_token(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-impl TokenCache {
-    fn cached(&self, key: &TokenHash, now: u64, ttl: u64) -> Option<Verdict> {
-        let cache = self.entries.lock().ok()?;
-        let (verdict, at) = cache.get(key)?;
-        (now < at + ttl).then(|| verdict.clone())
-    }
-
-    /// Caches a verdict. When full: expired entries go first, then refusals; valid tokens
-    /// are never evicted by a flood of bad ones (a full cache just stops caching).
-    fn remember(&self, key: TokenHash, verdict: Verdict, now: u64, ttl: u64) {
-        if let Ok(mut cache) = self.entries.lock() {
-            if cache.len() >= TOKEN_CACHE_MAX {
-                cache.retain(|_, (_, at)| now < *at + ttl);
-            }
-            if cache.len() >= TOKEN_CACHE_MAX {
-                cache.retain(|_, (v, _)| matches!(v, Verdict::Valid(_)));
-            }
-            if cache.len() < TOKEN_CACHE_MAX {
-                cache.insert(key, (verdict, now));
-            }
-        }
-    }
-
-    /// Whether GitLab accepted this token before (its verdict may have expired since).
-    fn seen_valid(&self, key: &TokenHash) -> bool {
-        self.entries
-            .lock()
-            .is_ok_and(|c| matches!(c.get(key), Some((Verdict::Valid(_), _))))
-    }
-
-    /// Spends one check of `client`'s budget; `false` when it is spent for this window.
-    fn spend(&self, client: IpAddr, now: u64) -> bool {
-        let Ok(mut budgets) = self.budgets.lock() else {
-            return false;
-        };
-        if budgets.len() >= BUDGETS_MAX && !budgets.contains_key(&client) {
-            budgets.retain(|_, b| now < b.since + BUDGET_WINDOW);
-            if budgets.len() >= BUDGETS_MAX {
-                // Full of live windows: a new address gets no budget of its own.
-                return false;
-            }
-        }
-        let b = budgets.entry(client).or_insert(Budget {
-            since: now,
-            spent: 0,
-        });
-        if now >= b.since + BUDGET_WINDOW {
-            *b = Budget {
-                since: now,
-                spent: 0,
-            };
-        }
-        if b.spent >= CLIENT_BUDGET {
-            return false;
-        }
-        b.spent += 1;
-        true
-    }
-
-    /// The per-token gate: holders check with GitLab one at a time.
-    fn gate(&self, key: TokenHash) -> Arc<tokio::sync::Mutex<()>> {
-        let Ok(mut gates) = self.in_flight.lock() else {
-            return Arc::default();
-        };
-        gates.retain(|_, g| Arc::strong_count(g) > 1);
-        gates.entry(key).or_default().clone()
-    }
 }
 
 fn invalid(message: impl Into<String>) -> Reject {
@@ -313,16 +177,7 @@ async fn access_token(
     if let Some(v) = tokens.cached(&key, now, ttl) {
         return verdict(v);
     }
-    let permit = async {
-        if known {
-            tokio::select! {
-                p = tokens.reserved.acquire() => p,
-                p = tokens.checks.acquire() => p,
-            }
-        } else {
-            tokens.checks.acquire().await
-        }
-    };
+    let permit = tokens.check_slot(known);
     let Ok(Ok(_permit)) = tokio::time::timeout(app.config.gitlab.timeout, permit).await else {
         tracing::warn!("too many access-token checks with GitLab at once; refusing");
         return Err(Reject::GitlabUnavailable);
@@ -388,17 +243,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn each_client_has_a_budget_per_window() {
-        let c = TokenCache::default();
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..CLIENT_BUDGET {
-            assert!(c.spend(a, 1000));
-        }
-        assert!(!c.spend(a, 1000));
-        assert!(!c.spend(a, 1000 + BUDGET_WINDOW - 1));
-        assert!(c.spend(b, 1000), "another address has its own");
-        assert!(c.spend(a, 1000 + BUDGET_WINDOW), "a new window");
-    }
 }

@@ -3,18 +3,19 @@
 //! across replicas through the store's lock (Redis); within `revalidate_grace` a GitLab
 //! outage keeps the session, after it labgate fails closed.
 //!
-//! [`RefreshGate`]: crate::app::RefreshGate
+//! [`RefreshGate`]: crate::session::refresh::RefreshGate
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
 
-use crate::app::{App, REFRESH_SHARE};
+use crate::app::App;
 use crate::auth::{Authenticated, CookieDelivery};
 use crate::identity::Principal;
 use crate::oauth::gitlab::GitlabError;
 use crate::reject::Reject;
+use crate::session::refresh::REFRESH_SHARE;
 use crate::session::Session;
 
 /// How far a session's own timestamps may lie ahead of this replica's clock (replicas'

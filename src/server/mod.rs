@@ -17,6 +17,8 @@ use tokio::sync::{watch, Semaphore};
 
 mod activity;
 mod limits;
+pub mod tls;
+pub mod tls_reload;
 
 pub use activity::Tracked;
 use activity::{Activity, Watched};

@@ -3,6 +3,8 @@
 
 mod cookie_codec;
 pub mod redis;
+pub mod refresh;
+pub mod token_cache;
 mod store;
 #[cfg(test)]
 mod tests;

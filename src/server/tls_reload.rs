@@ -34,7 +34,7 @@ fn mtimes(cert: &PathBuf, key: &PathBuf) -> Stamp {
 impl TlsReloader {
     /// Loads the certificate; an error here stops labgate at start.
     pub fn new(cert: PathBuf, key: PathBuf) -> Result<Arc<TlsReloader>, String> {
-        let cfg = crate::tls::server_config(&cert, &key)?;
+        let cfg = crate::server::tls::server_config(&cert, &key)?;
         let stamp = mtimes(&cert, &key);
         Ok(Arc::new(TlsReloader {
             cert,
@@ -60,7 +60,7 @@ impl TlsReloader {
         if unchanged || stamp.is_none() {
             return false;
         }
-        match crate::tls::server_config(&self.cert, &self.key) {
+        match crate::server::tls::server_config(&self.cert, &self.key) {
             Ok(cfg) => {
                 if let Ok(mut c) = self.current.write() {
                     *c = (cfg, stamp);
