@@ -55,6 +55,8 @@ pub struct Pages {
     footer: Option<String>,
     /// Content-Security-Policy for every page: the stylesheet by hash, nothing else.
     pub csp: String,
+    /// `{prefix}/sign_out`: the 403 page's way out.
+    pub sign_out_url: String,
 }
 
 /// A page's alert box.
@@ -78,6 +80,7 @@ impl Pages {
             app_name: server.app_name.clone(),
             logo_url: server.logo_url.clone(),
             footer: server.footer_text.clone(),
+            sign_out_url: format!("{}/sign_out", server.prefix),
             csp: format!(
                 "default-src 'none'; style-src 'sha256-{hash}'; {img}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
             ),

@@ -7,8 +7,7 @@ use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::access::Deny;
-use crate::app::App;
-use crate::pages::Alert;
+use crate::pages::{Alert, Pages};
 use crate::proxy::Body;
 use crate::respond;
 
@@ -143,7 +142,7 @@ impl Reject {
     }
 
     /// The answer, in the style the entry point asked for.
-    pub fn render(self, app: &App, style: &Style) -> Response<Body> {
+    pub fn render(self, pages: &Pages, style: &Style) -> Response<Body> {
         let status = self.status();
         let code = self.code();
         let cause = self.cause();
@@ -172,7 +171,7 @@ impl Reject {
             }
             Reject::NoMachineRule { message } => respond::json_error(status, code, &message),
             Reject::BadRequest { message, .. } => page_or_json(
-                app,
+                pages,
                 style,
                 status,
                 code,
@@ -195,10 +194,8 @@ impl Reject {
                 cookies,
             } => {
                 let r = if style.html {
-                    let page = app
-                        .pages
-                        .forbidden(&name, deny.explain(), &app.url("/sign_out"));
-                    respond::html(status, page, &app.pages.csp)
+                    let page = pages.forbidden(&name, deny.explain(), &pages.sign_out_url);
+                    respond::html(status, page, &pages.csp)
                 } else {
                     respond::json(
                         status,
@@ -213,7 +210,7 @@ impl Reject {
                 respond::with_cookies(r, cookies)
             }
             Reject::GitlabUnavailable => page_or_json(
-                app,
+                pages,
                 style,
                 status,
                 code,
@@ -221,7 +218,7 @@ impl Reject {
                 "labgate cannot confirm your access with GitLab right now. Try again in a few minutes.",
             ),
             Reject::StoreUnavailable => page_or_json(
-                app,
+                pages,
                 style,
                 status,
                 code,
@@ -240,7 +237,7 @@ impl Reject {
                         "labgate could not reach the application it protects. Try again in a moment.",
                     )
                 };
-                let mut r = page_or_json(app, style, status, code, title, msg);
+                let mut r = page_or_json(pages, style, status, code, title, msg);
                 r.headers_mut()
                     .insert("x-labgate-error", HeaderValue::from_static("upstream"));
                 r
@@ -257,7 +254,7 @@ impl Reject {
 
 /// An error page for browsers, JSON for everyone else.
 fn page_or_json(
-    app: &App,
+    pages: &Pages,
     style: &Style,
     status: StatusCode,
     code: &str,
@@ -269,7 +266,7 @@ fn page_or_json(
             message,
             hints: &[],
         };
-        respond::html(status, app.pages.error(title, &alert, None), &app.pages.csp)
+        respond::html(status, pages.error(title, &alert, None), &pages.csp)
     } else {
         respond::json_error(status, code, message)
     }

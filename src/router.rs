@@ -211,7 +211,7 @@ fn bad_request<B>(app: &App, req: &Request<B>, code: &'static str, why: &str) ->
         message: why.to_owned(),
     }
     .render(
-        app,
+        &app.pages,
         &Style {
             html: respond::wants_html(req.headers()),
             sign_in: None,
@@ -406,7 +406,7 @@ async fn proxy(
                         app.sign_in_url(rd, SignIn::Entry)
                     }),
                 };
-                return reject.render(app, &style);
+                return reject.render(&app.pages, &style);
             }
         }
     };
@@ -430,7 +430,7 @@ async fn proxy(
             tracing::warn!(error = %e, "upstream request failed");
             let timeout = e.status() == StatusCode::GATEWAY_TIMEOUT;
             Reject::Upstream { timeout }.render(
-                app,
+                &app.pages,
                 &Style {
                     html,
                     sign_in: None,
@@ -535,7 +535,7 @@ async fn forward_auth<B>(
                 code: "ambiguous_original_request",
                 message: e.to_string(),
             }
-            .render(app, &Style::default());
+            .render(&app.pages, &Style::default());
         }
     };
     // Envoy appends the original query to the check request: it is the app's, not ours.
@@ -554,7 +554,7 @@ async fn forward_auth<B>(
                 code: "bad_request",
                 message: e,
             }
-            .render(app, &Style::default())
+            .render(&app.pages, &Style::default())
         }
     };
     let views = original.as_ref().map(Original::views);
@@ -563,7 +563,7 @@ async fn forward_auth<B>(
             code: "bad_path",
             message: why.to_owned(),
         }
-        .render(app, &Style::default());
+        .render(&app.pages, &Style::default());
     }
     if let (
         Some(Original {
@@ -634,7 +634,7 @@ async fn forward_auth<B>(
                     app.sign_in_url(&rd, SignIn::EntryAbsolute)
                 }),
             };
-            reject.render(app, &style)
+            reject.render(&app.pages, &style)
         }
     }
 }
@@ -696,7 +696,7 @@ async fn userinfo<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> 
             });
             respond::with_cookies(respond::json(StatusCode::OK, &body), a.cookies)
         }
-        Err(reject) => reject.render(app, &Style::default()),
+        Err(reject) => reject.render(&app.pages, &Style::default()),
     }
 }
 

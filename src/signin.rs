@@ -61,7 +61,7 @@ pub fn sign_in<B>(
     // The sign-in page is for browsers; API clients (also those sent here by nginx's
     // `error_page 401`) get the 401 they would get anywhere else.
     if !respond::wants_html(req.headers()) {
-        return Reject::Unauthenticated { clear: Vec::new() }.render(app, &Style::default());
+        return Reject::Unauthenticated { clear: Vec::new() }.render(&app.pages, &Style::default());
     }
     // Behind nginx (`error_page 401 = /oauth2/sign_in`) the original URL comes in a header.
     let rd = match requested_rd(req) {
@@ -290,7 +290,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
             html: true,
             sign_in: None,
         };
-        return refusal.render(app, &style);
+        return refusal.render(&app.pages, &style);
     }
     let mut cookies = vec![clear_flow];
     match app.sessions.create(&session, req.headers(), now).await {
@@ -325,7 +325,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
                 html: true,
                 sign_in: None,
             };
-            return respond::with_cookies(Reject::StoreUnavailable.render(app, &style), cookies);
+            return respond::with_cookies(Reject::StoreUnavailable.render(&app.pages, &style), cookies);
         }
     }
     respond::with_cookies(respond::redirect(&rd), cookies)
