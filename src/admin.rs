@@ -1,12 +1,8 @@
-//! Operations endpoints and side listeners: `/ping` (liveness), `/ready` (readiness: GitLab
-//! discovery loaded, session store reachable), `/metrics` (Prometheus), the separate
-//! metrics listener (`server.metrics_listen`) and the plain-HTTP redirect listener
-//! (`server.http_redirect_listen`).
-
-use std::sync::Arc;
+//! Operations endpoints: `/ping` (liveness), `/ready` (readiness: GitLab discovery loaded,
+//! session store reachable), `/metrics` (Prometheus). The listeners that serve them alone
+//! are `server::side`'s.
 
 use http::{Response, StatusCode};
-use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::proxy::Body;
@@ -31,20 +27,6 @@ pub async fn ready(app: &App) -> Response<Body> {
     respond::text(StatusCode::OK, "OK")
 }
 
-/// Serves `/metrics` alone on its own listener (`server.metrics_listen`), with the main
-/// listener's connection limits.
-pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
-    let state = app.clone();
-    crate::server::serve_side(listener, app, move |req| {
-        if req.uri().path() == "/metrics" {
-            metrics_response(&state)
-        } else {
-            respond::text(StatusCode::NOT_FOUND, "not found")
-        }
-    })
-    .await;
-}
-
 /// The Prometheus text exposition.
 pub fn metrics_response(app: &App) -> Response<Body> {
     let mut r = Response::new(Body::from(app.metrics.render()));
@@ -55,20 +37,4 @@ pub fn metrics_response(app: &App) -> Response<Body> {
         ),
     );
     r
-}
-
-/// Redirects every plain-HTTP request to the same path on https `public_url`
-/// (`server.http_redirect_listen`), with the main listener's connection limits.
-pub async fn serve_http_redirect(listener: TcpListener, app: Arc<App>) {
-    let base = app.config.server.public_base().to_owned();
-    crate::server::serve_side(listener, app, move |req| {
-        let target = format!(
-            "{base}{}",
-            req.uri().path_and_query().map_or("/", |p| p.as_str())
-        );
-        let mut r = respond::redirect(&target);
-        *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-        r
-    })
-    .await;
 }

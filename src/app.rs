@@ -36,11 +36,6 @@ pub struct App {
     pub machine_tokens: crate::session::token_cache::TokenCache,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
-    /// The HTTPS certificate, when `server.tls_cert_file` is set.
-    pub tls: Option<Arc<crate::server::tls_reload::TlsReloader>>,
-    /// `server.max_connections` and the per-client cap, shared by every listener (main,
-    /// metrics, HTTP redirect) and every worker runtime.
-    pub connection_limits: Arc<crate::server::ConnectionLimits>,
 }
 
 impl std::fmt::Debug for App {
@@ -87,13 +82,6 @@ impl App {
             config.server.public_url.as_str(),
             metrics.assertions_signed.clone(),
         )?;
-        let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-            (Some(cert), Some(key)) => Some(crate::server::tls_reload::TlsReloader::new(
-                cert.clone(),
-                key.clone(),
-            )?),
-            _ => None,
-        };
         if signer.ephemeral {
             tracing::warn!(
                 "identity.signing_key_files is not set: signing assertions with a key generated at start. \
@@ -116,8 +104,6 @@ impl App {
             clock: Clock::default(),
             machine_tokens: crate::session::token_cache::TokenCache::default(),
             metrics,
-            tls,
-            connection_limits: crate::server::ConnectionLimits::new(&config.server),
             config,
         }))
     }

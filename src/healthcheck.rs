@@ -406,6 +406,51 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// `labgate healthcheck`: exit 0 healthy, 1 unhealthy (Docker reserves 2), one line
+/// either way. The config is read as `run` reads it (file, environment, flags); the
+/// published-secret refusal is `run`'s to report, not the probe's.
+pub fn command(cli: &crate::cli::Cli, ready: bool, insecure: bool) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let config =
+        match crate::config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides()) {
+            Ok(c) => c,
+            Err(e) => {
+                let first = e
+                    .problems
+                    .first()
+                    .map_or_else(String::new, |p| format!(": {}: {}", p.key, p.message));
+                let more = match e.problems.len() {
+                    0 | 1 => String::new(),
+                    n => format!(" (and {} more: labgate check lists them)", n - 1),
+                };
+                eprintln!("unhealthy: configuration error{first}{more}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let probe = if ready { Probe::Ready } else { Probe::Live };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(check(&config.server, probe, insecure)));
+    let printable = crate::telemetry::printable;
+    match result {
+        // What the listener answered is shown escaped: a stranger on the port must not
+        // repaint the line (`\r`, ANSI) into "healthy".
+        Ok(Ok(report)) => {
+            println!("healthy: {}", printable(&report.to_string()));
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("unhealthy: {}", printable(&e.to_string()));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

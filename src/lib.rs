@@ -61,6 +61,9 @@ pub mod session;
 pub mod signin;
 pub mod telemetry;
 
+pub use server::runtime::{run, serve};
+pub use server::{Listeners, RunError};
+
 use base64::Engine;
 use rand::RngCore;
 

@@ -41,7 +41,7 @@ pub struct Stack {
     /// The configuration text labgate runs (placeholders filled in).
     pub config_text: String,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<bool>>,
+    server: Option<tokio::task::JoinHandle<Result<bool, crate::RunError>>>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -137,7 +137,7 @@ impl Stack {
         );
         let app = App::new(config).await?;
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(l.labgate, app.clone(), async {
+        let server = tokio::spawn(crate::serve(app.clone(), bound(l.labgate)?, async {
             let _ = rx.await;
         }));
         Ok(Stack {
@@ -164,7 +164,7 @@ impl Stack {
         let config = crate::config::load_str(&self.config_text).map_err(|e| e.to_string())?;
         let app = App::new(config).await?;
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(crate::server::serve(listener, app.clone(), async {
+        tokio::spawn(crate::serve(app.clone(), bound(listener)?, async {
             let _ = rx.await;
         }));
         Ok(Replica {
@@ -192,9 +192,9 @@ impl Stack {
         let app = App::new(config).await?;
         app.clock.advance(self.app.clock.offset());
         let (tx, rx) = oneshot::channel::<()>();
-        self.server = Some(tokio::spawn(crate::server::serve(
-            listener,
+        self.server = Some(tokio::spawn(crate::serve(
             app.clone(),
+            bound(listener)?,
             async {
                 let _ = rx.await;
             },
@@ -210,10 +210,18 @@ impl Stack {
             let _ = tx.send(());
         }
         match self.server.take() {
-            Some(h) => h.await.unwrap_or(false),
+            Some(h) => matches!(h.await, Ok(Ok(true))),
             None => true,
         }
     }
+}
+
+/// `listener` as labgate's main listener.
+fn bound(listener: TcpListener) -> Result<crate::Listeners, String> {
+    listener
+        .into_std()
+        .map(crate::Listeners::bound)
+        .map_err(|e| e.to_string())
 }
 
 /// The demo config with its fixed addresses turned into `{labgate}`, `{gitlab}`, `{echo}`.

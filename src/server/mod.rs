@@ -1,6 +1,7 @@
 //! Listeners and connections: HTTP/1.1 and h2c on one port (or HTTPS with ALPN h2 and
-//! http/1.1), request-head limits, the slow-client timeout, a bound on open connections,
-//! and graceful drain on shutdown. Knows nothing of OAuth: every request goes to
+//! http/1.1, `tls.rs`, `tls_reload.rs`), request-head limits, the slow-client timeout, a
+//! bound on open connections, graceful drain on shutdown, the side listeners (`side.rs`)
+//! and the runtime layouts (`runtime.rs`). Knows nothing of OAuth: every request goes to
 //! [`crate::router::handle`].
 
 use std::convert::Infallible;
@@ -17,11 +18,15 @@ use tokio::sync::{watch, Semaphore};
 
 mod activity;
 mod limits;
+pub mod runtime;
+mod side;
 pub mod tls;
 pub mod tls_reload;
 
 pub use activity::Tracked;
 use activity::{Activity, Watched};
+pub use runtime::{Listeners, RunError};
+pub use side::{serve_http_redirect, serve_metrics};
 
 use crate::app::App;
 use crate::router::{self, Peer};
@@ -55,23 +60,57 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What the listeners share beyond the request handlers' [`App`]: the HTTPS certificate
+/// and the connection limits of the process.
+pub struct Shared {
+    /// The request handlers' state.
+    pub app: Arc<App>,
+    /// The HTTPS certificate, when `server.tls_cert_file` is set.
+    tls: Option<Arc<tls_reload::TlsReloader>>,
+    /// `server.max_connections` and the per-client cap, shared by every listener (main,
+    /// metrics, HTTP redirect) and every worker runtime.
+    limits: ConnectionLimits,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The listeners' state for `app`: its certificate read, its limits set.
+    pub fn new(app: Arc<App>) -> Result<Arc<Shared>, String> {
+        let server = &app.config.server;
+        let tls = match (&server.tls_cert_file, &server.tls_key_file) {
+            (Some(cert), Some(key)) => Some(tls_reload::TlsReloader::new(
+                cert.clone(),
+                key.clone(),
+            )?),
+            _ => None,
+        };
+        let limits = ConnectionLimits::new(server);
+        Ok(Arc::new(Shared { app, tls, limits }))
+    }
+}
+
 /// The connection limits of one labgate process: `server.max_connections` and the
 /// per-client table, shared by every listener and every worker runtime (with
 /// `server.workers = N` a client still gets `max_connections_per_ip`, not N times it, and
 /// the metrics and redirect listeners count against the same budget).
 #[derive(Debug)]
-pub struct ConnectionLimits {
+struct ConnectionLimits {
     open: Arc<Semaphore>,
     per_ip: Arc<limits::PerIp>,
 }
 
 impl ConnectionLimits {
     /// The limits `server` sets.
-    pub fn new(server: &crate::config::ServerConfig) -> Arc<ConnectionLimits> {
-        Arc::new(ConnectionLimits {
+    fn new(server: &crate::config::ServerConfig) -> ConnectionLimits {
+        ConnectionLimits {
             open: Arc::new(Semaphore::new(server.max_connections)),
             per_ip: Arc::new(limits::PerIp::default()),
-        })
+        }
     }
 }
 
@@ -107,27 +146,28 @@ const READ_ACTIVITY: u64 = 1024;
 /// requests up to `server.shutdown_grace` to finish. Returns whether the drain finished.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<App>,
+    shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    serve_worker(listener, app, 0, shutdown).await
+    serve_worker(listener, shared, 0, shutdown).await
 }
 
 /// [`serve`] as worker `worker` of several (each on its own runtime and listener), all
 /// sharing the process's connection limits.
 pub async fn serve_worker(
     listener: TcpListener,
-    app: Arc<App>,
+    shared: Arc<Shared>,
     worker: usize,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    let builder = Arc::new(builder(&app));
+    let app = &shared.app;
+    let builder = Arc::new(builder(app));
     // Every connection holds a receiver; the drain is over when the last one is dropped.
     let (drain, _) = watch::channel(false);
-    let limit = app.connection_limits.open.clone();
-    let per_ip = app.connection_limits.per_ip.clone();
-    let deadlines = Deadlines::of(&app);
-    if let (Some(tls), 0) = (&app.tls, worker) {
+    let limit = shared.limits.open.clone();
+    let per_ip = shared.limits.per_ip.clone();
+    let deadlines = Deadlines::of(app);
+    if let (Some(tls), 0) = (&shared.tls, worker) {
         tls.watch(app.config.server.tls_reload_interval);
     }
     let mut errors = AcceptErrors::default();
@@ -164,6 +204,7 @@ pub async fn serve_worker(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let acceptor = shared.tls.as_ref().map(|t| t.acceptor());
         let builder = builder.clone();
         let watcher = drain.subscribe();
         // The connection's share of the limits, held for as long as the socket is open:
@@ -171,14 +212,14 @@ pub async fn serve_worker(
         let hold = crate::proxy::ConnectionHold::new((permit, ip_slot));
         tokio::spawn(async move {
             app.metrics.open_connections.inc();
-            let tls = app.tls.is_some();
+            let tls = acceptor.is_some();
             let peer = Peer { addr, tls, worker };
             let state = app.clone();
             let handler = move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(hold.clone());
                 router::handle(state.clone(), peer, req)
             };
-            match app.tls.as_ref().map(|t| t.acceptor()) {
+            match acceptor {
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
@@ -340,60 +381,6 @@ impl AcceptErrors {
         tracing::warn!(error = %e, listener, similar_errors_not_logged = self.left_out, "accept failed");
         self.logged_at = Some(now);
         self.left_out = 0;
-    }
-}
-
-/// Serves a side listener (metrics, the plain-HTTP redirect) with `handler`, under the
-/// main listener's limits (the same connection budget and per-client table) and the same
-/// connection deadlines, backing off on accept errors.
-pub async fn serve_side<F>(listener: TcpListener, app: Arc<App>, handler: F)
-where
-    F: Fn(http::Request<hyper::body::Incoming>) -> http::Response<crate::proxy::Body>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    let builder = Arc::new(builder(&app));
-    let cfg = &app.config.server;
-    let limit = app.connection_limits.open.clone();
-    let per_ip = app.connection_limits.per_ip.clone();
-    let deadlines = Deadlines::of(&app);
-    // Side listeners are not drained: they end with the process.
-    let (_never, drain) = watch::channel(false);
-    let mut errors = AcceptErrors::default();
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        let (stream, addr) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                errors.failed(&e, "side");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let ip_slot = if crate::headers::is_trusted(&cfg.trusted_proxies, addr.ip()) {
-            None
-        } else {
-            match limits::PerIp::admit(&per_ip, addr.ip(), cfg.max_connections_per_ip) {
-                Some(slot) => Some(slot),
-                None => continue,
-            }
-        };
-        let builder = builder.clone();
-        let handler = handler.clone();
-        let drain = drain.clone();
-        tokio::spawn(async move {
-            let handler = move |req| {
-                let resp = handler(req);
-                async move { resp }
-            };
-            serve_conn(&builder, drain, stream, deadlines, handler).await;
-            drop(ip_slot);
-            drop(permit);
-        });
     }
 }
 

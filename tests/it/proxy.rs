@@ -381,11 +381,11 @@ async fn silent_sockets_are_cut_off_and_cannot_starve_the_listener() {
         assert_eq!(n, 0);
     }
     // The metrics listener cuts them off too.
-    let labgate_metrics = labgate::admin::serve_metrics(
+    let labgate_metrics = labgate::server::serve_metrics(
         tokio::net::TcpListener::bind(("127.0.0.1", metrics_port))
             .await
             .unwrap(),
-        s.app.clone(),
+        labgate::server::Shared::new(s.app.clone()).unwrap(),
     );
     tokio::spawn(labgate_metrics);
     wait_for_port(metrics_port).await;
