@@ -77,7 +77,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Headers that frameworks read as the "real" URL, scheme, host or client address (IIS,
 /// Symfony and Laminas route on `X-Original-URL` / `X-Rewrite-URL`, Spring on
 /// `X-Forwarded-Prefix`, Rack on `X-Forwarded-Ssl` / `X-Forwarded-Scheme` / `X-Url-Scheme` /
-/// `Front-End-Https`, real-IP middlewares on `CF-Connecting-IP`, `Fastly-Client-IP`,
+/// `Front-End-Https`, Tornado on `X-Scheme`, real-IP middlewares on `CF-Connecting-IP`, `Fastly-Client-IP`,
 /// `Client-IP`, `X-Original-Forwarded-For`, chi / Echo / Rails on `X-Real-IP`, host
 /// rewriting middlewares on `X-Host` / `X-Original-Host`): set by a front proxy that labgate
 /// trusts, from any other peer they are a client's forgery and never reach the upstream
@@ -92,8 +92,12 @@ const OVERRIDES: &[&str] = &[
     "x-forwarded-prefix",
     "x-forwarded-port",
     "x-forwarded-server",
+    "x-forwarded-path",
+    "x-envoy-original-path",
     "x-forwarded-ssl",
     "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-scheme",
     "x-url-scheme",
     "front-end-https",
     "x-host",
@@ -228,6 +232,17 @@ const IDENTITY_EXACT: &[&str] = &[
     "x-forwarded-access-token",
     "x-forwarded-name",
     "x-forwarded-user-id",
+    // Other auth proxies' identity headers, which apps are often set up to trust
+    // (Authelia's and Authentik's `Remote-*`, Grafana's and Gitea's `X-WEBAUTH-USER`,
+    // Apache's `X-Remote-User`): labgate never sets them, so a copy is a client's forgery.
+    "remote-user",
+    "remote-email",
+    "remote-groups",
+    "remote-name",
+    "x-remote-user",
+    "x-webauth-user",
+    "x-user",
+    "x-auth-user",
 ];
 
 /// Identity header prefixes (same normalisation).

@@ -22,8 +22,9 @@ fn main() -> ExitCode {
         Some(Command::Healthcheck { ready, insecure }) => {
             labgate::healthcheck::command(&cli, ready, insecure)
         }
-        Some(Command::Check { online, json }) => load(&cli)
-            .map_or_else(|code| code, |c| labgate::check::report(&c, online, json)),
+        Some(Command::Check { online, json }) => {
+            load(&cli).map_or_else(|code| code, |c| labgate::check::report(&c, online, json))
+        }
         Some(Command::RedirectUri) => load(&cli).map_or_else(
             |code| code,
             |c| {

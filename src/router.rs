@@ -169,11 +169,16 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
             "CONNECT is not supported",
         );
     }
-    if req.version() <= http::Version::HTTP_11 && req.uri().scheme().is_some() {
+    // Origin-form only (RFC 9112 §3.2.1): absolute-form would name another host, the
+    // authority-form is CONNECT's, and `OPTIONS *` would reach the app as `/*`.
+    if (req.version() <= http::Version::HTTP_11
+        && (req.uri().scheme().is_some() || req.uri().authority().is_some()))
+        || !req.uri().path().starts_with('/')
+    {
         return respond::json_error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "absolute-form request targets are not accepted",
+            "only origin-form request targets (/path?query) are accepted",
         );
     }
     if let Some(why) = host_problem(&req) {
@@ -245,12 +250,28 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
             if h.to_str()
                 .ok()
                 .and_then(|v| v.parse::<http::uri::Authority>().ok())
-                .is_none_or(|a| a.as_str().contains('@')) =>
+                .is_none_or(|a| !plain_authority(&a)) =>
         {
             Some("the Host header is not a host[:port]")
         }
         _ => None,
     }
+}
+
+/// A `host[:port]` with no userinfo and, when a port is written, a port number.
+fn plain_authority(a: &http::uri::Authority) -> bool {
+    let text = a.as_str();
+    let after_host = match text.rfind(']') {
+        Some(end) => text.get(end + 1..).unwrap_or(""),
+        None => text,
+    };
+    let port_ok = match after_host.rsplit_once(':') {
+        Some((_, port)) => {
+            !port.is_empty() && port.len() <= 5 && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => true,
+    };
+    !text.contains('@') && port_ok
 }
 
 /// labgate's own endpoints (SPEC §3); `rest` is the normalised path after the prefix.

@@ -325,7 +325,10 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
                 html: true,
                 sign_in: None,
             };
-            return respond::with_cookies(Reject::StoreUnavailable.render(&app.pages, &style), cookies);
+            return respond::with_cookies(
+                Reject::StoreUnavailable.render(&app.pages, &style),
+                cookies,
+            );
         }
     }
     respond::with_cookies(respond::redirect(&rd), cookies)

@@ -13,20 +13,50 @@ use std::borrow::Cow;
 /// after that is refused.
 const DECODE_ROUNDS: usize = 8;
 
+/// Characters that Unicode normalisation (NFKC: Java's and .NET's URL normalisers, IDNA)
+/// turns into `.`, `/` or `\\`, mapped so in the lenient reading.
+const CONFUSABLES: &[(char, char)] = &[
+    ('\u{3002}', '.'),
+    ('\u{ff0e}', '.'),
+    ('\u{ff61}', '.'),
+    ('\u{2024}', '.'),
+    ('\u{fe52}', '.'),
+    ('\u{ff0f}', '/'),
+    ('\u{2215}', '/'),
+    ('\u{2044}', '/'),
+    ('\u{29f8}', '/'),
+    ('\u{ff3c}', '/'),
+    ('\u{fe68}', '/'),
+];
+
+/// Characters routers and string helpers drop at the ends of a segment besides white
+/// space: zero-width spaces and joiners, the word joiner, the BOM (JavaScript's `trim()`
+/// strips U+FEFF).
+fn invisible(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+}
+
 /// The readings of a request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathViews {
     /// RFC 3986 normal form: what labgate forwards.
     pub forward: String,
+    /// Percent-decoded to a fixed point with its dot segments kept: what WSGI and ASGI
+    /// servers (Werkzeug, gunicorn, uvicorn) route on (`/admin%2f..%2fx` is
+    /// `/admin/../x` to Flask's `/admin/<path>`).
+    pub decoded: String,
     /// Percent-decoded to a fixed point (`%252f` is `/` to apps and proxies that decode
     /// twice), `\` read as `/`, `;params` dropped, `//` collapsed, dot segments removed: the
     /// most-resolved reading any common server might use.
     pub resolved: String,
-    /// `resolved` with trailing white space trimmed from every segment before dot segments
-    /// are removed (`/admin%20`, `/public/..%20/admin`: routers that trim).
-    pub trimmed: String,
+    /// `resolved` as lenient routers see it: `%uXXXX` decoded (IIS), NFKC look-alikes of
+    /// `.` and `/` mapped to them, and each segment stripped of white space and invisible
+    /// characters at both ends and of trailing dots (Windows) before dot segments are
+    /// removed (`/admin%20`, `/%20admin`, `/admin.%20`, `/public/%20../admin`).
+    pub lenient: String,
     /// Why no application should be handed this path, if so: it decodes to a control
-    /// character (NUL, C0, DEL, C1), or it is still changing after [`DECODE_ROUNDS`].
+    /// character (NUL, C0, DEL, C1) or to an overlong UTF-8 sequence, or it is still
+    /// changing after [`DECODE_ROUNDS`].
     refused: Option<&'static str>,
 }
 
@@ -41,24 +71,38 @@ impl PathViews {
         } else {
             format!("/{forward}")
         };
-        let (decoded, stable) = decode_to_fixed_point(raw);
+        let (decoded, stable, overlong) = decode_to_fixed_point(raw);
         let refused = if decoded.chars().any(char::is_control) {
             Some("the path decodes to a control character")
+        } else if overlong {
+            Some("the path holds an overlong UTF-8 encoding")
         } else if !stable {
             Some("the path is percent-encoded too many times over")
         } else {
             None
         };
         // Encoded `#` and `?` end the path for apps that decode before routing.
-        let decoded = decoded
-            .split(['#', '?'])
-            .next()
-            .unwrap_or("")
-            .replace('\\', "/");
+        let decoded = decoded.split(['#', '?']).next().unwrap_or("").to_owned();
+        let slashed = decoded.replace('\\', "/");
+        let loose: String = decode_percent_u(&slashed)
+            .chars()
+            .map(|c| {
+                CONFUSABLES
+                    .iter()
+                    .find(|(from, _)| *from == c)
+                    .map_or(c, |(_, to)| *to)
+            })
+            .collect();
+        let loose = loose.replace('\\', "/");
         PathViews {
             forward,
-            resolved: resolve(&decoded, false),
-            trimmed: resolve(&decoded, true),
+            resolved: resolve(&slashed, false),
+            lenient: resolve(&loose, true),
+            decoded: if decoded.starts_with('/') {
+                decoded
+            } else {
+                format!("/{decoded}")
+            },
             refused,
         }
     }
@@ -70,8 +114,8 @@ impl PathViews {
 
     /// Every strict reading (the same string repeated when they agree): public paths must
     /// match every one of them.
-    pub fn all(&self) -> [&str; 3] {
-        [&self.forward, &self.resolved, &self.trimmed]
+    pub fn all(&self) -> [&str; 4] {
+        [&self.forward, &self.decoded, &self.resolved, &self.lenient]
     }
 
     /// Every reading a route is matched against (SPEC §9): the strict ones, plus the
@@ -81,17 +125,28 @@ impl PathViews {
     /// `/adm%C4%B1n` and `/admin.tar.gz` are `/admin` too. A route applies when any reading
     /// matches, so the stricter answer wins. Distinct readings only.
     pub fn route_readings(&self) -> Vec<Cow<'_, str>> {
-        let lower = fold_case(&self.resolved);
-        let trimmed_lower = fold_case(&self.trimmed);
-        let bare = strip_formats(&trimmed_lower);
         let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(self.forward.as_str())];
-        let forward_lower = fold_case(&self.forward);
+        if self.decoded == self.forward
+            && self.resolved == self.forward
+            && self.lenient == self.forward
+            && self.forward.is_ascii()
+            && !self
+                .forward
+                .bytes()
+                .any(|b| b.is_ascii_uppercase() || b == b'.')
+        {
+            return out;
+        }
+        let lenient_lower = fold_case(&self.lenient);
+        let bare = strip_formats(&lenient_lower);
         for r in [
+            Cow::Borrowed(self.decoded.as_str()),
             Cow::Borrowed(self.resolved.as_str()),
-            Cow::Borrowed(self.trimmed.as_str()),
-            Cow::Owned(forward_lower),
-            Cow::Owned(lower),
-            Cow::Owned(trimmed_lower),
+            Cow::Borrowed(self.lenient.as_str()),
+            Cow::Owned(fold_case(&self.forward)),
+            Cow::Owned(fold_case(&self.decoded)),
+            Cow::Owned(fold_case(&self.resolved)),
+            Cow::Owned(lenient_lower),
             Cow::Owned(bare),
         ] {
             if !out.contains(&r) {
@@ -102,35 +157,87 @@ impl PathViews {
     }
 }
 
-/// `raw` percent-decoded until decoding changes nothing, and whether that happened within
-/// [`DECODE_ROUNDS`] (invalid UTF-8 becomes U+FFFD).
-fn decode_to_fixed_point(raw: &str) -> (String, bool) {
+/// `raw` percent-decoded until decoding changes nothing; whether that happened within
+/// [`DECODE_ROUNDS`], and whether some round produced an overlong UTF-8 sequence (`%c0%af`
+/// is `/` to old decoders). Invalid UTF-8 becomes U+FFFD.
+fn decode_to_fixed_point(raw: &str) -> (String, bool, bool) {
     let mut view = raw.to_owned();
+    let mut overlong = false;
     for _ in 0..DECODE_ROUNDS {
         if !view.contains('%') {
-            return (view, true);
+            return (view, true, overlong);
         }
-        let next = percent_encoding::percent_decode_str(&view)
-            .decode_utf8_lossy()
-            .into_owned();
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(&view).collect();
+        overlong |= has_overlong(&bytes);
+        let next = String::from_utf8_lossy(&bytes).into_owned();
         if next == view {
-            return (view, true);
+            return (view, true, overlong);
         }
         view = next;
     }
     let stable = !view.contains('%')
         || percent_encoding::percent_decode_str(&view).decode_utf8_lossy() == view;
-    (view, stable)
+    (view, stable, overlong)
+}
+
+/// Whether `bytes` hold an overlong UTF-8 lead: `C0`/`C1` + continuation, `E0 80..9F`,
+/// `F0 80..8F` (never valid UTF-8; decoded as `.` or `/` by lax decoders).
+fn has_overlong(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| {
+        matches!(
+            (w.first(), w.get(1)),
+            (Some(0xc0 | 0xc1), Some(0x80..=0xbf))
+                | (Some(0xe0), Some(0x80..=0x9f))
+                | (Some(0xf0), Some(0x80..=0x8f))
+        )
+    })
+}
+
+/// IIS's `%uXXXX` escapes decoded; anything else kept as it is.
+fn decode_percent_u(s: &str) -> Cow<'_, str> {
+    if !s.contains("%u") && !s.contains("%U") {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(['%']) {
+        out.push_str(rest.get(..at).unwrap_or(""));
+        let tail = rest.get(at..).unwrap_or("");
+        let escape = tail
+            .get(1..6)
+            .filter(|e| e.starts_with(['u', 'U']))
+            .and_then(|e| e.get(1..))
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .and_then(char::from_u32);
+        match escape {
+            Some(c) => {
+                out.push(c);
+                rest = tail.get(6..).unwrap_or("");
+            }
+            None => {
+                out.push('%');
+                rest = tail.get(1..).unwrap_or("");
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// A decoded path with `;params` dropped, empty segments collapsed and dot segments
-/// removed; with `trim`, trailing white space goes from each segment first.
-fn resolve(decoded: &str, trim: bool) -> String {
+/// removed; `lenient`: each segment first stripped of white space and invisible characters
+/// at both ends and of trailing dots (a dot segment stays one).
+fn resolve(decoded: &str, lenient: bool) -> String {
     let mut segments = Vec::new();
     for seg in decoded.split('/') {
         let seg = seg.split(';').next().unwrap_or("");
-        let seg = if trim {
-            seg.trim_end_matches(char::is_whitespace)
+        let seg = if lenient {
+            let t = seg.trim_matches(invisible);
+            if t == "." || t == ".." {
+                t
+            } else {
+                t.trim_end_matches(|c: char| c == '.' || invisible(c))
+            }
         } else {
             seg
         };
@@ -322,13 +429,28 @@ mod tests {
     }
 
     #[test]
-    fn trailing_white_space_is_a_reading() {
+    fn lenient_routers_are_a_reading() {
         let v = PathViews::new("/admin%20");
         assert_eq!(v.resolved, "/admin ");
-        assert_eq!(v.trimmed, "/admin");
+        assert_eq!(v.lenient, "/admin");
         assert!(v.all().contains(&"/admin"));
-        assert_eq!(PathViews::new("/public/..%20/admin").trimmed, "/admin");
-        assert_eq!(PathViews::new("/admin%C2%A0/x").trimmed, "/admin/x");
+        for (raw, lenient) in [
+            ("/public/..%20/admin", "/admin"),
+            ("/public/%20../admin", "/admin"),
+            ("/admin%C2%A0/x", "/admin/x"),
+            ("/%20admin", "/admin"),
+            ("/admin%E2%80%8B", "/admin"),
+            ("/admin%EF%BB%BF", "/admin"),
+            ("/admin%20.", "/admin"),
+            ("/admin.", "/admin"),
+            ("/%u0061dmin", "/admin"),
+            ("/public/%ef%bc%8e%ef%bc%8e/admin", "/admin"),
+            ("/public/..%EF%BC%8Fadmin", "/admin"),
+            ("/public/..%EF%BB%BF/admin", "/admin"),
+            ("/.well-known/x", "/.well-known/x"),
+        ] {
+            assert_eq!(PathViews::new(raw).lenient, lenient, "{raw}");
+        }
         assert!(PathViews::new("/ADMIN%20")
             .route_readings()
             .iter()
@@ -346,12 +468,25 @@ mod tests {
             "/admin%7f",
             "/admin%C2%85",
             "/a%252525252525252525252fb",
+            "/%c0%afadmin",
+            "/%C1%9Cadmin",
+            "/%e0%80%afadmin",
         ] {
             assert!(PathViews::new(raw).refused().is_some(), "{raw}");
         }
         for raw in ["/", "/admin%20x", "/caf%C3%A9", "/a%2fb", "/100%", "/%zz"] {
             assert_eq!(PathViews::new(raw).refused(), None, "{raw}");
         }
+    }
+
+    #[test]
+    fn decoded_reading_keeps_dot_segments() {
+        // What Werkzeug, gunicorn and uvicorn route on: `/admin/<path>` matches.
+        let v = PathViews::new("/admin%2f..%2fx");
+        assert_eq!(v.decoded, "/admin/../x");
+        assert_eq!(v.resolved, "/x");
+        assert!(v.route_readings().iter().any(|r| r.starts_with("/admin/")));
+        assert!(v.all().contains(&"/admin/../x"));
     }
 
     #[test]

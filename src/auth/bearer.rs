@@ -242,5 +242,4 @@ mod tests {
             assert!(!plausible_token(bad), "{bad}");
         }
     }
-
 }

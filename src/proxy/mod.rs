@@ -254,6 +254,9 @@ fn check_handshake<B>(
     let Some(expected) = expected_accept else {
         return Err("no WebSocket handshake was offered");
     };
+    if resp.version() != http::Version::HTTP_11 {
+        return Err("a 101 that is not HTTP/1.1");
+    }
     let h = resp.headers();
     let one = |name: &http::HeaderName| {
         let mut all = h.get_all(name).iter();
@@ -310,7 +313,7 @@ fn websocket_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(nonce)
 }
 
-/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request with one valid
+/// An HTTP/1.1 `GET` with `Connection: upgrade` + `Upgrade: websocket` and one valid
 /// `Sec-WebSocket-Key` (16 bytes, base64: RFC 6455 §4.1 item 7). Other protocols (`h2c`,
 /// TLS upgrades) are not tunnelled: a tunnel would outlive the request labgate judged.
 fn wants_upgrade<B>(req: &Request<B>) -> bool {
@@ -323,6 +326,7 @@ fn wants_upgrade<B>(req: &Request<B>) -> bool {
         _ => false,
     };
     key_ok
+        && req.method() == http::Method::GET
         && req.version() == http::Version::HTTP_11
         && req
             .headers()
@@ -376,6 +380,9 @@ mod tests {
         let accept = Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert!(check_handshake(&resp(&good), accept).is_ok());
         assert!(check_handshake(&resp(&good), None).is_err());
+        let mut old = resp(&good);
+        *old.version_mut() = http::Version::HTTP_10;
+        assert!(check_handshake(&old, accept).is_err());
         for bad in [
             &good[..2],
             &[good[0], good[2]][..],

@@ -83,10 +83,9 @@ impl Shared {
     pub fn new(app: Arc<App>) -> Result<Arc<Shared>, String> {
         let server = &app.config.server;
         let tls = match (&server.tls_cert_file, &server.tls_key_file) {
-            (Some(cert), Some(key)) => Some(tls_reload::TlsReloader::new(
-                cert.clone(),
-                key.clone(),
-            )?),
+            (Some(cert), Some(key)) => {
+                Some(tls_reload::TlsReloader::new(cert.clone(), key.clone())?)
+            }
             _ => None,
         };
         let limits = ConnectionLimits::new(server);

@@ -4,10 +4,10 @@
 mod cookie_codec;
 pub mod redis;
 pub mod refresh;
-pub mod token_cache;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod token_cache;
 
 pub use cookie_codec::{cookies as request_cookies, CookieCodec, FlowCookie, FlowState};
 pub use store::{Loaded, Sessions};

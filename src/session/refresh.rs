@@ -57,4 +57,3 @@ impl RefreshGate {
         slots.entry(sid.to_owned()).or_default().clone()
     }
 }
-

@@ -27,14 +27,15 @@ pub(crate) enum Verdict {
 /// what keeps GitLab from being flooded and a flood from starving real callers: one check
 /// at a time per token (single-flight), at most [`GENERAL_CHECKS`] checks of never-seen
 /// tokens at once plus [`RESERVED_CHECKS`] kept for tokens GitLab accepted before, and a
-/// budget of [`CLIENT_BUDGET`] checks of never-seen tokens per client address.
+/// budget of [`CLIENT_BUDGET`] checks of never-seen tokens per client address and of
+/// [`PROCESS_BUDGET`] for all of them.
 #[derive(Debug)]
 pub struct TokenCache {
     entries: Mutex<HashMap<TokenHash, (Verdict, u64)>>,
     in_flight: Mutex<HashMap<TokenHash, Arc<tokio::sync::Mutex<()>>>>,
     checks: tokio::sync::Semaphore,
     reserved: tokio::sync::Semaphore,
-    budgets: Mutex<HashMap<IpAddr, Budget>>,
+    budgets: Mutex<Budgets>,
 }
 
 impl Default for TokenCache {
@@ -68,8 +69,34 @@ const BUDGET_WINDOW: u64 = 60;
 /// Most client addresses whose budget is tracked (the oldest windows go first).
 const BUDGETS_MAX: usize = 10_000;
 
+/// Checks of never-seen tokens the whole process may cause per [`BUDGET_WINDOW`], from
+/// every client together: what a flood from many addresses costs GitLab at most (GitLab
+/// rate-limits labgate's address too). Tokens GitLab accepted before do not count.
+const PROCESS_BUDGET: u32 = 600;
+
+/// The process's spending and each client's.
+#[derive(Debug, Default)]
+struct Budgets {
+    all: Budget,
+    clients: HashMap<IpAddr, Budget>,
+}
+
+/// The address a budget is kept for: IPv4 as it is, IPv6 by its /64.
+fn budget_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// One client address's spending in its current window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Budget {
     since: u64,
     spent: u32,
@@ -105,32 +132,43 @@ impl TokenCache {
             .is_ok_and(|c| matches!(c.get(key), Some((Verdict::Valid(_), _))))
     }
 
-    /// Spends one check of `client`'s budget; `false` when it is spent for this window.
+    /// Spends one check of `client`'s budget and of the process's; `false` when either is
+    /// spent for this window. IPv6 clients are counted per /64 (one host holds a whole
+    /// one); a client arriving when the table is full of live windows has only the
+    /// process's budget (a flood from many addresses must not lock newcomers out).
     pub(crate) fn spend(&self, client: IpAddr, now: u64) -> bool {
         let Ok(mut budgets) = self.budgets.lock() else {
             return false;
         };
-        if budgets.len() >= BUDGETS_MAX && !budgets.contains_key(&client) {
-            budgets.retain(|_, b| now < b.since + BUDGET_WINDOW);
-            if budgets.len() >= BUDGETS_MAX {
-                // Full of live windows: a new address gets no budget of its own.
-                return false;
+        let key = budget_key(client);
+        let window = |b: &mut Budget| {
+            if now >= b.since.saturating_add(BUDGET_WINDOW) {
+                *b = Budget {
+                    since: now,
+                    spent: 0,
+                };
             }
-        }
-        let b = budgets.entry(client).or_insert(Budget {
-            since: now,
-            spent: 0,
-        });
-        if now >= b.since + BUDGET_WINDOW {
-            *b = Budget {
-                since: now,
-                spent: 0,
-            };
-        }
-        if b.spent >= CLIENT_BUDGET {
+        };
+        window(&mut budgets.all);
+        if budgets.all.spent >= PROCESS_BUDGET {
             return false;
         }
-        b.spent += 1;
+        let table = &mut budgets.clients;
+        if table.len() >= BUDGETS_MAX && !table.contains_key(&key) {
+            table.retain(|_, b| now < b.since.saturating_add(BUDGET_WINDOW));
+        }
+        if table.len() < BUDGETS_MAX || table.contains_key(&key) {
+            let b = table.entry(key).or_insert(Budget {
+                since: now,
+                spent: 0,
+            });
+            window(b);
+            if b.spent >= CLIENT_BUDGET {
+                return false;
+            }
+            b.spent += 1;
+        }
+        budgets.all.spent += 1;
         true
     }
 
@@ -177,5 +215,29 @@ mod tests {
         assert!(!c.spend(a, 1000 + BUDGET_WINDOW - 1));
         assert!(c.spend(b, 1000), "another address has its own");
         assert!(c.spend(a, 1000 + BUDGET_WINDOW), "a new window");
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        let c = TokenCache::default();
+        for i in 0..CLIENT_BUDGET {
+            let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
+            assert!(c.spend(ip, 1000));
+        }
+        assert!(!c.spend("2001:db8:1:2:ffff::1".parse().unwrap(), 1000));
+        assert!(c.spend("2001:db8:1:3::1".parse().unwrap(), 1000));
+    }
+
+    #[test]
+    fn many_addresses_meet_the_process_budget_and_lock_no_newcomer_out_of_the_table() {
+        let c = TokenCache::default();
+        let mut granted = 0;
+        for i in 0..(BUDGETS_MAX as u32 + 100) {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            granted += u32::from(c.spend(ip, 1000));
+        }
+        assert_eq!(granted, PROCESS_BUDGET);
+        // A new window: an address never seen, the table full of stale entries, is served.
+        assert!(c.spend("192.0.2.77".parse().unwrap(), 1000 + BUDGET_WINDOW));
     }
 }

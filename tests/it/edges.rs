@@ -82,8 +82,12 @@ async fn lying_upstream(accept: Option<&'static str>) -> (String, Arc<Mutex<Vec<
 async fn a_101_without_a_websocket_handshake_opens_no_tunnel() {
     for accept in [None, Some("d3JvbmcgYWNjZXB0IGtleQ==")] {
         let (upstream, seen) = lying_upstream(accept).await;
-        let cfg =
-            config_with(None, "").replace("url = \"{echo}\"", &format!("url = \"{upstream}\""));
+        // /public is public for every method here.
+        let cfg = config_with(
+            Some("[access]\nallow_any_gitlab_user = true\n\n[[access.public]]\npath = \"^/public(/|$)\"\n"),
+            "",
+        )
+        .replace("url = \"{echo}\"", &format!("url = \"{upstream}\""));
         let s = stack(&cfg).await;
         let attack = "GET /public/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\
                       GET /admin/secret HTTP/1.1\r\nHost: x\r\nX-Forwarded-User: root\r\nAccept: application/json\r\nConnection: close\r\n\r\n";
@@ -96,6 +100,14 @@ async fn a_101_without_a_websocket_handshake_opens_no_tunnel() {
         assert!(
             lines.iter().skip(1).all(|l| l.contains(" 401 ")),
             "the pipelined request is judged like any other: {lines:?}"
+        );
+        // WebSocket handshakes are GETs (RFC 6455 §4.1): a POST's upgrade is not offered,
+        // and the upstream's 101 to it opens nothing.
+        let post = "POST /public/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n";
+        let lines = statuses(&raw(&s.labgate_url, post).await);
+        assert!(
+            lines.first().is_some_and(|l| l.contains(" 502 ")),
+            "{lines:?}"
         );
         // A non-WebSocket upgrade that the upstream switches anyway.
         let h2c = "GET /public/x HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n\
@@ -157,6 +169,12 @@ async fn one_host_per_request() {
         "GET /public/x HTTP/1.1\r\nHost: user@evil.example\r\nConnection: close\r\n\r\n",
         "GET /public/x HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
         "GET /public/x HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        "GET /public/x HTTP/1.1\r\nHost: a.example:80x\r\nConnection: close\r\n\r\n",
+        "GET /public/x HTTP/1.1\r\nHost: a.example:99999\r\nConnection: close\r\n\r\n",
+        "GET /public/x HTTP/1.1\r\nHost: a.example:\r\nConnection: close\r\n\r\n",
+        // Authority-form (CONNECT's) without Host, asterisk-form.
+        "GET evil.example:80 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     ] {
         let lines = statuses(&raw(&s.labgate_url, req).await);
         assert!(
@@ -164,6 +182,17 @@ async fn one_host_per_request() {
             "{req:?}: {lines:?}"
         );
     }
+    let lines = statuses(
+        &raw(
+            &s.labgate_url,
+            "GET /public/x HTTP/1.1\r\nHost: a.example:8080\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    );
+    assert!(
+        lines.first().is_some_and(|l| l.contains(" 200 ")),
+        "{lines:?}"
+    );
     // HTTP/1.0 may omit it: the app is told public_url's host.
     let answer = raw(
         &s.labgate_url,
@@ -207,8 +236,9 @@ async fn one_host_per_request() {
 }
 
 /// Path spellings a route's rule missed: decoded to a fixed point (apps and proxies that
-/// decode twice), control characters refused, trailing white space trimmed (routers that
-/// trim). bob is outside `/admin`'s route; strangers are outside everything but `/public`.
+/// decode twice) with and without dot segments resolved (WSGI routers), control characters
+/// and overlong UTF-8 refused, segments trimmed as lenient routers trim them. bob is
+/// outside `/admin`'s route; strangers are outside everything but `/public`.
 #[tokio::test]
 async fn path_spellings_are_decoded_to_the_end() {
     let s = stack(&config_with(None, "")).await;
@@ -226,6 +256,18 @@ async fn path_spellings_are_decoded_to_the_end() {
         "/admin%00",
         "/admin%2500",
         "/public/..%20/admin",
+        "/admin%2f..%2fx",
+        "/admin%2fusers%2f..%2f..%2fx",
+        "/%20admin",
+        "/admin%E2%80%8B",
+        "/admin%EF%BB%BF",
+        "/admin%20.",
+        "/%c0%afadmin",
+        "/%u0061dmin",
+        "/public/%20../admin",
+        "/public/..%EF%BB%BF/admin",
+        "/public/..%E2%80%8B/admin",
+        "/public/%ef%bc%8e%ef%bc%8e/admin",
     ] {
         let r = bob
             .get(format!("{}{path}", s.labgate_url))
@@ -300,6 +342,16 @@ async fn override_headers_never_reach_the_app_from_a_client() {
         ("X-Original-Host", "evil.example"),
         ("X_Original_Host", "evil.example"),
         ("CF_Connecting_IP", "6.6.6.6"),
+        ("X-Scheme", "https"),
+        ("X-Forwarded-Protocol", "https"),
+        ("X-Forwarded-Path", "/admin"),
+        ("X-Envoy-Original-Path", "/admin"),
+        ("Remote-User", "alice"),
+        ("Remote-Groups", "acme/admins"),
+        ("X-Remote-User", "alice"),
+        ("X-WEBAUTH-USER", "alice"),
+        ("X-User", "alice"),
+        ("X-Auth-User", "alice"),
     ];
     let mut r = plain()
         .post(format!("{}/public/x", s.labgate_url))

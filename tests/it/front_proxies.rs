@@ -78,7 +78,9 @@ fn client(port: u16) -> Client {
 /// Waits until the front proxy routes to labgate (its config is loaded).
 async fn wait_routed(front: &Front) {
     let c = client(front.port);
-    for _ in 0..200 {
+    // Generous: on a loaded 2-core runner a proxy's start (Caddy makes its local CA) can
+    // take several seconds.
+    for _ in 0..600 {
         if let Ok(r) = c.get(format!("{}/oauth2/userinfo", front.url)).send().await {
             if r.status() == StatusCode::UNAUTHORIZED {
                 return;
@@ -86,7 +88,11 @@ async fn wait_routed(front: &Front) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{} never routed /oauth2/ to labgate", front.url);
+    let log = std::fs::read_to_string(front._dir.path().join("proxy.log")).unwrap_or_default();
+    panic!(
+        "{} never routed /oauth2/ to labgate; its log:\n{log}",
+        front.url
+    );
 }
 
 async fn traefik(port: u16, labgate: &str, app: &str) -> Front {
@@ -147,7 +153,7 @@ async fn caddy(port: u16, labgate: &str, app: &str) -> Front {
         .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("proxy.log")).unwrap())
         .spawn()
         .expect("start caddy");
     let front = Front {
@@ -262,6 +268,13 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
             ("X_Labgate_Kind", "ci_job"),
             ("X_Original_URL", "/admin"),
             ("Forwarded", "for=6.6.6.6"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Forwarded-Ssl", "on"),
+            ("X-Scheme", "https"),
+            ("CF-Connecting-IP", "6.6.6.6"),
+            ("X-Original-Host", "evil.example"),
+            ("Remote-User", "mallory"),
+            ("X-WEBAUTH-USER", "mallory"),
         ],
     )
     .await;
@@ -288,6 +301,13 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
         "x_labgate_kind",
         "x_original_url",
         "forwarded",
+        "x-http-method-override",
+        "x-forwarded-ssl",
+        "x-scheme",
+        "cf-connecting-ip",
+        "x-original-host",
+        "remote-user",
+        "x-webauth-user",
     ] {
         assert!(
             h.get(forged).is_none(),

@@ -318,7 +318,9 @@ impl TestCa {
 
     /// A TLS acceptor serving the server certificate.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(labgate::server::tls::server_config(&self.cert, &self.key).unwrap())
+        tokio_rustls::TlsAcceptor::from(
+            labgate::server::tls::server_config(&self.cert, &self.key).unwrap(),
+        )
     }
 }
 
