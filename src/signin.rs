@@ -8,8 +8,9 @@ use http::{Method, Request, Response, StatusCode};
 use crate::access::Decision;
 use crate::app::App;
 use crate::app::SignIn;
+use crate::oauth::flow::{self, FlowError};
 use crate::oauth::gitlab::{GitlabError, Tokens};
-use crate::pages::Alert;
+use crate::pages::{text, Alert};
 use crate::proxy::Body;
 use crate::reject::{Reject, Style};
 use crate::respond::{self, query_param};
@@ -83,17 +84,18 @@ pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
         tracing::info!(len = rd.len(), "sign-in destination too long; using /");
         rd = "/".to_owned();
     }
-    let auth = match app.gitlab.authorize().await {
-        Ok(a) => a,
+    let secrets = flow::begin(&mut rand::rngs::OsRng);
+    let url = match app.gitlab.authorize_url(&secrets).await {
+        Ok(url) => url,
         Err(e) => {
             tracing::error!(error = %e, "cannot start sign-in: GitLab discovery failed");
             return gitlab_failed(app, &rd, &e);
         }
     };
     let flow = FlowState {
-        state: auth.state,
-        verifier: auth.verifier,
-        nonce: auth.nonce,
+        state: secrets.state,
+        verifier: secrets.verifier,
+        nonce: secrets.nonce,
         rd,
         started: app.clock.now(),
     };
@@ -107,169 +109,208 @@ pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
     // Sign-ins in several tabs each keep their flow; beyond a few the oldest go.
     let mut cookies = app.cookies.prune_flows(req.headers(), MAX_FLOWS - 1);
     cookies.push(cookie);
-    respond::with_cookies(respond::redirect(&auth.url), cookies)
+    respond::with_cookies(respond::redirect(&url), cookies)
 }
 
+/// What GitLab's failure means to the person signing in: the status and the sentence.
+fn gitlab_failure(e: &GitlabError) -> (StatusCode, String) {
+    match e {
+        GitlabError::Refused { code, .. } if code == "invalid_grant" => {
+            (StatusCode::BAD_REQUEST, text::CODE_REFUSED.to_owned())
+        }
+        GitlabError::Refused { code, .. } if code == "invalid_client" => {
+            (StatusCode::BAD_GATEWAY, text::CLIENT_REFUSED.to_owned())
+        }
+        GitlabError::Refused { code, .. } => (
+            StatusCode::BAD_GATEWAY,
+            format!("GitLab refused the sign-in ({code})."),
+        ),
+        GitlabError::BadIdToken(_) => (StatusCode::BAD_GATEWAY, text::UNVERIFIED.to_owned()),
+        GitlabError::Unreachable(_) | GitlabError::Api { .. } => {
+            (StatusCode::BAD_GATEWAY, text::UNREACHABLE.to_owned())
+        }
+    }
+}
+
+/// The sign-in page again, saying why GitLab's part failed.
 fn gitlab_failed(app: &App, rd: &str, e: &GitlabError) -> Response<Body> {
-    let (status, message) = match e {
-        GitlabError::Refused { code, .. } if code == "invalid_grant" => (
-            StatusCode::BAD_REQUEST,
-            "GitLab did not accept the sign-in code (it was already used, expired, or issued for another request). Please sign in again.".to_owned(),
-        ),
-        GitlabError::Refused { code, .. } if code == "invalid_client" => (
-            StatusCode::BAD_GATEWAY,
-            "GitLab did not accept labgate's application credentials. The administrator should check gitlab.client_id and the client secret (`labgate check --online`).".to_owned(),
-        ),
-        GitlabError::Refused { code, .. } => (StatusCode::BAD_GATEWAY, format!("GitLab refused the sign-in ({code}).")),
-        GitlabError::BadIdToken(_) => (
-            StatusCode::BAD_GATEWAY,
-            "GitLab's answer could not be verified, so the sign-in was refused. Please try again.".to_owned(),
-        ),
-        GitlabError::Unreachable(_) | GitlabError::Api { .. } => (
-            StatusCode::BAD_GATEWAY,
-            "GitLab could not be reached. Please try again in a moment.".to_owned(),
-        ),
-    };
-    sign_in_page(
-        app,
-        rd,
-        status,
-        Some(&Alert {
-            message: &message,
-            hints: &[],
-        }),
-    )
+    let (status, message) = gitlab_failure(e);
+    sign_in_page(app, rd, status, Some(&Alert::new(&message)))
 }
 
-/// `GET /callback`: completes the flow.
-pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let q = req.uri().query();
-    let Some(state) = query_param(q, "state") else {
-        let alert = Alert {
-            message:
-                "The sign-in response from GitLab is incomplete (no state). Please sign in again.",
-            hints: &[],
+/// Why a callback signed nobody in; [`SignInError::render`] is its one answer.
+#[derive(Debug)]
+enum SignInError {
+    /// The query has no `state`.
+    NoState,
+    /// The browser did not send the flow cookie of this `state` back.
+    FlowCookieMissing,
+    /// The flow cookie is expired, used or not this state's.
+    FlowInvalid,
+    /// GitLab's answer at the callback ends the flow (cancelled, error, issuer, no code).
+    Flow(FlowError),
+    /// Exchanging the code or loading the user failed.
+    Gitlab(GitlabError),
+    /// The access rules refuse this person.
+    Denied {
+        name: String,
+        deny: crate::access::Deny,
+    },
+    /// The session is too large for the cookie store.
+    SessionTooLarge,
+    /// The session store failed.
+    Store,
+}
+
+impl From<GitlabError> for SignInError {
+    fn from(e: GitlabError) -> Self {
+        SignInError::Gitlab(e)
+    }
+}
+
+impl SignInError {
+    /// The `labgate_sign_ins_total` outcome it counts as, if any.
+    fn outcome(&self) -> Option<&'static str> {
+        match self {
+            SignInError::NoState | SignInError::Flow(_) => None,
+            SignInError::FlowCookieMissing | SignInError::FlowInvalid => Some("bad_state"),
+            SignInError::Gitlab(_) => Some("gitlab_error"),
+            SignInError::Denied { .. } => Some("denied"),
+            SignInError::SessionTooLarge => Some("session_too_large"),
+            SignInError::Store => Some("store_error"),
+        }
+    }
+
+    /// The answer: the sign-in page with the reason (back to `rd` after a new sign-in),
+    /// or the page that fits.
+    fn render(self, app: &App, rd: &str) -> Response<Body> {
+        let html = Style {
+            html: true,
+            sign_in: None,
         };
-        return sign_in_page(app, "/", StatusCode::BAD_REQUEST, Some(&alert));
-    };
-    let now = app.clock.now();
-    let flow = match app.cookies.read_flow(req.headers(), &state, now) {
-        Ok(f) => f,
-        Err(crate::session::FlowCookie::Missing) => {
-            app.metrics.sign_in("bad_state");
-            let mut hints = Vec::new();
-            if app.config.session.cookie_secure {
-                hints.push("labgate sets Secure cookies (session.cookie_secure = true): if this address is plain http, browsers drop them. Use https, or cookie_secure = false for local testing.".to_owned());
-            }
-            hints.push(format!(
-                "The address in the browser is not {} (server.public_url), or session.cookie_domain does not match it.",
-                app.config.server.public_origin
-            ));
-            hints.push("The browser blocks cookies for this site, or the sign-in took longer than 10 minutes.".to_owned());
-            tracing::warn!("callback without its sign-in cookie");
-            let alert = Alert { message: "The sign-in could not be completed: your browser did not send back labgate's sign-in cookie. Likely causes:", hints: &hints };
-            return respond::html(
-                StatusCode::BAD_REQUEST,
-                app.pages.error(
+        let again =
+            |status, message: &str| sign_in_page(app, rd, status, Some(&Alert::new(message)));
+        match self {
+            SignInError::NoState => again(StatusCode::BAD_REQUEST, text::NO_STATE),
+            SignInError::FlowCookieMissing => {
+                let mut hints = Vec::new();
+                if app.config.session.cookie_secure {
+                    hints.push(text::SECURE_COOKIES_ON_HTTP.to_owned());
+                }
+                hints.push(format!(
+                    "The address in the browser is not {} (server.public_url), or session.cookie_domain does not match it.",
+                    app.config.server.public_origin
+                ));
+                hints.push(text::COOKIES_BLOCKED.to_owned());
+                let alert = Alert {
+                    message: text::FLOW_COOKIE_MISSING,
+                    hints: &hints,
+                };
+                let page = app.pages.error(
                     "Sign-in cookie missing",
                     &alert,
                     Some(("Try again", &app.url("/sign_in"))),
-                ),
-                &app.pages.csp,
-            );
-        }
-        Err(_) => {
-            app.metrics.sign_in("bad_state");
-            let alert = Alert { message: "This sign-in link is not valid any more (it expired or was already used). Please sign in again.", hints: &[] };
-            return sign_in_page(app, "/", StatusCode::BAD_REQUEST, Some(&alert));
-        }
-    };
-    let clear_flow = app.cookies.clear_flow(&state);
-    if query_param(q, "error").as_deref() == Some("access_denied") {
-        app.metrics.sign_in("cancelled");
-    } else if query_param(q, "error").is_some() {
-        app.metrics.sign_in("gitlab_error");
-    }
-    let rd = flow.rd.clone();
-    if let Some(error) = query_param(q, "error") {
-        let message = if error == "access_denied" {
-            "You cancelled the sign-in at GitLab. Sign in again when you are ready.".to_owned()
-        } else {
-            // Debug formatting escapes what the client put in the query: no forged log lines.
-            tracing::warn!(error = ?error, description = ?query_param(q, "error_description"), "GitLab returned an error to the callback");
-            format!(
-                "GitLab could not complete the sign-in ({}).",
-                error.chars().take(64).collect::<String>()
-            )
-        };
-        let status = if error == "access_denied" {
-            StatusCode::FORBIDDEN
-        } else {
-            StatusCode::BAD_GATEWAY
-        };
-        return respond::with_cookies(
-            sign_in_page(
-                app,
-                &rd,
-                status,
-                Some(&Alert {
-                    message: &message,
-                    hints: &[],
-                }),
+                );
+                respond::html(StatusCode::BAD_REQUEST, page, &app.pages.csp)
+            }
+            SignInError::FlowInvalid => again(StatusCode::BAD_REQUEST, text::FLOW_INVALID),
+            SignInError::Flow(FlowError::Cancelled) => {
+                again(StatusCode::FORBIDDEN, text::CANCELLED)
+            }
+            SignInError::Flow(FlowError::WrongIssuer) => {
+                again(StatusCode::BAD_REQUEST, text::WRONG_ISSUER)
+            }
+            SignInError::Flow(FlowError::NoCode) => again(StatusCode::BAD_REQUEST, text::NO_CODE),
+            SignInError::Flow(FlowError::Gitlab(error)) => again(
+                StatusCode::BAD_GATEWAY,
+                &format!("GitLab could not complete the sign-in ({error})."),
             ),
-            vec![clear_flow],
-        );
-    }
-    // RFC 9207: when GitLab names the issuer, it must be ours (mix-up defence).
-    if let Some(iss) = query_param(q, "iss") {
-        let ok = app
-            .gitlab
-            .provider()
-            .await
-            .map(|p| p.issuer == iss)
-            .unwrap_or(false);
-        if !ok {
-            let alert = Alert {
-                message: "The sign-in response came from an unexpected issuer and was refused.",
-                hints: &[],
-            };
-            return respond::with_cookies(
-                sign_in_page(app, &rd, StatusCode::BAD_REQUEST, Some(&alert)),
-                vec![clear_flow],
-            );
+            SignInError::Flow(e) => gitlab_failed(app, rd, &GitlabError::BadIdToken(e.to_string())),
+            SignInError::Gitlab(e) => gitlab_failed(app, rd, &e),
+            SignInError::Denied { name, deny } => Reject::Forbidden {
+                name,
+                deny,
+                cookies: Vec::new(),
+            }
+            .render(&app.pages, &html),
+            SignInError::SessionTooLarge => {
+                let alert = Alert::new(text::SESSION_TOO_LARGE);
+                let page = app.pages.error("Your session is too large", &alert, None);
+                respond::html(StatusCode::INTERNAL_SERVER_ERROR, page, &app.pages.csp)
+            }
+            SignInError::Store => Reject::StoreUnavailable.render(&app.pages, &html),
         }
     }
-    let Some(code) = query_param(q, "code") else {
-        let alert = Alert {
-            message: "The sign-in response from GitLab has no code. Please sign in again.",
-            hints: &[],
-        };
-        return respond::with_cookies(
-            sign_in_page(app, &rd, StatusCode::BAD_REQUEST, Some(&alert)),
-            vec![clear_flow],
-        );
-    };
-    let result = async {
-        let tokens = app.gitlab.exchange_code(&code, &flow.verifier).await?;
-        let user = app
-            .gitlab
-            .load_user(
-                &tokens,
-                Some(&flow.nonce),
-                &app.config.access.project_paths(),
-            )
-            .await?;
-        Ok::<_, GitlabError>((tokens, user))
-    }
-    .await;
-    let (tokens, user) = match result {
-        Ok(v) => v,
+}
+
+/// `GET /callback`: completes the flow, or says why it cannot.
+pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    // What a refusal keeps: the flow's destination and the cookie that ends the flow,
+    // once the flow is known.
+    let mut rd = "/".to_owned();
+    let mut cookies = Vec::new();
+    match callback_inner(app, req, &mut rd, &mut cookies).await {
+        Ok(resp) => respond::with_cookies(resp, cookies),
         Err(e) => {
-            tracing::warn!(error = %e, "sign-in failed at the callback");
-            app.metrics.sign_in("gitlab_error");
-            return respond::with_cookies(gitlab_failed(app, &rd, &e), vec![clear_flow]);
+            if let Some(outcome) = e.outcome() {
+                app.metrics.sign_in(outcome);
+            }
+            respond::with_cookies(e.render(app, &rd), cookies)
         }
-    };
+    }
+}
+
+/// The callback's steps: the flow this `state` began, GitLab's answer, the code
+/// exchanged, the user loaded, the rules, the session stored. Sets `rd` and `cookies` as
+/// soon as the flow is known.
+async fn callback_inner<B>(
+    app: &App,
+    req: &Request<B>,
+    rd: &mut String,
+    cookies: &mut Vec<String>,
+) -> Result<Response<Body>, SignInError> {
+    let q = req.uri().query();
+    let state = query_param(q, "state").ok_or(SignInError::NoState)?;
+    let now = app.clock.now();
+    let flow = app
+        .cookies
+        .read_flow(req.headers(), &state, now)
+        .map_err(|e| match e {
+            crate::session::FlowCookie::Missing => {
+                tracing::warn!("callback without its sign-in cookie");
+                SignInError::FlowCookieMissing
+            }
+            _ => SignInError::FlowInvalid,
+        })?;
+    cookies.push(app.cookies.clear_flow(&state));
+    rd.clone_from(&flow.rd);
+    let issuer = app.gitlab.provider().await.ok().map(|p| p.issuer.clone());
+    let code = flow::check_callback(|name| query_param(q, name), issuer.as_deref()).map_err(|e| {
+        match &e {
+            FlowError::Cancelled => app.metrics.sign_in("cancelled"),
+            FlowError::Gitlab(error) => {
+                app.metrics.sign_in("gitlab_error");
+                // Debug formatting escapes what the client put in the query: no forged log lines.
+                tracing::warn!(error = ?error, description = ?query_param(q, "error_description"), "GitLab returned an error to the callback");
+            }
+            _ => {}
+        }
+        SignInError::Flow(e)
+    })?;
+    let tokens = app
+        .gitlab
+        .exchange_code(&code, &flow.verifier)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
+    let user = app
+        .gitlab
+        .load_user(
+            &tokens,
+            Some(&flow.nonce),
+            &app.config.access.project_paths(),
+        )
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
     let session = new_session(app, tokens, user, now);
     // A sign-in never inherits or keeps a previous session of this browser.
     if let Ok(Some(previous)) = app.sessions.load(req.headers(), true).await {
@@ -279,59 +320,29 @@ pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
         // No session is kept for someone the rules refuse: on gitlab.com that is anyone,
         // and nothing of theirs should accumulate in the store. GitLab's token goes back.
         tracing::info!(target: "labgate::audit", user = %session.user.username, rule = deny.code(), "sign-in denied");
-        app.metrics.sign_in("denied");
         app.gitlab.revoke(&session.access_token).await;
-        let refusal = Reject::Forbidden {
-            name: session.user.username.clone(),
-            deny,
-            cookies: vec![clear_flow],
-        };
-        let style = Style {
-            html: true,
-            sign_in: None,
-        };
-        return refusal.render(&app.pages, &style);
+        let name = session.user.username.clone();
+        return Err(SignInError::Denied { name, deny });
     }
-    let mut cookies = vec![clear_flow];
-    match app.sessions.create(&session, req.headers(), now).await {
-        Ok(c) if cookie_bytes(&c) > MAX_SESSION_COOKIE_BYTES => {
-            // Every later request would carry this, and servers refuse big Cookie headers:
-            // say so instead.
-            tracing::warn!(user = %session.user.username, bytes = cookie_bytes(&c), groups = session.user.groups.len(), "session too large for the cookie store");
-            app.metrics.sign_in("session_too_large");
-            let alert = Alert {
-                message: "Your GitLab account belongs to so many groups that labgate cannot keep your session in a browser cookie. The administrator can fix this by setting session.store = \"redis\".",
-                hints: &[],
-            };
-            return respond::with_cookies(
-                respond::html(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    app.pages.error("Your session is too large", &alert, None),
-                    &app.pages.csp,
-                ),
-                cookies,
-            );
-        }
-        Ok(c) => {
-            tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
-            app.metrics.sign_in("ok");
-            cookies.extend(c);
-        }
-        Err(e) => {
+    let stored = app
+        .sessions
+        .create(&session, req.headers(), now)
+        .await
+        .map_err(|e| {
             tracing::error!(error = %e, "session store unavailable at sign-in; failing closed");
-            app.metrics.sign_in("store_error");
             app.metrics.store_errors.inc();
-            let style = Style {
-                html: true,
-                sign_in: None,
-            };
-            return respond::with_cookies(
-                Reject::StoreUnavailable.render(&app.pages, &style),
-                cookies,
-            );
-        }
+            SignInError::Store
+        })?;
+    if cookie_bytes(&stored) > MAX_SESSION_COOKIE_BYTES {
+        // Every later request would carry this, and servers refuse big Cookie headers: say
+        // so instead.
+        tracing::warn!(user = %session.user.username, bytes = cookie_bytes(&stored), groups = session.user.groups.len(), "session too large for the cookie store");
+        return Err(SignInError::SessionTooLarge);
     }
-    respond::with_cookies(respond::redirect(&rd), cookies)
+    tracing::info!(target: "labgate::audit", user = %session.user.username, user_id = session.user.id, "signed in");
+    app.metrics.sign_in("ok");
+    cookies.extend(stored);
+    Ok(respond::redirect(rd))
 }
 
 /// The largest session the cookie store sets up: every later request carries it, and past
@@ -425,10 +436,7 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let resp = match query_param(req.uri().query(), "rd").and_then(|rd| app.redirect_target(&rd)) {
         // Say so when the session may live on: a copy of the cookie would still open it.
         _ if !ended_everywhere => {
-            let alert = Alert {
-                message: "You are signed out in this browser, but labgate could not end your session on the server: its session store is unreachable. Sign out again in a moment to end it everywhere.",
-                hints: &[],
-            };
+            let alert = Alert::new(text::SIGN_OUT_INCOMPLETE);
             respond::html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 app.pages.error(

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::User;
 use crate::config::GitlabConfig;
 use crate::metrics::{GitlabEndpoint, GitlabMetrics, GitlabOutcome};
+use crate::oauth::flow::{self, Secrets};
 
 /// What went wrong talking to GitLab.
 #[derive(Debug, thiserror::Error)]
@@ -172,25 +173,6 @@ impl std::fmt::Debug for Tokens {
             )
             .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
             .finish()
-    }
-}
-
-/// The start of an authorization-code flow. Its `Debug` shows only the URL's endpoint.
-#[derive(Clone)]
-pub struct Authorize {
-    /// Where to send the browser.
-    pub url: String,
-    /// `state`.
-    pub state: String,
-    /// PKCE verifier.
-    pub verifier: String,
-    /// OIDC nonce.
-    pub nonce: String,
-}
-
-impl std::fmt::Debug for Authorize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authorize").finish_non_exhaustive()
     }
 }
 
@@ -476,25 +458,22 @@ impl Gitlab {
         )
     }
 
-    /// Builds the authorization URL with a fresh state, PKCE S256 challenge and nonce.
-    pub async fn authorize(&self) -> Result<Authorize, GitlabError> {
+    /// The authorization URL for a sign-in with `secrets`: its state, the PKCE S256
+    /// challenge of its verifier, its nonce, the configured scopes.
+    pub async fn authorize_url(&self, secrets: &Secrets) -> Result<String, GitlabError> {
         let p = self.provider().await?;
         let client = self.oauth_client(&p)?;
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let nonce = CsrfToken::new_random().secret().clone();
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            secrets.verifier.clone(),
+        ));
         // GitLab falls back to its default scope `api` when none is sent: always send it.
-        let (url, state) = client
-            .authorize_url(CsrfToken::new_random)
+        let (url, _) = client
+            .authorize_url(|| CsrfToken::new(secrets.state.clone()))
             .add_scopes(self.cfg.scopes.iter().map(|s| Scope::new(s.clone())))
             .set_pkce_challenge(challenge)
-            .add_extra_param("nonce", nonce.clone())
+            .add_extra_param("nonce", secrets.nonce.clone())
             .url();
-        Ok(Authorize {
-            url: url.to_string(),
-            state: state.secret().clone(),
-            verifier: verifier.secret().clone(),
-            nonce,
-        })
+        Ok(url.to_string())
     }
 
     fn token_error(
@@ -709,13 +688,6 @@ impl Gitlab {
                 GitlabError::BadIdToken("the token response has no id_token".into())
             })?;
             let claims: IdClaims = self.verify_jwt(id_token, &self.cfg.client_id).await?;
-            if let Some(expected) = nonce {
-                if claims.nonce.as_deref() != Some(expected) {
-                    return Err(GitlabError::BadIdToken(
-                        "nonce does not match this sign-in".into(),
-                    ));
-                }
-            }
             let p = self.provider().await?;
             let url = p
                 .userinfo_endpoint
@@ -724,14 +696,8 @@ impl Gitlab {
             let info: UserInfo = self
                 .get_json(GitlabEndpoint::Userinfo, &url, &tokens.access_token)
                 .await?;
-            if info.sub != claims.sub {
-                return Err(GitlabError::BadIdToken(
-                    "userinfo sub differs from the ID token's".into(),
-                ));
-            }
-            user.id = info.sub.parse().map_err(|_| {
-                GitlabError::BadIdToken(format!("sub {:?} is not a GitLab user id", info.sub))
-            })?;
+            user.id = flow::check_identity(&claims.sub, claims.nonce.as_deref(), &info.sub, nonce)
+                .map_err(|e| GitlabError::BadIdToken(e.to_string()))?;
             user.username = info
                 .preferred_username
                 .or(info.nickname)
