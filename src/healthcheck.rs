@@ -409,24 +409,28 @@ impl ServerCertVerifier for AnyCertificate {
 /// `labgate healthcheck`: exit 0 healthy, 1 unhealthy (Docker reserves 2), one line
 /// either way. The config is read as `run` reads it (file, environment, flags); the
 /// published-secret refusal is `run`'s to report, not the probe's.
-pub fn command(cli: &crate::cli::Cli, ready: bool, insecure: bool) -> std::process::ExitCode {
+pub fn command(
+    file: Option<&std::path::Path>,
+    overrides: &crate::config::Overrides,
+    ready: bool,
+    insecure: bool,
+) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let config =
-        match crate::config::load(cli.config.as_deref(), std::env::vars(), &cli.overrides()) {
-            Ok(c) => c,
-            Err(e) => {
-                let first = e
-                    .problems
-                    .first()
-                    .map_or_else(String::new, |p| format!(": {}: {}", p.key, p.message));
-                let more = match e.problems.len() {
-                    0 | 1 => String::new(),
-                    n => format!(" (and {} more: labgate check lists them)", n - 1),
-                };
-                eprintln!("unhealthy: configuration error{first}{more}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let config = match crate::config::load(file, std::env::vars(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            let first = e
+                .problems
+                .first()
+                .map_or_else(String::new, |p| format!(": {}: {}", p.key, p.message));
+            let more = match e.problems.len() {
+                0 | 1 => String::new(),
+                n => format!(" (and {} more: labgate check lists them)", n - 1),
+            };
+            eprintln!("unhealthy: configuration error{first}{more}");
+            return ExitCode::FAILURE;
+        }
+    };
     let probe = if ready { Probe::Ready } else { Probe::Live };
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()

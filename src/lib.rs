@@ -1,35 +1,41 @@
 //! labgate: a reverse-proxy authentication sidecar for GitLab sign-in.
 //!
 //! # Layout
-//! Top-down: each module calls only modules listed below it.
+//! Floors, top-down: each module imports only modules on a lower floor (and the few
+//! same-floor arrows listed); `tests/it/layout.rs` reads every `crate::` path and holds it.
 //! ```text
-//! main.rs / cli.rs   parse the command line, load config, run; check.rs: check --online
-//! migrate/           `labgate migrate oauth2-proxy`: oauth2-proxy's config/flags -> labgate TOML
-//! healthcheck.rs     `labgate healthcheck`: GET /ping or /ready on the configured listener
-//! server.rs          listeners, TLS (tls.rs, tls_reload.rs), limits, graceful drain
-//! admin.rs           /ping, /ready, /metrics and the side listeners
-//! router.rs          the endpoint table, then the phases of an application request:
-//!                    classify -> authenticate -> decide -> rewrite -> proxy -> log
-//! signin.rs          /sign_in, /start, /callback, /sign_out
-//! auth/              who is calling: session.rs (load, revalidation, grace),
-//!                    bearer.rs (CI ID tokens, access tokens) -> identity::Principal
-//! reject.rs          every refusal, rendered (HTML / JSON / status) in one place
-//! app.rs             the shared state built from the config; sign-in URLs, rd targets
-//! pages.rs, respond.rs   HTML pages; labgate's own responses
-//! proxy/             streaming forward to the upstream, upgrades (also RFC 8441)
-//! oauth/             gitlab.rs (the only code that talks to GitLab), redirect.rs (`rd`)
-//! session/           the session, its sealed split cookies, the Redis store
-//! identity/          Principal, the identity header table, the ES256 assertion, JWKS
-//! forward_auth.rs    pure: the original request from one front proxy's headers
-//! headers.rs         pure: hop-by-hop, identity / bearer / override stripping, forwarded
-//! machine.rs         pure: CI claim matching, bearer parsing
-//! access/            pure: the decision (subject, path readings, rules, narrowing)
-//! config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
-//!                    access.rs + machine.rs compile the TOML into the pure policies;
-//!                    published.rs refuses the examples' secrets
-//! metrics.rs, telemetry.rs   Prometheus metrics; logging and the access log's caller slot
-//! dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests);
-//!                    only with the `dev` cargo feature (default; not in the image)
+//! 10 main.rs            parse the command line, load the config, call in here, exit codes
+//!  9 lib.rs             run / serve (re-exported from server::runtime)
+//!    cli.rs             the command line (clap)
+//!    check/             `labgate check`: the config described, notes, --online
+//!    healthcheck.rs     `labgate healthcheck`: GET /ping or /ready on the listener
+//!    migrate/           `labgate migrate oauth2-proxy`: oauth2-proxy's config -> labgate TOML
+//!    dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests);
+//!                       only with the `dev` cargo feature (default; not in the image)
+//!  8 server/            listeners, TLS + reload, limits, drain, side listeners, runtime
+//!                       layouts and run (server::Shared: the certificate, the limits)
+//!  7 router.rs          the endpoint table, then the phases of an application request:
+//!                       classify -> authenticate -> decide -> rewrite -> proxy -> log
+//!  6 signin.rs          /sign_in, /start, /callback, /sign_out
+//!    admin.rs           /ping, /ready, /metrics handlers
+//!  5 auth/              who is calling: session.rs (load, revalidation, grace),
+//!                       bearer.rs (CI ID tokens, access tokens) -> identity::Principal
+//!  4 reject.rs          every refusal, rendered (HTML / JSON / status) in one place
+//!  3 app.rs             the shared state built from the config (composition only)
+//!  2 oauth/gitlab.rs    the only code that talks to GitLab (-> metrics, oauth::flow)
+//!    session/           the session, its sealed split cookies, the stores, the refresh
+//!                       gate, the access-token cache
+//!    identity/          Principal, the identity header table, the assertion, JWKS (-> session)
+//!    proxy/             streaming forward to the upstream, upgrades (also RFC 8441)
+//!    forward_auth.rs    the original request from one front proxy's headers (-> identity)
+//!    pages.rs, respond.rs (-> proxy::Body), telemetry.rs (-> identity), metrics.rs
+//!  1 config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
+//!                       access.rs + machine.rs compile the TOML into the pure policies
+//!  0 access/            the decision (subject, path readings, rules, narrowing)
+//!    machine.rs         CI claim matching, bearer parsing (-> access, headers)
+//!    headers.rs         hop-by-hop, identity / bearer / override stripping, forwarded
+//!    oauth/flow.rs      the sign-in's secrets and checks, no I/O
+//!    oauth/redirect.rs  `rd` validation
 //! ```
 
 #![forbid(unsafe_code)]

@@ -3,7 +3,8 @@
 
 use std::process::ExitCode;
 
-use labgate::cli::{notes, Cli, Command, MigrateFrom};
+use labgate::check::notes;
+use labgate::cli::{Cli, Command, MigrateFrom};
 use labgate::config::Config;
 
 /// mimalloc: measurably faster than the system allocator for many small, short-lived
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
         None | Some(Command::Run) => load(&cli).map_or_else(|code| code, run),
         Some(Command::Dev) => dev(&cli),
         Some(Command::Healthcheck { ready, insecure }) => {
-            labgate::healthcheck::command(&cli, ready, insecure)
+            labgate::healthcheck::command(cli.config.as_deref(), &cli.overrides(), ready, insecure)
         }
         Some(Command::Check { online, json }) => {
             load(&cli).map_or_else(|code| code, |c| labgate::check::report(&c, online, json))

@@ -172,7 +172,7 @@ fn duration_histogram() -> Histogram {
 /// A histogram per label set.
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
-/// The GitLab call metrics, shared by the [`crate::oauth::gitlab::Gitlab`] client (which
+/// The GitLab call metrics, shared by the GitLab client (which
 /// records) and the registry (which exports).
 #[derive(Clone, Debug)]
 pub struct GitlabMetrics {

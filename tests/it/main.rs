@@ -19,6 +19,7 @@ mod forward_auth;
 mod front_proxies;
 mod harness;
 mod identity;
+mod layout;
 mod lifecycle;
 mod login;
 mod machine;

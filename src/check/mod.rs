@@ -5,6 +5,9 @@
 //! without following redirects, and the token endpoint gets a deliberately invalid code
 //! (`invalid_client` = wrong Application ID / Secret, `invalid_grant` = they are right).
 
+mod offline;
+pub use offline::{notes, report};
+
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -525,63 +528,4 @@ pub fn render(checks: &[Check]) -> String {
         }
     }
     s
-}
-
-/// `labgate check [--online] [--json]`: the configuration described (secrets redacted),
-/// the Redirect URI and the notes; with `online`, GitLab's answers. Exit 0 when all is
-/// well, 1 when an online check failed.
-pub fn report(config: &Config, online: bool, json: bool) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let redirect = crate::app::redirect_uri(config);
-    if !json {
-        print!("{}", crate::cli::describe(config));
-        println!("\nRedirect URI (paste into the GitLab application): {redirect}");
-        for n in crate::cli::notes(config) {
-            println!("note: {n}");
-        }
-    }
-    if !online {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"config": "ok", "redirect_uri": redirect})
-            );
-        } else {
-            println!("\nconfiguration OK (run with --online to ask GitLab too)");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let checks = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(run(config)),
-        Err(e) => {
-            eprintln!("labgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let failed = checks.iter().any(Check::failed);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": !failed, "redirect_uri": redirect, "checks": checks})
-        );
-    } else {
-        println!("\nOnline checks against {}:", config.gitlab.url);
-        print!("{}", render(&checks));
-        println!(
-            "\n{}",
-            if failed {
-                "problems found"
-            } else {
-                "all checks passed"
-            }
-        );
-    }
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
 }
