@@ -119,7 +119,10 @@ fn crate_paths(text: &str) -> BTreeSet<String> {
             let end = tail
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(tail.len());
-            out.insert(tail[..end].trim_end_matches(':').to_owned());
+            let path = tail[..end].trim_end_matches(':');
+            if !path.is_empty() {
+                out.insert(path.to_owned());
+            }
         }
         rest = tail;
     }
