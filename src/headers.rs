@@ -305,6 +305,17 @@ pub fn is_own_cookie(name: &str, base: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('_'))
 }
 
+/// Who the request is from, as far as the connection tells.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// TCP peer address.
+    pub addr: std::net::SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Which worker runtime serves the connection.
+    pub worker: usize,
+}
+
 /// Whether `ip` is one of `server.trusted_proxies` (whose forwarded headers are believed).
 pub fn is_trusted(trusted: &[ipnet::IpNet], ip: IpAddr) -> bool {
     trusted.iter().any(|n| n.contains(&ip))

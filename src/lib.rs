@@ -17,9 +17,12 @@
 //!  7 router.rs          the endpoint table, then the phases of an application request:
 //!                       classify -> authenticate -> decide -> rewrite -> proxy -> log
 //!  6 signin.rs          /sign_in, /start, /callback, /sign_out
+//!    forward_auth/endpoint.rs   /auth: the same admission for a front proxy's request
+//!    userinfo.rs        /userinfo, /jwks.json
 //!    admin.rs           /ping, /ready, /metrics handlers
 //!  5 auth/              who is calling: session.rs (load, revalidation, grace),
-//!                       bearer.rs (CI ID tokens, access tokens) -> identity::Principal
+//!                       bearer.rs (CI ID tokens, access tokens) -> identity::Principal;
+//!                       authorize: authenticate, then the access decision
 //!  4 reject.rs          every refusal, rendered (HTML / JSON / status) in one place
 //!  3 app.rs             the shared state built from the config (composition only)
 //!  2 oauth/gitlab.rs    the only code that talks to GitLab (-> metrics, oauth::flow)
@@ -27,7 +30,7 @@
 //!                       gate, the access-token cache
 //!    identity/          Principal, the identity header table, the assertion, JWKS (-> session)
 //!    proxy/             streaming forward to the upstream, upgrades (also RFC 8441)
-//!    forward_auth.rs    the original request from one front proxy's headers (-> identity)
+//!    forward_auth/      the original request from one front proxy's headers (-> identity)
 //!    pages.rs, respond.rs (-> proxy::Body), telemetry.rs (-> identity), metrics.rs
 //!  1 config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
 //!                       access.rs + machine.rs compile the TOML into the pure policies
@@ -66,6 +69,7 @@ pub mod server;
 pub mod session;
 pub mod signin;
 pub mod telemetry;
+pub mod userinfo;
 
 pub use server::runtime::{run, serve};
 pub use server::{Listeners, RunError};

@@ -2,44 +2,40 @@
 //! request in order: classify -> authenticate -> decide -> rewrite -> proxy -> log.
 //!
 //! Every entry point that admits someone (the proxy, `/oauth2/auth`, `/oauth2/userinfo`)
-//! goes through [`admit`]: [`crate::auth`] says who is calling, [`crate::access`] decides,
-//! and any refusal is a [`Reject`] rendered in one place. Nothing below imports this module.
+//! goes through [`crate::auth::authorize`]: who is calling, then what [`crate::access`]
+//! decides; any refusal is a [`Reject`] rendered in one place. Nothing below imports this
+//! module.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_NONE_MATCH};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::access::{Decision, PathViews, Rules};
+use crate::access::PathViews;
 use crate::app::{App, SignIn};
-use crate::auth::{self, Authenticated, CookieDelivery};
-use crate::config::FrontProxy;
-use crate::forward_auth::{self, CookiePath, Original};
+use crate::auth::{self, CookieDelivery};
+use crate::forward_auth::endpoint;
 use crate::headers;
 use crate::identity::{set_identity_headers, HeaderSet, Principal};
 use crate::proxy::Body;
 use crate::reject::{Reject, Style};
-use crate::respond::{self, query_param};
-use crate::{admin, signin};
+use crate::respond;
+use crate::{admin, signin, userinfo};
 
-/// Who the request is from, as far as the connection tells.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    /// TCP peer address.
-    pub addr: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// Which worker runtime serves the connection.
-    pub worker: usize,
-}
+pub use crate::headers::Peer;
 
 /// How long the upstream took to send its response head (a response extension, for the
 /// access log).
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTime(pub std::time::Duration);
+
+/// The client's address as labgate works it out: the peer, or the first untrusted
+/// `X-Forwarded-For` hop behind a trusted proxy.
+fn client_of(app: &App, peer: Peer, headers: &http::HeaderMap) -> std::net::IpAddr {
+    headers::client_ip(headers, peer.addr.ip(), &app.config.server.trusted_proxies)
+}
 
 /// Whether the peer is one of `server.trusted_proxies`.
 fn trusted(app: &App, peer: Peer) -> bool {
@@ -186,10 +182,8 @@ async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<B
     }
     // Envoy's ext_authz appends the original path, dot segments and all, to the auth path:
     // decided on the raw target, before normalisation could walk it out of `/auth/`.
-    if envoy_form_served(app) {
-        if let Some(suffix) = envoy_suffix(app, &req) {
-            return forward_auth(app, peer, &req, Some(&suffix)).await;
-        }
+    if let Some(suffix) = endpoint::envoy_suffix(app, &req) {
+        return endpoint::forward_auth(app, peer, &req, Some(&suffix)).await;
     }
     let views = PathViews::new(req.uri().path());
     if let Some(why) = views.refused() {
@@ -284,20 +278,24 @@ async fn endpoint(
     let method = req.method().clone();
     match (method, rest) {
         (Method::GET | Method::HEAD, "/sign_in") => {
-            let original = read_original(app, peer, &req, "").ok().flatten();
+            let original = endpoint::read_original(app, peer, &req, "").ok().flatten();
             signin::sign_in(app, &req, original.as_ref())
         }
         (Method::GET | Method::HEAD, "/start") => signin::start(app, &req).await,
         (Method::GET, "/callback") => signin::callback(app, &req).await,
         (Method::GET | Method::POST, "/sign_out") => signin::sign_out(app, &req).await,
-        (Method::GET | Method::HEAD, "/userinfo") => userinfo(app, peer, &req).await,
-        (Method::GET | Method::HEAD, "/jwks.json") => jwks(app, &req),
+        (Method::GET | Method::HEAD, "/userinfo") => {
+            userinfo::userinfo(app, client_of(app, peer, req.headers()), &req).await
+        }
+        (Method::GET | Method::HEAD, "/jwks.json") => userinfo::jwks(app, &req),
         (Method::GET, "/metrics")
             if app.config.server.metrics_public && app.config.server.metrics_listen.is_none() =>
         {
             admin::metrics_response(app)
         }
-        (Method::GET | Method::HEAD, "/auth") => forward_auth(app, peer, &req, None).await,
+        (Method::GET | Method::HEAD, "/auth") => {
+            endpoint::forward_auth(app, peer, &req, None).await
+        }
         (
             _,
             "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
@@ -312,81 +310,6 @@ async fn endpoint(
             "not_found",
             "no such labgate endpoint",
         ),
-    }
-}
-
-/// Whether `{prefix}/auth/<original path>` (Envoy's HTTP ext_authz) is served.
-fn envoy_form_served(app: &App) -> bool {
-    matches!(
-        app.config.server.forward_auth_source,
-        FrontProxy::Auto | FrontProxy::Envoy
-    )
-}
-
-/// The original path and query Envoy appended to `{prefix}/auth`, taken from the raw
-/// request target (its dot segments are the original's, judged like any other path).
-fn envoy_suffix<B>(app: &App, req: &Request<B>) -> Option<String> {
-    let base = app.url("/auth");
-    let path = req.uri().path().strip_prefix(base.as_str())?;
-    if !path.starts_with('/') || req.method() == Method::CONNECT {
-        return None;
-    }
-    Some(match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    })
-}
-
-/// The original request a trusted front proxy names, from the one configured source.
-fn read_original<B>(
-    app: &App,
-    peer: Peer,
-    req: &Request<B>,
-    suffix: &str,
-) -> Result<Option<Original>, forward_auth::OriginalError> {
-    forward_auth::original(
-        req.headers(),
-        req.method(),
-        suffix,
-        app.config.server.forward_auth_source,
-        trusted(app, peer),
-    )
-}
-
-/// Authenticate -> decide: the one admission every entry point uses. `paths` is `None`
-/// when the original request is unknown; `narrowing` is a forward-auth location's.
-async fn admit(
-    app: &App,
-    peer: Peer,
-    headers: &http::HeaderMap,
-    paths: Option<&PathViews>,
-    narrowing: Option<&Rules>,
-    delivery: CookieDelivery,
-) -> Result<Authenticated, Reject> {
-    let client = headers::client_ip(headers, peer.addr.ip(), &app.config.server.trusted_proxies);
-    let a = auth::authenticate(app, headers, client, delivery).await?;
-    crate::telemetry::record_caller(&a.principal);
-    match app
-        .config
-        .access
-        .decide(a.principal.subject(), paths, narrowing)
-    {
-        Decision::Allow => Ok(a),
-        Decision::Deny(deny) => {
-            tracing::info!(
-                target: "labgate::audit",
-                user = %a.principal.username(),
-                kind = a.principal.kind(),
-                rule = deny.code(),
-                path = paths.map_or("(unknown)", |p| p.forward.as_str()),
-                "access denied"
-            );
-            Err(Reject::Forbidden {
-                name: a.principal.username().to_owned(),
-                deny,
-                cookies: a.cookies,
-            })
-        }
     }
 }
 
@@ -407,9 +330,9 @@ async fn proxy(
     let (principal, cookies) = if app.config.access.is_public(&method, views) {
         (None, Vec::new())
     } else {
-        match admit(
+        match auth::authorize(
             app,
-            peer,
+            client_of(app, peer, req.headers()),
             req.headers(),
             Some(views),
             None,
@@ -536,217 +459,4 @@ fn private_html(resp: &mut Response<Body>) {
         resp.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     }
-}
-
-/// `{prefix}/auth` (nginx, ingress-nginx, Traefik, Caddy: 202) and
-/// `{prefix}/auth/<original path>` (Envoy: 200): the same admission as the proxy, for the
-/// original request the front proxy names.
-async fn forward_auth<B>(
-    app: &App,
-    peer: Peer,
-    req: &Request<B>,
-    envoy: Option<&str>,
-) -> Response<Body> {
-    let html = respond::wants_html(req.headers());
-    let original = match read_original(app, peer, req, envoy.unwrap_or("")) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "forward-auth request refused");
-            return Reject::BadRequest {
-                code: "ambiguous_original_request",
-                message: e.to_string(),
-            }
-            .render(&app.pages, &Style::default());
-        }
-    };
-    // Envoy appends the original query to the check request: it is the app's, not ours.
-    let query = if envoy.is_some() {
-        None
-    } else {
-        req.uri().query()
-    };
-    let narrowing = match forward_auth::narrowing_lists(query)
-        .map(|[users, groups, ci]| crate::config::narrowing(&users, &groups, &ci))
-        .transpose()
-    {
-        Ok(n) => n,
-        Err(e) => {
-            return Reject::BadRequest {
-                code: "bad_request",
-                message: e,
-            }
-            .render(&app.pages, &Style::default())
-        }
-    };
-    let views = original.as_ref().map(Original::views);
-    if let Some(why) = views.as_ref().and_then(PathViews::refused) {
-        return Reject::BadRequest {
-            code: "bad_path",
-            message: why.to_owned(),
-        }
-        .render(&app.pages, &Style::default());
-    }
-    if let (
-        Some(Original {
-            method: Some(m), ..
-        }),
-        Some(v),
-    ) = (&original, &views)
-    {
-        if app.config.access.is_public(m, v) {
-            return granted(app, None, Vec::new(), envoy.is_some());
-        }
-    }
-    // Traefik, Caddy and Envoy hand a non-2xx answer to the browser: `?mode=redirect` (always
-    // for Envoy, whose query is the app's) turns "not signed in" into a redirect to the
-    // sign-in page, for a browser navigation.
-    let redirect_mode =
-        envoy.is_some() || query_param(query, "mode").is_some_and(|m| m == "redirect");
-    let navigation = html
-        && redirect_mode
-        && original
-            .as_ref()
-            .is_some_and(|o| matches!(o.method, Some(Method::GET | Method::HEAD)));
-    // Where the browser was going, if labgate may send it there.
-    let destination = || original.as_ref().and_then(|o| app.original_destination(o));
-    // Caddy and Envoy Gateway drop Set-Cookie from a 2xx auth answer (and with `auto`,
-    // Traefik's and Caddy's shared headers cannot tell which is asking): a rotated session
-    // cookie reaches the browser only on a redirect back to the same page, so only
-    // navigations revalidate. A default never loses a session.
-    let cookie_path = if envoy.is_some() {
-        CookiePath::Redirect
-    } else {
-        CookiePath::of(app.config.server.forward_auth_source, original.as_ref())
-    };
-    let cookie_on_2xx = cookie_path != CookiePath::Redirect;
-    let delivery = if cookie_on_2xx || navigation {
-        CookieDelivery::Delivered
-    } else {
-        CookieDelivery::Dropped
-    };
-    match admit(
-        app,
-        peer,
-        req.headers(),
-        views.as_ref(),
-        narrowing.as_ref(),
-        delivery,
-    )
-    .await
-    {
-        Ok(a) if !cookie_on_2xx && !a.cookies.is_empty() => match destination() {
-            Some(back) => {
-                respond::with_cookies(respond::redirect(&app.absolute_url(&back)), a.cookies)
-            }
-            None => granted(app, Some(&a.principal), Vec::new(), envoy.is_some()),
-        },
-        Ok(a) => {
-            let mut resp = granted(app, Some(&a.principal), a.cookies, envoy.is_some());
-            if cookie_path == CookiePath::Numbered {
-                forward_auth::number_cookies(resp.headers_mut());
-            }
-            resp
-        }
-        Err(reject) => {
-            let style = Style {
-                html,
-                sign_in: navigation.then(|| {
-                    let rd = destination().unwrap_or_else(|| "/".into());
-                    app.sign_in_url(&rd, SignIn::EntryAbsolute)
-                }),
-            };
-            reject.render(&app.pages, &style)
-        }
-    }
-}
-
-/// An allowing forward-auth answer: 202 (200 for Envoy, which treats only 200 as allow)
-/// with every identity header present.
-fn granted(
-    app: &App,
-    principal: Option<&Principal>,
-    cookies: Vec<String>,
-    envoy: bool,
-) -> Response<Body> {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = if envoy {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    let cfg = &app.config.identity;
-    let assertion = principal.and_then(|p| app.signer.assertion(p, app.clock.now()));
-    let token = cfg
-        .pass_access_token
-        .then(|| principal.map_or("", |p| p.session().access_token.as_str()));
-    forward_auth::answer_headers(
-        resp.headers_mut(),
-        principal,
-        &cfg.assertion_header,
-        assertion,
-        token,
-    );
-    respond::with_cookies(resp, cookies)
-}
-
-/// `GET /userinfo`: the caller's identity as JSON, after the same admission as any
-/// request to this path.
-async fn userinfo<B>(app: &App, peer: Peer, req: &Request<B>) -> Response<Body> {
-    let views = PathViews::new(req.uri().path());
-    match admit(
-        app,
-        peer,
-        req.headers(),
-        Some(&views),
-        None,
-        CookieDelivery::Delivered,
-    )
-    .await
-    {
-        Ok(a) => {
-            let u = &a.principal.session().user;
-            let body = serde_json::json!({
-                "user": u.username,
-                "preferred_username": u.username,
-                "user_id": u.id,
-                "name": u.name,
-                "email": if u.email_verified { u.email.clone() } else { None },
-                "email_verified": u.email_verified,
-                "groups": u.groups,
-                "kind": a.principal.kind(),
-            });
-            respond::with_cookies(respond::json(StatusCode::OK, &body), a.cookies)
-        }
-        Err(reject) => reject.render(&app.pages, &Style::default()),
-    }
-}
-
-/// `GET /jwks.json`: the keys that verify the assertion, with an ETag.
-fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let (body, etag) = app.signer.jwks();
-    let matches = req
-        .headers()
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.trim() == "*" || t.trim().trim_start_matches("W/") == etag.to_str().unwrap_or("")
-        });
-    let mut resp = if matches {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let mut r = Response::new(Body::from(body));
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        r
-    };
-    resp.headers_mut().insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=60"),
-    );
-    resp.headers_mut().insert(ETAG, etag);
-    resp
 }

@@ -1,13 +1,15 @@
 //! The authenticate phase: who is calling? A bearer credential (CI/CD ID token or GitLab
 //! access token, `bearer.rs`) or a session cookie (`session.rs`: load, single-flight and
 //! cross-replica revalidation with GitLab, grace) becomes a typed [`Principal`], or a
-//! [`Reject`]. What the caller may do is decided afterwards by [`crate::access`], the same
-//! way for every kind of caller.
+//! [`Reject`]. What the caller may do is decided by [`crate::access`] in [`authorize`], the
+//! same way for every kind of caller.
 
 pub mod bearer;
 pub mod session;
 
 use http::HeaderMap;
+
+use crate::access::{Decision, PathViews, Rules};
 
 use crate::app::App;
 use crate::identity::Principal;
@@ -50,4 +52,42 @@ pub async fn authenticate(
         });
     }
     session::authenticate(app, headers, delivery).await
+}
+
+/// Authenticate -> decide: the one admission every entry point uses (the proxy,
+/// `/oauth2/auth`, `/oauth2/userinfo`). `client` is the caller's address as labgate worked
+/// it out; `paths` is `None` when the original request is unknown; `narrowing` is a
+/// forward-auth location's.
+pub async fn authorize(
+    app: &App,
+    client: std::net::IpAddr,
+    headers: &HeaderMap,
+    paths: Option<&PathViews>,
+    narrowing: Option<&Rules>,
+    delivery: CookieDelivery,
+) -> Result<Authenticated, Reject> {
+    let a = authenticate(app, headers, client, delivery).await?;
+    crate::telemetry::record_caller(&a.principal);
+    match app
+        .config
+        .access
+        .decide(a.principal.subject(), paths, narrowing)
+    {
+        Decision::Allow => Ok(a),
+        Decision::Deny(deny) => {
+            tracing::info!(
+                target: "labgate::audit",
+                user = %a.principal.username(),
+                kind = a.principal.kind(),
+                rule = deny.code(),
+                path = paths.map_or("(unknown)", |p| p.forward.as_str()),
+                "access denied"
+            );
+            Err(Reject::Forbidden {
+                name: a.principal.username().to_owned(),
+                deny,
+                cookies: a.cookies,
+            })
+        }
+    }
 }

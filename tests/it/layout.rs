@@ -19,6 +19,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("router", 7),
     ("signin", 6),
     ("admin", 6),
+    ("userinfo", 6),
     ("forward_auth::endpoint", 6),
     ("auth", 5),
     ("reject", 4),

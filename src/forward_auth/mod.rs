@@ -18,6 +18,8 @@
 //! more than one, so a client's extra header can never outvote the proxy's. Nothing is
 //! believed from a peer outside `server.trusted_proxies`.
 
+pub mod endpoint;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 

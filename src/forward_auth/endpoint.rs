@@ -1,0 +1,217 @@
+//! `{prefix}/auth` (nginx, ingress-nginx, Traefik, Caddy: 202) and
+//! `{prefix}/auth/<original path>` (Envoy: 200): the same admission as the proxy
+//! ([`crate::auth::authorize`]) for the original request the front proxy names (read by the
+//! pure half of this module), answered with the identity headers the proxy copies.
+
+use http::{Method, Request, Response, StatusCode};
+
+use super::{CookiePath, Original};
+use crate::access::PathViews;
+use crate::app::{App, SignIn};
+use crate::auth::{self, CookieDelivery};
+use crate::config::FrontProxy;
+use crate::forward_auth;
+use crate::headers::{self, Peer};
+use crate::identity::Principal;
+use crate::proxy::Body;
+use crate::reject::{Reject, Style};
+use crate::respond::{self, query_param};
+
+/// Whether `{prefix}/auth/<original path>` (Envoy's HTTP ext_authz) is served.
+fn envoy_form_served(app: &App) -> bool {
+    matches!(
+        app.config.server.forward_auth_source,
+        FrontProxy::Auto | FrontProxy::Envoy
+    )
+}
+
+/// The original path and query Envoy appended to `{prefix}/auth`, taken from the raw
+/// request target (its dot segments are the original's, judged like any other path).
+/// `None` when the Envoy form is not served (`forward_auth_source` neither `auto` nor
+/// `envoy`).
+pub fn envoy_suffix<B>(app: &App, req: &Request<B>) -> Option<String> {
+    if !envoy_form_served(app) {
+        return None;
+    }
+    let base = app.url("/auth");
+    let path = req.uri().path().strip_prefix(base.as_str())?;
+    if !path.starts_with('/') || req.method() == Method::CONNECT {
+        return None;
+    }
+    Some(match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    })
+}
+
+/// The original request a trusted front proxy names, from the one configured source.
+pub fn read_original<B>(
+    app: &App,
+    peer: Peer,
+    req: &Request<B>,
+    suffix: &str,
+) -> Result<Option<Original>, forward_auth::OriginalError> {
+    forward_auth::original(
+        req.headers(),
+        req.method(),
+        suffix,
+        app.config.server.forward_auth_source,
+        headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip()),
+    )
+}
+
+/// `{prefix}/auth` (nginx, ingress-nginx, Traefik, Caddy: 202) and
+/// `{prefix}/auth/<original path>` (Envoy: 200): the same admission as the proxy, for the
+/// original request the front proxy names.
+pub async fn forward_auth<B>(
+    app: &App,
+    peer: Peer,
+    req: &Request<B>,
+    envoy: Option<&str>,
+) -> Response<Body> {
+    let html = respond::wants_html(req.headers());
+    let original = match read_original(app, peer, req, envoy.unwrap_or("")) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "forward-auth request refused");
+            return Reject::BadRequest {
+                code: "ambiguous_original_request",
+                message: e.to_string(),
+            }
+            .render(&app.pages, &Style::default());
+        }
+    };
+    // Envoy appends the original query to the check request: it is the app's, not ours.
+    let query = if envoy.is_some() {
+        None
+    } else {
+        req.uri().query()
+    };
+    let narrowing = match forward_auth::narrowing_lists(query)
+        .map(|[users, groups, ci]| crate::config::narrowing(&users, &groups, &ci))
+        .transpose()
+    {
+        Ok(n) => n,
+        Err(e) => {
+            return Reject::BadRequest {
+                code: "bad_request",
+                message: e,
+            }
+            .render(&app.pages, &Style::default())
+        }
+    };
+    let views = original.as_ref().map(Original::views);
+    if let Some(why) = views.as_ref().and_then(PathViews::refused) {
+        return Reject::BadRequest {
+            code: "bad_path",
+            message: why.to_owned(),
+        }
+        .render(&app.pages, &Style::default());
+    }
+    if let (
+        Some(Original {
+            method: Some(m), ..
+        }),
+        Some(v),
+    ) = (&original, &views)
+    {
+        if app.config.access.is_public(m, v) {
+            return granted(app, None, Vec::new(), envoy.is_some());
+        }
+    }
+    // Traefik, Caddy and Envoy hand a non-2xx answer to the browser: `?mode=redirect` (always
+    // for Envoy, whose query is the app's) turns "not signed in" into a redirect to the
+    // sign-in page, for a browser navigation.
+    let redirect_mode =
+        envoy.is_some() || query_param(query, "mode").is_some_and(|m| m == "redirect");
+    let navigation = html
+        && redirect_mode
+        && original
+            .as_ref()
+            .is_some_and(|o| matches!(o.method, Some(Method::GET | Method::HEAD)));
+    // Where the browser was going, if labgate may send it there.
+    let destination = || original.as_ref().and_then(|o| app.original_destination(o));
+    // Caddy and Envoy Gateway drop Set-Cookie from a 2xx auth answer (and with `auto`,
+    // Traefik's and Caddy's shared headers cannot tell which is asking): a rotated session
+    // cookie reaches the browser only on a redirect back to the same page, so only
+    // navigations revalidate. A default never loses a session.
+    let cookie_path = if envoy.is_some() {
+        CookiePath::Redirect
+    } else {
+        CookiePath::of(app.config.server.forward_auth_source, original.as_ref())
+    };
+    let cookie_on_2xx = cookie_path != CookiePath::Redirect;
+    let delivery = if cookie_on_2xx || navigation {
+        CookieDelivery::Delivered
+    } else {
+        CookieDelivery::Dropped
+    };
+    let client = headers::client_ip(
+        req.headers(),
+        peer.addr.ip(),
+        &app.config.server.trusted_proxies,
+    );
+    match auth::authorize(
+        app,
+        client,
+        req.headers(),
+        views.as_ref(),
+        narrowing.as_ref(),
+        delivery,
+    )
+    .await
+    {
+        Ok(a) if !cookie_on_2xx && !a.cookies.is_empty() => match destination() {
+            Some(back) => {
+                respond::with_cookies(respond::redirect(&app.absolute_url(&back)), a.cookies)
+            }
+            None => granted(app, Some(&a.principal), Vec::new(), envoy.is_some()),
+        },
+        Ok(a) => {
+            let mut resp = granted(app, Some(&a.principal), a.cookies, envoy.is_some());
+            if cookie_path == CookiePath::Numbered {
+                forward_auth::number_cookies(resp.headers_mut());
+            }
+            resp
+        }
+        Err(reject) => {
+            let style = Style {
+                html,
+                sign_in: navigation.then(|| {
+                    let rd = destination().unwrap_or_else(|| "/".into());
+                    app.sign_in_url(&rd, SignIn::EntryAbsolute)
+                }),
+            };
+            reject.render(&app.pages, &style)
+        }
+    }
+}
+
+/// An allowing forward-auth answer: 202 (200 for Envoy, which treats only 200 as allow)
+/// with every identity header present.
+fn granted(
+    app: &App,
+    principal: Option<&Principal>,
+    cookies: Vec<String>,
+    envoy: bool,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = if envoy {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let cfg = &app.config.identity;
+    let assertion = principal.and_then(|p| app.signer.assertion(p, app.clock.now()));
+    let token = cfg
+        .pass_access_token
+        .then(|| principal.map_or("", |p| p.session().access_token.as_str()));
+    forward_auth::answer_headers(
+        resp.headers_mut(),
+        principal,
+        &cfg.assertion_header,
+        assertion,
+        token,
+    );
+    respond::with_cookies(resp, cookies)
+}
