@@ -110,6 +110,18 @@ const OVERRIDES: &[&str] = &[
     "fastly-client-ip",
     "client-ip",
     "x-original-forwarded-for",
+    // A client certificate's identity, as a TLS-terminating proxy passes it on.
+    "x-forwarded-client-cert",
+    "x-client-cert",
+    "x-client-verify",
+    "x-ssl-cert",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
+    "x-ssl-client-s-dn",
+    "x-ssl-client-i-dn",
+    "x-ssl-client-dn",
 ];
 
 /// Method overrides (Rails' and Laravel's `X-HTTP-Method-Override`, Express's
@@ -235,18 +247,38 @@ const IDENTITY_EXACT: &[&str] = &[
     // Other auth proxies' identity headers, which apps are often set up to trust
     // (Authelia's and Authentik's `Remote-*`, Grafana's and Gitea's `X-WEBAUTH-USER`,
     // Apache's `X-Remote-User`): labgate never sets them, so a copy is a client's forgery.
-    "remote-user",
-    "remote-email",
-    "remote-groups",
-    "remote-name",
-    "x-remote-user",
-    "x-webauth-user",
     "x-user",
+    "x-email",
     "x-auth-user",
+    "x-auth-email",
+    "x-auth-groups",
+    "x-auth-username",
+    "gap-auth",
+    "x-goog-iap-jwt-assertion",
+    "tailscale-user-login",
+    "tailscale-user-name",
+    "tailscale-user-profile-pic",
 ];
 
-/// Identity header prefixes (same normalisation).
-const IDENTITY_PREFIXES: &[&str] = &["x-labgate-", "x-auth-request-"];
+/// Identity header prefixes (same normalisation): labgate's own, and other auth proxies'
+/// that apps are set up to trust (Authelia's `Remote-*`, Grafana's and Gitea's
+/// `X-WEBAUTH-*`, Apache's `X-Remote-*`, authentik, mod_auth_openidc's `OIDC_CLAIM_*`,
+/// Cloudflare Access, Google IAP, Azure App Service, AWS ALB, Pomerium).
+const IDENTITY_PREFIXES: &[&str] = &[
+    "x-labgate-",
+    "x-auth-request-",
+    "remote-",
+    "x-remote-",
+    "x-webauth-",
+    "x-authentik-",
+    "oidc-claim-",
+    "oidc-access-token",
+    "cf-access-",
+    "x-goog-authenticated-user-",
+    "x-ms-client-principal",
+    "x-amzn-oidc-",
+    "x-pomerium-",
+];
 
 /// Whether `name` is an identity header in any spelling.
 pub fn is_identity_header(name: &str, assertion_header: &str) -> bool {

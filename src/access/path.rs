@@ -54,6 +54,11 @@ pub struct PathViews {
     /// characters at both ends and of trailing dots (Windows) before dot segments are
     /// removed (`/admin%20`, `/%20admin`, `/admin.%20`, `/public/%20../admin`).
     pub lenient: String,
+    /// `resolved` of the whole path, not cut at a decoded `?` or `#` (`/public/x%3f%2f..%2fadmin`
+    /// is `/admin` to a static file server that decodes, then resolves).
+    pub resolved_whole: String,
+    /// `lenient` of the whole path, likewise.
+    pub lenient_whole: String,
     /// Why no application should be handed this path, if so: it decodes to a control
     /// character (NUL, C0, DEL, C1) or to an overlong UTF-8 sequence, or it is still
     /// changing after [`DECODE_ROUNDS`].
@@ -71,8 +76,20 @@ impl PathViews {
         } else {
             format!("/{forward}")
         };
-        let (decoded, stable, overlong) = decode_to_fixed_point(raw);
-        let refused = if decoded.chars().any(char::is_control) {
+        let (whole, stable, overlong) = decode_to_fixed_point(raw);
+        // Encoded `#` and `?` end the path for apps that decode before routing, and not for
+        // those that decode and resolve the whole (a static file server, `http.server`):
+        // both are readings.
+        let decoded = whole.split(['#', '?']).next().unwrap_or("").to_owned();
+        let slashed = decoded.replace('\\', "/");
+        let slashed_whole = whole.replace('\\', "/");
+        let loose = loosen(&slashed);
+        let loose_whole = loosen(&slashed_whole);
+        let refused = if whole
+            .chars()
+            .chain(loose_whole.chars())
+            .any(char::is_control)
+        {
             Some("the path decodes to a control character")
         } else if overlong {
             Some("the path holds an overlong UTF-8 encoding")
@@ -81,23 +98,12 @@ impl PathViews {
         } else {
             None
         };
-        // Encoded `#` and `?` end the path for apps that decode before routing.
-        let decoded = decoded.split(['#', '?']).next().unwrap_or("").to_owned();
-        let slashed = decoded.replace('\\', "/");
-        let loose: String = decode_percent_u(&slashed)
-            .chars()
-            .map(|c| {
-                CONFUSABLES
-                    .iter()
-                    .find(|(from, _)| *from == c)
-                    .map_or(c, |(_, to)| *to)
-            })
-            .collect();
-        let loose = loose.replace('\\', "/");
         PathViews {
             forward,
             resolved: resolve(&slashed, false),
             lenient: resolve(&loose, true),
+            resolved_whole: resolve(&slashed_whole, false),
+            lenient_whole: resolve(&loose_whole, true),
             decoded: if decoded.starts_with('/') {
                 decoded
             } else {
@@ -114,8 +120,15 @@ impl PathViews {
 
     /// Every strict reading (the same string repeated when they agree): public paths must
     /// match every one of them.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.forward, &self.decoded, &self.resolved, &self.lenient]
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.forward,
+            &self.decoded,
+            &self.resolved,
+            &self.lenient,
+            &self.resolved_whole,
+            &self.lenient_whole,
+        ]
     }
 
     /// Every reading a route is matched against (SPEC §9): the strict ones, plus the
@@ -126,9 +139,7 @@ impl PathViews {
     /// matches, so the stricter answer wins. Distinct readings only.
     pub fn route_readings(&self) -> Vec<Cow<'_, str>> {
         let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(self.forward.as_str())];
-        if self.decoded == self.forward
-            && self.resolved == self.forward
-            && self.lenient == self.forward
+        if self.all().iter().all(|r| *r == self.forward)
             && self.forward.is_ascii()
             && !self
                 .forward
@@ -138,19 +149,33 @@ impl PathViews {
             return out;
         }
         let lenient_lower = fold_case(&self.lenient);
+        let whole_lower = fold_case(&self.lenient_whole);
         let bare = strip_formats(&lenient_lower);
+        let bare_whole = strip_formats(&whole_lower);
         for r in [
             Cow::Borrowed(self.decoded.as_str()),
             Cow::Borrowed(self.resolved.as_str()),
             Cow::Borrowed(self.lenient.as_str()),
+            Cow::Borrowed(self.resolved_whole.as_str()),
+            Cow::Borrowed(self.lenient_whole.as_str()),
             Cow::Owned(fold_case(&self.forward)),
             Cow::Owned(fold_case(&self.decoded)),
             Cow::Owned(fold_case(&self.resolved)),
             Cow::Owned(lenient_lower),
+            Cow::Owned(whole_lower),
             Cow::Owned(bare),
+            Cow::Owned(bare_whole),
         ] {
             if !out.contains(&r) {
                 out.push(r);
+            }
+        }
+        // A PHP front controller (`/index.php/admin`): Symfony and Laravel route on the
+        // PATH_INFO after the script.
+        let scripts: Vec<String> = out.iter().filter_map(|r| after_script(r)).collect();
+        for r in scripts {
+            if !out.iter().any(|o| *o == r) {
+                out.push(Cow::Owned(r));
             }
         }
         out
@@ -191,6 +216,38 @@ fn has_overlong(bytes: &[u8]) -> bool {
                 | (Some(0xf0), Some(0x80..=0x8f))
         )
     })
+}
+
+/// A decoded path as lenient routers read it: `%uXXXX` decoded (IIS), fullwidth forms
+/// (U+FF01..U+FF5E: `ａ`, `／`, `．`) and the other NFKC look-alikes of `.` and `/` mapped to
+/// ASCII, `\\` as `/`.
+fn loosen(decoded: &str) -> String {
+    decode_percent_u(decoded)
+        .chars()
+        .map(|c| match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(u32::from(c) - 0xfee0).unwrap_or(c),
+            c => CONFUSABLES
+                .iter()
+                .find(|(from, _)| *from == c)
+                .map_or(c, |(_, to)| *to),
+        })
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect()
+}
+
+/// The path after a PHP script segment that is followed by more (`/index.php/admin` is
+/// `/admin` to the front controller), if there is one.
+fn after_script(path: &str) -> Option<String> {
+    let mut segments = path.split('/');
+    let mut seen = 0;
+    for seg in segments.by_ref() {
+        seen += 1;
+        if seen > 1 && seg.to_ascii_lowercase().ends_with(".php") {
+            let rest: Vec<&str> = segments.collect();
+            return (!rest.is_empty()).then(|| format!("/{}", rest.join("/")));
+        }
+    }
+    None
 }
 
 /// IIS's `%uXXXX` escapes decoded; anything else kept as it is.
@@ -477,6 +534,42 @@ mod tests {
         for raw in ["/", "/admin%20x", "/caf%C3%A9", "/a%2fb", "/100%", "/%zz"] {
             assert_eq!(PathViews::new(raw).refused(), None, "{raw}");
         }
+    }
+
+    #[test]
+    fn an_encoded_query_or_fragment_does_not_hide_the_rest() {
+        for raw in [
+            "/public/x%3f%2f..%2f..%2fadmin/secret.txt",
+            "/public/x%23%2f..%2f..%2fadmin/secret.txt",
+            "/public/x%253f%2f..%2f..%2fadmin",
+        ] {
+            let v = PathViews::new(raw);
+            assert!(
+                v.all().iter().any(|r| r.starts_with("/admin")),
+                "{raw}: {:?}",
+                v.all()
+            );
+        }
+        // A `?` in a page name is still a path.
+        let v = PathViews::new("/wiki/What%3F");
+        assert!(v.all().iter().all(|r| r.starts_with("/wiki/What")), "{v:?}");
+    }
+
+    #[test]
+    fn fullwidth_letters_and_php_front_controllers() {
+        assert!(PathViews::new("/%ef%bd%81dmin").lenient == "/admin");
+        let has = |raw: &str, want: &str| {
+            PathViews::new(raw)
+                .route_readings()
+                .iter()
+                .any(|r| r.as_ref() == want)
+        };
+        assert!(has("/index.php/admin", "/admin"));
+        assert!(has("/app.php/admin/users", "/admin/users"));
+        assert!(has("/x/INDEX.PHP/admin", "/admin"));
+        assert!(!has("/index.php", "/"));
+        // %u escapes to control characters are refused like percent ones.
+        assert!(PathViews::new("/public/%u0000").refused().is_some());
     }
 
     #[test]

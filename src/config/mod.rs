@@ -127,6 +127,12 @@ pub enum FrontProxy {
 }
 
 impl FrontProxy {
+    /// Whether the proxy may append the original path to the auth URL
+    /// (`{prefix}/auth/<path>`, Envoy's HTTP ext_authz), so that form is served.
+    pub fn appends_original_path(self) -> bool {
+        matches!(self, FrontProxy::Auto | FrontProxy::Envoy)
+    }
+
     /// The name `server.forward_auth_source` takes.
     pub fn name(self) -> &'static str {
         match self {

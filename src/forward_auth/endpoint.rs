@@ -9,7 +9,6 @@ use super::{CookiePath, Original};
 use crate::access::PathViews;
 use crate::app::{App, SignIn};
 use crate::auth::{self, CookieDelivery};
-use crate::config::FrontProxy;
 use crate::forward_auth;
 use crate::headers::{self, Peer};
 use crate::identity::Principal;
@@ -17,20 +16,17 @@ use crate::proxy::Body;
 use crate::reject::{Reject, Style};
 use crate::respond::{self, query_param};
 
-/// Whether `{prefix}/auth/<original path>` (Envoy's HTTP ext_authz) is served.
-fn envoy_form_served(app: &App) -> bool {
-    matches!(
-        app.config.server.forward_auth_source,
-        FrontProxy::Auto | FrontProxy::Envoy
-    )
-}
-
 /// The original path and query Envoy appended to `{prefix}/auth`, taken from the raw
 /// request target (its dot segments are the original's, judged like any other path).
 /// `None` when the Envoy form is not served (`forward_auth_source` neither `auto` nor
 /// `envoy`).
 pub fn envoy_suffix<B>(app: &App, req: &Request<B>) -> Option<String> {
-    if !envoy_form_served(app) {
+    if !app
+        .config
+        .server
+        .forward_auth_source
+        .appends_original_path()
+    {
         return None;
     }
     let base = app.url("/auth");
@@ -70,44 +66,20 @@ pub async fn forward_auth<B>(
     envoy: Option<&str>,
 ) -> Response<Body> {
     let html = respond::wants_html(req.headers());
-    let original = match read_original(app, peer, req, envoy.unwrap_or("")) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "forward-auth request refused");
-            return Reject::BadRequest {
-                code: "ambiguous_original_request",
-                message: e.to_string(),
-            }
-            .render(&app.pages, &Style::default());
-        }
-    };
     // Envoy appends the original query to the check request: it is the app's, not ours.
     let query = if envoy.is_some() {
         None
     } else {
         req.uri().query()
     };
-    let narrowing = match forward_auth::narrowing_lists(query)
-        .map(|[users, groups, ci]| crate::config::narrowing(&users, &groups, &ci))
-        .transpose()
-    {
-        Ok(n) => n,
-        Err(e) => {
-            return Reject::BadRequest {
-                code: "bad_request",
-                message: e,
-            }
-            .render(&app.pages, &Style::default())
-        }
+    let Asked {
+        original,
+        views,
+        narrowing,
+    } = match asked(app, peer, req, envoy, query) {
+        Ok(a) => a,
+        Err(reject) => return reject.render(&app.pages, &Style::default()),
     };
-    let views = original.as_ref().map(Original::views);
-    if let Some(why) = views.as_ref().and_then(PathViews::refused) {
-        return Reject::BadRequest {
-            code: "bad_path",
-            message: why.to_owned(),
-        }
-        .render(&app.pages, &Style::default());
-    }
     if let (
         Some(Original {
             method: Some(m), ..
@@ -185,6 +157,43 @@ pub async fn forward_auth<B>(
             reject.render(&app.pages, &style)
         }
     }
+}
+
+/// What a forward-auth request asks about: the original request (if the proxy named one),
+/// its path readings, and the location's narrowing.
+struct Asked {
+    original: Option<Original>,
+    views: Option<PathViews>,
+    narrowing: Option<crate::access::Rules>,
+}
+
+/// Reads what the request asks about, or why it cannot be answered (400): original-request
+/// headers of two proxies, a malformed one, a path that must be refused, bad narrowing.
+fn asked<B>(
+    app: &App,
+    peer: Peer,
+    req: &Request<B>,
+    envoy: Option<&str>,
+    query: Option<&str>,
+) -> Result<Asked, Reject> {
+    let bad = |code, message: String| Reject::BadRequest { code, message };
+    let original = read_original(app, peer, req, envoy.unwrap_or("")).map_err(|e| {
+        tracing::warn!(error = %e, "forward-auth request refused");
+        bad("ambiguous_original_request", e.to_string())
+    })?;
+    let narrowing = forward_auth::Narrowing::from_query(query)
+        .map(|n| crate::config::narrowing(&n.users, &n.groups, &n.ci_jobs))
+        .transpose()
+        .map_err(|e| bad("bad_request", e))?;
+    let views = original.as_ref().map(Original::views);
+    if let Some(why) = views.as_ref().and_then(PathViews::refused) {
+        return Err(bad("bad_path", why.to_owned()));
+    }
+    Ok(Asked {
+        original,
+        views,
+        narrowing,
+    })
 }
 
 /// An allowing forward-auth answer: 202 (200 for Envoy, which treats only 200 as allow)

@@ -313,29 +313,43 @@ impl Original {
     }
 }
 
-/// The raw narrowing lists of a forward-auth query (`allowed_groups`, `allowed_users`,
-/// `allowed_ci_jobs`, comma-separated); `None` when the query sets none.
-pub fn narrowing_lists(query: Option<&str>) -> Option<[Vec<String>; 3]> {
-    let list = |name: &str| -> Vec<String> {
-        let mut out = Vec::new();
-        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            if k == name {
-                out.extend(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned),
-                );
+/// The allow-lists a protected location adds in its forward-auth query
+/// (`allowed_users`, `allowed_groups`, `allowed_ci_jobs`, comma-separated, repeatable),
+/// unchecked: `config::narrowing` compiles them with the file's syntax.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    /// `allowed_users`.
+    pub users: Vec<String>,
+    /// `allowed_groups`.
+    pub groups: Vec<String>,
+    /// `allowed_ci_jobs`.
+    pub ci_jobs: Vec<String>,
+}
+
+impl Narrowing {
+    /// The lists `query` sets; `None` when it sets none.
+    pub fn from_query(query: Option<&str>) -> Option<Narrowing> {
+        let list = |name: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+                if k == name {
+                    out.extend(
+                        v.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
             }
-        }
-        out
-    };
-    let lists = [
-        list("allowed_users"),
-        list("allowed_groups"),
-        list("allowed_ci_jobs"),
-    ];
-    lists.iter().any(|l| !l.is_empty()).then_some(lists)
+            out
+        };
+        let n = Narrowing {
+            users: list("allowed_users"),
+            groups: list("allowed_groups"),
+            ci_jobs: list("allowed_ci_jobs"),
+        };
+        (n != Narrowing::default()).then_some(n)
+    }
 }
 
 /// The headers of an allowing answer: every identity header always present (empty when
@@ -477,12 +491,12 @@ mod tests {
 
     #[test]
     fn narrowing_lists_are_read_from_the_query() {
-        assert!(narrowing_lists(None).is_none());
-        assert!(narrowing_lists(Some("mode=redirect")).is_none());
-        let [users, groups, ci] =
-            narrowing_lists(Some("allowed_groups=a,b&allowed_users=x&allowed_groups=c")).unwrap();
-        assert_eq!(users, ["x"]);
-        assert_eq!(groups, ["a", "b", "c"]);
-        assert!(ci.is_empty());
+        assert!(Narrowing::from_query(None).is_none());
+        assert!(Narrowing::from_query(Some("mode=redirect")).is_none());
+        let n = Narrowing::from_query(Some("allowed_groups=a,b&allowed_users=x&allowed_groups=c"))
+            .unwrap();
+        assert_eq!(n.users, ["x"]);
+        assert_eq!(n.groups, ["a", "b", "c"]);
+        assert!(n.ci_jobs.is_empty());
     }
 }

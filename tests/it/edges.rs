@@ -268,6 +268,13 @@ async fn path_spellings_are_decoded_to_the_end() {
         "/public/..%EF%BB%BF/admin",
         "/public/..%E2%80%8B/admin",
         "/public/%ef%bc%8e%ef%bc%8e/admin",
+        "/public/x%3f%2f..%2f..%2fadmin/secret.txt",
+        "/public/x%23%2f..%2f..%2fadmin/secret.txt",
+        "/x%3f%2f..%2fadmin/secret.txt",
+        "/index.php/admin",
+        "/app.php/admin/users",
+        "/%ef%bd%81dmin",
+        "/public/%u0000",
     ] {
         let r = bob
             .get(format!("{}{path}", s.labgate_url))
@@ -352,6 +359,18 @@ async fn override_headers_never_reach_the_app_from_a_client() {
         ("X-WEBAUTH-USER", "alice"),
         ("X-User", "alice"),
         ("X-Auth-User", "alice"),
+        ("X-WEBAUTH-EMAIL", "alice@example.com"),
+        ("X-Remote-Groups", "acme/admins"),
+        ("X-authentik-username", "alice"),
+        ("OIDC_CLAIM_email", "alice@example.com"),
+        ("Cf-Access-Authenticated-User-Email", "alice@example.com"),
+        ("X-Goog-Authenticated-User-Email", "alice@example.com"),
+        ("X-MS-CLIENT-PRINCIPAL-NAME", "alice"),
+        ("X-Amzn-Oidc-Identity", "alice"),
+        ("X-Pomerium-Claim-Email", "alice@example.com"),
+        ("Tailscale-User-Login", "alice"),
+        ("X-Forwarded-Client-Cert", "Subject=\"CN=alice\""),
+        ("X-SSL-Client-S-DN", "CN=alice"),
     ];
     let mut r = plain()
         .post(format!("{}/public/x", s.labgate_url))
