@@ -7,7 +7,6 @@ use crate::identity::Signer;
 use crate::oauth::gitlab::Gitlab;
 use crate::pages::Pages;
 use crate::proxy::Upstream;
-use crate::session::CookieCodec;
 
 /// Everything a request handler needs.
 pub struct App {
@@ -18,8 +17,6 @@ pub struct App {
     /// ... and one per further worker runtime, so a request reuses connections owned by
     /// its own runtime.
     worker_upstreams: Vec<Upstream>,
-    /// Session and flow cookies.
-    pub cookies: CookieCodec,
     /// Where sessions live (cookie or Redis).
     pub sessions: crate::session::Sessions,
     /// GitLab.
@@ -96,7 +93,6 @@ impl App {
             worker_upstreams: (1..config.server.worker_runtimes())
                 .map(|_| Upstream::new(&config.upstream, config.server.idle_timeout))
                 .collect::<Result<_, _>>()?,
-            cookies: CookieCodec::new(&config.session),
             pages: Pages::new(&config.server),
             gitlab,
             signer,

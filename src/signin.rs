@@ -99,7 +99,7 @@ pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
         rd,
         started: app.clock.now(),
     };
-    let Some(cookie) = app.cookies.flow_cookie(&flow) else {
+    let Some(cookie) = app.sessions.codec.flow_cookie(&flow) else {
         return respond::json_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -107,7 +107,7 @@ pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
         );
     };
     // Sign-ins in several tabs each keep their flow; beyond a few the oldest go.
-    let mut cookies = app.cookies.prune_flows(req.headers(), MAX_FLOWS - 1);
+    let mut cookies = app.sessions.codec.prune_flows(req.headers(), MAX_FLOWS - 1);
     cookies.push(cookie);
     respond::with_cookies(respond::redirect(&url), cookies)
 }
@@ -273,7 +273,8 @@ async fn callback_inner<B>(
     let state = query_param(q, "state").ok_or(SignInError::NoState)?;
     let now = app.clock.now();
     let flow = app
-        .cookies
+        .sessions
+        .codec
         .read_flow(req.headers(), &state, now)
         .map_err(|e| match e {
             crate::session::FlowCookie::Missing => {
@@ -282,7 +283,7 @@ async fn callback_inner<B>(
             }
             _ => SignInError::FlowInvalid,
         })?;
-    cookies.push(app.cookies.clear_flow(&state));
+    cookies.push(app.sessions.codec.clear_flow(&state));
     rd.clone_from(&flow.rd);
     let issuer = app.gitlab.provider().await.ok().map(|p| p.issuer.clone());
     let code = flow::check_callback(|name| query_param(q, name), issuer.as_deref()).map_err(|e| {
@@ -431,7 +432,8 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
     }
     let cookies = app
-        .cookies
+        .sessions
+        .codec
         .clear_all(req.headers(), &app.config.session.cookie_name);
     let resp = match query_param(req.uri().query(), "rd").and_then(|rd| app.redirect_target(&rd)) {
         // Say so when the session may live on: a copy of the cookie would still open it.

@@ -43,7 +43,8 @@ pub async fn authenticate(
     let session = &loaded.session;
     let now = app.clock.now();
     let clear = || {
-        app.cookies
+        app.sessions
+            .codec
             .clear_all(headers, &app.config.session.cookie_name)
     };
     // Timestamps in the future are no clock skew but a forgery (or a leaked cookie secret):
@@ -62,7 +63,7 @@ pub async fn authenticate(
     if overdue < cfg.revalidate.as_secs() {
         return valid(loaded.session, Vec::new());
     }
-    if delivery == CookieDelivery::Dropped && !app.sessions.is_redis() {
+    if delivery == CookieDelivery::Dropped && !app.sessions.shared() {
         // The rotated cookie could not reach the browser: revalidate on the next answer
         // that can carry it (a navigation), and meanwhile keep the session within grace.
         return if in_grace(app, session, now) {
@@ -80,10 +81,10 @@ pub async fn authenticate(
         Err(_) => slot.lock().await,
     };
     let cookies_for = |fresh: &Session| {
-        if app.sessions.is_redis() {
+        if app.sessions.shared() {
             Vec::new()
         } else {
-            app.cookies.session_cookies(fresh, headers, now)
+            app.sessions.codec.session_cookies(fresh, headers, now)
         }
     };
     // A result of this process's own, newer than the request's copy: confirmed later (use
@@ -122,7 +123,7 @@ pub async fn authenticate(
     // tokens to refresh with are the store's, not those of a cached copy (another replica
     // may have rotated them without confirming the session: see `Rotated`).
     let mut base = session.clone();
-    if app.sessions.is_redis() {
+    if app.sessions.shared() {
         if let Ok(Some(l)) = app.sessions.load(headers, true).await {
             if l.session.validated > session.validated {
                 app.sessions.unlock(&loaded, &token).await;
@@ -141,7 +142,7 @@ pub async fn authenticate(
     let result = loop {
         tokio::select! {
             r = &mut work => break r,
-            () = tokio::time::sleep(crate::session::redis::LOCK_TTL / 3) => {
+            () = tokio::time::sleep(app.sessions.lock_renew_every()) => {
                 app.sessions.extend_lock(&loaded, &token).await;
             }
         }
@@ -217,7 +218,7 @@ async fn store_rotated(
     headers: &HeaderMap,
     now: u64,
     lock: &str,
-) -> Result<Vec<String>, crate::session::redis::StoreError> {
+) -> Result<Vec<String>, crate::session::StoreError> {
     let start = Instant::now();
     loop {
         match app.sessions.update(loaded, session, headers, now).await {
@@ -250,7 +251,8 @@ async fn wait_for_peer(
             Ok(None) => {
                 return Err(Reject::Unauthenticated {
                     clear: app
-                        .cookies
+                        .sessions
+                        .codec
                         .clear_all(headers, &app.config.session.cookie_name),
                 })
             }

@@ -10,7 +10,7 @@ mod tests;
 pub mod token_cache;
 
 pub use cookie_codec::{cookies as request_cookies, CookieCodec, FlowCookie, FlowState};
-pub use store::{Loaded, Sessions};
+pub use store::{Loaded, Sessions, StoreError};
 
 use serde::{Deserialize, Serialize};
 

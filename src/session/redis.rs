@@ -24,10 +24,7 @@ const MAX_SESSIONS_PER_USER: usize = 64;
 /// How long a revalidation lock is held at most (a refresh takes a few GitLab calls).
 pub const LOCK_TTL: Duration = Duration::from_secs(10);
 
-/// Redis failed or did not answer in time.
-#[derive(Debug, thiserror::Error)]
-#[error("session store unavailable: {0}")]
-pub struct StoreError(pub String);
+pub use super::store::StoreError;
 
 // One per store, built once: the size difference between variants does not matter.
 #[allow(clippy::large_enum_variant)]

@@ -5,18 +5,31 @@ use std::sync::{Arc, RwLock};
 
 use http::HeaderMap;
 
-use super::redis::{RedisStore, StoreError};
+use super::redis::RedisStore;
 use super::{CookieCodec, Session};
 use crate::config::Config;
 
 /// Most decoded cookie sessions kept; the map is emptied when it is full.
 const DECODED_MAX: usize = 20_000;
 
+/// The session store failed or did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Where sessions are kept.
+enum Backend {
+    /// Sealed in the browser's cookies (the default): each replica reads them alone.
+    Cookie,
+    /// In Redis, shared by every replica; the browser holds a sealed handle.
+    Redis(Box<RedisStore>),
+}
+
 /// The session store in use.
 pub struct Sessions {
     /// Cookie sealing (also used for Redis values and handles).
     pub codec: CookieCodec,
-    redis: Option<RedisStore>,
+    backend: Backend,
     base_name: String,
     /// Cookie store: sealed cookie value -> its opened session. A hit means this exact
     /// value was already decrypted and authenticated, so AES-GCM and JSON run once per
@@ -30,7 +43,7 @@ pub struct Sessions {
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
-            .field("redis", &self.redis.is_some())
+            .field("shared", &self.shared())
             .finish()
     }
 }
@@ -47,25 +60,39 @@ pub struct Loaded {
 impl Sessions {
     /// Sets up the configured store.
     pub async fn new(config: &Config) -> Result<Sessions, String> {
-        let redis = match &config.session.redis {
-            Some(r) => Some(
+        let backend = match &config.session.redis {
+            Some(r) => Backend::Redis(Box::new(
                 RedisStore::new(r)
                     .await
                     .map_err(|e| format!("session.redis_url: {e}"))?,
-            ),
-            None => None,
+            )),
+            None => Backend::Cookie,
         };
         Ok(Sessions {
             codec: CookieCodec::new(&config.session),
-            redis,
+            backend,
             base_name: config.session.cookie_name.clone(),
             decoded: RwLock::new(rustc_hash::FxHashMap::default()),
         })
     }
 
-    /// Whether sessions live in Redis.
-    pub fn is_redis(&self) -> bool {
-        self.redis.is_some()
+    /// Whether sessions live in a store every replica shares (then the browser holds only
+    /// a handle: no cookie to deliver after a revalidation, and a cross-replica lock).
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// How often a holder renews the cross-replica revalidation lock while it works.
+    pub fn lock_renew_every(&self) -> std::time::Duration {
+        super::redis::LOCK_TTL / 3
+    }
+
+    /// The Redis store, when sessions live there.
+    fn redis(&self) -> Option<&RedisStore> {
+        match &self.backend {
+            Backend::Redis(r) => Some(r),
+            Backend::Cookie => None,
+        }
     }
 
     /// The request's session, if any. `fresh` bypasses the local cache (revalidation).
@@ -74,7 +101,7 @@ impl Sessions {
         headers: &HeaderMap,
         fresh: bool,
     ) -> Result<Option<Loaded>, StoreError> {
-        match &self.redis {
+        match self.redis() {
             None => Ok(self.open_cookie(headers).map(|session| Loaded {
                 session,
                 handle: None,
@@ -118,7 +145,7 @@ impl Sessions {
         request: &HeaderMap,
         now: u64,
     ) -> Result<Vec<String>, StoreError> {
-        match &self.redis {
+        match self.redis() {
             None => Ok(self.codec.session_cookies(session, request, now)),
             Some(r) => {
                 let handle = crate::random_token(32);
@@ -151,7 +178,7 @@ impl Sessions {
         request: &HeaderMap,
         now: u64,
     ) -> Result<Vec<String>, StoreError> {
-        match (&self.redis, &loaded.handle) {
+        match (self.redis(), &loaded.handle) {
             (Some(r), Some(handle)) => {
                 r.save(&self.codec, handle, session, now).await?;
                 Ok(Vec::new())
@@ -162,7 +189,7 @@ impl Sessions {
 
     /// Ends a session in the store (Redis: deleted for every replica).
     pub async fn end(&self, loaded: &Loaded) -> Result<(), StoreError> {
-        match (&self.redis, &loaded.handle) {
+        match (self.redis(), &loaded.handle) {
             (Some(r), Some(handle)) => r.delete(handle, loaded.session.user.id).await,
             _ => Ok(()),
         }
@@ -170,7 +197,7 @@ impl Sessions {
 
     /// Ends every session of a user (Redis only); returns how many.
     pub async fn end_all(&self, user_id: u64) -> Result<usize, StoreError> {
-        match &self.redis {
+        match self.redis() {
             Some(r) => r.delete_all(user_id).await,
             None => Ok(0),
         }
@@ -179,7 +206,7 @@ impl Sessions {
     /// Takes the cross-replica revalidation lock: `Ok(None)` when another replica holds it.
     /// Without Redis there are no other replicas to coordinate with.
     pub async fn lock(&self, loaded: &Loaded) -> Result<Option<String>, StoreError> {
-        match (&self.redis, &loaded.handle) {
+        match (self.redis(), &loaded.handle) {
             (Some(r), Some(handle)) => r.lock(handle).await,
             _ => Ok(Some(String::new())),
         }
@@ -187,7 +214,7 @@ impl Sessions {
 
     /// Renews the revalidation lock while the work it guards goes on (only if still ours).
     pub async fn extend_lock(&self, loaded: &Loaded, token: &str) {
-        if let (Some(r), Some(handle)) = (&self.redis, &loaded.handle) {
+        if let (Some(r), Some(handle)) = (self.redis(), &loaded.handle) {
             if let Err(e) = r.extend_lock(handle, token).await {
                 tracing::warn!(error = %e, "renewing the revalidation lock failed");
             }
@@ -196,7 +223,7 @@ impl Sessions {
 
     /// Releases the revalidation lock.
     pub async fn unlock(&self, loaded: &Loaded, token: &str) {
-        if let (Some(r), Some(handle)) = (&self.redis, &loaded.handle) {
+        if let (Some(r), Some(handle)) = (self.redis(), &loaded.handle) {
             if let Err(e) = r.unlock(handle, token).await {
                 tracing::warn!(error = %e, "releasing the revalidation lock failed (it expires by itself)");
             }
@@ -205,7 +232,7 @@ impl Sessions {
 
     /// Readiness: the store answers.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        match &self.redis {
+        match self.redis() {
             Some(r) => r.ping().await,
             None => Ok(()),
         }

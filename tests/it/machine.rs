@@ -373,7 +373,7 @@ async fn oauth_tokens_are_refused_and_checks_are_single_flight() {
     };
     let mut h = http::HeaderMap::new();
     h.insert("cookie", alice.parse().unwrap());
-    let oauth_token = s.app.cookies.read_session(&h).unwrap().access_token;
+    let oauth_token = s.app.sessions.codec.read_session(&h).unwrap().access_token;
     assert!(!oauth_token.is_empty());
     let (status, body, _) = call(&s, "/x", &oauth_token).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");

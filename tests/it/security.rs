@@ -564,7 +564,8 @@ async fn sessions_dated_in_the_future_are_refused() {
         };
         let cookies = s
             .app
-            .cookies
+            .sessions
+            .codec
             .session_cookies(&session, &http::HeaderMap::new(), now);
         let header = crate::harness::session_cookie_header(&cookies);
         let r = crate::harness::plain()
