@@ -59,6 +59,11 @@ pub struct PathViews {
     pub resolved_whole: String,
     /// `lenient` of the whole path, likewise.
     pub lenient_whole: String,
+    /// The readings of the forwarded path, when it differs from the request's: the app
+    /// decodes what labgate sends, and `remove_dot_segments` on the raw path can drop a
+    /// segment holding `%2F` that a decoded reading keeps (`/x%2fy/../admin%2fz` is
+    /// forwarded as `/admin%2Fz`).
+    of_forward: Option<Box<PathViews>>,
     /// Why no application should be handed this path, if so: it decodes to a control
     /// character (NUL, C0, DEL, C1) or to an overlong UTF-8 sequence, or it is still
     /// changing after [`DECODE_ROUNDS`].
@@ -98,7 +103,10 @@ impl PathViews {
         } else {
             None
         };
+        let of_forward = (forward != raw).then(|| Box::new(PathViews::new(&forward)));
+        let refused = refused.or(of_forward.as_ref().and_then(|f| f.refused));
         PathViews {
+            of_forward,
             forward,
             resolved: resolve(&slashed, false),
             lenient: resolve(&loose, true),
@@ -120,15 +128,19 @@ impl PathViews {
 
     /// Every strict reading (the same string repeated when they agree): public paths must
     /// match every one of them.
-    pub fn all(&self) -> [&str; 6] {
-        [
-            &self.forward,
+    pub fn all(&self) -> Vec<&str> {
+        let mut out = vec![
+            self.forward.as_str(),
             &self.decoded,
             &self.resolved,
             &self.lenient,
             &self.resolved_whole,
             &self.lenient_whole,
-        ]
+        ];
+        if let Some(f) = &self.of_forward {
+            out.extend(f.all());
+        }
+        out
     }
 
     /// Every reading a route is matched against (SPEC §9): the strict ones, plus the
@@ -170,6 +182,13 @@ impl PathViews {
                 out.push(r);
             }
         }
+        if let Some(f) = &self.of_forward {
+            for r in f.route_readings() {
+                if !out.contains(&r) {
+                    out.push(Cow::Owned(r.into_owned()));
+                }
+            }
+        }
         // A PHP front controller (`/index.php/admin`): Symfony and Laravel route on the
         // PATH_INFO after the script.
         let scripts: Vec<String> = out.iter().filter_map(|r| after_script(r)).collect();
@@ -186,23 +205,31 @@ impl PathViews {
 /// [`DECODE_ROUNDS`], and whether some round produced an overlong UTF-8 sequence (`%c0%af`
 /// is `/` to old decoders). Invalid UTF-8 becomes U+FFFD.
 fn decode_to_fixed_point(raw: &str) -> (String, bool, bool) {
-    let mut view = raw.to_owned();
-    let mut overlong = false;
+    // On bytes, not text: a decoder that decodes twice sees `%C0%25AF` as C0 AF (an
+    // overlong `/`) although neither round alone holds it whole.
+    let mut bytes = raw.as_bytes().to_vec();
+    let mut stable = false;
     for _ in 0..DECODE_ROUNDS {
-        if !view.contains('%') {
-            return (view, true, overlong);
+        if !bytes.contains(&b'%') {
+            stable = true;
+            break;
         }
-        let bytes: Vec<u8> = percent_encoding::percent_decode_str(&view).collect();
-        overlong |= has_overlong(&bytes);
-        let next = String::from_utf8_lossy(&bytes).into_owned();
-        if next == view {
-            return (view, true, overlong);
+        let next: Vec<u8> = percent_encoding::percent_decode(&bytes).collect();
+        if next == bytes {
+            stable = true;
+            break;
         }
-        view = next;
+        bytes = next;
     }
-    let stable = !view.contains('%')
-        || percent_encoding::percent_decode_str(&view).decode_utf8_lossy() == view;
-    (view, stable, overlong)
+    if !stable {
+        stable = percent_encoding::percent_decode(&bytes).eq(bytes.iter().copied());
+    }
+    let overlong = has_overlong(&bytes);
+    (
+        String::from_utf8_lossy(&bytes).into_owned(),
+        stable,
+        overlong,
+    )
 }
 
 /// Whether `bytes` hold an overlong UTF-8 lead: `C0`/`C1` + continuation, `E0 80..9F`,
@@ -223,6 +250,8 @@ fn has_overlong(bytes: &[u8]) -> bool {
 /// ASCII, `\\` as `/`.
 fn loosen(decoded: &str) -> String {
     decode_percent_u(decoded)
+        .replace('\u{2025}', "..")
+        .replace('\u{2026}', "...")
         .chars()
         .map(|c| match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(u32::from(c) - 0xfee0).unwrap_or(c),
@@ -553,6 +582,31 @@ mod tests {
         // A `?` in a page name is still a path.
         let v = PathViews::new("/wiki/What%3F");
         assert!(v.all().iter().all(|r| r.starts_with("/wiki/What")), "{v:?}");
+    }
+
+    #[test]
+    fn what_is_forwarded_is_read_too() {
+        // `remove_dot_segments` drops the segment `x%2Fy` whole; the app decodes the rest.
+        let v = PathViews::new("/x%2fy/../admin%2fsecret.txt");
+        assert_eq!(v.forward, "/admin%2Fsecret.txt");
+        assert!(v
+            .route_readings()
+            .iter()
+            .any(|r| r.as_ref() == "/admin/secret.txt"));
+        let v = PathViews::new("/public/a%2fb/../..%2fadmin/secret.txt");
+        assert!(v.all().contains(&"/admin/secret.txt"), "{:?}", v.all());
+        // Split across two decoding rounds: still one overlong `/`, one control character.
+        assert!(PathViews::new("/public/..%C0%25AFadmin")
+            .refused()
+            .is_some());
+        assert!(PathViews::new("/public/%C2%2585").refused().is_some());
+        // A fullwidth slash split the same way is mapped; `‥` is `..` to NFKC.
+        assert!(PathViews::new("/public/..%EF%25BC%258Fadmin")
+            .all()
+            .contains(&"/admin"));
+        assert!(PathViews::new("/public/%E2%80%A5/admin")
+            .all()
+            .contains(&"/admin"));
     }
 
     #[test]

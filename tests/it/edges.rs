@@ -275,6 +275,14 @@ async fn path_spellings_are_decoded_to_the_end() {
         "/app.php/admin/users",
         "/%ef%bd%81dmin",
         "/public/%u0000",
+        "/x%2fy/../admin%2fsecret.txt",
+        "/x;y%2fz/../admin%2fsecret",
+        "/a%2fb/../admin%2f..%2fx",
+        "/public/a%2fb/../..%2fadmin/secret.txt",
+        "/public/..%C0%25AFadmin",
+        "/public/%C2%2585",
+        "/public/..%EF%25BC%258Fadmin",
+        "/public/%E2%80%A5/admin",
     ] {
         let r = bob
             .get(format!("{}{path}", s.labgate_url))
