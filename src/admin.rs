@@ -9,12 +9,12 @@ use crate::proxy::Body;
 use crate::respond;
 
 /// `GET /ping`: the process answers.
-pub fn ping() -> Response<Body> {
+pub(crate) fn ping() -> Response<Body> {
     respond::text(StatusCode::OK, "OK")
 }
 
 /// `GET /ready`: GitLab discovery is loaded and the session store answers.
-pub async fn ready(app: &App) -> Response<Body> {
+pub(crate) async fn ready(app: &App) -> Response<Body> {
     if !(app.gitlab.discovered() || app.gitlab.provider().await.is_ok()) {
         return respond::text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -28,7 +28,7 @@ pub async fn ready(app: &App) -> Response<Body> {
 }
 
 /// The Prometheus text exposition.
-pub fn metrics_response(app: &App) -> Response<Body> {
+pub(crate) fn metrics_response(app: &App) -> Response<Body> {
     let mut r = Response::new(Body::from(app.metrics.render()));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -44,9 +44,9 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod admin;
+pub(crate) mod admin;
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -56,20 +56,20 @@ pub mod forward_auth;
 pub mod headers;
 pub mod healthcheck;
 pub mod identity;
-pub mod machine;
+pub(crate) mod machine;
 pub mod metrics;
 pub mod migrate;
 pub mod oauth;
-pub mod pages;
-pub mod proxy;
-pub mod reject;
-pub mod respond;
-pub mod router;
+pub(crate) mod pages;
+pub(crate) mod proxy;
+pub(crate) mod reject;
+pub(crate) mod respond;
+pub(crate) mod router;
 pub mod server;
 pub mod session;
-pub mod signin;
+pub(crate) mod signin;
 pub mod telemetry;
-pub mod userinfo;
+pub(crate) mod userinfo;
 
 pub use server::runtime::{run, serve};
 pub use server::{Listeners, RunError};

@@ -101,7 +101,7 @@ pub struct CiClaims {
 
 /// CI claims passed on in the assertion's `ci` object (the person who triggered the job
 /// appears only here, as `user_login` / `user_id`, never as the caller's identity).
-pub const CI_CLAIMS: &[&str] = &[
+pub(crate) const CI_CLAIMS: &[&str] = &[
     "sub",
     "project_path",
     "project_id",
@@ -123,12 +123,12 @@ pub const CI_CLAIMS: &[&str] = &[
 
 /// What `X-Forwarded-User` says for a CI job: `ci:` cannot start a GitLab username (`:`
 /// is not allowed in one), so an app can never mistake a job for a person.
-pub fn ci_username(project_path: &str) -> String {
+pub(crate) fn ci_username(project_path: &str) -> String {
     format!("ci:{project_path}")
 }
 
 /// The bearer token of an `Authorization: Bearer <token>` header, if there is one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(AUTHORIZATION)
         .and_then(crate::headers::bearer_credential)
@@ -136,7 +136,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The unverified `iss` of a JWT-shaped token, to tell a CI ID token from other bearers.
-pub fn jwt_issuer(token: &str) -> Option<String> {
+pub(crate) fn jwt_issuer(token: &str) -> Option<String> {
     use base64::Engine;
     let mut parts = token.split('.');
     let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {

@@ -32,7 +32,7 @@ a{color:var(--accent)}
 "#;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -78,40 +78,42 @@ impl<'a> Alert<'a> {
 }
 
 /// What labgate's pages say when a sign-in or sign-out goes wrong (`signin.rs` picks one).
-pub mod text {
+pub(crate) mod text {
     /// The callback has no `state`.
-    pub const NO_STATE: &str =
+    pub(crate) const NO_STATE: &str =
         "The sign-in response from GitLab is incomplete (no state). Please sign in again.";
     /// The flow cookie is expired or used.
-    pub const FLOW_INVALID: &str = "This sign-in link is not valid any more (it expired or was already used). Please sign in again.";
+    pub(crate) const FLOW_INVALID: &str = "This sign-in link is not valid any more (it expired or was already used). Please sign in again.";
     /// The flow cookie did not come back.
-    pub const FLOW_COOKIE_MISSING: &str = "The sign-in could not be completed: your browser did not send back labgate's sign-in cookie. Likely causes:";
+    pub(crate) const FLOW_COOKIE_MISSING: &str = "The sign-in could not be completed: your browser did not send back labgate's sign-in cookie. Likely causes:";
     /// A hint: Secure cookies on a plain-http address.
-    pub const SECURE_COOKIES_ON_HTTP: &str = "labgate sets Secure cookies (session.cookie_secure = true): if this address is plain http, browsers drop them. Use https, or cookie_secure = false for local testing.";
+    pub(crate) const SECURE_COOKIES_ON_HTTP: &str = "labgate sets Secure cookies (session.cookie_secure = true): if this address is plain http, browsers drop them. Use https, or cookie_secure = false for local testing.";
     /// A hint: blocked cookies, a slow sign-in.
-    pub const COOKIES_BLOCKED: &str =
+    pub(crate) const COOKIES_BLOCKED: &str =
         "The browser blocks cookies for this site, or the sign-in took longer than 10 minutes.";
     /// `error=access_denied`.
-    pub const CANCELLED: &str =
+    pub(crate) const CANCELLED: &str =
         "You cancelled the sign-in at GitLab. Sign in again when you are ready.";
     /// RFC 9207 `iss` mismatch.
-    pub const WRONG_ISSUER: &str =
+    pub(crate) const WRONG_ISSUER: &str =
         "The sign-in response came from an unexpected issuer and was refused.";
     /// No `code` and no `error`.
-    pub const NO_CODE: &str = "The sign-in response from GitLab has no code. Please sign in again.";
+    pub(crate) const NO_CODE: &str =
+        "The sign-in response from GitLab has no code. Please sign in again.";
     /// The session does not fit the cookie store.
-    pub const SESSION_TOO_LARGE: &str = "Your GitLab account belongs to so many groups that labgate cannot keep your session in a browser cookie. The administrator can fix this by setting session.store = \"redis\".";
+    pub(crate) const SESSION_TOO_LARGE: &str = "Your GitLab account belongs to so many groups that labgate cannot keep your session in a browser cookie. The administrator can fix this by setting session.store = \"redis\".";
     /// `invalid_grant` at the token endpoint.
-    pub const CODE_REFUSED: &str = "GitLab did not accept the sign-in code (it was already used, expired, or issued for another request). Please sign in again.";
+    pub(crate) const CODE_REFUSED: &str = "GitLab did not accept the sign-in code (it was already used, expired, or issued for another request). Please sign in again.";
     /// `invalid_client` at the token endpoint.
-    pub const CLIENT_REFUSED: &str = "GitLab did not accept labgate's application credentials. The administrator should check gitlab.client_id and the client secret (`labgate check --online`).";
+    pub(crate) const CLIENT_REFUSED: &str = "GitLab did not accept labgate's application credentials. The administrator should check gitlab.client_id and the client secret (`labgate check --online`).";
     /// The ID token or the identity did not verify.
-    pub const UNVERIFIED: &str =
+    pub(crate) const UNVERIFIED: &str =
         "GitLab's answer could not be verified, so the sign-in was refused. Please try again.";
     /// GitLab could not be reached.
-    pub const UNREACHABLE: &str = "GitLab could not be reached. Please try again in a moment.";
+    pub(crate) const UNREACHABLE: &str =
+        "GitLab could not be reached. Please try again in a moment.";
     /// Sign-out could not end the session in the store.
-    pub const SIGN_OUT_INCOMPLETE: &str = "You are signed out in this browser, but labgate could not end your session on the server: its session store is unreachable. Sign out again in a moment to end it everywhere.";
+    pub(crate) const SIGN_OUT_INCOMPLETE: &str = "You are signed out in this browser, but labgate could not end your session on the server: its session store is unreachable. Sign out again in a moment to end it everywhere.";
 }
 
 impl Pages {

@@ -16,7 +16,7 @@ const RETRY_AFTER_SECS: HeaderValue = HeaderValue::from_static("5");
 
 /// Who caused a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// The client: no or bad credentials, not allowed, a malformed request.
     Client,
     /// GitLab could not be reached or answered wrongly.
@@ -29,7 +29,7 @@ pub enum Cause {
 
 impl Cause {
     /// A label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Cause::Client => "client",
             Cause::Gitlab => "gitlab",
@@ -41,7 +41,7 @@ impl Cause {
 
 /// Why labgate answers instead of the application.
 #[derive(Debug)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// No credentials, or a session that is over: sign in first. `clear` holds the
     /// cookies that remove an ended session.
     Unauthenticated {
@@ -91,7 +91,7 @@ pub enum Reject {
 
 /// How the entry point wants a rejection shown.
 #[derive(Debug, Default)]
-pub struct Style {
+pub(crate) struct Style {
     /// The client is a browser (HTML pages rather than JSON).
     pub html: bool,
     /// For [`Reject::Unauthenticated`]: send the browser here (the sign-in flow) instead
@@ -101,7 +101,7 @@ pub struct Style {
 
 impl Reject {
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Reject::Unauthenticated { .. } | Reject::InvalidToken { .. } => {
                 StatusCode::UNAUTHORIZED
@@ -116,7 +116,7 @@ impl Reject {
     }
 
     /// Who caused it.
-    pub fn cause(&self) -> Cause {
+    pub(crate) fn cause(&self) -> Cause {
         match self {
             Reject::GitlabUnavailable => Cause::Gitlab,
             Reject::StoreUnavailable => Cause::Store,
@@ -126,7 +126,7 @@ impl Reject {
     }
 
     /// A short machine-readable name (the JSON `error`).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Reject::Unauthenticated { .. } => "unauthenticated",
             Reject::InvalidToken { .. } => "invalid_token",
@@ -142,7 +142,7 @@ impl Reject {
     }
 
     /// The answer, in the style the entry point asked for.
-    pub fn render(self, pages: &Pages, style: &Style) -> Response<Body> {
+    pub(crate) fn render(self, pages: &Pages, style: &Style) -> Response<Body> {
         let status = self.status();
         let code = self.code();
         let cause = self.cause();

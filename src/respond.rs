@@ -7,7 +7,7 @@ use http::{HeaderMap, Response, StatusCode};
 use crate::proxy::Body;
 
 /// Whether the client is a browser navigation (wants HTML) rather than an API call.
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::ACCEPT)
         .iter()
@@ -27,7 +27,7 @@ fn secure(resp: &mut Response<Body>) {
 }
 
 /// An HTML page with the pages' CSP.
-pub fn html(status: StatusCode, body: String, csp: &str) -> Response<Body> {
+pub(crate) fn html(status: StatusCode, body: String, csp: &str) -> Response<Body> {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -42,7 +42,7 @@ pub fn html(status: StatusCode, body: String, csp: &str) -> Response<Body> {
 }
 
 /// A JSON answer.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Body::from(value.to_string()));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -52,7 +52,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 }
 
 /// A JSON error `{"error": code, "message": text}`.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json(
         status,
         &serde_json::json!({ "error": code, "message": message }),
@@ -60,7 +60,7 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Bod
 }
 
 /// Plain text (probes).
-pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -72,7 +72,7 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 /// A 302 to `location`.
-pub fn redirect(location: &str) -> Response<Body> {
+pub(crate) fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::FOUND;
     let v = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
@@ -82,7 +82,7 @@ pub fn redirect(location: &str) -> Response<Body> {
 }
 
 /// Adds `Set-Cookie` headers.
-pub fn with_cookies(mut resp: Response<Body>, cookies: Vec<String>) -> Response<Body> {
+pub(crate) fn with_cookies(mut resp: Response<Body>, cookies: Vec<String>) -> Response<Body> {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(SET_COOKIE, v);
@@ -92,12 +92,12 @@ pub fn with_cookies(mut resp: Response<Body>, cookies: Vec<String>) -> Response<
 }
 
 /// Percent-encodes a query parameter value.
-pub fn query_escape(s: &str) -> String {
+pub(crate) fn query_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Finds a query parameter (decoded).
-pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())

@@ -24,12 +24,12 @@ use crate::reject::{Reject, Style};
 use crate::respond;
 use crate::{admin, signin, userinfo};
 
-pub use crate::headers::Peer;
+pub(crate) use crate::headers::Peer;
 
 /// How long the upstream took to send its response head (a response extension, for the
 /// access log).
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamTime(pub std::time::Duration);
+pub(crate) struct UpstreamTime(pub std::time::Duration);
 
 /// The client's address as labgate works it out: the peer, or the first untrusted
 /// `X-Forwarded-For` hop behind a trusted proxy.
@@ -73,7 +73,11 @@ fn fresh_request_id() -> HeaderValue {
 /// Handles one request and writes its access-log line (docs/observability.md): who
 /// (username, principal kind), from where (the client address labgate worked out), what
 /// (method, path without the query), and how it went (status, ms, upstream ms, cause).
-pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn handle(
+    app: Arc<App>,
+    peer: Peer,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     use tracing::Instrument;
     let start = Instant::now();
     let id = request_id(&app, peer, &req);
@@ -91,7 +95,7 @@ pub async fn handle(app: Arc<App>, peer: Peer, mut req: Request<Incoming>) -> Re
     });
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     let mut routed = std::pin::pin!(crate::telemetry::with_caller(
-        route(&app, peer, req).instrument(span.clone())
+        dispatch(&app, peer, req).instrument(span.clone())
     ));
     let mut resp = routed.as_mut().await;
     let caller = crate::telemetry::caller(routed);
@@ -157,7 +161,7 @@ fn route_kind(app: &App, path: &str) -> &'static str {
 }
 
 /// Classifies a request: probes, labgate's own endpoints, or the application.
-async fn route(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+async fn dispatch(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
     if req.method() == Method::CONNECT && !crate::proxy::is_h2_websocket(&req) {
         return respond::json_error(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -54,7 +54,7 @@ fn sign_in_page(
 /// `GET /sign_in`. `original` is the original request a trusted front proxy names (nginx's
 /// `error_page 401 = /oauth2/sign_in` keeps the user's URL there), read by the router from
 /// the one configured source.
-pub fn sign_in<B>(
+pub(crate) fn sign_in<B>(
     app: &App,
     req: &Request<B>,
     original: Option<&crate::forward_auth::Original>,
@@ -77,7 +77,7 @@ pub fn sign_in<B>(
 }
 
 /// `GET /start`: begins the authorization-code flow.
-pub async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub(crate) async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let mut rd = rd_of(app, req);
     if rd.len() > MAX_FLOW_RD {
         // A destination this long would make the flow cookie (and the Cookie header) huge.
@@ -244,7 +244,7 @@ impl SignInError {
 }
 
 /// `GET /callback`: completes the flow, or says why it cannot.
-pub async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub(crate) async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
     // What a refusal keeps: the flow's destination and the cookie that ends the flow,
     // once the flow is known.
     let mut rd = "/".to_owned();
@@ -314,7 +314,7 @@ async fn callback_inner<B>(
         .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
     let session = new_session(app, tokens, user, now);
     // A sign-in never inherits or keeps a previous session of this browser.
-    if let Ok(Some(previous)) = app.sessions.load(req.headers(), true).await {
+    if let Ok(Some(previous)) = app.sessions.load_fresh(req.headers()).await {
         let _ = app.sessions.end(&previous).await;
     }
     if let Decision::Deny(deny) = app.config.access.admit(&session.user) {
@@ -391,7 +391,7 @@ fn same_origin<B>(app: &App, req: &Request<B>) -> bool {
 }
 
 /// `GET/POST /sign_out`.
-pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub(crate) async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if !same_origin(app, req) {
         // A cross-site link or form must not sign people out (logout CSRF): ask instead.
         if req.method() == Method::POST {
@@ -409,7 +409,7 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     // Whether the session is really over on the server side (the Redis store); the
     // browser's cookies are cleared either way.
     let mut ended_everywhere = true;
-    match app.sessions.load(req.headers(), true).await {
+    match app.sessions.load_fresh(req.headers()).await {
         Ok(Some(loaded)) => {
             let user = &loaded.session.user;
             tracing::info!(target: "labgate::audit", user = %user.username, everywhere, "signed out");

@@ -16,7 +16,7 @@ use crate::respond;
 
 /// `GET /userinfo`: the caller's identity as JSON, after the same admission as any
 /// request to this path.
-pub async fn userinfo<B>(app: &App, client: IpAddr, req: &Request<B>) -> Response<Body> {
+pub(crate) async fn userinfo<B>(app: &App, client: IpAddr, req: &Request<B>) -> Response<Body> {
     let views = PathViews::new(req.uri().path());
     match auth::authorize(
         app,
@@ -47,7 +47,7 @@ pub async fn userinfo<B>(app: &App, client: IpAddr, req: &Request<B>) -> Respons
 }
 
 /// `GET /jwks.json`: the keys that verify the assertion, with an ETag.
-pub fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub(crate) fn jwks<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let (body, etag) = app.signer.jwks();
     let matches = req
         .headers()

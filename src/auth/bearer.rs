@@ -42,7 +42,7 @@ fn invalid(message: impl Into<String>) -> Reject {
 /// Authenticates the request's bearer credential; `None` when it has none or `[machine]`
 /// accepts none (the session cookie decides then). `client` is the caller's address (its
 /// budget of GitLab checks).
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
     client: IpAddr,

@@ -4,8 +4,8 @@
 //! [`Reject`]. What the caller may do is decided by [`crate::access`] in [`authorize`], the
 //! same way for every kind of caller.
 
-pub mod bearer;
-pub mod session;
+pub(crate) mod bearer;
+pub(crate) mod session;
 
 use http::HeaderMap;
 
@@ -17,7 +17,7 @@ use crate::reject::Reject;
 
 /// An authenticated caller and the cookies to set on the answer (a refreshed session).
 #[derive(Debug)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     /// Who.
     pub principal: Principal,
     /// `Set-Cookie` values (cookie store: the session after a revalidation).
@@ -29,7 +29,7 @@ pub struct Authenticated {
 /// whose `Set-Cookie` is dropped (Caddy's `forward_auth` drops it from 2xx answers): the
 /// browser would keep the spent token and be signed out once no cache remembers the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CookieDelivery {
+pub(crate) enum CookieDelivery {
     /// `Set-Cookie` on this answer reaches the browser.
     Delivered,
     /// It does not: a due revalidation waits for an answer that can carry the cookie
@@ -39,7 +39,7 @@ pub enum CookieDelivery {
 
 /// Authenticates a request: its bearer credential when `[machine]` accepts one and the
 /// request carries `Authorization: Bearer`, else its session cookie.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
     client: std::net::IpAddr,
@@ -58,7 +58,7 @@ pub async fn authenticate(
 /// `/oauth2/auth`, `/oauth2/userinfo`). `client` is the caller's address as labgate worked
 /// it out; `paths` is `None` when the original request is unknown; `narrowing` is a
 /// forward-auth location's.
-pub async fn authorize(
+pub(crate) async fn authorize(
     app: &App,
     client: std::net::IpAddr,
     headers: &HeaderMap,

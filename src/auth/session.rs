@@ -27,12 +27,12 @@ const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Reads the session and revalidates it with GitLab when due: single-flight in this
 /// process, and across replicas through the store's lock (Redis).
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    let loaded = match app.sessions.load(headers, false).await {
+    let loaded = match app.sessions.load_cached(headers).await {
         Ok(Some(l)) => l,
         Ok(None) => return Err(Reject::Unauthenticated { clear: Vec::new() }),
         Err(e) => {
@@ -124,7 +124,7 @@ pub async fn authenticate(
     // may have rotated them without confirming the session: see `Rotated`).
     let mut base = session.clone();
     if app.sessions.shared() {
-        if let Ok(Some(l)) = app.sessions.load(headers, true).await {
+        if let Ok(Some(l)) = app.sessions.load_fresh(headers).await {
             if l.session.validated > session.validated {
                 app.sessions.unlock(&loaded, &token).await;
                 guard.fresh = Some((l.session.clone(), Instant::now()));
@@ -243,7 +243,7 @@ async fn wait_for_peer(
     let start = Instant::now();
     while start.elapsed() < PEER_REFRESH_WAIT {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        match app.sessions.load(headers, true).await {
+        match app.sessions.load_fresh(headers).await {
             Ok(Some(l)) if l.session.validated > loaded.session.validated => {
                 return valid(l.session, Vec::new())
             }

@@ -185,3 +185,31 @@ pub fn set_identity_headers(h: &mut HeaderMap, p: Option<&Principal>, set: Heade
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IDENTITY_HEADERS;
+
+    /// The names labgate sets (here) and the names it strips from clients
+    /// (`headers::is_identity_header`) are two tables: every name set must be stripped, or a
+    /// client could send it where labgate sets none (a public path, an absent email).
+    #[test]
+    fn every_identity_header_labgate_sets_is_one_it_strips() {
+        let token_headers = ["x-forwarded-access-token", "x-auth-request-access-token"];
+        for name in IDENTITY_HEADERS
+            .iter()
+            .flat_map(|h| [h.upstream, h.forward_auth])
+            .chain(token_headers)
+        {
+            assert!(
+                crate::headers::is_identity_header(name, "x-labgate-assertion"),
+                "{name}"
+            );
+            let underscored = name.replace('-', "_").to_ascii_uppercase();
+            assert!(
+                crate::headers::is_identity_header(&underscored, "x-labgate-assertion"),
+                "{underscored}"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ mod body;
 mod connector;
 mod tunnel;
 
-pub use body::Body;
+pub(crate) use body::Body;
 
 use std::time::Duration;
 
@@ -25,14 +25,14 @@ use crate::headers::{strip_fixed_hop_by_hop, strip_hop_by_hop};
 /// slot), carried in each request's extensions so that a WebSocket tunnel, which outlives
 /// the HTTP connection, keeps holding it until the socket closes.
 #[derive(Clone)]
-pub struct ConnectionHold {
+pub(crate) struct ConnectionHold {
     /// Never read: holding it is the point.
     _share: std::sync::Arc<dyn std::any::Any + Send + Sync>,
 }
 
 impl ConnectionHold {
     /// Holds `share` until the last clone is dropped.
-    pub fn new(share: impl std::any::Any + Send + Sync) -> Self {
+    pub(crate) fn new(share: impl std::any::Any + Send + Sync) -> Self {
         ConnectionHold {
             _share: std::sync::Arc::new(share),
         }
@@ -295,7 +295,7 @@ fn websocket_accept(key: &str) -> String {
 
 /// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441): `:method CONNECT`,
 /// `:protocol websocket`.
-pub fn is_h2_websocket<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_h2_websocket<B>(req: &Request<B>) -> bool {
     req.version() == http::Version::HTTP_2
         && req.method() == http::Method::CONNECT
         && req

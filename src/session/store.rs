@@ -95,12 +95,26 @@ impl Sessions {
         }
     }
 
-    /// The request's session, if any. `fresh` bypasses the local cache (revalidation).
-    pub async fn load(
+    /// The request's session, if any, from this replica's cache where it has one (the
+    /// request path).
+    pub(crate) async fn load_cached(
         &self,
         headers: &HeaderMap,
-        fresh: bool,
     ) -> Result<Option<Loaded>, StoreError> {
+        self.load(headers, false).await
+    }
+
+    /// The request's session, if any, as the store has it now (revalidation, sign-in,
+    /// sign-out: another replica may have changed it).
+    pub(crate) async fn load_fresh(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Loaded>, StoreError> {
+        self.load(headers, true).await
+    }
+
+    /// The request's session; `fresh` bypasses the local cache.
+    async fn load(&self, headers: &HeaderMap, fresh: bool) -> Result<Option<Loaded>, StoreError> {
         match self.redis() {
             None => Ok(self.open_cookie(headers).map(|session| Loaded {
                 session,
