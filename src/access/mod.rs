@@ -492,6 +492,14 @@ impl Policy {
         }
         // 2. Routes, on every reading an upstream router may use.
         match paths {
+            // A path an app could read with dot segments unresolved: every route applies.
+            Some(paths) if !self.routes.is_empty() && paths.faces_every_route() => {
+                for route in &self.routes {
+                    if !route.rules.admits(who) {
+                        return Decision::Deny(refusal(who, format!("route {}", route.source)));
+                    }
+                }
+            }
             Some(paths) if !self.routes.is_empty() => {
                 for p in paths.route_readings() {
                     let Some(route) = self.routes.iter().find(|r| r.path.is_match(&p)) else {

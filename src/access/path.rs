@@ -64,6 +64,13 @@ pub struct PathViews {
     /// segment holding `%2F` that a decoded reading keeps (`/x%2fy/../admin%2fz` is
     /// forwarded as `/admin%2Fz`).
     of_forward: Option<Box<PathViews>>,
+    /// The PATH_INFO after a `*.php` segment of the readings above (`/public/index.php/admin`
+    /// is `/admin` to a front controller), when there is one.
+    after_scripts: Vec<String>,
+    /// Whether some decoded reading keeps a `.` or `..` segment that an app could route on
+    /// unresolved (Werkzeug strips leading slashes, nginx with `merge_slashes off` resolves
+    /// `//..` differently): browsers never send one, so such a request faces every route.
+    dot_segments: bool,
     /// Why no application should be handed this path, if so: it decodes to a control
     /// character (NUL, C0, DEL, C1) or to an overlong UTF-8 sequence, or it is still
     /// changing after [`DECODE_ROUNDS`].
@@ -105,13 +112,38 @@ impl PathViews {
         };
         let of_forward = (forward != raw).then(|| Box::new(PathViews::new(&forward)));
         let refused = refused.or(of_forward.as_ref().and_then(|f| f.refused));
+        let dot_segments = [raw, slashed_whole.as_str(), loose_whole.as_str()]
+            .iter()
+            .any(|p| has_dot_segment(p))
+            || of_forward.as_ref().is_some_and(|f| f.dot_segments);
+        let resolved = resolve(&slashed, false);
+        let lenient = resolve(&loose, true);
+        let resolved_whole = resolve(&slashed_whole, false);
+        let lenient_whole = resolve(&loose_whole, true);
+        let mut after_scripts = Vec::new();
+        for r in [
+            &forward,
+            &decoded,
+            &resolved,
+            &lenient,
+            &resolved_whole,
+            &lenient_whole,
+        ] {
+            if let Some(a) = after_script(r) {
+                if !after_scripts.contains(&a) {
+                    after_scripts.push(a);
+                }
+            }
+        }
         PathViews {
             of_forward,
+            dot_segments,
+            after_scripts,
             forward,
-            resolved: resolve(&slashed, false),
-            lenient: resolve(&loose, true),
-            resolved_whole: resolve(&slashed_whole, false),
-            lenient_whole: resolve(&loose_whole, true),
+            resolved,
+            lenient,
+            resolved_whole,
+            lenient_whole,
             decoded: if decoded.starts_with('/') {
                 decoded
             } else {
@@ -119,6 +151,12 @@ impl PathViews {
             },
             refused,
         }
+    }
+
+    /// Whether the request faces every route: some reading keeps a dot segment (see
+    /// [`PathViews`]'s field), which no browser sends.
+    pub fn faces_every_route(&self) -> bool {
+        self.dot_segments
     }
 
     /// Why the path must be refused (400) rather than judged, if it must.
@@ -140,6 +178,8 @@ impl PathViews {
         if let Some(f) = &self.of_forward {
             out.extend(f.all());
         }
+        // Public behind a PHP front controller only when its PATH_INFO is public too.
+        out.extend(self.after_scripts.iter().map(String::as_str));
         out
     }
 
@@ -262,6 +302,15 @@ fn loosen(decoded: &str) -> String {
         })
         .map(|c| if c == '\\' { '/' } else { c })
         .collect()
+}
+
+/// Whether `path` has a `.` or `..` segment (`;params`, white space and invisible
+/// characters around it ignored).
+fn has_dot_segment(path: &str) -> bool {
+    path.split(['/', '\\']).any(|seg| {
+        let seg = seg.split(';').next().unwrap_or("").trim_matches(invisible);
+        seg == "." || seg == ".."
+    })
 }
 
 /// The path after a PHP script segment that is followed by more (`/index.php/admin` is
@@ -605,6 +654,28 @@ mod tests {
             .all()
             .contains(&"/admin"));
         assert!(PathViews::new("/public/%E2%80%A5/admin")
+            .all()
+            .contains(&"/admin"));
+    }
+
+    #[test]
+    fn dot_segments_face_every_route() {
+        for raw in [
+            "//admin%2f..%2fx",
+            "/%2fadmin%2f..%2fx",
+            "/x%2f..%2fadmin%2f%2f..%2fsecret.txt",
+            "/x/..%2fadmin%2f%2f..%2fz",
+            "/a/%2e%2e/b",
+            "/a/..;/b",
+            "/a/.%20/b",
+        ] {
+            assert!(PathViews::new(raw).faces_every_route(), "{raw}");
+        }
+        for raw in ["/", "/a/b", "/a.b/c", "/.well-known/x", "/a/...", "/a%2fb"] {
+            assert!(!PathViews::new(raw).faces_every_route(), "{raw}");
+        }
+        // A PHP front controller's PATH_INFO must be public too.
+        assert!(PathViews::new("/public/index.php/admin")
             .all()
             .contains(&"/admin"));
     }

@@ -283,6 +283,11 @@ async fn path_spellings_are_decoded_to_the_end() {
         "/public/%C2%2585",
         "/public/..%EF%25BC%258Fadmin",
         "/public/%E2%80%A5/admin",
+        "//admin%2f..%2fx",
+        "/%2fadmin%2f..%2fx",
+        "/x%2f..%2fadmin%2f%2f..%2fsecret.txt",
+        "/x/..%2fadmin%2f%2f..%2fz",
+        "/public/index.php/admin",
     ] {
         let r = bob
             .get(format!("{}{path}", s.labgate_url))
