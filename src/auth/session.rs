@@ -25,8 +25,49 @@ const FUTURE_SKEW_SECS: u64 = 60;
 /// How long a replica waits for another one's revalidation of the same session.
 const PEER_REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reads the session and revalidates it with GitLab when due: single-flight in this
-/// process, and across replicas through the store's lock (Redis).
+/// What to do with a session that was read, decided from the session, the clock and the
+/// configuration alone (no I/O): the rest of this module carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Its timestamps lie ahead of this replica's clock beyond the skew replicas have: no
+    /// clock skew but a forgery (or a leaked cookie secret), since `validated` ahead would
+    /// skip revalidation for as long as it is ahead. It is ended.
+    Future,
+    /// Past its lifetime: ended.
+    Expired,
+    /// Confirmed with GitLab less than `session.revalidate` ago: used as it is.
+    UseAsIs,
+    /// Due, but a cookie set on this answer would not reach the browser (a front proxy
+    /// that drops `Set-Cookie` from a 2xx, the cookie store): used within
+    /// `revalidate_grace`, revalidated on an answer that can carry the rotated cookie.
+    UseWithinGrace,
+    /// Due: revalidated with GitLab now.
+    Revalidate,
+}
+
+/// The plan for `session` at `now` (Unix seconds).
+pub(crate) fn plan(
+    session: &Session,
+    now: u64,
+    revalidate: std::time::Duration,
+    delivery: CookieDelivery,
+    shared_store: bool,
+) -> Plan {
+    if session.created > now + FUTURE_SKEW_SECS || session.validated > now + FUTURE_SKEW_SECS {
+        Plan::Future
+    } else if session.expired(now) {
+        Plan::Expired
+    } else if now.saturating_sub(session.validated) < revalidate.as_secs() {
+        Plan::UseAsIs
+    } else if delivery == CookieDelivery::Dropped && !shared_store {
+        Plan::UseWithinGrace
+    } else {
+        Plan::Revalidate
+    }
+}
+
+/// Reads the session and carries out its [`plan`]; a due revalidation is single-flight in
+/// this process, and across replicas through the store's lock (Redis).
 pub(crate) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
@@ -47,31 +88,41 @@ pub(crate) async fn authenticate(
             .codec
             .clear_all(headers, &app.config.session.cookie_name)
     };
-    // Timestamps in the future are no clock skew but a forgery (or a leaked cookie secret):
-    // `validated` ahead would skip revalidation for as long as it is ahead.
-    if session.created > now + FUTURE_SKEW_SECS || session.validated > now + FUTURE_SKEW_SECS {
-        tracing::warn!(target: "labgate::audit", user = %session.user.username, "a session dated in the future was refused");
-        let _ = app.sessions.end(&loaded).await;
-        return Err(Reject::Unauthenticated { clear: clear() });
-    }
-    if session.expired(now) {
-        let _ = app.sessions.end(&loaded).await;
-        return Err(Reject::Unauthenticated { clear: clear() });
-    }
     let cfg = &app.config.session;
-    let overdue = now.saturating_sub(session.validated);
-    if overdue < cfg.revalidate.as_secs() {
-        return valid(loaded.session, Vec::new());
+    match plan(
+        session,
+        now,
+        cfg.revalidate,
+        delivery,
+        app.sessions.shared(),
+    ) {
+        Plan::Future => {
+            tracing::warn!(target: "labgate::audit", user = %session.user.username, "a session dated in the future was refused");
+            let _ = app.sessions.end(&loaded).await;
+            Err(Reject::Unauthenticated { clear: clear() })
+        }
+        Plan::Expired => {
+            let _ = app.sessions.end(&loaded).await;
+            Err(Reject::Unauthenticated { clear: clear() })
+        }
+        Plan::UseAsIs => valid(loaded.session, Vec::new()),
+        Plan::UseWithinGrace if in_grace(app, session, now) => valid(loaded.session, Vec::new()),
+        Plan::UseWithinGrace => Err(Reject::Unauthenticated { clear: Vec::new() }),
+        Plan::Revalidate => revalidate_due(app, headers, loaded, now).await,
     }
-    if delivery == CookieDelivery::Dropped && !app.sessions.shared() {
-        // The rotated cookie could not reach the browser: revalidate on the next answer
-        // that can carry it (a navigation), and meanwhile keep the session within grace.
-        return if in_grace(app, session, now) {
-            valid(loaded.session, Vec::new())
-        } else {
-            Err(Reject::Unauthenticated { clear: Vec::new() })
-        };
-    }
+}
+
+/// A due revalidation: once per session in this process (other requests of the session
+/// meanwhile use it within grace), with what this replica already knows (a newer result,
+/// tokens rotated since the request's copy, GitLab's back-off), then under the store's
+/// cross-replica lock.
+async fn revalidate_due(
+    app: &App,
+    headers: &HeaderMap,
+    loaded: crate::session::Loaded,
+    now: u64,
+) -> Result<Authenticated, Reject> {
+    let session = &loaded.session;
     let slot = app.refresh.slot(&session.sid);
     // Another request of this session is revalidating it right now: within grace, answer
     // with the session as it is instead of queueing behind GitLab.
@@ -79,13 +130,6 @@ pub(crate) async fn authenticate(
         Ok(g) => g,
         Err(_) if in_grace(app, session, now) => return valid(loaded.session, Vec::new()),
         Err(_) => slot.lock().await,
-    };
-    let cookies_for = |fresh: &Session| {
-        if app.sessions.shared() {
-            Vec::new()
-        } else {
-            app.sessions.codec.session_cookies(fresh, headers, now)
-        }
     };
     // A result of this process's own, newer than the request's copy: confirmed later (use
     // it), or with tokens GitLab rotated since (the copy's refresh token is spent: go on
@@ -98,18 +142,17 @@ pub(crate) async fn authenticate(
     {
         if fresh.validated > session.validated {
             let fresh = fresh.clone();
-            let cookies = cookies_for(&fresh);
+            let cookies = cookies_for(app, &fresh, headers, now);
             return valid(fresh, cookies);
         }
         if fresh.validated == session.validated && fresh.refresh_token != session.refresh_token {
             current = fresh.clone();
         }
     }
-    let session = &current;
     // GitLab failed a moment ago: do not ask again before the back-off is over.
     // (The failure was logged when it happened: not again on every request meanwhile.)
     if guard.retry_at.is_some_and(|t| Instant::now() < t) {
-        return within_grace(app, session, now, None);
+        return within_grace(app, &current, now, None);
     }
     let token = match app.sessions.lock(&loaded).await {
         Ok(Some(token)) => token,
@@ -122,10 +165,10 @@ pub(crate) async fn authenticate(
     // Another replica may have finished a refresh just before we took the lock; and the
     // tokens to refresh with are the store's, not those of a cached copy (another replica
     // may have rotated them without confirming the session: see `Rotated`).
-    let mut base = session.clone();
+    let mut base = current;
     if app.sessions.shared() {
         if let Ok(Some(l)) = app.sessions.load_fresh(headers).await {
-            if l.session.validated > session.validated {
+            if l.session.validated > base.validated {
                 app.sessions.unlock(&loaded, &token).await;
                 guard.fresh = Some((l.session.clone(), Instant::now()));
                 return valid(l.session, Vec::new());
@@ -133,7 +176,33 @@ pub(crate) async fn authenticate(
             base = l.session;
         }
     }
-    let session = &base;
+    let outcome = revalidate_locked(app, headers, &loaded, &base, now, &token, &mut guard).await;
+    app.sessions.unlock(&loaded, &token).await;
+    outcome
+}
+
+/// The cookies that carry `fresh` to the browser (none with a shared store: the browser
+/// holds a handle).
+fn cookies_for(app: &App, fresh: &Session, headers: &HeaderMap, now: u64) -> Vec<String> {
+    if app.sessions.shared() {
+        Vec::new()
+    } else {
+        app.sessions.codec.session_cookies(fresh, headers, now)
+    }
+}
+
+/// Asks GitLab, holding this process's slot (`state`) and the store's lock (`token`), and
+/// keeps what it answered: a fresh session, the end of the session, or (GitLab failing)
+/// the session within grace, with any tokens GitLab rotated stored.
+async fn revalidate_locked(
+    app: &App,
+    headers: &HeaderMap,
+    loaded: &crate::session::Loaded,
+    session: &Arc<Session>,
+    now: u64,
+    token: &str,
+    state: &mut crate::session::refresh::RefreshState,
+) -> Result<Authenticated, Reject> {
     // The cross-replica lock must outlive the work it guards: renewed while GitLab is
     // asked, however long that takes (a second replica refreshing with the same single-use
     // token would sign the user out).
@@ -143,18 +212,18 @@ pub(crate) async fn authenticate(
         tokio::select! {
             r = &mut work => break r,
             () = tokio::time::sleep(app.sessions.lock_renew_every()) => {
-                app.sessions.extend_lock(&loaded, &token).await;
+                app.sessions.extend_lock(loaded, token).await;
             }
         }
     };
-    let outcome = match result {
-        Ok(fresh) => match store_rotated(app, &loaded, &fresh, headers, now, &token).await {
+    match result {
+        Ok(fresh) => match store_rotated(app, loaded, &fresh, headers, now, token).await {
             Ok(cookies) => {
                 app.metrics.revalidation("ok");
                 let fresh = Arc::new(fresh);
-                guard.fresh = Some((fresh.clone(), Instant::now()));
-                guard.retry_at = None;
-                guard.failures = 0;
+                state.fresh = Some((fresh.clone(), Instant::now()));
+                state.retry_at = None;
+                state.failures = 0;
                 valid(fresh, cookies)
             }
             Err(e) => {
@@ -166,13 +235,18 @@ pub(crate) async fn authenticate(
         Err(RevalidateError::Ended(reason)) => {
             tracing::info!(target: "labgate::audit", user = %session.user.username, reason, "session ended at revalidation");
             app.metrics.revalidation("ended");
-            let _ = app.sessions.end(&loaded).await;
-            Err(Reject::Unauthenticated { clear: clear() })
+            let _ = app.sessions.end(loaded).await;
+            Err(Reject::Unauthenticated {
+                clear: app
+                    .sessions
+                    .codec
+                    .clear_all(headers, &app.config.session.cookie_name),
+            })
         }
         Err(RevalidateError::Unreachable(e)) => {
             app.metrics.revalidation("unreachable");
-            guard.failures = guard.failures.saturating_add(1);
-            guard.retry_at = Some(Instant::now() + backoff(guard.failures));
+            state.failures = state.failures.saturating_add(1);
+            state.retry_at = Some(Instant::now() + backoff(state.failures));
             within_grace(app, session, now, Some(&e.to_string()))
         }
         Err(RevalidateError::Rotated { rotated, error }) => {
@@ -180,12 +254,12 @@ pub(crate) async fn authenticate(
             // refresh token is spent, so the new pair must be kept (not yet validated)
             // or the next revalidation would be refused and sign the user out.
             app.metrics.revalidation("unreachable");
-            guard.failures = guard.failures.saturating_add(1);
-            guard.retry_at = Some(Instant::now() + backoff(guard.failures));
-            match store_rotated(app, &loaded, &rotated, headers, now, &token).await {
+            state.failures = state.failures.saturating_add(1);
+            state.retry_at = Some(Instant::now() + backoff(state.failures));
+            match store_rotated(app, loaded, &rotated, headers, now, token).await {
                 Ok(cookies) => {
                     let rotated = Arc::new(*rotated);
-                    guard.fresh = Some((rotated.clone(), Instant::now()));
+                    state.fresh = Some((rotated.clone(), Instant::now()));
                     within_grace(app, &rotated, now, Some(&error.to_string())).map(|mut a| {
                         a.cookies = cookies;
                         a
@@ -198,9 +272,7 @@ pub(crate) async fn authenticate(
                 }
             }
         }
-    };
-    app.sessions.unlock(&loaded, &token).await;
-    outcome
+    }
 }
 
 /// How long a revalidation that GitLab has already answered keeps trying to store the
@@ -382,4 +454,62 @@ async fn revalidate(app: &App, session: &Session, now: u64) -> Result<Session, R
         validated: now,
         ..session.clone()
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod plan_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn session(created: u64, validated: u64, expires: u64) -> Session {
+        Session {
+            v: crate::session::SESSION_VERSION,
+            sid: "s".into(),
+            user: crate::access::User::default(),
+            access_token: String::new(),
+            refresh_token: None,
+            id_token: None,
+            created,
+            expires,
+            validated,
+            ci: None,
+            derived: Default::default(),
+        }
+    }
+
+    #[test]
+    fn every_plan() {
+        let every = Duration::from_secs(300);
+        let now = 10_000;
+        let d = CookieDelivery::Delivered;
+        let p = |s: &Session, d, shared| plan(s, now, every, d, shared);
+        let fresh = session(now - 100, now - 100, now + 3600);
+        let due = session(now - 1000, now - 300, now + 3600);
+        assert_eq!(p(&fresh, d, false), Plan::UseAsIs);
+        assert_eq!(p(&due, d, false), Plan::Revalidate);
+        assert_eq!(
+            p(&due, CookieDelivery::Dropped, false),
+            Plan::UseWithinGrace
+        );
+        // A shared store needs no cookie to reach the browser.
+        assert_eq!(p(&due, CookieDelivery::Dropped, true), Plan::Revalidate);
+        assert_eq!(
+            p(&session(now - 10, now - 10, now - 1), d, false),
+            Plan::Expired
+        );
+        // Ahead by the replicas' skew: fine; beyond it: a forgery.
+        assert_eq!(
+            p(&session(now + 60, now + 60, now + 3600), d, false),
+            Plan::UseAsIs
+        );
+        assert_eq!(
+            p(&session(now + 61, now, now + 3600), d, false),
+            Plan::Future
+        );
+        assert_eq!(
+            p(&session(now, now + 61, now + 3600), d, false),
+            Plan::Future
+        );
+    }
 }
