@@ -32,7 +32,6 @@ fn main() {
         created: 0,
         expires: u64::MAX,
         validated: 0,
-        ci: None,
         derived: Default::default(),
     };
     let n = 20_000u64;

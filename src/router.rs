@@ -431,19 +431,21 @@ fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option
 fn set_identity(app: &App, h: &mut http::HeaderMap, p: &Principal) {
     let cfg = &app.config.identity;
     set_identity_headers(h, Some(p), HeaderSet::Upstream);
-    let s = p.session();
-    if cfg.pass_access_token && !s.access_token.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&s.access_token) {
-            h.insert("x-forwarded-access-token", v);
+    // A person's GitLab tokens; bearer callers have none to pass on.
+    if let Some(s) = p.session() {
+        if cfg.pass_access_token && !s.access_token.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&s.access_token) {
+                h.insert("x-forwarded-access-token", v);
+            }
         }
-    }
-    if cfg.pass_authorization {
-        if let Some(v) = s
-            .id_token
-            .as_ref()
-            .and_then(|id| HeaderValue::from_str(&format!("Bearer {id}")).ok())
-        {
-            h.insert(http::header::AUTHORIZATION, v);
+        if cfg.pass_authorization {
+            if let Some(v) = s
+                .id_token
+                .as_ref()
+                .and_then(|id| HeaderValue::from_str(&format!("Bearer {id}")).ok())
+            {
+                h.insert(http::header::AUTHORIZATION, v);
+            }
         }
     }
     if let Some(a) = app.signer.assertion(p, app.clock.now()) {

@@ -373,7 +373,6 @@ fn new_session(app: &App, tokens: Tokens, user: crate::access::User, now: u64) -
         created: now,
         expires: now + app.config.session.lifetime.as_secs(),
         validated: now,
-        ci: None,
         derived: Default::default(),
     }
 }

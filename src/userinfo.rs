@@ -29,7 +29,7 @@ pub(crate) async fn userinfo<B>(app: &App, client: IpAddr, req: &Request<B>) -> 
     .await
     {
         Ok(a) => {
-            let u = &a.principal.session().user;
+            let u = a.principal.user();
             let body = serde_json::json!({
                 "user": u.username,
                 "preferred_username": u.username,

@@ -128,20 +128,40 @@ pub enum Deny {
     TwoFactor,
     /// `require_verified_email` is set and GitLab did not say the email is verified.
     EmailNotVerified,
-    /// Not in any allowed user, group or project (`scope` names where: "access", a route,
-    /// or the forward-auth query).
+    /// Not in any allowed user, group or project of `scope`.
     NotListed {
-        /// `access`, `route <path>` or `auth query`.
-        scope: String,
+        /// Whose lists.
+        scope: Scope,
     },
     /// A CI job on a route (or forward-auth location) that does not admit CI jobs.
     CiJobNotAllowed {
-        /// `route <path>` or `auth query`.
-        scope: String,
+        /// Whose lists.
+        scope: Scope,
     },
     /// Routes or narrowing apply, but the original request is unknown: labgate refuses
     /// rather than judge a guessed path.
     OriginalUnknown,
+}
+
+/// Whose allow-lists refused a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `[access]`, the whole application's.
+    Access,
+    /// A `[[route]]`'s, named by its path rule.
+    Route(String),
+    /// A forward-auth location's narrowing (`?allowed_groups=...`).
+    Query,
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Access => f.write_str("access"),
+            Scope::Route(path) => write!(f, "route {path}"),
+            Scope::Query => f.write_str("auth query"),
+        }
+    }
 }
 
 impl Deny {
@@ -153,7 +173,9 @@ impl Deny {
             Deny::EmailDomain => "Your verified GitLab email address is not in a domain allowed here.",
             Deny::TwoFactor => "This application requires two-factor authentication on your GitLab account.",
             Deny::EmailNotVerified => "This application requires a verified primary email address on your GitLab account.",
-            Deny::NotListed { scope } if scope == "access" => {
+            Deny::NotListed {
+                scope: Scope::Access,
+            } => {
                 "You are not a member of a GitLab group or project allowed to use this application."
             }
             Deny::NotListed { .. } => {
@@ -466,7 +488,7 @@ impl Policy {
         };
         if !listed {
             return Decision::Deny(Deny::NotListed {
-                scope: "access".into(),
+                scope: Scope::Access,
             });
         }
         Decision::Allow
@@ -496,7 +518,7 @@ impl Policy {
             Some(paths) if !self.routes.is_empty() && paths.faces_every_route() => {
                 for route in &self.routes {
                     if !route.rules.admits(who) {
-                        return Decision::Deny(refusal(who, format!("route {}", route.source)));
+                        return Decision::Deny(refusal(who, Scope::Route(route.source.clone())));
                     }
                 }
             }
@@ -506,7 +528,7 @@ impl Policy {
                         continue;
                     };
                     if !route.rules.admits(who) {
-                        return Decision::Deny(refusal(who, format!("route {}", route.source)));
+                        return Decision::Deny(refusal(who, Scope::Route(route.source.clone())));
                     }
                 }
             }
@@ -519,7 +541,7 @@ impl Policy {
                 return Decision::Deny(Deny::OriginalUnknown);
             }
             if !n.admits(who) {
-                return Decision::Deny(refusal(who, "auth query".into()));
+                return Decision::Deny(refusal(who, Scope::Query));
             }
         }
         Decision::Allow
@@ -527,7 +549,7 @@ impl Policy {
 }
 
 /// The refusal for a subject that did not pass a scope's allow-lists.
-fn refusal(who: Subject<'_>, scope: String) -> Deny {
+fn refusal(who: Subject<'_>, scope: Scope) -> Deny {
     match who {
         Subject::Person(_) => Deny::NotListed { scope },
         Subject::CiJob { .. } => Deny::CiJobNotAllowed { scope },

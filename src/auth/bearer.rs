@@ -16,11 +16,11 @@ use sha2::Digest;
 
 use crate::access::User;
 use crate::app::App;
-use crate::identity::Principal;
+use crate::identity::{CiCaller, Principal};
 use crate::machine::{bearer_token, ci_username, jwt_issuer, CiClaims, CI_CLAIMS};
 use crate::reject::Reject;
 use crate::session::token_cache::{TokenHash, Verdict};
-use crate::session::{Session, SESSION_VERSION};
+use crate::session::Caller;
 
 /// Whether `token` could be a GitLab access token: personal, project and group tokens
 /// (`glpat-...`, with an instance prefix, routable `glpat-x.01.y` forms), OAuth access
@@ -58,7 +58,7 @@ pub(crate) async fn authenticate(
             if iss.trim_end_matches('/') != app.config.gitlab.url {
                 Err(invalid("the token was not issued by the configured GitLab"))
             } else {
-                ci_job(app, token, now).await
+                ci_job(app, token).await
             }
         }
         Some(_) if !policy.gitlab_tokens => Err(invalid(
@@ -72,7 +72,7 @@ pub(crate) async fn authenticate(
     })
 }
 
-async fn ci_job(app: &App, token: &str, now: u64) -> Result<Principal, Reject> {
+async fn ci_job(app: &App, token: &str) -> Result<Principal, Reject> {
     let policy = &app.config.machine;
     let audience = policy.audience.as_deref().unwrap_or_default();
     let raw: serde_json::Map<String, serde_json::Value> = match app
@@ -117,18 +117,15 @@ async fn ci_job(app: &App, token: &str, now: u64) -> Result<Principal, Reject> {
         Some(jti) => format!("ci:{jti}"),
         None => format!("ci:sha256:{}", short_hash(token)),
     };
-    Ok(Principal::CiJob(Arc::new(Session {
-        v: SESSION_VERSION,
-        sid: handle,
-        user,
-        access_token: String::new(),
-        refresh_token: None,
-        id_token: None,
-        created: claims.iat,
-        expires: now + 1,
-        validated: claims.iat,
-        ci: Some(ci),
-        derived: Default::default(),
+    Ok(Principal::CiJob(Arc::new(CiCaller {
+        caller: Caller {
+            user,
+            handle,
+            verified: claims.iat,
+            derived: Default::default(),
+        },
+        claims,
+        passed_on: ci,
     })))
 }
 
@@ -198,21 +195,14 @@ async fn access_token(
             return verdict(Verdict::Refused);
         }
     };
-    let session = Arc::new(Session {
-        v: SESSION_VERSION,
-        sid: format!("tok:{}", short_hash(token)),
+    let caller = Arc::new(Caller {
         user,
-        access_token: String::new(),
-        refresh_token: None,
-        id_token: None,
-        created: now,
-        expires: now + ttl.max(1),
-        validated: now,
-        ci: None,
+        handle: format!("tok:{}", short_hash(token)),
+        verified: now,
         derived: Default::default(),
     });
-    tokens.remember(key, Verdict::Valid(session.clone()), now, ttl);
-    Ok(Principal::UserToken(session))
+    tokens.remember(key, Verdict::Valid(caller.clone()), now, ttl);
+    Ok(Principal::UserToken(caller))
 }
 
 #[cfg(test)]

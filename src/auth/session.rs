@@ -463,19 +463,7 @@ mod plan_tests {
     use std::time::Duration;
 
     fn session(created: u64, validated: u64, expires: u64) -> Session {
-        Session {
-            v: crate::session::SESSION_VERSION,
-            sid: "s".into(),
-            user: crate::access::User::default(),
-            access_token: String::new(),
-            refresh_token: None,
-            id_token: None,
-            created,
-            expires,
-            validated,
-            ci: None,
-            derived: Default::default(),
-        }
+        crate::session::test_session(created, validated, expires)
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn one_decision_for_people_and_ci_jobs() {
     assert_eq!(
         p.decide(ci, Some(&at("/admin")), None),
         Decision::Deny(Deny::CiJobNotAllowed {
-            scope: "route ^/admin(/|$)".into()
+            scope: crate::access::Scope::Route("^/admin(/|$)".into())
         })
     );
     // Unknown original URL with routes: refused, never judged as "/".

@@ -212,9 +212,11 @@ fn granted(
     };
     let cfg = &app.config.identity;
     let assertion = principal.and_then(|p| app.signer.assertion(p, app.clock.now()));
-    let token = cfg
-        .pass_access_token
-        .then(|| principal.map_or("", |p| p.session().access_token.as_str()));
+    let token = cfg.pass_access_token.then(|| {
+        principal
+            .and_then(Principal::session)
+            .map_or("", |s| s.access_token.as_str())
+    });
     forward_auth::answer_headers(
         resp.headers_mut(),
         principal,

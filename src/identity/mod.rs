@@ -8,7 +8,7 @@
 
 mod principal;
 
-pub use principal::{set_identity_headers, HeaderSet, IdentityHeader, Principal};
+pub use principal::{set_identity_headers, CiCaller, HeaderSet, IdentityHeader, Principal};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +20,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
 use crate::config::IdentityConfig;
-use crate::session::Session;
 
 /// Most cached assertions kept before expired ones are swept.
 const CACHE_SWEEP_AT: usize = 50_000;
@@ -157,19 +156,19 @@ impl Signer {
 
     /// The assertion for `principal` at `now`, reused while more than half its life remains.
     pub fn assertion(&self, principal: &Principal, now: u64) -> Option<HeaderValue> {
-        let session = principal.session();
+        let derived = principal.derived();
         // First the opened session's own copy (no key to build, no shared lock)...
         let kind = principal.kind();
         let fresh = |(k, value, exp): &(&str, HeaderValue, u64)| {
             (*k == kind && *exp > now + self.lifetime / 2).then(|| value.clone())
         };
-        let own = session.derived.assertion.lock().ok();
+        let own = derived.assertion.lock().ok();
         if let Some(value) = own.as_ref().and_then(|a| a.as_ref()).and_then(fresh) {
             return Some(value);
         }
         drop(own);
         let (value, exp) = self.shared_assertion(principal, now)?;
-        if let Ok(mut own) = session.derived.assertion.lock() {
+        if let Ok(mut own) = derived.assertion.lock() {
             *own = Some((kind, value.clone(), exp));
         }
         Some(value)
@@ -178,8 +177,7 @@ impl Signer {
     /// ...then the process's, shared by copies of the session opened separately (Redis
     /// loads, other cookies of the same session): the assertion and its expiry.
     fn shared_assertion(&self, principal: &Principal, now: u64) -> Option<(HeaderValue, u64)> {
-        let session = principal.session();
-        let cache_key = (session.sid.clone(), session.validated);
+        let cache_key = (principal.handle().to_owned(), principal.verified());
         if let Ok(cache) = self.cache.lock() {
             if let Some((value, exp)) = cache.get(&cache_key) {
                 if *exp > now + self.lifetime / 2 {
@@ -187,7 +185,7 @@ impl Signer {
                 }
             }
         }
-        let value = self.sign(session, principal.kind(), now)?;
+        let value = self.sign(principal, now)?;
         let exp = now + self.lifetime;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SWEEP_AT {
@@ -198,17 +196,15 @@ impl Signer {
         Some((value, exp))
     }
 
-    fn sign(&self, session: &Session, kind: &str, now: u64) -> Option<HeaderValue> {
-        let user = &session.user;
+    fn sign(&self, principal: &Principal, now: u64) -> Option<HeaderValue> {
+        let user = principal.user();
+        let ci = principal.ci_claims();
         let claims = Claims {
             iss: &self.issuer,
             aud: &self.audience,
-            sub: match session
-                .ci
-                .as_ref()
-                .and_then(|c| c.get("sub"))
-                .and_then(|v| v.as_str())
-            {
+            // A CI job's subject is its token's (`project_path:...:ref_type:...`), a
+            // person's their GitLab user id.
+            sub: match ci.and_then(|c| c.get("sub")).and_then(|v| v.as_str()) {
                 Some(ci_sub) => ci_sub.to_owned(),
                 None => user.id.to_string(),
             },
@@ -220,10 +216,10 @@ impl Signer {
             iat: now,
             nbf: now,
             exp: now + self.lifetime,
-            sid: &session.sid,
+            sid: principal.handle(),
             jti: crate::random_token(16),
-            kind,
-            ci: session.ci.as_ref(),
+            kind: principal.kind(),
+            ci,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());

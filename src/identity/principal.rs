@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::access::Subject;
-use crate::session::Session;
+use crate::access::{Subject, User};
+use crate::machine::CiClaims;
+use crate::session::{Caller, Derived, Session};
 
 /// An authenticated caller (SPEC §9: every kind goes through the same decision).
 #[derive(Debug, Clone)]
@@ -14,17 +15,74 @@ pub enum Principal {
     /// A person signed in through the browser flow (session cookie).
     Person(Arc<Session>),
     /// A person calling with a GitLab access token (`machine.gitlab_tokens`).
-    UserToken(Arc<Session>),
-    /// A GitLab CI/CD job with a verified ID token; `session.ci` holds its claims and
-    /// `session.user` names the job, never the person who triggered it.
-    CiJob(Arc<Session>),
+    UserToken(Arc<Caller>),
+    /// A GitLab CI/CD job with a verified ID token: the caller names the job, never the
+    /// person who triggered it.
+    CiJob(Arc<CiCaller>),
+}
+
+/// A CI/CD job: the caller (`ci:<project>`) and the claims of its verified ID token.
+#[derive(Debug)]
+pub struct CiCaller {
+    /// The job as a caller.
+    pub caller: Caller,
+    /// The claims the access rules read.
+    pub claims: CiClaims,
+    /// The claims passed on in the assertion's `ci` object (`sub` among them).
+    pub passed_on: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Principal {
-    /// The session (or the session-shaped identity of a bearer caller).
-    pub fn session(&self) -> &Arc<Session> {
+    /// Who the rules and the app see.
+    pub fn user(&self) -> &User {
         match self {
-            Principal::Person(s) | Principal::UserToken(s) | Principal::CiJob(s) => s,
+            Principal::Person(s) => &s.user,
+            Principal::UserToken(c) => &c.user,
+            Principal::CiJob(j) => &j.caller.user,
+        }
+    }
+
+    /// A handle distinct per session or credential (never the credential): the key of the
+    /// assertion cache.
+    pub fn handle(&self) -> &str {
+        match self {
+            Principal::Person(s) => &s.sid,
+            Principal::UserToken(c) => &c.handle,
+            Principal::CiJob(j) => &j.caller.handle,
+        }
+    }
+
+    /// When GitLab last vouched for this identity (Unix time).
+    pub fn verified(&self) -> u64 {
+        match self {
+            Principal::Person(s) => s.validated,
+            Principal::UserToken(c) => c.verified,
+            Principal::CiJob(j) => j.caller.verified,
+        }
+    }
+
+    /// The values worked out once per session or caller.
+    pub fn derived(&self) -> &Derived {
+        match self {
+            Principal::Person(s) => &s.derived,
+            Principal::UserToken(c) => &c.derived,
+            Principal::CiJob(j) => &j.caller.derived,
+        }
+    }
+
+    /// The signed-in person's session (its GitLab tokens), for a person.
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        match self {
+            Principal::Person(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The CI claims passed on in the assertion, for a CI job.
+    pub fn ci_claims(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        match self {
+            Principal::CiJob(j) => Some(&j.passed_on),
+            _ => None,
         }
     }
 
@@ -40,22 +98,18 @@ impl Principal {
     /// What the access policy judges.
     pub fn subject(&self) -> Subject<'_> {
         match self {
-            Principal::Person(s) | Principal::UserToken(s) => Subject::Person(&s.user),
-            Principal::CiJob(s) => Subject::CiJob {
-                project_path: ci_claim(s, "project_path").unwrap_or(""),
+            Principal::Person(s) => Subject::Person(&s.user),
+            Principal::UserToken(c) => Subject::Person(&c.user),
+            Principal::CiJob(j) => Subject::CiJob {
+                project_path: &j.claims.project_path,
             },
         }
     }
 
     /// The username (or `ci:<project>`), for logs and pages.
     pub fn username(&self) -> &str {
-        &self.session().user.username
+        &self.user().username
     }
-}
-
-/// A string claim of a CI job's verified ID token.
-fn ci_claim<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
-    s.ci.as_ref()?.get(name)?.as_str()
 }
 
 /// One identity header: its name towards the upstream (sidecar proxy) and in a forward-auth
@@ -129,7 +183,7 @@ const FORWARD_AUTH_NAMES: [HeaderName; 6] = [
 /// numeric user id (empty for a CI job: it is no person) and the kind. A value that cannot
 /// be a header value (never for GitLab data, but the network is not trusted) is empty.
 fn identity_values(p: &Principal) -> Arc<[HeaderValue]> {
-    let u = &p.session().user;
+    let u = p.user();
     let email = match &u.email {
         Some(e) if u.email_verified => e.as_str(),
         _ => "",
@@ -154,8 +208,7 @@ fn identity_values(p: &Principal) -> Arc<[HeaderValue]> {
 /// [`crate::session::Derived`]).
 fn cached_identity_values(p: &Principal) -> Arc<[HeaderValue]> {
     let (kind, values) = p
-        .session()
-        .derived
+        .derived()
         .identity
         .get_or_init(|| (p.kind(), identity_values(p)));
     if *kind == p.kind() {

@@ -42,13 +42,34 @@ pub struct Session {
     pub expires: u64,
     /// Unix time identity and memberships were last confirmed with GitLab.
     pub validated: u64,
-    /// The verified CI/CD ID token claims of a `ci_job` caller.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci: Option<serde_json::Map<String, serde_json::Value>>,
     /// What labgate derives from the fields above, worked out once per opened session
     /// rather than on every request; never stored, and empty in a clone.
     #[serde(skip)]
     pub derived: Derived,
+}
+
+/// A caller identified by a bearer credential (a GitLab access token, a CI/CD job's ID
+/// token) rather than a session: who it is, a handle for caches and logs (never the
+/// credential), and when GitLab vouched for it.
+pub struct Caller {
+    /// Who: the token's owner, or `ci:<project>` for a CI job.
+    pub user: User,
+    /// `tok:<hash prefix>` or `ci:<jti>`: distinct per credential.
+    pub handle: String,
+    /// Unix time GitLab vouched for it (the token check, the ID token's `iat`).
+    pub verified: u64,
+    /// The identity header values and the assertion, worked out once.
+    pub derived: Derived,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user.username)
+            .field("handle", &self.handle)
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-session values derived from its (immutable) fields: the identity header values and
@@ -99,5 +120,23 @@ impl Session {
     /// Whether the absolute lifetime is over at `now`.
     pub fn expired(&self, now: u64) -> bool {
         now >= self.expires
+    }
+}
+
+/// A person's session with the given times and nothing else (for the tests of the modules
+/// that judge sessions).
+#[cfg(test)]
+pub(crate) fn test_session(created: u64, validated: u64, expires: u64) -> Session {
+    Session {
+        v: SESSION_VERSION,
+        sid: "s".into(),
+        user: User::default(),
+        access_token: String::new(),
+        refresh_token: None,
+        id_token: None,
+        created,
+        expires,
+        validated,
+        derived: Default::default(),
     }
 }

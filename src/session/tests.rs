@@ -34,7 +34,6 @@ fn session(groups: usize) -> Session {
         created: 1,
         expires: 1000,
         validated: 1,
-        ci: None,
         derived: Default::default(),
     }
 }

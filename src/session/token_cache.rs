@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use super::Session;
+use super::Caller;
 
 /// Most cached access-token identities kept.
 const TOKEN_CACHE_MAX: usize = 10_000;
@@ -18,7 +18,7 @@ pub(crate) type TokenHash = [u8; 32];
 #[derive(Debug, Clone)]
 pub(crate) enum Verdict {
     /// The token's owner.
-    Valid(Arc<Session>),
+    Valid(Arc<Caller>),
     /// Refused: remembered too, so that a bad token costs one GitLab call per TTL.
     Refused,
 }

@@ -559,7 +559,6 @@ async fn sessions_dated_in_the_future_are_refused() {
             created,
             expires: now + 86_400 * 30,
             validated,
-            ci: None,
             derived: Default::default(),
         };
         let cookies = s
