@@ -292,7 +292,9 @@ async fn callback_inner<B>(
             FlowError::Gitlab(error) => {
                 app.metrics.sign_in("gitlab_error");
                 // Debug formatting escapes what the client put in the query: no forged log lines.
-                tracing::warn!(error = ?error, description = ?query_param(q, "error_description"), "GitLab returned an error to the callback");
+                let description: Option<String> = query_param(q, "error_description")
+                    .map(|d| d.chars().take(256).collect());
+                tracing::warn!(error = ?error, description = ?description, "GitLab returned an error to the callback");
             }
             _ => {}
         }

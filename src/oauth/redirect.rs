@@ -26,6 +26,17 @@ pub fn validate(rd: &str, public: &url::Url, allowed_domains: &[String]) -> Opti
     if rd.is_empty() || rd.len() > 4096 || !rd.is_ascii() {
         return None;
     }
+    let view = decoded_view(rd)?;
+    if rd.starts_with('/') {
+        return relative_ok(rd, &view).then(|| rd.to_owned());
+    }
+    absolute(rd, public, allowed_domains)
+}
+
+/// `rd` percent-decoded round after round (at most [`DECODE_ROUNDS`]), or `None` when
+/// some round holds a control character, white space, a BOM or a look-alike of `.`, `/`
+/// or `\\`.
+fn decoded_view(rd: &str) -> Option<String> {
     let mut view = rd.to_owned();
     for _ in 0..DECODE_ROUNDS {
         if view
@@ -48,10 +59,7 @@ pub fn validate(rd: &str, public: &url::Url, allowed_domains: &[String]) -> Opti
     {
         return None;
     }
-    if rd.starts_with('/') {
-        return relative_ok(rd, &view).then(|| rd.to_owned());
-    }
-    absolute(rd, public, allowed_domains)
+    Some(view)
 }
 
 /// A relative path: exactly one leading `/`, in every decoded view of the path part.
@@ -105,6 +113,13 @@ fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> 
     // The parsed path (dot segments resolved) must not start with `//` either: a later hop
     // could read it as a network-path reference to another host.
     if url.path().starts_with("//") || url.path().starts_with("/\\") {
+        return None;
+    }
+    // What follows the authority meets the rules of a relative `rd`, in every decoded
+    // view: `https://app/x%252f..%252f..%252f%252fevil.com` is `//evil.com` to an app that
+    // decodes and resolves.
+    let rest = after_scheme.get(authority.len()..).unwrap_or("");
+    if rest.starts_with('/') && !relative_ok(rest, &decoded_view(rest)?) {
         return None;
     }
     (same_origin || listed).then(|| url.to_string())
@@ -204,6 +219,11 @@ mod tests {
             "http://sub.example.org/x",
             "https://ops.example.net/x",
             "http://ops.example.net:8443/x",
+            // Same origin, but the path is what a relative `rd` may not be.
+            "https://app.example.com/x%252f..%252f..%252f%252fevil.com",
+            "https://app.example.com/%2F%2Fevil.com",
+            "https://app.example.com/%5Cevil.com",
+            "https://app.example.com/%2e%2e/%2F/evil",
         ] {
             assert!(check(rd).is_none(), "{rd:?} should be rejected");
         }

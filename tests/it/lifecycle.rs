@@ -391,7 +391,9 @@ async fn side_listeners_share_the_limits_and_the_deadlines() {
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let _ = tcp.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let _ = tcp
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
         let mut buf = [0u8; 256];
         match tcp.read(&mut buf).await {
             Ok(n) if buf[..n].starts_with(b"HTTP/1.1 200") => held.push(tcp),
