@@ -82,6 +82,27 @@ impl PathViews {
     /// URI parser; an encoded `%23` and anything after it is cut here as a fragment).
     pub fn new(raw_path: &str) -> Self {
         let raw = raw_path.split(['?', '#']).next().unwrap_or("");
+        if plain(raw) {
+            // Every reading is the path itself: no decoding, no dot segment, nothing to
+            // trim or map (the common case, kept cheap).
+            return PathViews {
+                forward: raw.to_owned(),
+                decoded: raw.to_owned(),
+                resolved: raw.to_owned(),
+                lenient: raw.to_owned(),
+                resolved_whole: raw.to_owned(),
+                lenient_whole: raw.to_owned(),
+                of_forward: None,
+                after_scripts: Vec::new(),
+                dot_segments: false,
+                refused: None,
+            };
+        }
+        Self::read(raw)
+    }
+
+    /// Every reading of `raw` (path only), worked out in full.
+    fn read(raw: &str) -> Self {
         let forward = remove_dot_segments(&decode_unreserved(raw));
         let forward = if forward.starts_with('/') {
             forward
@@ -302,6 +323,23 @@ fn loosen(decoded: &str) -> String {
         })
         .map(|c| if c == '\\' { '/' } else { c })
         .collect()
+}
+
+/// Whether every reading of `raw` is `raw` itself: it starts with `/`, holds only letters,
+/// digits, `-`, `_`, `~`, `.` and single `/`, no segment starts or ends with `.` (dot
+/// segments, trailing dots, dot-files), and no segment ends in `.php`.
+fn plain(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.first() == Some(&b'/')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~' | b'.' | b'/'))
+        && raw.split('/').skip(1).enumerate().all(|(i, seg)| {
+            // Only the last segment may be empty (a trailing `/`).
+            (!seg.is_empty() || i + 2 == raw.split('/').count())
+                && !seg.starts_with('.')
+                && !seg.ends_with('.')
+                && !seg.to_ascii_lowercase().ends_with(".php")
+        })
 }
 
 /// Whether `path` has a `.` or `..` segment (`;params`, white space and invisible
@@ -656,6 +694,58 @@ mod tests {
         assert!(PathViews::new("/public/%E2%80%A5/admin")
             .all()
             .contains(&"/admin"));
+    }
+
+    #[test]
+    fn the_plain_shortcut_agrees_with_the_full_reading() {
+        // Every string of up to 6 characters over an alphabet that reaches every branch of
+        // `plain`: where it says "plain", the full reading must be the path itself.
+        let alphabet = ['/', 'a', 'A', '.', '-', 'p', 'h'];
+        let mut checked = 0;
+        let mut stack = vec![String::new()];
+        while let Some(s) = stack.pop() {
+            if plain(&s) {
+                let full = PathViews::read(&s);
+                assert!(full.all().iter().all(|r| *r == s), "{s}: {full:?}");
+                assert!(!full.faces_every_route() && full.refused().is_none(), "{s}");
+                checked += 1;
+            }
+            if s.len() < 6 {
+                for c in alphabet {
+                    stack.push(format!("{s}{c}"));
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    #[test]
+    fn plain_paths_are_their_own_readings() {
+        for raw in ["/", "/a/b", "/a.json/b", "/a-b_c~d/", "/admin/x.tar.gz"] {
+            assert!(plain(raw), "{raw}");
+            let fast = PathViews::new(raw);
+            assert!(fast.all().iter().all(|r| *r == raw), "{raw}");
+        }
+        for raw in [
+            "",
+            "a",
+            "//a",
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/.well-known",
+            "/a.",
+            "/a/b.",
+            "/index.php/x",
+            "/INDEX.PHP/x",
+            "/a%2fb",
+            "/a;b",
+            "/a b",
+            "/a\\b",
+            "/é",
+        ] {
+            assert!(!plain(raw), "{raw}");
+        }
     }
 
     #[test]
