@@ -306,20 +306,25 @@ fn has_overlong(bytes: &[u8]) -> bool {
     })
 }
 
-/// A decoded path as lenient routers read it: `%uXXXX` decoded (IIS), fullwidth forms
-/// (U+FF01..U+FF5E: `ａ`, `／`, `．`) and the other NFKC look-alikes of `.` and `/` mapped to
-/// ASCII, `\\` as `/`.
+/// A decoded path as lenient routers read it: `%uXXXX` decoded (IIS), NFKC-normalised
+/// (fullwidth `ａ`, `／`, `．`, mathematical and circled letters, `‥`), the remaining
+/// look-alikes of `.` and `/` that IDNA maps (`。`) mapped, `\\` as `/`.
 fn loosen(decoded: &str) -> String {
-    decode_percent_u(decoded)
-        .replace('\u{2025}', "..")
-        .replace('\u{2026}', "...")
+    use unicode_normalization::UnicodeNormalization;
+    let percent_u = decode_percent_u(decoded);
+    let normalised: String = if percent_u.is_ascii() {
+        percent_u.into_owned()
+    } else {
+        // NFKC: fullwidth forms, mathematical and circled letters, `‥`, ligatures.
+        percent_u.nfkc().collect()
+    };
+    normalised
         .chars()
-        .map(|c| match c {
-            '\u{ff01}'..='\u{ff5e}' => char::from_u32(u32::from(c) - 0xfee0).unwrap_or(c),
-            c => CONFUSABLES
+        .map(|c| {
+            CONFUSABLES
                 .iter()
                 .find(|(from, _)| *from == c)
-                .map_or(c, |(_, to)| *to),
+                .map_or(c, |(_, to)| *to)
         })
         .map(|c| if c == '\\' { '/' } else { c })
         .collect()
