@@ -10,18 +10,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
-/// Sends `request` on a fresh connection and returns everything labgate answered until it
-/// closed (or 5 s passed).
-async fn raw(base: &str, request: &str) -> String {
-    let mut sock = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    sock.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The status lines of a raw answer.
 fn statuses(answer: &str) -> Vec<String> {
     answer
@@ -138,14 +126,7 @@ async fn an_h2_websocket_needs_the_upstreams_handshake_too() {
     let cfg = config_with(None, "").replace("url = \"{echo}\"", &format!("url = \"{upstream}\""));
     let s = stack(&cfg).await;
     let addr = s.labgate_url.trim_start_matches("http://").to_owned();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(&s.labgate_url).await;
     let req = http::Request::builder()
         .method(http::Method::CONNECT)
         .uri(format!("http://{addr}/public/ws"))
@@ -213,14 +194,7 @@ async fn one_host_per_request() {
     );
     // HTTP/2: `:authority` with userinfo.
     let addr = public_host.to_owned();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(&s.labgate_url).await;
     for (authority, want) in [
         (format!("user@{addr}"), http::StatusCode::BAD_REQUEST),
         (addr.clone(), http::StatusCode::OK),

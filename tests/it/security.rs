@@ -4,7 +4,6 @@
 use labgate::dev::gitlab::Fixture;
 use reqwest::header::{ACCEPT, COOKIE, USER_AGENT};
 use reqwest::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
@@ -253,20 +252,6 @@ async fn skip_auth_rules_match_the_path_not_the_query_or_encoded_hash() {
             r.lines().next().unwrap()
         );
     }
-}
-
-async fn raw(base: &str, request: &str) -> String {
-    let mut sock = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    sock.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        sock.read_to_end(&mut out),
-    )
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]

@@ -207,14 +207,7 @@ async fn websocket_over_h2_reaches_an_http11_upstream() {
         session_cookie_header(&set_cookies(&r))
     };
     let addr = s.labgate_url.trim_start_matches("http://").to_owned();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(&s.labgate_url).await;
     let connect = |cookie: Option<&str>| {
         let mut b = http::Request::builder()
             .method(http::Method::CONNECT)
