@@ -31,12 +31,6 @@ pub(crate) use crate::headers::Peer;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UpstreamTime(pub std::time::Duration);
 
-/// The client's address as labgate works it out: the peer, or the first untrusted
-/// `X-Forwarded-For` hop behind a trusted proxy.
-fn client_of(app: &App, peer: Peer, headers: &http::HeaderMap) -> std::net::IpAddr {
-    headers::client_ip(headers, peer.addr.ip(), &app.config.server.trusted_proxies)
-}
-
 /// Whether the peer is one of `server.trusted_proxies`.
 fn trusted(app: &App, peer: Peer) -> bool {
     headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip())
@@ -289,7 +283,7 @@ async fn endpoint(
         (Method::GET, "/callback") => signin::callback(app, &req).await,
         (Method::GET | Method::POST, "/sign_out") => signin::sign_out(app, &req).await,
         (Method::GET | Method::HEAD, "/userinfo") => {
-            userinfo::userinfo(app, client_of(app, peer, req.headers()), &req).await
+            userinfo::userinfo(app, peer.addr.ip(), &req).await
         }
         (Method::GET | Method::HEAD, "/jwks.json") => userinfo::jwks(app, &req),
         (Method::GET, "/metrics")
@@ -336,7 +330,7 @@ async fn proxy(
     } else {
         match auth::authorize(
             app,
-            client_of(app, peer, req.headers()),
+            peer.addr.ip(),
             req.headers(),
             Some(views),
             None,

@@ -16,11 +16,11 @@ use crate::respond;
 
 /// `GET /userinfo`: the caller's identity as JSON, after the same admission as any
 /// request to this path.
-pub(crate) async fn userinfo<B>(app: &App, client: IpAddr, req: &Request<B>) -> Response<Body> {
+pub(crate) async fn userinfo<B>(app: &App, peer: IpAddr, req: &Request<B>) -> Response<Body> {
     let views = PathViews::new(req.uri().path());
     match auth::authorize(
         app,
-        client,
+        peer,
         req.headers(),
         Some(&views),
         None,

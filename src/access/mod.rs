@@ -15,6 +15,7 @@
 mod path;
 
 pub use path::PathViews;
+pub(crate) use path::LOOKALIKES;
 
 use std::collections::BTreeMap;
 

@@ -14,8 +14,9 @@ use std::borrow::Cow;
 const DECODE_ROUNDS: usize = 8;
 
 /// Characters that Unicode normalisation (NFKC: Java's and .NET's URL normalisers, IDNA)
-/// turns into `.`, `/` or `\\`, mapped so in the lenient reading.
-const CONFUSABLES: &[(char, char)] = &[
+/// or a lax router turns into `.` or `/` (`\\`), mapped so in the lenient reading; a
+/// redirect target holding one is refused (`oauth::redirect`).
+pub(crate) const LOOKALIKES: &[(char, char)] = &[
     ('\u{3002}', '.'),
     ('\u{ff0e}', '.'),
     ('\u{ff61}', '.'),
@@ -212,7 +213,18 @@ impl PathViews {
     /// matches, so the stricter answer wins. Distinct readings only.
     pub fn route_readings(&self) -> Vec<Cow<'_, str>> {
         let mut out: Vec<Cow<'_, str>> = vec![Cow::Borrowed(self.forward.as_str())];
-        if self.all().iter().all(|r| *r == self.forward)
+        let uniform = self.of_forward.is_none()
+            && self.after_scripts.is_empty()
+            && [
+                &self.decoded,
+                &self.resolved,
+                &self.lenient,
+                &self.resolved_whole,
+                &self.lenient_whole,
+            ]
+            .iter()
+            .all(|r| **r == self.forward);
+        if uniform
             && self.forward.is_ascii()
             && !self
                 .forward
@@ -321,7 +333,7 @@ fn loosen(decoded: &str) -> String {
     normalised
         .chars()
         .map(|c| {
-            CONFUSABLES
+            LOOKALIKES
                 .iter()
                 .find(|(from, _)| *from == c)
                 .map_or(c, |(_, to)| *to)
@@ -335,16 +347,25 @@ fn loosen(decoded: &str) -> String {
 /// segments, trailing dots, dot-files), and no segment ends in `.php`.
 fn plain(raw: &str) -> bool {
     let b = raw.as_bytes();
-    b.first() == Some(&b'/')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~' | b'.' | b'/'))
-        && raw.split('/').skip(1).enumerate().all(|(i, seg)| {
-            // Only the last segment may be empty (a trailing `/`).
-            (!seg.is_empty() || i + 2 == raw.split('/').count())
-                && !seg.starts_with('.')
-                && !seg.ends_with('.')
-                && !seg.to_ascii_lowercase().ends_with(".php")
-        })
+    let Some(rest) = raw.strip_prefix('/') else {
+        return false;
+    };
+    // `/` itself, or segments none of them empty but for a trailing `/`.
+    let segments = rest.strip_suffix('/').unwrap_or(rest);
+    b.iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~' | b'.' | b'/'))
+        && (rest.is_empty()
+            || segments.split('/').all(|seg| {
+                !seg.is_empty() && !seg.starts_with('.') && !seg.ends_with('.') && !is_php(seg)
+            }))
+}
+
+/// Whether a segment names a PHP script (`index.php`, any case).
+fn is_php(seg: &str) -> bool {
+    seg.len() >= 4
+        && seg
+            .get(seg.len() - 4..)
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".php"))
 }
 
 /// Whether `path` has a `.` or `..` segment (`;params`, white space and invisible
@@ -363,7 +384,7 @@ fn after_script(path: &str) -> Option<String> {
     let mut seen = 0;
     for seg in segments.by_ref() {
         seen += 1;
-        if seen > 1 && seg.to_ascii_lowercase().ends_with(".php") {
+        if seen > 1 && is_php(seg) {
             let rest: Vec<&str> = segments.collect();
             return (!rest.is_empty()).then(|| format!("/{}", rest.join("/")));
         }

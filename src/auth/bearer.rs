@@ -40,12 +40,12 @@ fn invalid(message: impl Into<String>) -> Reject {
 }
 
 /// Authenticates the request's bearer credential; `None` when it has none or `[machine]`
-/// accepts none (the session cookie decides then). `client` is the caller's address (its
-/// budget of GitLab checks).
+/// accepts none (the session cookie decides then). `peer` is the connection's address (the
+/// client's, behind a trusted proxy, is what a budget of GitLab checks is kept for).
 pub(crate) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
-    client: IpAddr,
+    peer: IpAddr,
 ) -> Option<Result<Principal, Reject>> {
     let policy = &app.config.machine;
     if !policy.enabled() {
@@ -65,7 +65,7 @@ pub(crate) async fn authenticate(
             "CI ID tokens are not accepted here ([[machine.allow]] is empty)",
         )),
         Some(_) => Err(invalid("a JWT that is not a GitLab CI ID token")),
-        None if policy.gitlab_tokens => access_token(app, token, client, now).await,
+        None if policy.gitlab_tokens => access_token(app, headers, token, peer, now).await,
         None => Err(invalid(
             "only GitLab CI ID tokens are accepted as bearer credentials here",
         )),
@@ -149,8 +149,9 @@ fn verdict(v: Verdict) -> Result<Principal, Reject> {
 
 async fn access_token(
     app: &App,
+    headers: &HeaderMap,
     token: &str,
-    client: IpAddr,
+    peer: IpAddr,
     now: u64,
 ) -> Result<Principal, Reject> {
     if !plausible_token(token) {
@@ -164,8 +165,9 @@ async fn access_token(
     }
     // A token GitLab accepted before has its own share of checks and no budget to spend.
     let known = tokens.seen_valid(&key);
-    if !known && !tokens.spend(client, now) {
-        tracing::info!(target: "labgate::audit", client = %client, "too many unknown access tokens from one client; refusing without asking GitLab");
+    let client = || crate::headers::client_ip(headers, peer, &app.config.server.trusted_proxies);
+    if !known && !tokens.spend(client(), now) {
+        tracing::info!(target: "labgate::audit", client = %client(), "too many unknown access tokens from one client; refusing without asking GitLab");
         return Err(Reject::TooManyTokenChecks);
     }
     // One check per token at a time: the others wait for its verdict.

@@ -42,10 +42,10 @@ pub(crate) enum CookieDelivery {
 pub(crate) async fn authenticate(
     app: &App,
     headers: &HeaderMap,
-    client: std::net::IpAddr,
+    peer: std::net::IpAddr,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    if let Some(result) = bearer::authenticate(app, headers, client).await {
+    if let Some(result) = bearer::authenticate(app, headers, peer).await {
         return result.map(|principal| Authenticated {
             principal,
             cookies: Vec::new(),
@@ -55,18 +55,19 @@ pub(crate) async fn authenticate(
 }
 
 /// Authenticate -> decide: the one admission every entry point uses (the proxy,
-/// `/oauth2/auth`, `/oauth2/userinfo`). `client` is the caller's address as labgate worked
-/// it out; `paths` is `None` when the original request is unknown; `narrowing` is a
-/// forward-auth location's.
+/// `/oauth2/auth`, `/oauth2/userinfo`). `peer` is the connection's address (the client's
+/// is worked out from it and the forwarded headers only where a budget needs it); `paths`
+/// is `None` when the original request is unknown; `narrowing` is a forward-auth
+/// location's.
 pub(crate) async fn authorize(
     app: &App,
-    client: std::net::IpAddr,
+    peer: std::net::IpAddr,
     headers: &HeaderMap,
     paths: Option<&PathViews>,
     narrowing: Option<&Rules>,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    let a = authenticate(app, headers, client, delivery).await?;
+    let a = authenticate(app, headers, peer, delivery).await?;
     crate::telemetry::record_caller(&a.principal);
     match app
         .config

@@ -118,14 +118,9 @@ pub async fn forward_auth<B>(
     } else {
         CookieDelivery::Dropped
     };
-    let client = headers::client_ip(
-        req.headers(),
-        peer.addr.ip(),
-        &app.config.server.trusted_proxies,
-    );
     match auth::authorize(
         app,
-        client,
+        peer.addr.ip(),
         req.headers(),
         views.as_ref(),
         narrowing.as_ref(),

@@ -9,13 +9,6 @@
 //! unless the entry names a port (`wiki.example.net:8443`).
 //! Anything else is rejected; callers fall back to `/`.
 
-/// Characters that Unicode normalisation (NFKC, IDNA) turns into `.`, `/` or `\` somewhere
-/// between the browser and a server: a path holding one is refused.
-const CONFUSABLES: &[char] = &[
-    '\u{3002}', '\u{ff0e}', '\u{ff61}', '\u{ff0f}', '\u{ff3c}', '\u{2215}', '\u{2044}', '\u{29f8}',
-    '\u{fe68}', '\u{2024}',
-];
-
 /// How many rounds of percent-decoding are examined (double, triple encoding...).
 const DECODE_ROUNDS: usize = 8;
 
@@ -53,10 +46,11 @@ fn decoded_view(rd: &str) -> Option<String> {
         }
         view = next;
     }
-    if view
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || CONFUSABLES.contains(&c))
-    {
+    if view.chars().any(|c| {
+        c.is_control()
+            || c.is_whitespace()
+            || crate::access::LOOKALIKES.iter().any(|(l, _)| *l == c)
+    }) {
         return None;
     }
     Some(view)

@@ -10,6 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
+/// The status of a GET of `url` asking for JSON.
+async fn status_of(c: &reqwest::Client, url: &str) -> StatusCode {
+    c.get(url)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// The status lines of a raw answer.
 fn statuses(answer: &str) -> Vec<String> {
     answer
@@ -263,30 +273,16 @@ async fn path_spellings_are_decoded_to_the_end() {
         "/x/..%2fadmin%2f%2f..%2fz",
         "/public/index.php/admin",
     ] {
-        let r = bob
-            .get(format!("{}{path}", s.labgate_url))
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .unwrap();
+        let url = format!("{}{path}", s.labgate_url);
+        let status = status_of(&bob, &url).await;
         assert!(
-            matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST),
-            "bob at {path}: {}",
-            r.status()
+            matches!(status, StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST),
+            "bob at {path}: {status}"
         );
-        let r = plain()
-            .get(format!("{}{path}", s.labgate_url))
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .unwrap();
+        let status = status_of(&plain(), &url).await;
         assert!(
-            matches!(
-                r.status(),
-                StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST
-            ),
-            "a stranger at {path}: {}",
-            r.status()
+            matches!(status, StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST),
+            "a stranger at {path}: {status}"
         );
     }
     // Control characters are refused outright, with a page that says why.
@@ -304,13 +300,13 @@ async fn path_spellings_are_decoded_to_the_end() {
         "/public/a%20b",
         "/public/100%25",
         "/public/caf%C3%A9",
+        "/public/What%3F",
+        "/public/a+b",
+        "/public/file%2520name",
+        "/public/caf%E9",
     ] {
-        let r = plain()
-            .get(format!("{}{path}", s.labgate_url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let status = status_of(&plain(), &format!("{}{path}", s.labgate_url)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
     }
 }
 

@@ -468,3 +468,16 @@ pub async fn h2c(
     tokio::spawn(conn);
     sender
 }
+
+/// Headers a front-proxy example must keep from the app when a client sends them (method,
+/// scheme, host and address overrides; other auth proxies' identity headers): sent by the
+/// front-proxy tests, whose app must see none of them.
+pub const CLIENT_OVERRIDES: &[(&str, &str)] = &[
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("X-Forwarded-Ssl", "on"),
+    ("X-Scheme", "https"),
+    ("CF-Connecting-IP", "6.6.6.6"),
+    ("X-Original-Host", "evil.example"),
+    ("Remote-User", "mallory"),
+    ("X-WEBAUTH-USER", "mallory"),
+];
