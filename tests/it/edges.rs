@@ -413,6 +413,14 @@ async fn redirect_allow_list_entries_pin_scheme_and_port() {
             "rd={rd}"
         );
     }
+    // Same origin, but a path a relative `rd` could not have (`//evil.com` once decoded and
+    // resolved by the app).
+    let rd = format!("{}/x%252f..%252f..%252f%252fevil.com", s.labgate_url);
+    assert_eq!(
+        crate::security::destination(&c, &s, &rd).await,
+        "/",
+        "rd={rd}"
+    );
 }
 
 /// A flood of random access tokens from one client (each would cost a GitLab call and hold
