@@ -32,6 +32,7 @@ fn main() {
         created: 0,
         expires: u64::MAX,
         validated: 0,
+        host: None,
         derived: Default::default(),
     };
     let n = 20_000u64;
@@ -41,7 +42,7 @@ fn main() {
     for i in 0..n {
         session.validated = i + 1;
         let p = labgate::identity::Principal::Person(std::sync::Arc::new(session.clone()));
-        std::hint::black_box(signer.assertion(&p, now));
+        std::hint::black_box(signer.assertion(&p, now, "https://a.example"));
     }
     let fresh = t.elapsed().as_secs_f64() / n as f64 * 1e6;
     // The same session: reused.
@@ -49,7 +50,7 @@ fn main() {
     let p = labgate::identity::Principal::Person(std::sync::Arc::new(session.clone()));
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(signer.assertion(&p, now));
+        std::hint::black_box(signer.assertion(&p, now, "https://a.example"));
     }
     let reused = t.elapsed().as_secs_f64() / n as f64 * 1e6;
     println!("assertion per request: signed every time {fresh:.1} us, reused {reused:.2} us ({:.0}x less)", fresh / reused);

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::access::Host;
 use crate::config::Config;
 use crate::identity::Signer;
 use crate::oauth::gitlab::Gitlab;
@@ -12,11 +13,10 @@ use crate::proxy::Upstream;
 pub struct App {
     /// The validated configuration.
     pub config: Config,
-    /// The protected application: worker 0's pooled client ...
-    upstream: Upstream,
-    /// ... and one per further worker runtime, so a request reuses connections owned by
-    /// its own runtime.
-    worker_upstreams: Vec<Upstream>,
+    /// The protected applications, one pooled client per `[[upstream]]` entry for each
+    /// worker runtime (`upstreams[worker][entry]`), so a request reuses connections owned
+    /// by its own runtime and each app has its own pool and limits.
+    upstreams: Vec<Vec<Upstream>>,
     /// Where sessions live (cookie or Redis).
     pub sessions: crate::session::Sessions,
     /// GitLab.
@@ -33,6 +33,9 @@ pub struct App {
     pub machine_tokens: crate::session::token_cache::TokenCache,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Where `rd` may lead besides public_url's origin: `allowed_redirect_domains` and
+    /// every host a `hosts` list names.
+    redirect_allowed: Vec<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -87,11 +90,25 @@ impl App {
             );
         }
         let sessions = crate::session::Sessions::new(&config).await?;
+        // The apps share labgate's front door: public_url's scheme and port.
+        let mut redirect_allowed = config.server.allowed_redirect_domains.clone();
+        redirect_allowed.extend(config.server.hosts.named.iter().map(|p| {
+            match config.server.public_url.port() {
+                Some(port) => format!("{}:{port}", p.redirect_entry()),
+                None => p.redirect_entry(),
+            }
+        }));
         Ok(Arc::new(App {
+            redirect_allowed,
             sessions,
-            upstream: Upstream::new(&config.upstream, config.server.idle_timeout)?,
-            worker_upstreams: (1..config.server.worker_runtimes())
-                .map(|_| Upstream::new(&config.upstream, config.server.idle_timeout))
+            upstreams: (0..config.server.worker_runtimes().max(1))
+                .map(|_| {
+                    config
+                        .upstreams
+                        .iter()
+                        .map(|u| Upstream::new(u, config.server.idle_timeout))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .collect::<Result<_, _>>()?,
             pages: Pages::new(&config.server),
             gitlab,
@@ -104,12 +121,16 @@ impl App {
         }))
     }
 
-    /// The upstream client of worker runtime `worker`.
-    pub fn upstream(&self, worker: usize) -> &Upstream {
-        match worker.checked_sub(1) {
-            Some(i) => self.worker_upstreams.get(i).unwrap_or(&self.upstream),
-            None => &self.upstream,
-        }
+    /// The upstream of worker runtime `worker` for a request to `host` (canonical; `None`:
+    /// unreadable): the first entry whose hosts match, `None` when no entry serves it.
+    pub fn upstream(&self, worker: usize, host: Option<&str>) -> Option<&Upstream> {
+        let pools = self.upstreams.get(worker).or(self.upstreams.first())?;
+        let i = self
+            .config
+            .upstreams
+            .iter()
+            .position(|u| crate::access::host_listed(&u.hosts, host))?;
+        pools.get(i)
     }
 
     /// `{prefix}{path}`.
@@ -158,11 +179,83 @@ impl App {
     /// `allowed_redirect_domains`), normalised; the one place `rd` is judged.
     pub fn redirect_target(&self, candidate: &str) -> Option<String> {
         let server = &self.config.server;
-        crate::oauth::redirect::validate(
-            candidate,
-            &server.public_url,
-            &server.allowed_redirect_domains,
-        )
+        crate::oauth::redirect::validate(candidate, &server.public_url, &self.redirect_allowed)
+    }
+
+    /// The `aud` of an assertion for the app at `origin` (canonical; `None`: public_url's
+    /// app): `identity.audience` when set (one app), else the app's origin (SPEC §9).
+    pub fn audience<'a>(&'a self, origin: Option<&'a str>) -> &'a str {
+        match (&self.config.identity.audience, origin) {
+            (Some(fixed), _) => fixed,
+            (None, Some(origin)) => origin,
+            (None, None) => self.config.server.public_base(),
+        }
+    }
+
+    /// Which app a browser's request to labgate is for: its `Host` (HTTP/2: `:authority`;
+    /// HTTP/1.0 without one: public_url's).
+    pub fn request_host<B>(&self, req: &http::Request<B>) -> Result<Host, &'static str> {
+        let text = match (req.uri().authority(), req.headers().get(http::header::HOST)) {
+            (Some(a), _) => a.as_str(),
+            (None, Some(h)) => h.to_str().map_err(|_| "the Host header is not text")?,
+            (None, None) => return Ok(self.public_host()),
+        };
+        Host::read(text)
+    }
+
+    /// public_url's host.
+    pub fn public_host(&self) -> Host {
+        Host {
+            name: self.config.server.hosts.public.clone(),
+            port: self.config.server.public_url.port(),
+        }
+    }
+
+    /// The origin of a served app on public_url's scheme (the apps behind one labgate share
+    /// its front door).
+    pub fn origin_of(&self, host: &Host) -> String {
+        host.origin(self.config.server.public_url.scheme())
+    }
+
+    /// Where the session that serves `host` is made: `None` for public_url's (its own host,
+    /// every host under `session.cookie_domain`, or any host when labgate serves one app),
+    /// else the host's own origin (without a cookie domain each served host keeps its own
+    /// session, signed in through its own Redirect URI).
+    pub fn own_session_origin(&self, host: &Host) -> Option<String> {
+        let hosts = &self.config.server.hosts;
+        // With a cookie domain, configuration makes every served host lie within it.
+        let shares =
+            !hosts.many || host.name == hosts.public || self.config.session.cookie_domain.is_some();
+        (!shares).then(|| self.origin_of(host))
+    }
+
+    /// The sign-in URL for a browser turned away at `host`'s app, leading back to `rd` (a
+    /// validated destination on that host): on public_url when the host shares its session
+    /// (absolute, with an absolute `rd`, when it is another host), else on the host itself.
+    pub fn sign_in_url_for(&self, host: &Host, rd: &str, to: SignIn) -> String {
+        let server = &self.config.server;
+        match self.own_session_origin(host) {
+            Some(origin) if to == SignIn::EntryAbsolute => {
+                format!("{origin}{}", self.sign_in_url(rd, SignIn::Entry))
+            }
+            Some(_) => self.sign_in_url(rd, to),
+            None if host.name == server.hosts.public || !server.hosts.many => {
+                self.sign_in_url(rd, to)
+            }
+            None => {
+                let rd = if rd.starts_with('/') {
+                    format!("{}{rd}", self.origin_of(host))
+                } else {
+                    rd.to_owned()
+                };
+                let to = if to == SignIn::Start {
+                    SignIn::Start
+                } else {
+                    SignIn::Entry
+                };
+                format!("{}{}", server.public_base(), self.sign_in_url(&rd, to))
+            }
+        }
     }
 }
 
@@ -184,4 +277,50 @@ pub fn redirect_uri(config: &Config) -> String {
         config.server.public_base(),
         config.server.prefix
     )
+}
+
+/// Every Redirect URI the GitLab application must list, and for which hosts: one on
+/// public_url for one app or a cookie domain's apps (signed in once), else one per host
+/// (each keeps its own session). A `*.` pattern's hosts each need their own.
+pub fn redirect_uris(c: &Config) -> Vec<(String, String)> {
+    let central = crate::app::redirect_uri(c);
+    let hosts = &c.server.hosts;
+    if !hosts.many {
+        return vec![("every host".into(), central)];
+    }
+    if c.session.cookie_domain.is_some() {
+        let names: Vec<String> = hosts.named.iter().map(ToString::to_string).collect();
+        return vec![(
+            format!(
+                "{} and every app under session.cookie_domain ({}): signed in once",
+                hosts.public,
+                names.join(", ")
+            ),
+            central,
+        )];
+    }
+    let scheme = c.server.public_url.scheme();
+    let mut out = vec![(hosts.public.clone(), central)];
+    let mut seen = vec![hosts.public.clone()];
+    for p in &hosts.named {
+        let text = p.to_string();
+        if seen.contains(&text) {
+            continue;
+        }
+        seen.push(text.clone());
+        let host = match p {
+            crate::access::HostPattern::Exact(h) => h.clone(),
+            crate::access::HostPattern::Below(_) => format!("<host>{}", p.redirect_entry()),
+        };
+        // On public_url's port: the apps share labgate's front door.
+        let origin = match c.server.public_url.port() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        };
+        out.push((
+            format!("{text}: its own session"),
+            format!("{origin}{}/callback", c.server.prefix),
+        ));
+    }
+    out
 }

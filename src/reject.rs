@@ -75,6 +75,12 @@ pub(crate) enum Reject {
         /// The reason in words.
         message: String,
     },
+    /// Serving several apps, labgate serves none at the request's host (421: never another
+    /// app's upstream, never "the rules of every host").
+    UnknownHost {
+        /// The host asked for (canonical).
+        host: String,
+    },
     /// Revalidation is due and GitLab is unreachable past the grace period, or GitLab's
     /// keys could not be loaded.
     GitlabUnavailable,
@@ -108,6 +114,7 @@ impl Reject {
             }
             Reject::NoMachineRule { .. } | Reject::Forbidden { .. } => StatusCode::FORBIDDEN,
             Reject::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Reject::UnknownHost { .. } => StatusCode::MISDIRECTED_REQUEST,
             Reject::TooManyTokenChecks => StatusCode::TOO_MANY_REQUESTS,
             Reject::GitlabUnavailable | Reject::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Upstream { timeout: true } => StatusCode::GATEWAY_TIMEOUT,
@@ -133,6 +140,7 @@ impl Reject {
             Reject::NoMachineRule { .. } => "no_machine_rule",
             Reject::Forbidden { deny, .. } => deny.code(),
             Reject::BadRequest { code, .. } => code,
+            Reject::UnknownHost { .. } => "unknown_host",
             Reject::GitlabUnavailable => "gitlab_unreachable",
             Reject::StoreUnavailable => "session_store_unavailable",
             Reject::TooManyTokenChecks => "too_many_token_checks",
@@ -177,6 +185,14 @@ impl Reject {
                 code,
                 "This request cannot be served",
                 &message,
+            ),
+            Reject::UnknownHost { host } => page_or_json(
+                pages,
+                style,
+                status,
+                code,
+                "No application here",
+                &format!("labgate serves no application at {host}. Check the address."),
             ),
             Reject::TooManyTokenChecks => {
                 let mut r = respond::json_error(

@@ -233,6 +233,13 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     {
         return Some("the request's authority carries userinfo");
     }
+    // HTTP/2 with both: one host, or two readers see two apps (RFC 9113 §8.3.1).
+    if let (Some(a), Some(h)) = (req.uri().authority(), host) {
+        let read = |t: &str| crate::access::Host::read(t).ok();
+        if h.to_str().ok().and_then(read) != read(a.as_str()) {
+            return Some("the Host header and :authority name different hosts");
+        }
+    }
     let authority = req.uri().authority().is_some();
     match host {
         None if req.version() >= http::Version::HTTP_11 && !authority => {
@@ -319,19 +326,40 @@ async fn proxy(
     views: &PathViews,
 ) -> Response<Body> {
     let html = respond::wants_html(req.headers());
+    let style = Style {
+        html,
+        sign_in: None,
+    };
+    // Which app: the request's own host, read once; an app labgate does not serve is
+    // refused before anything else (never another app's upstream or rules).
+    let host = match app.request_host(&req) {
+        Ok(h) => h,
+        Err(why) => return bad_request(app, &req, "bad_host", why),
+    };
+    let upstream = app
+        .upstream(peer.worker, Some(&host.name))
+        .filter(|_| app.config.server.hosts.serves(&host.name));
+    let Some(upstream) = upstream else {
+        return Reject::UnknownHost { host: host.name }.render(&app.pages, &style);
+    };
     // A WebSocket over HTTP/2 is an extended CONNECT; it is judged as the GET it becomes.
     let method = if crate::proxy::is_h2_websocket(&req) {
         Method::GET
     } else {
         req.method().clone()
     };
-    let (principal, cookies) = if app.config.access.is_public(&method, views) {
+    let (principal, cookies) = if app
+        .config
+        .access
+        .is_public(&method, Some(&host.name), views)
+    {
         (None, Vec::new())
     } else {
         match auth::authorize(
             app,
             peer.addr.ip(),
             req.headers(),
+            Some(&host.name),
             Some(views),
             None,
             CookieDelivery::Delivered,
@@ -345,20 +373,20 @@ async fn proxy(
                     html,
                     sign_in: navigation.then(|| {
                         let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                        app.sign_in_url(rd, SignIn::Entry)
+                        app.sign_in_url_for(&host, rd, SignIn::Entry)
                     }),
                 };
                 return reject.render(&app.pages, &style);
             }
         }
     };
-    rewrite(app, peer, &mut req, principal.as_ref());
+    rewrite(app, peer, &mut req, principal.as_ref(), &host);
     let target = match req.uri().query() {
         Some(q) => format!("{}?{q}", views.forward),
         None => views.forward.clone(),
     };
     let sent = Instant::now();
-    let resp = match app.upstream(peer.worker).forward(req, &target).await {
+    let resp = match upstream.forward(req, &target).await {
         Ok(mut r) => {
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());
@@ -371,13 +399,7 @@ async fn proxy(
         Err(e) => {
             tracing::warn!(error = %e, "upstream request failed");
             let timeout = e.status() == StatusCode::GATEWAY_TIMEOUT;
-            Reject::Upstream { timeout }.render(
-                &app.pages,
-                &Style {
-                    html,
-                    sign_in: None,
-                },
-            )
+            Reject::Upstream { timeout }.render(&app.pages, &style)
         }
     };
     respond::with_cookies(resp, cookies)
@@ -386,8 +408,14 @@ async fn proxy(
 /// The rewrite phase (SPEC §4, §9): the client's `Connection`-nominated headers go first,
 /// then every identity header, bearer credential and (from untrusted peers) URL and
 /// client-address override the client sent; then labgate sets `Host` (HTTP/2),
-/// `X-Forwarded-*`, `X-Real-IP` and the identity of `principal`.
-fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option<&Principal>) {
+/// `X-Forwarded-*`, `X-Real-IP` and the identity of `principal` for the app at `host`.
+fn rewrite(
+    app: &App,
+    peer: Peer,
+    req: &mut Request<Incoming>,
+    principal: Option<&Principal>,
+    host: &crate::access::Host,
+) {
     let cfg = &app.config;
     let is_trusted = trusted(app, peer);
     // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams require `Host`.
@@ -415,24 +443,40 @@ fn rewrite(app: &App, peer: Peer, req: &mut Request<Incoming>, principal: Option
     headers::strip_bearer(h);
     let info = headers::client_info(h, peer.addr.ip(), &cfg.server.trusted_proxies, peer.tls);
     headers::set_forwarded(h, &info, peer.addr.ip());
+    let many = cfg.server.hosts.many;
+    if many {
+        // The app is told the host it was chosen by, whatever a front proxy forwarded.
+        if let Ok(v) = HeaderValue::from_str(&host.to_string()) {
+            h.insert("x-forwarded-host", v);
+        }
+    }
     headers::strip_own_cookies(h, &cfg.session.cookie_name);
     if let Some(p) = principal {
-        set_identity(app, h, p);
+        // One app: public_url's audience (SPEC §9, sidecar mode); many: the app's origin.
+        let origin = many.then(|| app.origin_of(host));
+        set_identity(app, h, p, &host.name, origin.as_deref());
     }
 }
 
-/// Sets the identity headers and the assertion of `p` towards the upstream (SPEC §4).
-fn set_identity(app: &App, h: &mut http::HeaderMap, p: &Principal) {
+/// Sets the identity headers and the assertion of `p` towards the upstream of the app at
+/// `host` (`origin`: its assertion audience, `None`: public_url's) (SPEC §4).
+fn set_identity(
+    app: &App,
+    h: &mut http::HeaderMap,
+    p: &Principal,
+    host: &str,
+    origin: Option<&str>,
+) {
     let cfg = &app.config.identity;
     set_identity_headers(h, Some(p), HeaderSet::Upstream);
     // A person's GitLab tokens; bearer callers have none to pass on.
     if let Some(s) = p.session() {
-        if cfg.pass_access_token && !s.access_token.is_empty() {
+        if cfg.pass_access_token.to(Some(host)) && !s.access_token.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&s.access_token) {
                 h.insert("x-forwarded-access-token", v);
             }
         }
-        if cfg.pass_authorization {
+        if cfg.pass_authorization.to(Some(host)) {
             if let Some(v) = s
                 .id_token
                 .as_ref()
@@ -442,7 +486,10 @@ fn set_identity(app: &App, h: &mut http::HeaderMap, p: &Principal) {
             }
         }
     }
-    if let Some(a) = app.signer.assertion(p, app.clock.now()) {
+    if let Some(a) = app
+        .signer
+        .assertion(p, app.clock.now(), app.audience(origin))
+    {
         h.insert(cfg.assertion_header.clone(), a);
     }
 }

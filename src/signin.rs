@@ -76,6 +76,43 @@ pub(crate) fn sign_in<B>(
     sign_in_page(app, &rd, StatusCode::OK, None)
 }
 
+/// Where a sign-in at the request's host is made (labgate serving several apps).
+enum Home {
+    /// At public_url, as for one app.
+    Public,
+    /// At this host, through its own Redirect URI (it keeps its own session).
+    Own(String),
+    /// At public_url, for the whole cookie domain: the redirect there.
+    Central(String),
+    /// Not a host labgate serves, or not a host at all.
+    Refused(Reject),
+}
+
+fn sign_in_home<B>(app: &App, req: &Request<B>, rd: &str) -> Home {
+    let hosts = &app.config.server.hosts;
+    if !hosts.many {
+        return Home::Public;
+    }
+    let host = match app.request_host(req) {
+        Ok(h) if hosts.serves(&h.name) => h,
+        Ok(h) => return Home::Refused(Reject::UnknownHost { host: h.name }),
+        Err(why) => {
+            return Home::Refused(Reject::BadRequest {
+                code: "bad_host",
+                message: why.to_owned(),
+            })
+        }
+    };
+    if host.name == hosts.public {
+        return Home::Public;
+    }
+    match app.own_session_origin(&host) {
+        Some(origin) => Home::Own(format!("{origin}{}", app.url("/callback"))),
+        // Signed in once at public_url for the whole cookie domain, then back here.
+        None => Home::Central(app.sign_in_url_for(&host, rd, SignIn::Start)),
+    }
+}
+
 /// `GET /start`: begins the authorization-code flow.
 pub(crate) async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let mut rd = rd_of(app, req);
@@ -84,8 +121,27 @@ pub(crate) async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
         tracing::info!(len = rd.len(), "sign-in destination too long; using /");
         rd = "/".to_owned();
     }
+    let redirect_uri = match sign_in_home(app, req, &rd) {
+        Home::Public => None,
+        Home::Own(uri) => Some(uri),
+        Home::Central(url) => return respond::redirect(&url),
+        Home::Refused(reject) => {
+            let style = Style {
+                html: respond::wants_html(req.headers()),
+                sign_in: None,
+            };
+            return reject.render(&app.pages, &style);
+        }
+    };
     let secrets = flow::begin(&mut rand::rngs::OsRng);
-    let url = match app.gitlab.authorize_url(&secrets).await {
+    let url = match app
+        .gitlab
+        .authorize_url(
+            &secrets,
+            redirect_uri.as_deref().unwrap_or(app.gitlab.redirect_uri()),
+        )
+        .await
+    {
         Ok(url) => url,
         Err(e) => {
             tracing::error!(error = %e, "cannot start sign-in: GitLab discovery failed");
@@ -98,6 +154,7 @@ pub(crate) async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
         nonce: secrets.nonce,
         rd,
         started: app.clock.now(),
+        redirect_uri,
     };
     let Some(cookie) = app.sessions.codec.flow_cookie(&flow) else {
         return respond::json_error(
@@ -302,7 +359,13 @@ async fn callback_inner<B>(
     })?;
     let tokens = app
         .gitlab
-        .exchange_code(&code, &flow.verifier)
+        .exchange_code(
+            &code,
+            &flow.verifier,
+            flow.redirect_uri
+                .as_deref()
+                .unwrap_or(app.gitlab.redirect_uri()),
+        )
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
     let user = app
@@ -314,7 +377,14 @@ async fn callback_inner<B>(
         )
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
-    let session = new_session(app, tokens, user, now);
+    // A host keeping its own session (signed in through its own Redirect URI) binds it:
+    // a copy of the cookie opens nothing at another app.
+    let bound = flow
+        .redirect_uri
+        .as_ref()
+        .and_then(|_| app.request_host(req).ok())
+        .map(|h| h.name);
+    let session = new_session(app, tokens, user, now, bound);
     // A sign-in never inherits or keeps a previous session of this browser.
     if let Ok(Some(previous)) = app.sessions.load_fresh(req.headers()).await {
         let _ = app.sessions.end(&previous).await;
@@ -362,7 +432,13 @@ fn cookie_bytes(set_cookies: &[String]) -> usize {
         .sum()
 }
 
-fn new_session(app: &App, tokens: Tokens, user: crate::access::User, now: u64) -> Session {
+fn new_session(
+    app: &App,
+    tokens: Tokens,
+    user: crate::access::User,
+    now: u64,
+    host: Option<String>,
+) -> Session {
     Session {
         v: SESSION_VERSION,
         sid: crate::random_token(18),
@@ -371,10 +447,11 @@ fn new_session(app: &App, tokens: Tokens, user: crate::access::User, now: u64) -
         refresh_token: tokens.refresh_token,
         id_token: tokens
             .id_token
-            .filter(|_| app.config.identity.pass_authorization),
+            .filter(|_| app.config.identity.pass_authorization.any()),
         created: now,
         expires: now + app.config.session.lifetime.as_secs(),
         validated: now,
+        host,
         derived: Default::default(),
     }
 }
@@ -386,7 +463,15 @@ fn new_session(app: &App, tokens: Tokens, user: crate::access::User, now: u64) -
 fn same_origin<B>(app: &App, req: &Request<B>) -> bool {
     let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     if let Some(origin) = h("origin") {
-        return origin == app.config.server.public_origin;
+        // Serving several apps, a host's own pages are its origin.
+        let hosts = &app.config.server.hosts;
+        let own = || {
+            app.request_host(req)
+                .ok()
+                .filter(|host| hosts.many && hosts.serves(&host.name))
+                .is_some_and(|host| origin == app.origin_of(&host))
+        };
+        return origin == app.config.server.public_origin || own();
     }
     !matches!(h("sec-fetch-site"), Some("cross-site" | "same-site"))
 }

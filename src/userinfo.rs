@@ -18,10 +18,13 @@ use crate::respond;
 /// request to this path.
 pub(crate) async fn userinfo<B>(app: &App, peer: IpAddr, req: &Request<B>) -> Response<Body> {
     let views = PathViews::new(req.uri().path());
+    // The host is judged like an app request's: an unreadable one faces every route.
+    let host = app.request_host(req).ok();
     match auth::authorize(
         app,
         peer,
         req.headers(),
+        host.as_ref().map(|h| h.name.as_str()),
         Some(&views),
         None,
         CookieDelivery::Delivered,

@@ -1,5 +1,5 @@
 //! Who may enter: the one pure decision
-//! `(subject, path readings, rules, narrowing) -> Allow | Deny` (SPEC §6, §9).
+//! `(subject, host, path readings, rules, narrowing) -> Allow | Deny` (SPEC §6, §9).
 //!
 //! Owns the compiled rules (`[access]`, `[[access.public]]`, `[[route]]`, forward-auth
 //! narrowing) and nothing else: no I/O, no configuration parsing (`config::access` compiles
@@ -12,8 +12,10 @@
 //! compared here as bytes, ASCII case-insensitively: no string slicing that a multi-byte
 //! character from the network could make panic.
 
+mod host;
 mod path;
 
+pub use host::{listed as host_listed, Host, HostPattern};
 pub use path::PathViews;
 pub(crate) use path::LOOKALIKES;
 
@@ -372,6 +374,8 @@ pub fn under_path(have: &str, want: &str) -> bool {
 /// A path that needs no sign-in.
 #[derive(Debug, Clone)]
 pub struct Public {
+    /// The hosts it covers (empty: every host).
+    pub hosts: Vec<HostPattern>,
     /// Matched against every strict reading of the path.
     pub path: Regex,
     /// Methods it covers (empty: all).
@@ -383,6 +387,8 @@ pub struct Public {
 pub struct Route {
     /// The regex as written (for logs).
     pub source: String,
+    /// The hosts it covers (empty: every host); a host that could not be read faces it.
+    pub hosts: Vec<HostPattern>,
     /// Matched against every reading of the path, loose ones included.
     pub path: Regex,
     /// Who passes, on top of the global rules.
@@ -420,16 +426,25 @@ pub enum Decision {
 
 impl Policy {
     /// Whether a request needs no sign-in: every strict reading of its path matches a
-    /// public rule for its method.
-    pub fn is_public(&self, method: &http::Method, paths: &PathViews) -> bool {
+    /// public rule for its method and host (`host`: the canonical name, `None` when it
+    /// could not be read: then only rules for every host apply).
+    pub fn is_public(&self, method: &http::Method, host: Option<&str>, paths: &PathViews) -> bool {
         if self.public.is_empty() {
             return false;
         }
         paths.all().iter().all(|p| {
-            self.public
-                .iter()
-                .any(|r| (r.methods.is_empty() || r.methods.contains(method)) && r.path.is_match(p))
+            self.public.iter().any(|r| {
+                (r.methods.is_empty() || r.methods.contains(method))
+                    && host_listed(&r.hosts, host)
+                    && r.path.is_match(p)
+            })
         })
+    }
+
+    /// Whether any rule names hosts (labgate serves several apps).
+    pub fn names_hosts(&self) -> bool {
+        self.public.iter().any(|p| !p.hosts.is_empty())
+            || self.routes.iter().any(|r| !r.hosts.is_empty())
     }
 
     /// Project paths whose access level the rules need (lower-cased).
@@ -495,18 +510,23 @@ impl Policy {
         Decision::Allow
     }
 
-    /// The one decision (SPEC §9): global rules, then the first `[[route]]` matching each
-    /// reading of the path, then the forward-auth narrowing, for every kind of caller.
+    /// The one decision (SPEC §9): global rules, then the first `[[route]]` of the request's
+    /// host matching each reading of the path, then the forward-auth narrowing, for every
+    /// kind of caller.
     ///
-    /// `paths` is `None` when the original request is unknown (forward-auth without a
-    /// trusted front proxy's headers): with routes or narrowing in force that is a refusal,
-    /// never a judgement of `/`.
+    /// `host` is the canonical host name, `None` when it is unknown: then every route that
+    /// names hosts applies too (the stricter answer). `paths` is `None` when the original
+    /// request is unknown (forward-auth without a trusted front proxy's headers): with
+    /// routes or narrowing in force that is a refusal, never a judgement of `/`.
     pub fn decide(
         &self,
         who: Subject<'_>,
+        host: Option<&str>,
         paths: Option<&PathViews>,
         narrowing: Option<&Rules>,
     ) -> Decision {
+        let applies =
+            |r: &&Route| r.hosts.is_empty() || host.is_none_or(|h| host_listed(&r.hosts, Some(h)));
         // 1. Global: people face [access]; CI jobs were admitted by [[machine.allow]].
         if let Subject::Person(user) = who {
             if let Decision::Deny(d) = self.admit(user) {
@@ -517,7 +537,7 @@ impl Policy {
         match paths {
             // A path an app could read with dot segments unresolved: every route applies.
             Some(paths) if !self.routes.is_empty() && paths.faces_every_route() => {
-                for route in &self.routes {
+                for route in self.routes.iter().filter(applies) {
                     if !route.rules.admits(who) {
                         return Decision::Deny(refusal(who, Scope::Route(route.source.clone())));
                     }
@@ -525,7 +545,12 @@ impl Policy {
             }
             Some(paths) if !self.routes.is_empty() => {
                 for p in paths.route_readings() {
-                    let Some(route) = self.routes.iter().find(|r| r.path.is_match(&p)) else {
+                    let Some(route) = self
+                        .routes
+                        .iter()
+                        .filter(applies)
+                        .find(|r| r.path.is_match(&p))
+                    else {
                         continue;
                     };
                     if !route.rules.admits(who) {

@@ -56,23 +56,37 @@ pub(crate) async fn authenticate(
 
 /// Authenticate -> decide: the one admission every entry point uses (the proxy,
 /// `/oauth2/auth`, `/oauth2/userinfo`). `peer` is the connection's address (the client's
-/// is worked out from it and the forwarded headers only where a budget needs it); `paths`
-/// is `None` when the original request is unknown; `narrowing` is a forward-auth
-/// location's.
+/// is worked out from it and the forwarded headers only where a budget needs it); `host`
+/// (canonical) and `paths` are `None` when the original request's are unknown;
+/// `narrowing` is a forward-auth location's.
 pub(crate) async fn authorize(
     app: &App,
     peer: std::net::IpAddr,
     headers: &HeaderMap,
+    host: Option<&str>,
     paths: Option<&PathViews>,
     narrowing: Option<&Rules>,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
     let a = authenticate(app, headers, peer, delivery).await?;
+    // A session made for one host's app opens nothing at another's.
+    if let Some(bound) = a.principal.session().and_then(|s| s.host.as_deref()) {
+        if host != Some(bound) {
+            tracing::info!(
+                target: "labgate::audit",
+                user = %a.principal.username(),
+                bound,
+                host = host.unwrap_or("(unknown)"),
+                "session presented at another host"
+            );
+            return Err(Reject::Unauthenticated { clear: Vec::new() });
+        }
+    }
     crate::telemetry::record_caller(&a.principal);
     match app
         .config
         .access
-        .decide(a.principal.subject(), paths, narrowing)
+        .decide(a.principal.subject(), host, paths, narrowing)
     {
         Decision::Allow => Ok(a),
         Decision::Deny(deny) => {
@@ -81,6 +95,7 @@ pub(crate) async fn authorize(
                 user = %a.principal.username(),
                 kind = a.principal.kind(),
                 rule = deny.code(),
+                host = host.unwrap_or("(unknown)"),
                 path = paths.map_or("(unknown)", |p| p.forward.as_str()),
                 "access denied"
             );

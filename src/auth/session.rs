@@ -450,7 +450,7 @@ async fn revalidate(app: &App, session: &Session, now: u64) -> Result<Session, R
             .or_else(|| session.refresh_token.clone()),
         id_token: tokens
             .id_token
-            .filter(|_| app.config.identity.pass_authorization),
+            .filter(|_| app.config.identity.pass_authorization.any()),
         validated: now,
         ..session.clone()
     })

@@ -104,7 +104,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
         }
     }
     store(config, &mut out).await;
-    upstream(config, &mut out).await;
+    upstreams(config, &mut out).await;
     cookies(config, &mut out);
     out
 }
@@ -449,9 +449,15 @@ async fn store(config: &Config, out: &mut Vec<Check>) {
     }
 }
 
-async fn upstream(config: &Config, out: &mut Vec<Check>) {
+async fn upstreams(config: &Config, out: &mut Vec<Check>) {
+    for u in &config.upstreams {
+        upstream(u, out).await;
+    }
+}
+
+async fn upstream(u: &crate::config::UpstreamConfig, out: &mut Vec<Check>) {
     let start = Instant::now();
-    let reached = match &config.upstream.target {
+    let reached = match &u.target {
         UpstreamTarget::Http { authority, .. } => tokio::time::timeout(
             Duration::from_secs(5),
             tokio::net::TcpStream::connect(authority.as_str()),
@@ -470,18 +476,18 @@ async fn upstream(config: &Config, out: &mut Vec<Check>) {
             "upstream",
             format!(
                 "{} accepts connections ({} ms)",
-                config.upstream.url,
+                u.url,
                 start.elapsed().as_millis()
             ),
         )),
         Ok(Err(e)) => out.push(Check::problem(
             "upstream",
-            format!("{}: {e}", config.upstream.url),
+            format!("{}: {e}", u.url),
             "start the app, or fix upstream.url",
         )),
         Err(_) => out.push(Check::problem(
             "upstream",
-            format!("{}: no answer in 5 s", config.upstream.url),
+            format!("{}: no answer in 5 s", u.url),
             "check upstream.url and the network",
         )),
     }

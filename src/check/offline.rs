@@ -35,11 +35,22 @@ fn describe(c: &Config) -> String {
     line("server.app_name", format!("{:?}", s.app_name));
     line("log.format", format!("{:?}", c.log.format).to_lowercase());
     line("log.level", c.log.level.clone());
-    line("upstream.url", c.upstream.url.clone());
-    line(
-        "upstream.timeout",
-        humantime::format_duration(c.upstream.timeout).to_string(),
-    );
+    for (i, u) in c.upstreams.iter().enumerate() {
+        let key = if c.upstreams.len() > 1 || !u.hosts.is_empty() {
+            format!("upstream[{i}]")
+        } else {
+            "upstream".to_owned()
+        };
+        if !u.hosts.is_empty() {
+            let hosts: Vec<String> = u.hosts.iter().map(ToString::to_string).collect();
+            line(&format!("{key}.hosts"), format!("{hosts:?}"));
+        }
+        line(&format!("{key}.url"), u.url.clone());
+        line(
+            &format!("{key}.timeout"),
+            humantime::format_duration(u.timeout).to_string(),
+        );
+    }
     line("gitlab.url", c.gitlab.url.clone());
     line("gitlab.client_id", c.gitlab.client_id.clone());
     line("gitlab.client_secret", "<redacted>".into());
@@ -70,7 +81,14 @@ fn describe(c: &Config) -> String {
         "identity.assertion_header",
         c.identity.assertion_header.to_string(),
     );
-    line("identity.audience", c.identity.audience.clone());
+    line(
+        "identity.audience",
+        match &c.identity.audience {
+            Some(a) => a.clone(),
+            None if s.hosts.many => "(each app's origin, e.g. https://wiki.example.com)".into(),
+            None => format!("(public_url's origin: {})", s.public_base()),
+        },
+    );
     line(
         "identity.assertion_lifetime",
         humantime::format_duration(c.identity.assertion_lifetime).to_string(),
@@ -134,6 +152,23 @@ pub fn notes(c: &Config) -> Vec<String> {
             ));
         }
     }
+    if !c.server.hosts.many
+        && c.identity.pass_access_token == crate::config::TokenHosts::Every
+        && (c.server.allowed_redirect_domains.len() > 1
+            || c.server
+                .allowed_redirect_domains
+                .iter()
+                .any(|d| d.starts_with('.')))
+    {
+        notes.push(
+            "identity.pass_access_token = true with several redirect hosts: if labgate answers forward-auth for several apps, every one of them receives the person's GitLab token; name the hosts that need it (identity.pass_access_token = [\"wiki.example.com\"]) and the apps' hosts in [[route]] / [[upstream]] hosts".into(),
+        );
+    }
+    if c.server.hosts.many {
+        notes.push(
+            "labgate serves several apps: each app's assertion names that app's origin as aud (e.g. https://wiki.example.com); each app must pin its own origin when verifying".into(),
+        );
+    }
     if c.session.cookie_secure && c.server.public_url.scheme() == "http" {
         notes.push(
             "server.public_url is http:// but session.cookie_secure = true: browsers will drop the cookies; use https or set cookie_secure = false for local testing".into(),
@@ -148,9 +183,20 @@ pub fn notes(c: &Config) -> Vec<String> {
 pub fn report(config: &Config, online: bool, json: bool) -> std::process::ExitCode {
     use std::process::ExitCode;
     let redirect = crate::app::redirect_uri(config);
+    let all_redirects = crate::app::redirect_uris(config);
     if !json {
         print!("{}", describe(config));
-        println!("\nRedirect URI (paste into the GitLab application): {redirect}");
+        if all_redirects.len() == 1 {
+            println!("\nRedirect URI (paste into the GitLab application): {redirect}");
+            if let Some((hosts, _)) = all_redirects.first().filter(|_| config.server.hosts.many) {
+                println!("  for {hosts}");
+            }
+        } else {
+            println!("\nRedirect URIs (paste each into the GitLab application, one per line):");
+            for (hosts, uri) in &all_redirects {
+                println!("  {uri}    ({hosts})");
+            }
+        }
         for n in notes(config) {
             println!("note: {n}");
         }
@@ -159,7 +205,7 @@ pub fn report(config: &Config, online: bool, json: bool) -> std::process::ExitCo
         if json {
             println!(
                 "{}",
-                serde_json::json!({"config": "ok", "redirect_uri": redirect})
+                serde_json::json!({"config": "ok", "redirect_uri": redirect, "redirect_uris": all_redirects.iter().map(|(_, u)| u).collect::<Vec<_>>()})
             );
         } else {
             println!("\nconfiguration OK (run with --online to ask GitLab too)");

@@ -11,7 +11,9 @@ mod tests;
 
 use regex::Regex;
 
-use crate::access::{level, GroupRule, Policy, ProjectRule, Public, Route, Rules, UserRef};
+use crate::access::{
+    level, GroupRule, HostPattern, Policy, ProjectRule, Public, Route, Rules, UserRef,
+};
 use crate::config::file::{AccessFile, RouteFile};
 use crate::config::{GitlabConfig, Problem};
 
@@ -75,7 +77,12 @@ pub(crate) fn compile(
                 ),
             }
         }
-        public.push(Public { path: re, methods });
+        let hosts = host_list(&format!("access.public[{i}].hosts"), &pubf.hosts, &mut p);
+        public.push(Public {
+            hosts,
+            path: re,
+            methods,
+        });
     }
     let mut compiled_routes = Vec::new();
     for (i, r) in routes.iter().enumerate() {
@@ -104,8 +111,10 @@ pub(crate) fn compile(
         if !rules.has_person_rules() && rules.ci_jobs.is_empty() {
             p(key.clone(), format!("{key} has no rule: give it allowed_groups, allowed_projects, allowed_users, allowed_email_domains or allowed_ci_jobs"));
         }
+        let hosts = host_list(&format!("{key}.hosts"), &r.hosts, &mut p);
         compiled_routes.push(Route {
             source: src.to_owned(),
+            hosts,
             path: re,
             rules,
         });
@@ -125,6 +134,23 @@ pub(crate) fn compile(
         public,
         routes: compiled_routes,
     }
+}
+
+/// A `hosts` list, compiled; each bad entry is a problem naming its key.
+pub(super) fn host_list(
+    key: &str,
+    hosts: &[String],
+    p: &mut impl FnMut(String, String),
+) -> Vec<HostPattern> {
+    hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            HostPattern::parse(h)
+                .map_err(|e| p(format!("{key}[{i}]"), e))
+                .ok()
+        })
+        .collect()
 }
 
 /// Allow-lists given at run time (`/oauth2/auth?allowed_groups=...&allowed_users=...

@@ -147,6 +147,7 @@ fn public_paths_need_every_reading_to_match() {
         AccessFile {
             allow_any_gitlab_user: Some(true),
             public: vec![crate::config::file::PublicFile {
+                hosts: vec![],
                 path: Some("^/public(/|$)".into()),
                 methods: vec!["GET".into()],
             }],
@@ -156,15 +157,18 @@ fn public_paths_need_every_reading_to_match() {
     )
     .unwrap();
     let get = http::Method::GET;
-    assert!(p.is_public(&get, &PathViews::new("/public/x")));
-    assert!(!p.is_public(&http::Method::POST, &PathViews::new("/public/x")));
+    assert!(p.is_public(&get, None, &PathViews::new("/public/x")));
+    assert!(!p.is_public(&http::Method::POST, None, &PathViews::new("/public/x")));
     for tricky in [
         "/public/..%2Fadmin",
         "/public/..;/admin",
         "/public%2F..%2Fadmin",
         "/publicity",
     ] {
-        assert!(!p.is_public(&get, &PathViews::new(tricky)), "{tricky}");
+        assert!(
+            !p.is_public(&get, None, &PathViews::new(tricky)),
+            "{tricky}"
+        );
     }
 }
 
@@ -209,7 +213,7 @@ fn one_decision_for_people_and_ci_jobs() {
         project_path: "acme/other",
     };
     let at = |path: &str| PathViews::new(path);
-    let d = |who, path: &str| p.decide(who, Some(&at(path)), None) == Decision::Allow;
+    let d = |who, path: &str| p.decide(who, None, Some(&at(path)), None) == Decision::Allow;
     assert!(d(Subject::Person(&bob), "/docs"));
     assert!(!d(Subject::Person(&bob), "/admin"));
     assert!(d(Subject::Person(&alice), "/admin"));
@@ -231,14 +235,14 @@ fn one_decision_for_people_and_ci_jobs() {
     assert!(d(other_ci, "/hooks/x"));
     assert!(!d(Subject::Person(&alice), "/hooks/x"));
     assert_eq!(
-        p.decide(ci, Some(&at("/admin")), None),
+        p.decide(ci, None, Some(&at("/admin")), None),
         Decision::Deny(Deny::CiJobNotAllowed {
             scope: crate::access::Scope::Route("^/admin(/|$)".into())
         })
     );
     // Unknown original URL with routes: refused, never judged as "/".
     assert_eq!(
-        p.decide(Subject::Person(&alice), None, None),
+        p.decide(Subject::Person(&alice), None, None, None),
         Decision::Deny(Deny::OriginalUnknown)
     );
     // Blocked by id, whatever the name.
@@ -265,19 +269,25 @@ fn narrowing_applies_to_every_caller_and_needs_the_original() {
     };
     let root = PathViews::new("/");
     assert_eq!(
-        p.decide(Subject::Person(&alice), Some(&root), Some(&admins)),
+        p.decide(Subject::Person(&alice), None, Some(&root), Some(&admins)),
         Decision::Allow
     );
-    assert!(p.decide(Subject::Person(&bob), Some(&root), Some(&admins)) != Decision::Allow);
-    assert!(p.decide(ci, Some(&root), Some(&admins)) != Decision::Allow);
+    assert!(p.decide(Subject::Person(&bob), None, Some(&root), Some(&admins)) != Decision::Allow);
+    assert!(p.decide(ci, None, Some(&root), Some(&admins)) != Decision::Allow);
     assert_eq!(
-        p.decide(Subject::Person(&alice), None, Some(&admins)),
+        p.decide(Subject::Person(&alice), None, None, Some(&admins)),
         Decision::Deny(Deny::OriginalUnknown)
     );
     // Without routes or narrowing, an unknown original falls to the global rules.
-    assert_eq!(p.decide(Subject::Person(&bob), None, None), Decision::Allow);
+    assert_eq!(
+        p.decide(Subject::Person(&bob), None, None, None),
+        Decision::Allow
+    );
     let ci_ok = narrowing(&[], &[], &["acme".into()]).unwrap();
-    assert_eq!(p.decide(ci, Some(&root), Some(&ci_ok)), Decision::Allow);
+    assert_eq!(
+        p.decide(ci, None, Some(&root), Some(&ci_ok)),
+        Decision::Allow
+    );
     assert!(narrowing(&["bad name".into()], &[], &[]).is_err());
 }
 
@@ -413,4 +423,61 @@ fn oauth2_proxy_spellings_are_refused_with_labgate_s() {
     assert!(msg("access.allowed_projects[0]").contains("\"acme/app:developer\""));
     assert!(msg("access.allowed_projects[1]").contains("\"acme/tool:<role>\""));
     assert!(msg("access.allowed_email_domains[0]").contains("access.allow_any_gitlab_user = true"));
+}
+
+#[test]
+fn routes_and_public_paths_apply_to_their_hosts_only() {
+    let p = policy(
+        AccessFile {
+            allowed_groups: vec!["acme".into()],
+            public: vec![crate::config::file::PublicFile {
+                hosts: vec!["wiki.example.com".into()],
+                path: Some("^/public(/|$)".into()),
+                methods: vec![],
+            }],
+            ..Default::default()
+        },
+        vec![
+            RouteFile {
+                hosts: vec!["admin.example.com".into(), "*.ops.example.com".into()],
+                path: Some("^/".into()),
+                allowed_groups: vec!["acme/admins".into()],
+                ..Default::default()
+            },
+            RouteFile {
+                path: Some("^/admin(/|$)".into()),
+                allowed_groups: vec!["acme/admins".into()],
+                ..Default::default()
+            },
+        ],
+    )
+    .unwrap();
+    assert!(p.names_hosts());
+    let bob = user("bob", &["acme/team"]);
+    let alice = user("alice", &["acme/admins"]);
+    let d = |who: &User, host: Option<&str>, path: &str| {
+        p.decide(
+            Subject::Person(who),
+            host,
+            Some(&PathViews::new(path)),
+            None,
+        ) == Decision::Allow
+    };
+    // bob: the wiki (and any host without a route of its own) but not admin's hosts.
+    assert!(d(&bob, Some("wiki.example.com"), "/page"));
+    assert!(!d(&bob, Some("admin.example.com"), "/page"));
+    assert!(!d(&bob, Some("grafana.ops.example.com"), "/"));
+    assert!(d(&bob, Some("ops.example.com"), "/"));
+    // A route for every host still applies on every host.
+    assert!(!d(&bob, Some("wiki.example.com"), "/admin"));
+    // A host that could not be told faces every route: the stricter answer.
+    assert!(!d(&bob, None, "/page"));
+    assert!(d(&alice, None, "/page"));
+    assert!(d(&alice, Some("admin.example.com"), "/"));
+    // Public on the wiki only; an unknown host is public only under rules for every host.
+    let get = http::Method::GET;
+    let public = |host: Option<&str>| p.is_public(&get, host, &PathViews::new("/public/x"));
+    assert!(public(Some("wiki.example.com")));
+    assert!(!public(Some("admin.example.com")));
+    assert!(!public(None));
 }

@@ -37,7 +37,7 @@ impl OneOrMany {
 pub struct FileConfig {
     pub server: ServerFile,
     pub log: LogFile,
-    pub upstream: UpstreamFile,
+    pub upstream: UpstreamsFile,
     pub gitlab: GitlabFile,
     pub session: SessionFile,
     pub identity: IdentityFile,
@@ -84,9 +84,99 @@ pub struct LogFile {
     pub level: Option<String>,
 }
 
+/// `[upstream]` (one app: every host) or `[[upstream]]` (one entry per app, by host).
+/// Read by shape (a table or a list) so that a typo inside still names its key.
+#[derive(Debug)]
+pub enum UpstreamsFile {
+    /// `[upstream] url = ...`.
+    One(UpstreamFile),
+    /// `[[upstream]] hosts = [...] url = ...`, repeated.
+    Many(Vec<UpstreamFile>),
+}
+
+impl Default for UpstreamsFile {
+    fn default() -> Self {
+        UpstreamsFile::One(UpstreamFile::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamsFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = UpstreamsFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an [upstream] table or [[upstream]] entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                UpstreamFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(UpstreamsFile::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<UpstreamFile>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(UpstreamsFile::Many)
+            }
+        }
+        d.deserialize_any(Shape)
+    }
+}
+
+/// A value that is `true`/`false` or a list of hosts (`identity.pass_access_token`); from
+/// the environment, `"true"`, `"false"` or hosts separated by commas.
+#[derive(Debug, Clone)]
+pub enum FlagOrHosts {
+    /// `true` / `false`.
+    Flag(bool),
+    /// `["wiki.example.com"]`: these hosts only.
+    Hosts(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for FlagOrHosts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = FlagOrHosts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or a list of hosts")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(FlagOrHosts::Flag(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(match v.trim() {
+                    "true" => FlagOrHosts::Flag(true),
+                    "false" | "" => FlagOrHosts::Flag(false),
+                    list => FlagOrHosts::Hosts(
+                        list.split(',')
+                            .map(str::trim)
+                            .filter(|h| !h.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    ),
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(FlagOrHosts::Hosts)
+            }
+        }
+        d.deserialize_any(Shape)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamFile {
+    pub hosts: Vec<String>,
     pub url: Option<String>,
     pub timeout: Option<String>,
     pub ca_file: Option<String>,
@@ -137,8 +227,8 @@ pub struct IdentityFile {
     pub assertion_lifetime: Option<String>,
     pub signing_key_file: Option<String>,
     pub signing_key_files: Vec<String>,
-    pub pass_access_token: Option<bool>,
-    pub pass_authorization: Option<bool>,
+    pub pass_access_token: Option<FlagOrHosts>,
+    pub pass_authorization: Option<FlagOrHosts>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +248,7 @@ pub struct AccessFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublicFile {
+    pub hosts: Vec<String>,
     pub path: Option<String>,
     pub methods: Vec<String>,
 }
@@ -165,6 +256,7 @@ pub struct PublicFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteFile {
+    pub hosts: Vec<String>,
     pub path: Option<String>,
     pub allowed_users: Vec<String>,
     pub allowed_groups: Vec<String>,

@@ -23,7 +23,7 @@ pub use sources::{load, load_str, load_text, toml_error, Overrides};
 pub(crate) use validate::decode_cookie_secret;
 pub use validate::parse_duration;
 
-use crate::access::Policy;
+use crate::access::{HostPattern, Policy};
 use crate::machine::MachinePolicy;
 
 /// A secret value: its Debug and Display never show it, so it cannot leak through logs.
@@ -182,8 +182,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// Log format and filter.
     pub log: LogConfig,
-    /// The protected application.
-    pub upstream: UpstreamConfig,
+    /// The protected applications: one for every host (`[upstream]`), or one per host
+    /// list (`[[upstream]]`), first match wins.
+    pub upstreams: Vec<UpstreamConfig>,
     /// The GitLab application labgate signs in with.
     pub gitlab: GitlabConfig,
     /// Cookies and session lifetime.
@@ -211,6 +212,8 @@ pub struct ServerConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// HTTPS private key (PEM).
     pub tls_key_file: Option<PathBuf>,
+    /// The hosts labgate serves, when it serves several apps.
+    pub hosts: Hosts,
     /// Peers whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which front proxy's headers carry the original request to `/oauth2/auth`.
@@ -282,6 +285,85 @@ impl ServerConfig {
     }
 }
 
+/// The apps labgate serves, by host (SPEC §9 "Many apps").
+#[derive(Debug, Clone, Default)]
+pub struct Hosts {
+    /// Whether any `hosts` list is configured: then a request for a host that none names
+    /// (nor public_url, nor `allowed_redirect_domains`) is refused, and each app's
+    /// assertion names its own origin.
+    pub many: bool,
+    /// public_url's host (canonical).
+    pub public: String,
+    /// Every pattern the `hosts` lists name.
+    pub named: Vec<HostPattern>,
+    /// `allowed_redirect_domains`, as host patterns (`.example.com`: the domain and below).
+    pub redirect: Vec<HostPattern>,
+}
+
+impl Hosts {
+    /// Whether a request for `name` (canonical) is one labgate serves.
+    pub fn serves(&self, name: &str) -> bool {
+        !self.many
+            || name == self.public
+            || self
+                .named
+                .iter()
+                .chain(&self.redirect)
+                .any(|p| p.matches(name))
+    }
+}
+
+/// Which hosts receive a person's GitLab token (`identity.pass_access_token`,
+/// `identity.pass_authorization`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenHosts {
+    /// Nobody (default).
+    Never,
+    /// Every host (one app only: refused when labgate serves several).
+    Every,
+    /// These hosts.
+    Only(Vec<HostPattern>),
+}
+
+impl TokenHosts {
+    /// Whether a request for `host` (canonical; `None`: unknown) receives the token.
+    pub fn to(&self, host: Option<&str>) -> bool {
+        match self {
+            TokenHosts::Never => false,
+            TokenHosts::Every => true,
+            TokenHosts::Only(list) => host.is_some_and(|h| list.iter().any(|p| p.matches(h))),
+        }
+    }
+
+    /// Whether any host receives it.
+    pub fn any(&self) -> bool {
+        *self != TokenHosts::Never
+    }
+}
+
+impl fmt::Display for TokenHosts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenHosts::Never => f.write_str("false"),
+            TokenHosts::Every => f.write_str("true"),
+            TokenHosts::Only(list) => {
+                let names: Vec<String> = list.iter().map(ToString::to_string).collect();
+                write!(f, "{}", names.join(", "))
+            }
+        }
+    }
+}
+
+/// Whether `session.cookie_domain` (`example.com` or `.example.com`) covers `name`.
+pub fn cookie_domain_covers(domain: &str, name: &str) -> bool {
+    let base = domain.trim_start_matches('.').to_ascii_lowercase();
+    !base.is_empty()
+        && (name == base
+            || (name.len() > base.len()
+                && name.ends_with(&base)
+                && name.as_bytes().get(name.len() - base.len() - 1) == Some(&b'.')))
+}
+
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -291,9 +373,11 @@ pub struct LogConfig {
     pub level: String,
 }
 
-/// `[upstream]`.
+/// `[upstream]`, or one `[[upstream]]` entry.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
+    /// The hosts it serves (empty: every host).
+    pub hosts: Vec<HostPattern>,
     /// Where to connect.
     pub target: UpstreamTarget,
     /// The configured URL, for display.
@@ -401,16 +485,17 @@ pub struct RedisConfig {
 pub struct IdentityConfig {
     /// Header that carries the signed assertion.
     pub assertion_header: http::HeaderName,
-    /// `aud` claim.
-    pub audience: String,
+    /// `aud` claim, when set explicitly (one app); else each app's origin (public_url's
+    /// for the proxy of one app).
+    pub audience: Option<String>,
     /// Lifetime of an assertion (`exp - iat`).
     pub assertion_lifetime: Duration,
     /// PEM files of ES256 keys; the first signs, all are published.
     pub signing_key_files: Vec<PathBuf>,
-    /// Send `X-Forwarded-Access-Token`.
-    pub pass_access_token: bool,
-    /// Send `Authorization: Bearer <id_token>`.
-    pub pass_authorization: bool,
+    /// Send `X-Forwarded-Access-Token` (to these hosts).
+    pub pass_access_token: TokenHosts,
+    /// Send `Authorization: Bearer <id_token>` (to these hosts).
+    pub pass_authorization: TokenHosts,
 }
 
 impl ServerConfig {

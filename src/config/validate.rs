@@ -28,6 +28,13 @@ impl Checker {
         });
     }
 
+    /// A `hosts` list, compiled; each bad entry is a problem naming its key.
+    fn hosts(&mut self, key: &str, hosts: &[String]) -> Vec<HostPattern> {
+        super::access::host_list(key, hosts, &mut |key, message| {
+            self.problems.push(Problem { key, message });
+        })
+    }
+
     fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
         let text = value.unwrap_or(default);
         match parse_duration(text) {
@@ -98,20 +105,35 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
     };
     let server = server(&mut c, raw.server);
     let log = log(&mut c, raw.log);
-    let upstream = upstream(&mut c, raw.upstream);
+    let upstreams = upstreams(&mut c, raw.upstream);
     let needs_read_api = !raw.access.allowed_projects.is_empty()
         || raw.route.iter().any(|r| !r.allowed_projects.is_empty());
     let needs_read_user = raw.access.require_two_factor.unwrap_or(false);
     let gitlab = gitlab(&mut c, raw.gitlab, needs_read_api, needs_read_user);
     let session = session(&mut c, raw.session, &server);
-    let identity = identity(&mut c, raw.identity, &server);
     let access = super::access::compile(&raw.access, &raw.route, &gitlab, &mut c.problems);
+    let server = ServerConfig {
+        hosts: hosts(&server, &upstreams, &access),
+        ..server
+    };
+    if let Some(domain) = &session.cookie_domain {
+        for p in &server.hosts.named {
+            let name = p.redirect_entry();
+            if !super::cookie_domain_covers(domain, name.trim_start_matches('.')) {
+                c.problem(
+                    "session.cookie_domain",
+                    format!("{p} is outside session.cookie_domain = {domain:?}: with a cookie domain every app shares one sign-in, so each host labgate serves must be within it; without session.cookie_domain each host keeps its own session"),
+                );
+            }
+        }
+    }
+    let identity = identity(&mut c, raw.identity, &server);
     let machine = super::machine::compile(&raw.machine, &mut c.problems);
     if c.problems.is_empty() {
         Ok(Config {
             server,
             log,
-            upstream,
+            upstreams,
             gitlab,
             session,
             identity,
@@ -122,6 +144,43 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
         Err(ConfigError {
             problems: c.problems,
         })
+    }
+}
+
+/// The hosts labgate serves: several apps as soon as any `hosts` list names one.
+fn hosts(server: &ServerConfig, upstreams: &[UpstreamConfig], access: &Policy) -> Hosts {
+    let named: Vec<HostPattern> = upstreams
+        .iter()
+        .flat_map(|u| u.hosts.iter())
+        .chain(access.routes.iter().flat_map(|r| r.hosts.iter()))
+        .chain(access.public.iter().flat_map(|p| p.hosts.iter()))
+        .cloned()
+        .collect();
+    let redirect = server
+        .allowed_redirect_domains
+        .iter()
+        .flat_map(|entry| {
+            let name = entry.rsplit_once(':').map_or(entry.as_str(), |(h, _)| h);
+            match name.strip_prefix('.') {
+                Some(base) => vec![
+                    HostPattern::parse(base).ok(),
+                    HostPattern::parse(&format!("*{name}")).ok(),
+                ],
+                None => vec![HostPattern::parse(name).ok()],
+            }
+        })
+        .flatten()
+        .collect();
+    Hosts {
+        many: !named.is_empty(),
+        public: server
+            .public_url
+            .host_str()
+            .and_then(|h| crate::access::Host::read(h).ok())
+            .map(|h| h.name)
+            .unwrap_or_default(),
+        named,
+        redirect,
     }
 }
 
@@ -278,6 +337,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
     }
     ServerConfig {
         listen,
+        hosts: Hosts::default(),
         public_url,
         public_origin,
         prefix,
@@ -361,13 +421,44 @@ fn log(c: &mut Checker, l: file::LogFile) -> LogConfig {
     LogConfig { format, level }
 }
 
-fn upstream(c: &mut Checker, u: file::UpstreamFile) -> UpstreamConfig {
+/// `[upstream]` (every host, or the hosts it names) or `[[upstream]]` entries, each naming
+/// its hosts.
+fn upstreams(c: &mut Checker, u: file::UpstreamsFile) -> Vec<UpstreamConfig> {
+    match u {
+        file::UpstreamsFile::One(one) => vec![upstream(c, one, "upstream")],
+        file::UpstreamsFile::Many(list) if list.is_empty() => {
+            c.problem(
+                "upstream",
+                "[[upstream]] needs at least one entry with hosts and url",
+            );
+            Vec::new()
+        }
+        file::UpstreamsFile::Many(list) => {
+            let several = list.len() > 1;
+            list.into_iter()
+                .enumerate()
+                .map(|(i, one)| {
+                    let key = format!("upstream[{i}]");
+                    if several && one.hosts.is_empty() {
+                        c.problem(
+                            &format!("{key}.hosts"),
+                            "each [[upstream]] names the hosts it serves, e.g. hosts = [\"wiki.example.com\"]: a request for a host no entry names is refused (421), never sent to another app",
+                        );
+                    }
+                    upstream(c, one, &key)
+                })
+                .collect()
+        }
+    }
+}
+
+fn upstream(c: &mut Checker, u: file::UpstreamFile, key: &str) -> UpstreamConfig {
     let url = u.url.unwrap_or_default();
     let target = if let Some(path) = url.strip_prefix("unix:") {
         if path.is_empty() {
             c.problem(
-                "upstream.url",
-                "upstream.url = \"unix:\" needs a socket path, e.g. \"unix:/run/app.sock\"",
+                &format!("{key}.url"),
+                format!("{key}.url = \"unix:\" needs a socket path, e.g. \"unix:/run/app.sock\""),
             );
         }
         UpstreamTarget::Unix(PathBuf::from(path))
@@ -378,8 +469,8 @@ fn upstream(c: &mut Checker, u: file::UpstreamFile) -> UpstreamConfig {
             {
                 if parsed.path() != "/" || parsed.query().is_some() {
                     c.problem(
-                        "upstream.url",
-                        format!("upstream.url = {url:?}: labgate forwards the request path as it is; give only scheme://host:port"),
+                        &format!("{key}.url"),
+                        format!("{key}.url = {url:?}: labgate forwards the request path as it is; give only scheme://host:port"),
                     );
                 }
                 let port = parsed.port_or_known_default().unwrap_or(80);
@@ -395,8 +486,8 @@ fn upstream(c: &mut Checker, u: file::UpstreamFile) -> UpstreamConfig {
                     },
                     Err(_) => {
                         c.problem(
-                            "upstream.url",
-                            format!("upstream.url = {url:?} has no usable host"),
+                            &format!("{key}.url"),
+                            format!("{key}.url = {url:?} has no usable host"),
                         );
                         UpstreamTarget::Unix(PathBuf::new())
                     }
@@ -404,17 +495,18 @@ fn upstream(c: &mut Checker, u: file::UpstreamFile) -> UpstreamConfig {
             }
             _ => {
                 let msg = if url.is_empty() {
-                    "upstream.url is required: where the protected app listens, e.g. \"http://127.0.0.1:8080\" or \"unix:/run/app.sock\"".to_owned()
+                    format!("{key}.url is required: where the protected app listens, e.g. \"http://127.0.0.1:8080\" or \"unix:/run/app.sock\"")
                 } else {
-                    format!("upstream.url = {url:?} is not a URL; write e.g. \"http://127.0.0.1:8080\" or \"unix:/run/app.sock\"")
+                    format!("{key}.url = {url:?} is not a URL; write e.g. \"http://127.0.0.1:8080\" or \"unix:/run/app.sock\"")
                 };
-                c.problem("upstream.url", msg);
+                c.problem(&format!("{key}.url"), msg);
                 UpstreamTarget::Unix(PathBuf::new())
             }
         }
     };
-    let timeout = c.duration("upstream.timeout", u.timeout.as_deref(), "60s");
+    let timeout = c.duration(&format!("{key}.timeout"), u.timeout.as_deref(), "60s");
     UpstreamConfig {
+        hosts: c.hosts(&format!("{key}.hosts"), &u.hosts),
         target,
         url,
         timeout,
@@ -754,16 +846,34 @@ fn identity(c: &mut Checker, i: file::IdentityFile, server: &ServerConfig) -> Id
     }
     let mut files: Vec<PathBuf> = i.signing_key_file.iter().map(|p| c.path(p)).collect();
     files.extend(i.signing_key_files.iter().map(|p| c.path(p)));
-    let audience = i
-        .audience
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| server.public_base().to_owned());
+    let audience = i.audience.filter(|a| !a.is_empty());
+    if audience.is_some() && server.hosts.many {
+        c.problem(
+            "identity.audience",
+            "labgate serves several apps (hosts are named): each app's assertion carries that app's origin as aud, so one app's assertion is refused by another; remove identity.audience and pin each app's origin in its verification",
+        );
+    }
+    let mut tokens = |key: &str, value: Option<file::FlagOrHosts>| match value {
+        None | Some(file::FlagOrHosts::Flag(false)) => TokenHosts::Never,
+        Some(file::FlagOrHosts::Flag(true)) => {
+            if server.hosts.many {
+                c.problem(
+                    key,
+                    format!("labgate serves several apps (hosts are named): a person's GitLab token would reach every one of them; list the hosts that need it, e.g. {key} = [\"wiki.example.com\"]"),
+                );
+            }
+            TokenHosts::Every
+        }
+        Some(file::FlagOrHosts::Hosts(list)) => TokenHosts::Only(c.hosts(key, &list)),
+    };
+    let pass_access_token = tokens("identity.pass_access_token", i.pass_access_token);
+    let pass_authorization = tokens("identity.pass_authorization", i.pass_authorization);
     IdentityConfig {
         assertion_header,
         audience,
         assertion_lifetime,
         signing_key_files: files,
-        pass_access_token: i.pass_access_token.unwrap_or(false),
-        pass_authorization: i.pass_authorization.unwrap_or(false),
+        pass_access_token,
+        pass_authorization,
     }
 }

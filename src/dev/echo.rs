@@ -26,7 +26,8 @@ pub struct EchoConfig {
     pub jwks_url: String,
     /// Expected `iss` (labgate's public_url).
     pub issuer: String,
-    /// Expected `aud`.
+    /// Expected `aud`; empty: the origin of the request's own `Host` (one echo behind
+    /// several hosts, each its own app).
     pub audience: String,
     /// Header carrying the assertion.
     pub assertion_header: String,
@@ -74,6 +75,15 @@ impl Echo {
     /// Verifies an assertion the way an app should: ES256 only, key by kid from the
     /// configured JWKS, iss and aud pinned.
     pub async fn verify(&self, token: &str) -> Result<serde_json::Value, String> {
+        self.verify_for(token, &self.cfg.audience).await
+    }
+
+    /// [`Echo::verify`], pinning `audience`.
+    pub async fn verify_for(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<serde_json::Value, String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
         let kid = header.kid.ok_or("no kid")?;
         let keys = self.keys().await.ok_or("JWKS unavailable")?;
@@ -81,7 +91,7 @@ impl Echo {
         let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
         v.set_issuer(&[&self.cfg.issuer]);
-        v.set_audience(&[&self.cfg.audience]);
+        v.set_audience(&[audience]);
         jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
             .map(|d| d.claims)
             .map_err(|e| e.to_string())
@@ -162,8 +172,18 @@ async fn identity(e: &Echo, req: &Request<Incoming>) -> Response<Body> {
         .headers()
         .get(e.cfg.assertion_header.as_str())
         .and_then(|v| v.to_str().ok());
+    let audience = match e.cfg.audience.as_str() {
+        "" => format!(
+            "http://{}",
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        ),
+        fixed => fixed.to_owned(),
+    };
     let checked = match assertion {
-        Some(a) => e.verify(a).await,
+        Some(a) => e.verify_for(a, &audience).await,
         None => Err("no assertion header".to_owned()),
     };
     let verified = match &checked {

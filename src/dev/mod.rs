@@ -114,10 +114,13 @@ impl Stack {
             .replace("{gitlab}", &gitlab_url)
             .replace("{echo}", &echo_url);
         let config = crate::config::load_str(&text).map_err(|e| e.to_string())?;
-        let callback = crate::app::redirect_uri(&config);
+        // Every Redirect URI the configuration needs (one per host of its own session).
+        let callbacks = crate::app::redirect_uris(&config);
         for a in &mut fixture.applications {
-            if !a.redirect_uris.contains(&callback) {
-                a.redirect_uris.push(callback.clone());
+            for (_, callback) in &callbacks {
+                if !a.redirect_uris.contains(callback) && !callback.contains('<') {
+                    a.redirect_uris.push(callback.clone());
+                }
             }
         }
         let gitlab = StandIn::start_with_tls(l.gitlab, fixture, gitlab_prefix, l.gitlab_tls);
@@ -131,7 +134,12 @@ impl Stack {
                     .as_str()
                     .trim_end_matches('/')
                     .to_owned(),
-                audience: config.identity.audience.clone(),
+                // Serving several apps, each host's assertion names that host's origin.
+                audience: match &config.identity.audience {
+                    Some(a) => a.clone(),
+                    None if config.server.hosts.many => String::new(),
+                    None => config.server.public_base().to_owned(),
+                },
                 assertion_header: config.identity.assertion_header.to_string(),
             },
         );

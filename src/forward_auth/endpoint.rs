@@ -80,6 +80,11 @@ pub async fn forward_auth<B>(
         Ok(a) => a,
         Err(reject) => return reject.render(&app.pages, &Style::default()),
     };
+    let host = original
+        .as_ref()
+        .and_then(|o| o.host.as_ref())
+        .map(|h| h.name.as_str());
+    let origin = original.as_ref().and_then(|o| o.origin.as_deref());
     if let (
         Some(Original {
             method: Some(m), ..
@@ -87,8 +92,8 @@ pub async fn forward_auth<B>(
         Some(v),
     ) = (&original, &views)
     {
-        if app.config.access.is_public(m, v) {
-            return granted(app, None, Vec::new(), envoy.is_some());
+        if app.config.access.is_public(m, host, v) {
+            return granted(app, None, Vec::new(), envoy.is_some(), (host, origin));
         }
     }
     // Traefik, Caddy and Envoy hand a non-2xx answer to the browser: `?mode=redirect` (always
@@ -122,6 +127,7 @@ pub async fn forward_auth<B>(
         app,
         peer.addr.ip(),
         req.headers(),
+        host,
         views.as_ref(),
         narrowing.as_ref(),
         delivery,
@@ -132,10 +138,22 @@ pub async fn forward_auth<B>(
             Some(back) => {
                 respond::with_cookies(respond::redirect(&app.absolute_url(&back)), a.cookies)
             }
-            None => granted(app, Some(&a.principal), Vec::new(), envoy.is_some()),
+            None => granted(
+                app,
+                Some(&a.principal),
+                Vec::new(),
+                envoy.is_some(),
+                (host, origin),
+            ),
         },
         Ok(a) => {
-            let mut resp = granted(app, Some(&a.principal), a.cookies, envoy.is_some());
+            let mut resp = granted(
+                app,
+                Some(&a.principal),
+                a.cookies,
+                envoy.is_some(),
+                (host, origin),
+            );
             if cookie_path == CookiePath::Numbered {
                 forward_auth::number_cookies(resp.headers_mut());
             }
@@ -146,7 +164,12 @@ pub async fn forward_auth<B>(
                 html,
                 sign_in: navigation.then(|| {
                     let rd = destination().unwrap_or_else(|| "/".into());
-                    app.sign_in_url(&rd, SignIn::EntryAbsolute)
+                    // Where the session for the original host is made (its own host, or
+                    // public_url's).
+                    match original.as_ref().and_then(|o| o.host.as_ref()) {
+                        Some(h) => app.sign_in_url_for(h, &rd, SignIn::EntryAbsolute),
+                        None => app.sign_in_url(&rd, SignIn::EntryAbsolute),
+                    }
                 }),
             };
             reject.render(&app.pages, &style)
@@ -184,6 +207,26 @@ fn asked<B>(
     if let Some(why) = views.as_ref().and_then(PathViews::refused) {
         return Err(bad("bad_path", why.to_owned()));
     }
+    // Serving several apps, labgate judges only requests for a host it serves: an unknown
+    // one never falls to "the rules of every host".
+    let hosts = &app.config.server.hosts;
+    if let Some(o) = original.as_ref().filter(|_| hosts.many) {
+        match &o.host {
+            Some(h) if hosts.serves(&h.name) => {}
+            Some(h) => {
+                return Err(bad(
+                    "unknown_host",
+                    format!("labgate serves no app at {}", h.name),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    "unknown_host",
+                    "the front proxy did not say which host the request was for (X-Forwarded-Proto and X-Forwarded-Host, or X-Original-URL)".to_owned(),
+                ))
+            }
+        }
+    }
     Ok(Asked {
         original,
         views,
@@ -192,12 +235,14 @@ fn asked<B>(
 }
 
 /// An allowing forward-auth answer: 202 (200 for Envoy, which treats only 200 as allow)
-/// with every identity header present.
+/// with every identity header present, for the app at `(host, origin)` (canonical, when the
+/// front proxy said).
 fn granted(
     app: &App,
     principal: Option<&Principal>,
     cookies: Vec<String>,
     envoy: bool,
+    (host, origin): (Option<&str>, Option<&str>),
 ) -> Response<Body> {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = if envoy {
@@ -206,8 +251,11 @@ fn granted(
         StatusCode::ACCEPTED
     };
     let cfg = &app.config.identity;
-    let assertion = principal.and_then(|p| app.signer.assertion(p, app.clock.now()));
-    let token = cfg.pass_access_token.then(|| {
+    let assertion = principal.and_then(|p| {
+        app.signer
+            .assertion(p, app.clock.now(), app.audience(origin))
+    });
+    let token = cfg.pass_access_token.to(host).then(|| {
         principal
             .and_then(Principal::session)
             .map_or("", |s| s.access_token.as_str())

@@ -23,7 +23,7 @@ pub mod endpoint;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 
-use crate::access::PathViews;
+use crate::access::{Host, PathViews};
 use crate::config::FrontProxy;
 use crate::identity::{set_identity_headers, HeaderSet, Principal};
 
@@ -32,8 +32,10 @@ use crate::identity::{set_identity_headers, HeaderSet, Principal};
 pub struct Original {
     /// Its method; `None` when the proxy did not say (then no path is public for it).
     pub method: Option<Method>,
-    /// `scheme://host`, when the proxy said.
+    /// `scheme://host[:port]` (canonical: [`Host::origin`]), when the proxy said.
     pub origin: Option<String>,
+    /// The host the request was for (canonical), when the proxy said.
+    pub host: Option<Host>,
     /// Path and query.
     pub uri: String,
     /// Whose headers named it.
@@ -170,12 +172,18 @@ fn read(
                 .map_err(|_| OriginalError::Malformed(name)),
         }
     };
-    let forwarded_origin = |host_header: &'static str| match (
-        text(headers, "x-forwarded-proto"),
-        text(headers, host_header),
-    ) {
-        (Some(p), Some(host)) if matches!(p, "http" | "https") => Some(format!("{p}://{host}")),
-        _ => None,
+    // The host is read like the proxy's `Host` (one canonical name: case, trailing dot,
+    // IDNA, port), and one that no browser could send is refused, never guessed at.
+    let forwarded_origin = |host_header: &'static str| -> Result<_, OriginalError> {
+        let proto = one(headers, "x-forwarded-proto")?;
+        let host = one(headers, host_header)?;
+        match (proto, host) {
+            (Some(p), Some(host)) if matches!(p, "http" | "https") => {
+                let host = Host::read(host).map_err(|_| OriginalError::Malformed(host_header))?;
+                Ok(Some((host.origin(p), host)))
+            }
+            _ => Ok(None),
+        }
     };
     // `//x` is a path too (nginx's `$request_uri` for a request to `//x`): judged like any
     // other (its readings include `/x`); as a sign-in destination the redirect validator
@@ -192,9 +200,11 @@ fn read(
             let Some(uri) = one(headers, "x-original-uri")? else {
                 return Ok(None);
             };
+            let (origin, host) = forwarded_origin("x-forwarded-host")?.unzip();
             Ok(Some(Original {
                 method: method_from("x-original-method")?,
-                origin: forwarded_origin("x-forwarded-host"),
+                origin,
+                host,
                 uri: path_only(uri)?,
                 family,
             }))
@@ -203,18 +213,30 @@ fn read(
             let Some(full) = one(headers, "x-original-url")? else {
                 return Ok(None);
             };
-            let url =
-                url::Url::parse(full).map_err(|_| OriginalError::Malformed("x-original-url"))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(OriginalError::Malformed("x-original-url"));
+            let malformed = OriginalError::Malformed("x-original-url");
+            let url = url::Url::parse(full).map_err(|_| malformed.clone())?;
+            if !matches!(url.scheme(), "http" | "https")
+                || !url.username().is_empty()
+                || url.password().is_some()
+            {
+                return Err(malformed);
             }
+            // Its authority, as written, read like any other host.
+            let authority = full
+                .split_once("://")
+                .map_or("", |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("");
+            let host = Host::read(authority).map_err(|_| malformed)?;
             let uri = match url.query() {
                 Some(q) => format!("{}?{q}", url.path()),
                 None => url.path().to_owned(),
             };
             Ok(Some(Original {
                 method: method_from("x-original-method")?,
-                origin: Some(url.origin().ascii_serialization()),
+                origin: Some(host.origin(url.scheme())),
+                host: Some(host),
                 uri,
                 family,
             }))
@@ -223,9 +245,11 @@ fn read(
             let Some(uri) = one(headers, "x-forwarded-uri")? else {
                 return Ok(None);
             };
+            let (origin, host) = forwarded_origin("x-forwarded-host")?.unzip();
             Ok(Some(Original {
                 method: method_from("x-forwarded-method")?,
-                origin: forwarded_origin("x-forwarded-host"),
+                origin,
+                host,
                 uri: path_only(uri)?,
                 family,
             }))
@@ -234,9 +258,11 @@ fn read(
             if suffix.is_empty() {
                 return Ok(None);
             }
+            let (origin, host) = forwarded_origin("host")?.unzip();
             Ok(Some(Original {
                 method: Some(check_method.clone()),
-                origin: forwarded_origin("host"),
+                origin,
+                host,
                 uri: path_only(suffix)?,
                 family,
             }))

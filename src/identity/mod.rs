@@ -56,18 +56,21 @@ pub fn generate_es256_pem() -> String {
         .unwrap_or_default()
 }
 
+/// Signed assertions by (principal handle, its verification time, audience): the value and
+/// its expiry.
+type AssertionCache = HashMap<(String, u64, String), (HeaderValue, u64)>;
+
 /// Signs assertions and publishes their keys.
 pub struct Signer {
     key: EncodingKey,
     kid: String,
     issuer: String,
-    audience: String,
     lifetime: u64,
     jwks: Bytes,
     etag: HeaderValue,
     /// Whether the key was generated at start (single replica only).
     pub ephemeral: bool,
-    cache: Mutex<HashMap<(String, u64), (HeaderValue, u64)>>,
+    cache: Mutex<AssertionCache>,
     signed: prometheus_client::metrics::counter::Counter,
 }
 
@@ -134,7 +137,6 @@ impl Signer {
             key,
             kid,
             issuer: issuer.trim_end_matches('/').to_owned(),
-            audience: cfg.audience.clone(),
             lifetime: cfg.assertion_lifetime.as_secs(),
             jwks: Bytes::from(body),
             etag,
@@ -154,30 +156,46 @@ impl Signer {
         &self.kid
     }
 
-    /// The assertion for `principal` at `now`, reused while more than half its life remains.
-    pub fn assertion(&self, principal: &Principal, now: u64) -> Option<HeaderValue> {
+    /// The assertion for `principal` at `now`, for the app at `aud` (its origin), reused
+    /// while more than half its life remains.
+    pub fn assertion(&self, principal: &Principal, now: u64, aud: &str) -> Option<HeaderValue> {
         let derived = principal.derived();
         // First the opened session's own copy (no key to build, no shared lock)...
         let kind = principal.kind();
-        let fresh = |(k, value, exp): &(&str, HeaderValue, u64)| {
-            (*k == kind && *exp > now + self.lifetime / 2).then(|| value.clone())
+        let fresh = |own: &crate::session::OwnAssertion| {
+            (own.kind == kind && &*own.aud == aud && own.exp > now + self.lifetime / 2)
+                .then(|| own.value.clone())
         };
         let own = derived.assertion.lock().ok();
         if let Some(value) = own.as_ref().and_then(|a| a.as_ref()).and_then(fresh) {
             return Some(value);
         }
         drop(own);
-        let (value, exp) = self.shared_assertion(principal, now)?;
+        let (value, exp) = self.shared_assertion(principal, now, aud)?;
         if let Ok(mut own) = derived.assertion.lock() {
-            *own = Some((kind, value.clone(), exp));
+            *own = Some(crate::session::OwnAssertion {
+                kind,
+                aud: aud.into(),
+                value: value.clone(),
+                exp,
+            });
         }
         Some(value)
     }
 
     /// ...then the process's, shared by copies of the session opened separately (Redis
     /// loads, other cookies of the same session): the assertion and its expiry.
-    fn shared_assertion(&self, principal: &Principal, now: u64) -> Option<(HeaderValue, u64)> {
-        let cache_key = (principal.handle().to_owned(), principal.verified());
+    fn shared_assertion(
+        &self,
+        principal: &Principal,
+        now: u64,
+        aud: &str,
+    ) -> Option<(HeaderValue, u64)> {
+        let cache_key = (
+            principal.handle().to_owned(),
+            principal.verified(),
+            aud.to_owned(),
+        );
         if let Ok(cache) = self.cache.lock() {
             if let Some((value, exp)) = cache.get(&cache_key) {
                 if *exp > now + self.lifetime / 2 {
@@ -185,7 +203,7 @@ impl Signer {
                 }
             }
         }
-        let value = self.sign(principal, now)?;
+        let value = self.sign(principal, now, aud)?;
         let exp = now + self.lifetime;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SWEEP_AT {
@@ -196,12 +214,12 @@ impl Signer {
         Some((value, exp))
     }
 
-    fn sign(&self, principal: &Principal, now: u64) -> Option<HeaderValue> {
+    fn sign(&self, principal: &Principal, now: u64, aud: &str) -> Option<HeaderValue> {
         let user = principal.user();
         let ci = principal.ci_claims();
         let claims = Claims {
             iss: &self.issuer,
-            aud: &self.audience,
+            aud,
             // A CI job's subject is its token's (`project_path:...:ref_type:...`), a
             // person's their GitLab user id.
             sub: match ci.and_then(|c| c.get("sub")).and_then(|v| v.as_str()) {

@@ -437,7 +437,7 @@ impl Gitlab {
         Ok(p)
     }
 
-    fn oauth_client(&self, p: &Provider) -> Result<OAuthClient, GitlabError> {
+    fn oauth_client(&self, p: &Provider, redirect_uri: &str) -> Result<OAuthClient, GitlabError> {
         let basic = p.token_endpoint_auth_methods_supported.is_empty()
             || p.token_endpoint_auth_methods_supported
                 .iter()
@@ -449,7 +449,7 @@ impl Gitlab {
                 ))
                 .set_auth_uri(AuthUrl::new(p.authorization_endpoint.clone()).map_err(unreachable)?)
                 .set_token_uri(TokenUrl::new(p.token_endpoint.clone()).map_err(unreachable)?)
-                .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(unreachable)?)
+                .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(unreachable)?)
                 .set_auth_type(if basic {
                     AuthType::BasicAuth
                 } else {
@@ -459,10 +459,16 @@ impl Gitlab {
     }
 
     /// The authorization URL for a sign-in with `secrets`: its state, the PKCE S256
-    /// challenge of its verifier, its nonce, the configured scopes.
-    pub async fn authorize_url(&self, secrets: &Secrets) -> Result<String, GitlabError> {
+    /// challenge of its verifier, its nonce, the configured scopes; GitLab sends the
+    /// browser back to `redirect_uri` (the Redirect URI, or one host's own when labgate
+    /// serves several apps each with its own session).
+    pub async fn authorize_url(
+        &self,
+        secrets: &Secrets,
+        redirect_uri: &str,
+    ) -> Result<String, GitlabError> {
         let p = self.provider().await?;
-        let client = self.oauth_client(&p)?;
+        let client = self.oauth_client(&p, redirect_uri)?;
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
             secrets.verifier.clone(),
         ));
@@ -504,11 +510,17 @@ impl Gitlab {
         }
     }
 
-    /// Exchanges an authorization code (with its PKCE verifier) for tokens.
-    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<Tokens, GitlabError> {
+    /// Exchanges an authorization code (with its PKCE verifier and the `redirect_uri` its
+    /// authorization named) for tokens.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, GitlabError> {
         let p = self.provider().await?;
         let resp = self
-            .oauth_client(&p)?
+            .oauth_client(&p, redirect_uri)?
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()))
             .request_async(&TokenClient(self))
@@ -521,7 +533,7 @@ impl Gitlab {
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, GitlabError> {
         let p = self.provider().await?;
         let resp = self
-            .oauth_client(&p)?
+            .oauth_client(&p, &self.redirect_uri)?
             .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
             .request_async(&TokenClient(self))
             .await

@@ -35,6 +35,10 @@ pub struct FlowState {
     pub rd: String,
     /// Unix time the flow began.
     pub started: u64,
+    /// The Redirect URI the authorization named, when not public_url's (a host with its
+    /// own session); the code exchange must name the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
 }
 
 impl std::fmt::Debug for FlowState {

@@ -42,6 +42,11 @@ pub struct Session {
     pub expires: u64,
     /// Unix time identity and memberships were last confirmed with GitLab.
     pub validated: u64,
+    /// The one host this session opens, when it was made for a host keeping its own
+    /// session (labgate serving several apps without a cookie domain); `None`: every host
+    /// the cookie reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// What labgate derives from the fields above, worked out once per opened session
     /// rather than on every request; never stored, and empty in a clone.
     #[serde(skip)]
@@ -79,8 +84,20 @@ impl std::fmt::Debug for Caller {
 pub struct Derived {
     /// The identity header values, for the principal kind that computed them.
     pub identity: std::sync::OnceLock<(&'static str, std::sync::Arc<[http::HeaderValue]>)>,
-    /// The signed assertion, for the principal kind it names, and its expiry (Unix time).
-    pub assertion: std::sync::Mutex<Option<(&'static str, http::HeaderValue, u64)>>,
+    /// The last signed assertion.
+    pub assertion: std::sync::Mutex<Option<OwnAssertion>>,
+}
+
+/// A session's last signed assertion: for which principal kind and app, until when.
+pub struct OwnAssertion {
+    /// The principal kind it names.
+    pub kind: &'static str,
+    /// The app's origin it names (`aud`).
+    pub aud: Box<str>,
+    /// The header value.
+    pub value: http::HeaderValue,
+    /// Its expiry (Unix time).
+    pub exp: u64,
 }
 
 impl Clone for Derived {
@@ -137,6 +154,7 @@ pub(crate) fn test_session(created: u64, validated: u64, expires: u64) -> Sessio
         created,
         expires,
         validated,
+        host: None,
         derived: Default::default(),
     }
 }

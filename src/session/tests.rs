@@ -34,6 +34,7 @@ fn session(groups: usize) -> Session {
         created: 1,
         expires: 1000,
         validated: 1,
+        host: None,
         derived: Default::default(),
     }
 }
@@ -130,6 +131,7 @@ fn flow_cookies_are_bound_to_their_state_and_expire() {
         nonce: "n".into(),
         rd: "/".into(),
         started: 100,
+        redirect_uri: None,
     };
     let set = c.flow_cookie(&flow).unwrap();
     let h = request_with(&[set]);
@@ -158,6 +160,7 @@ fn debug_never_shows_tokens() {
         nonce: "nonce-secret".into(),
         rd: "/x".into(),
         started: 0,
+        redirect_uri: None,
     };
     let shown = format!("{flow:?}");
     assert!(!shown.contains("secret"), "{shown}");

@@ -345,7 +345,11 @@ fn schema_of(source: &str) -> Schema {
             } else {
                 format!("{prefix}.{field}")
             };
-            let mut inner = ty.as_str();
+            // `[upstream]` or `[[upstream]]`: the entries' keys, written either way.
+            let mut inner = match ty.as_str() {
+                "UpstreamsFile" => "Vec<UpstreamFile>",
+                ty => ty,
+            };
             let mut array = false;
             loop {
                 if let Some(rest) = inner.strip_prefix("Option<") {

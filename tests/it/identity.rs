@@ -290,7 +290,7 @@ async fn the_assertion_is_reused_within_half_its_lifetime() {
     );
 }
 
-fn pyjwt(jwks_url: &str, iss: &str, aud: &str, token: &str) -> (bool, String) {
+pub(crate) fn pyjwt(jwks_url: &str, iss: &str, aud: &str, token: &str) -> (bool, String) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/verify_assertion.py"

@@ -23,6 +23,7 @@ mod layout;
 mod lifecycle;
 mod login;
 mod machine;
+mod many_apps;
 mod migrate;
 mod observability;
 mod ops;

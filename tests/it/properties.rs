@@ -212,8 +212,8 @@ proptest! {
             labgate::access::Subject::Person(&user),
             labgate::access::Subject::CiJob { project_path: &project },
         ] {
-            let d = cfg.access.decide(who, Some(&views), n.as_ref());
-            let _ = cfg.access.decide(who, None, n.as_ref());
+            let d = cfg.access.decide(who, None, Some(&views), n.as_ref());
+            let _ = cfg.access.decide(who, None, None, n.as_ref());
             let admin = views
                 .route_readings()
                 .iter()

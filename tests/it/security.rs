@@ -542,6 +542,7 @@ async fn sessions_dated_in_the_future_are_refused() {
             refresh_token: None,
             id_token: None,
             created,
+            host: None,
             expires: now + 86_400 * 30,
             validated,
             derived: Default::default(),
