@@ -340,6 +340,20 @@ async fn proxy(
         .upstream(peer.worker, Some(&host.name))
         .filter(|_| app.config.server.hosts.serves(&host.name));
     let Some(upstream) = upstream else {
+        // public_url's own host, serving no app itself: its home page says what it is
+        // (where a sign-in without a destination lands), nothing else is there.
+        let home = host.name == app.config.server.hosts.public
+            && req.uri().path() == "/"
+            && matches!(*req.method(), Method::GET | Method::HEAD);
+        if home && html {
+            let alert = crate::pages::Alert::new(crate::pages::text::AUTH_HOST);
+            let page = app.pages.error(
+                &app.config.server.app_name,
+                &alert,
+                Some(("Sign out", &app.url("/sign_out"))),
+            );
+            return respond::html(StatusCode::OK, page, &app.pages.csp);
+        }
         return Reject::UnknownHost { host: host.name }.render(&app.pages, &style);
     };
     // A WebSocket over HTTP/2 is an extended CONNECT; it is judged as the GET it becomes.

@@ -26,11 +26,15 @@ function portOpen(port) {
   });
 }
 
-/** Starts `labgate dev`, optionally with extra TOML appended to config/dev.toml's [session]. */
-export async function startDev({ sessionExtra = "", serverExtra = "" } = {}) {
+/** Starts `labgate dev`: with `configFile`, that configuration instead of config/dev.toml;
+ * else optionally with extra TOML added to config/dev.toml's [session] and [server]. */
+export async function startDev({ sessionExtra = "", serverExtra = "", configFile = "" } = {}) {
   for (let i = 0; i < 50 && (await portOpen(4180)); i++) await new Promise((r) => setTimeout(r, 100));
   const args = ["dev"];
-  if (sessionExtra || serverExtra) {
+  if (configFile) {
+    if (sessionExtra || serverExtra) throw new Error("startDev: configFile replaces config/dev.toml; put the extra TOML in it");
+    args.push("--config", configFile);
+  } else if (sessionExtra || serverExtra) {
     let cfg = readFileSync(join(root, "config", "dev.toml"), "utf8");
     cfg = cfg.replace("[session]\n", `[session]\n${sessionExtra}\n`).replace("[server]\n", `[server]\n${serverExtra}\n`);
     const dir = mkdtempSync(join(tmpdir(), "labgate-browser-"));
@@ -39,32 +43,42 @@ export async function startDev({ sessionExtra = "", serverExtra = "" } = {}) {
   }
   const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
+  let exited = null;
   child.stderr.on("data", (d) => { stderr += d; });
+  child.on("exit", (code, signal) => { exited = signal || `exit code ${code}`; });
   for (let i = 0; i < 100; i++) {
+    if (exited) throw new Error(`labgate ${args.join(" ")} stopped (${exited}):\n${stderr}`);
     if ((await portOpen(4180)) && (await portOpen(4181)) && (await portOpen(4182))) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    stop: () => new Promise((resolve) => { child.on("exit", resolve); child.kill("SIGTERM"); }),
+    stop: () => new Promise((resolve) => {
+      if (exited) return resolve();
+      child.on("exit", resolve);
+      child.kill("SIGTERM");
+    }),
     log: () => stderr,
   };
 }
 
 /** Launches headless Chromium the way this machine allows (no downloads, closed network).
- * Playwright gives every launch a fresh temporary profile. */
-export async function launch() {
+ * Playwright gives every launch a fresh temporary profile. `args`: extra Chromium switches
+ * (e.g. `--host-resolver-rules=...`). */
+export async function launch({ args = [] } = {}) {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
     args: [
       "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      ...args,
     ],
   });
 }
 
-/** A page that records console errors and requests to hosts other than the test's own. */
-export async function watchedPage(context) {
+/** A page that records console errors and requests to hosts other than the test's own
+ * (`hosts`: the host names it may talk to). */
+export async function watchedPage(context, { hosts = ["127.0.0.1"] } = {}) {
   const page = await context.newPage();
   const problems = { console: [], foreign: [] };
   const documents = new Set();
@@ -79,7 +93,7 @@ export async function watchedPage(context) {
   page.on("pageerror", (e) => problems.console.push(String(e)));
   page.on("request", (r) => {
     const u = new URL(r.url());
-    if (!["127.0.0.1"].includes(u.hostname) && !u.protocol.startsWith("data")) problems.foreign.push(r.url());
+    if (!hosts.includes(u.hostname) && !u.protocol.startsWith("data")) problems.foreign.push(r.url());
   });
   return { page, problems };
 }

@@ -249,6 +249,27 @@ async fn each_host_reaches_its_own_upstream_and_an_unknown_host_none() {
         .await;
         assert!(r.starts_with("HTTP/1.1 421"), "{host}: {r}");
     }
+    // public_url's own host has no app: its home page (where a sign-in without a destination
+    // lands) says so; any other path there is 421 like an unknown host.
+    let r = c
+        .get(format!("{}/", apps.url(AUTH)))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("no application here itself"));
+    let r = c
+        .get(format!("{}/x", apps.url(AUTH)))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
     // What no browser sends as a host is refused outright.
     for host in [
         format!("{WIKI}..:{}", apps.port),
@@ -557,4 +578,36 @@ fn check_lists_each_hosts_redirect_uri() {
             "https://<host>.tools.example.com/oauth2/callback".to_owned(),
         ]
     );
+}
+
+#[test]
+fn labgate_check_prints_each_hosts_redirect_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labgate.toml");
+    let text = unpublished(&many_config(TWO, "")).replace(
+        "client_secret = \"y\"",
+        &format!("client_secret = \"{}\"", test_client_secret()),
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("LABGATE_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "Redirect URIs (paste each into the GitLab application, one per line):",
+        "https://auth.example.com/oauth2/callback",
+        "https://wiki.example.com/oauth2/callback    (wiki.example.com: its own session)",
+        "https://admin.example.com/oauth2/callback",
+        "each app's assertion names that app's origin as aud",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
 }
