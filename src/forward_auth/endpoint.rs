@@ -207,6 +207,25 @@ fn asked<B>(
     if let Some(why) = views.as_ref().and_then(PathViews::refused) {
         return Err(bad("bad_path", why.to_owned()));
     }
+    // The location's own host, when its auth URL pins one: the original must be for it.
+    if let Some(pinned) = forward_auth::pinned_host(query).map_err(|e| bad("bad_request", e))? {
+        let named = original.as_ref().and_then(|o| o.host.as_ref());
+        if named.is_none_or(|h| h.name != pinned.name) {
+            tracing::warn!(
+                pinned = %pinned.name,
+                named = named.map_or("(none)", |h| h.name.as_str()),
+                "forward-auth request for another host than its location's"
+            );
+            return Err(bad(
+                "host_mismatch",
+                format!(
+                    "this location protects {}, but the front proxy asked about {}",
+                    pinned.name,
+                    named.map_or("an unknown host", |h| h.name.as_str())
+                ),
+            ));
+        }
+    }
     // Serving several apps, labgate judges only requests for a host it serves: an unknown
     // one never falls to "the rules of every host".
     let hosts = &app.config.server.hosts;

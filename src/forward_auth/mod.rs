@@ -352,6 +352,25 @@ pub struct Narrowing {
     pub ci_jobs: Vec<String>,
 }
 
+/// The host a protected location pins in its auth URL (`?host=admin.example.com`): the
+/// front proxy's original request must name it. A location knows which app it protects; a
+/// client can make the proxy's original URL name another host than the one it routed by
+/// (an absolute request target: nginx routes by it, `$http_host` is the `Host` header).
+pub fn pinned_host(query: Option<&str>) -> Result<Option<Host>, String> {
+    let mut pinned: Option<Host> = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "host" {
+            continue;
+        }
+        let h = Host::read(&v).map_err(|why| format!("the auth URL's host={v:?}: {why}"))?;
+        if pinned.as_ref().is_some_and(|p| p.name != h.name) {
+            return Err("the auth URL names two hosts (host=)".into());
+        }
+        pinned = Some(h);
+    }
+    Ok(pinned)
+}
+
 impl Narrowing {
     /// The lists `query` sets; `None` when it sets none.
     pub fn from_query(query: Option<&str>) -> Option<Narrowing> {
@@ -513,6 +532,23 @@ mod tests {
         let public = url::Url::parse("https://app.example.com").unwrap();
         let rd = o.redirect_candidate("https://app.example.com");
         assert_eq!(crate::oauth::redirect::validate(&rd, &public, &[]), None);
+    }
+
+    #[test]
+    fn a_location_pins_one_host() {
+        assert_eq!(pinned_host(None), Ok(None));
+        assert_eq!(pinned_host(Some("allowed_groups=a")), Ok(None));
+        let h = pinned_host(Some("host=Wiki.Example.com.&mode=redirect")).unwrap();
+        assert_eq!(h.map(|h| h.name).as_deref(), Some("wiki.example.com"));
+        assert!(pinned_host(Some("host=wiki.example.com&host=WIKI.example.com")).is_ok());
+        for bad in [
+            "host=a.example.com&host=b.example.com",
+            "host=",
+            "host=a%2540b",
+            "host=a..b",
+        ] {
+            assert!(pinned_host(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

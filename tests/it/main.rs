@@ -24,6 +24,7 @@ mod lifecycle;
 mod login;
 mod machine;
 mod many_apps;
+mod many_apps_front;
 mod migrate;
 mod observability;
 mod ops;
