@@ -34,7 +34,8 @@
 //!    pages.rs, respond.rs (-> proxy::Body), telemetry.rs (-> identity), metrics.rs
 //!  1 config/            defaults < TOML < LABGATE__* env < flags; validation names keys;
 //!                       access.rs + machine.rs compile the TOML into the pure policies
-//!  0 access/            the decision (subject, path readings, rules, narrowing)
+//!  0 access/            the decision (subject, host, path readings, rules, narrowing);
+//!                       host.rs: the one canonical host reading, host patterns
 //!    machine.rs         CI claim matching, bearer parsing (-> access, headers)
 //!    headers.rs         hop-by-hop, identity / bearer / override stripping, forwarded
 //!    oauth/flow.rs      the sign-in's secrets and checks, no I/O
