@@ -229,6 +229,21 @@ impl App {
         (!shares).then(|| self.origin_of(host))
     }
 
+    /// Whether each session opens one host only: labgate serves several apps and no cookie
+    /// domain shares a sign-in between them.
+    pub fn sessions_per_host(&self) -> bool {
+        self.config.server.hosts.many && self.config.session.cookie_domain.is_none()
+    }
+
+    /// The one host a session opens, if it is bound: the host it was made for, or (for a
+    /// session made before hosts were named) public_url's when sessions are per host.
+    pub fn session_host<'a>(&'a self, made_for: Option<&'a str>) -> Option<&'a str> {
+        made_for.or_else(|| {
+            self.sessions_per_host()
+                .then_some(self.config.server.hosts.public.as_str())
+        })
+    }
+
     /// The sign-in URL for a browser turned away at `host`'s app, leading back to `rd` (a
     /// validated destination on that host): on public_url when the host shares its session
     /// (absolute, with an absolute `rd`, when it is another host), else on the host itself.

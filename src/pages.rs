@@ -113,6 +113,7 @@ pub(crate) mod text {
     pub(crate) const UNREACHABLE: &str =
         "GitLab could not be reached. Please try again in a moment.";
     /// Sign-out could not end the session in the store.
+    pub(crate) const FLOW_WRONG_HOST: &str = "This sign-in was started at another address than the one it came back to. Start again from the application's own address.";
     pub(crate) const AUTH_HOST: &str = "This address is where you sign in to the applications labgate protects; there is no application here itself. Go back to the application you opened: you stay signed in.";
     pub(crate) const SIGN_OUT_INCOMPLETE: &str = "You are signed out in this browser, but labgate could not end your session on the server: its session store is unreachable. Sign out again in a moment to end it everywhere.";
 }

@@ -281,6 +281,22 @@ async fn endpoint(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let method = req.method().clone();
+    // The pages a browser opens at an app's host answer only at hosts labgate serves (the
+    // flow's own endpoints check theirs; forward-auth, probes and keys answer at any).
+    if matches!(rest, "/sign_in" | "/sign_out" | "/userinfo") {
+        let hosts = &app.config.server.hosts;
+        match app.request_host(&req) {
+            Ok(h) if !hosts.serves(&h.name) => {
+                let style = Style {
+                    html: respond::wants_html(req.headers()),
+                    sign_in: None,
+                };
+                return Reject::UnknownHost { host: h.name }.render(&app.pages, &style);
+            }
+            Err(why) if hosts.many => return bad_request(app, &req, "bad_host", why),
+            _ => {}
+        }
+    }
     match (method, rest) {
         (Method::GET | Method::HEAD, "/sign_in") => {
             let original = endpoint::read_original(app, peer, &req, "").ok().flatten();

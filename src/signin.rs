@@ -113,6 +113,15 @@ fn sign_in_home<B>(app: &App, req: &Request<B>, rd: &str) -> Home {
     }
 }
 
+/// The canonical host a flow was started for: its own Redirect URI's, else public_url's.
+fn flow_host(app: &App, flow: &FlowState) -> String {
+    flow.redirect_uri
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().and_then(|h| crate::access::Host::read(h).ok()))
+        .map_or_else(|| app.config.server.hosts.public.clone(), |h| h.name)
+}
+
 /// `GET /start`: begins the authorization-code flow.
 pub(crate) async fn start<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let mut rd = rd_of(app, req);
@@ -204,6 +213,8 @@ enum SignInError {
     FlowCookieMissing,
     /// The flow cookie is expired, used or not this state's.
     FlowInvalid,
+    /// The callback arrived at another host than the one the flow was started for.
+    WrongHost,
     /// GitLab's answer at the callback ends the flow (cancelled, error, issuer, no code).
     Flow(FlowError),
     /// Exchanging the code or loading the user failed.
@@ -230,7 +241,9 @@ impl SignInError {
     fn outcome(&self) -> Option<&'static str> {
         match self {
             SignInError::NoState | SignInError::Flow(_) => None,
-            SignInError::FlowCookieMissing | SignInError::FlowInvalid => Some("bad_state"),
+            SignInError::FlowCookieMissing | SignInError::FlowInvalid | SignInError::WrongHost => {
+                Some("bad_state")
+            }
             SignInError::Gitlab(_) => Some("gitlab_error"),
             SignInError::Denied { .. } => Some("denied"),
             SignInError::SessionTooLarge => Some("session_too_large"),
@@ -271,6 +284,7 @@ impl SignInError {
                 respond::html(StatusCode::BAD_REQUEST, page, &app.pages.csp)
             }
             SignInError::FlowInvalid => again(StatusCode::BAD_REQUEST, text::FLOW_INVALID),
+            SignInError::WrongHost => again(StatusCode::BAD_REQUEST, text::FLOW_WRONG_HOST),
             SignInError::Flow(FlowError::Cancelled) => {
                 again(StatusCode::FORBIDDEN, text::CANCELLED)
             }
@@ -342,6 +356,15 @@ async fn callback_inner<B>(
         })?;
     cookies.push(app.sessions.codec.clear_flow(&state));
     rd.clone_from(&flow.rd);
+    // The host the flow was for: its own Redirect URI's, else public_url's. A callback at
+    // any other host is refused (a planted flow cookie cannot bind a session elsewhere).
+    let bound = flow_host(app, &flow);
+    if app.config.server.hosts.many
+        && app.request_host(req).ok().map(|h| h.name).as_deref() != Some(bound.as_str())
+    {
+        tracing::warn!(flow_host = %bound, "callback at another host than its sign-in's");
+        return Err(SignInError::WrongHost);
+    }
     let issuer = app.gitlab.provider().await.ok().map(|p| p.issuer.clone());
     let code = flow::check_callback(|name| query_param(q, name), issuer.as_deref()).map_err(|e| {
         match &e {
@@ -377,13 +400,9 @@ async fn callback_inner<B>(
         )
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
-    // A host keeping its own session (signed in through its own Redirect URI) binds it:
-    // a copy of the cookie opens nothing at another app.
-    let bound = flow
-        .redirect_uri
-        .as_ref()
-        .and_then(|_| app.request_host(req).ok())
-        .map(|h| h.name);
+    // Serving several apps without a cookie domain, each session opens its own host only
+    // (public_url's included): a copy of the cookie opens nothing at another app.
+    let bound = app.sessions_per_host().then_some(bound);
     let session = new_session(app, tokens, user, now, bound);
     // A sign-in never inherits or keeps a previous session of this browser.
     if let Ok(Some(previous)) = app.sessions.load_fresh(req.headers()).await {

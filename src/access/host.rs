@@ -99,12 +99,23 @@ fn canonical_name(name: &str) -> Result<String, &'static str> {
     match url::Host::parse(name).map_err(|_| bad)? {
         url::Host::Domain(d) => {
             let d = d.to_ascii_lowercase();
-            if d.is_empty() || d.ends_with('.') || d.split('.').any(|l| l.len() > 63) {
+            // Letters, digits, `-` and `.` (and `_`, which internal names use): what a
+            // name a front proxy routes by can hold. No `*`, `!`, `$`...
+            if d.is_empty()
+                || d.ends_with('.')
+                || d.split('.').any(|l| l.is_empty() || l.len() > 63)
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
                 return Err(bad);
             }
             Ok(d)
         }
-        url::Host::Ipv4(ip) => Ok(ip.to_string()),
+        // Only the dotted-quad spelling: `0x7f.1`, `2130706433` are 127.0.0.1 to a URL
+        // parser, another name to a front proxy.
+        url::Host::Ipv4(ip) if ip.to_string() == name => Ok(ip.to_string()),
+        url::Host::Ipv4(_) => Err(bad),
         url::Host::Ipv6(ip) => Ok(format!("[{ip}]")),
     }
 }
@@ -226,6 +237,12 @@ mod tests {
             "wiki example.com",
             "[::1",
             "[::1]x",
+            "*.tools.example.com",
+            "a!$&.example.com",
+            "0x7f.1",
+            "2130706433",
+            "127.1",
+            "0177.0.0.1",
         ] {
             assert!(Host::read(text).is_err(), "{text:?} should be refused");
         }

@@ -543,18 +543,25 @@ impl Policy {
                     }
                 }
             }
+            // The first match among the host's own routes and the first among the routes
+            // for every host both apply: a route for every host listed first never
+            // overrides an app's own (routes only ever add rules).
             Some(paths) if !self.routes.is_empty() => {
                 for p in paths.route_readings() {
-                    let Some(route) = self
-                        .routes
-                        .iter()
-                        .filter(applies)
-                        .find(|r| r.path.is_match(&p))
-                    else {
-                        continue;
+                    let first = |own: bool| {
+                        self.routes
+                            .iter()
+                            .filter(applies)
+                            .filter(|r| r.hosts.is_empty() != own)
+                            .find(|r| r.path.is_match(&p))
                     };
-                    if !route.rules.admits(who) {
-                        return Decision::Deny(refusal(who, Scope::Route(route.source.clone())));
+                    for route in [first(true), first(false)].into_iter().flatten() {
+                        if !route.rules.admits(who) {
+                            return Decision::Deny(refusal(
+                                who,
+                                Scope::Route(route.source.clone()),
+                            ));
+                        }
                     }
                 }
             }

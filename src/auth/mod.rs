@@ -70,7 +70,8 @@ pub(crate) async fn authorize(
 ) -> Result<Authenticated, Reject> {
     let a = authenticate(app, headers, peer, delivery).await?;
     // A session made for one host's app opens nothing at another's.
-    if let Some(bound) = a.principal.session().and_then(|s| s.host.as_deref()) {
+    let made_for = a.principal.session().map(|s| s.host.as_deref());
+    if let Some(bound) = made_for.and_then(|h| app.session_host(h)) {
         if host != Some(bound) {
             tracing::info!(
                 target: "labgate::audit",

@@ -439,6 +439,11 @@ fn routes_and_public_paths_apply_to_their_hosts_only() {
         },
         vec![
             RouteFile {
+                path: Some("^/api(/|$)".into()),
+                allowed_groups: vec!["acme".into()],
+                ..Default::default()
+            },
+            RouteFile {
                 hosts: vec!["admin.example.com".into(), "*.ops.example.com".into()],
                 path: Some("^/".into()),
                 allowed_groups: vec!["acme/admins".into()],
@@ -468,8 +473,11 @@ fn routes_and_public_paths_apply_to_their_hosts_only() {
     assert!(!d(&bob, Some("admin.example.com"), "/page"));
     assert!(!d(&bob, Some("grafana.ops.example.com"), "/"));
     assert!(d(&bob, Some("ops.example.com"), "/"));
-    // A route for every host still applies on every host.
+    // A route for every host still applies on every host, and one listed before a host's
+    // own route does not override it: both apply.
     assert!(!d(&bob, Some("wiki.example.com"), "/admin"));
+    assert!(!d(&bob, Some("admin.example.com"), "/api/users"));
+    assert!(d(&alice, Some("admin.example.com"), "/api/users"));
     // A host that could not be told faces every route: the stricter answer.
     assert!(!d(&bob, None, "/page"));
     assert!(d(&alice, None, "/page"));

@@ -89,6 +89,13 @@ fn absolute(raw: &str, public: &url::Url, allowed: &[String]) -> Option<String> 
         return None;
     }
     let host = url.host_str()?.to_ascii_lowercase();
+    // A name a front proxy could route by: letters, digits, `-`, `.`, `_` (IPv6 in brackets).
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+    {
+        return None;
+    }
     let same_origin = url.origin() == public.origin();
     // A listed host is reached over https (or plain http too when public_url itself is
     // plain http), on the scheme's default port or the port the entry names:
@@ -199,6 +206,8 @@ mod tests {
             "https://notexample.org/",
             "https://wiki.example.net.evil.com/",
             "https://sub.wiki.example.net/",
+            "https://*.example.org/",
+            "https://a!b.example.org/",
             "",
             "/\r\nLocation: https://evil.com",
             "/.%2fevil.com",

@@ -56,6 +56,11 @@ impl Apps {
 /// their own upstreams. `session` is appended to `[session]` (e.g. a cookie domain);
 /// `extra` to the file.
 pub async fn apps(session: &str, extra: &str) -> Apps {
+    apps_at(AUTH, session, extra).await
+}
+
+/// [`apps`] with public_url on `public`'s host.
+pub async fn apps_at(public: &str, session: &str, extra: &str) -> Apps {
     let l = Listeners::ephemeral().await.unwrap();
     let port = l.labgate.local_addr().unwrap().port();
     let echo = |host: &str| {
@@ -66,7 +71,7 @@ pub async fn apps(session: &str, extra: &str) -> Apps {
             tokio::net::TcpListener::from_std(listener).unwrap(),
             EchoConfig {
                 jwks_url: format!("http://127.0.0.1:{port}/oauth2/jwks.json"),
-                issuer: format!("http://{AUTH}:{port}"),
+                issuer: format!("http://{public}:{port}"),
                 audience: format!("http://{host}:{port}"),
                 assertion_header: "x-labgate-assertion".into(),
             },
@@ -79,7 +84,7 @@ pub async fn apps(session: &str, extra: &str) -> Apps {
         r#"
 [server]
 listen = "127.0.0.1:0"
-public_url = "http://{AUTH}:{port}"
+public_url = "http://{public}:{port}"
 
 [[upstream]]
 hosts = ["{WIKI}"]
@@ -609,5 +614,106 @@ fn labgate_check_prints_each_hosts_redirect_uri() {
         "each app's assertion names that app's origin as aud",
     ] {
         assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
+    }
+}
+
+#[tokio::test]
+async fn public_urls_own_host_keeps_its_session_to_itself_too() {
+    // public_url on the wiki's host, no cookie domain: the wiki's sessions are bound too.
+    let apps = apps_at(WIKI, "", "").await;
+    let alice = apps.browser();
+    let (page, cookies) =
+        sign_in_with_cookies(&apps, &alice, &format!("{}/", apps.url(WIKI)), "alice").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = session_cookie_header(&cookies);
+    for (host, want) in [
+        (WIKI, "200"),
+        (ADMIN, "401"),
+        ("x.tools.example.test", "401"),
+    ] {
+        let r = raw(
+            &apps.stack.labgate_url,
+            &format!(
+                "GET /whoami HTTP/1.1\r\nHost: {host}:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+                apps.port
+            ),
+        )
+        .await;
+        assert!(r.starts_with(&format!("HTTP/1.1 {want}")), "{host}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_completes_only_at_the_host_it_was_started_for() {
+    let apps = apps("", "").await;
+    for (start, callback_at) in [
+        (WIKI, ADMIN),
+        (AUTH, WIKI),
+        (WIKI, AUTH),
+        (WIKI, "evil.example.test"),
+    ] {
+        let c = apps.browser();
+        let r = c
+            .get(format!("{}/oauth2/start?rd=%2F", apps.url(start)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND);
+        // The flow cookie, planted at another host (a sibling can, without __Host-).
+        let flow: String = set_cookies(&r)
+            .iter()
+            .filter_map(|c| c.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let fields =
+            consent_fields(&c, &apps.stack.gitlab, &location(&r), "bob", "bob-password").await;
+        let callback = consent_at(&c, &apps.stack.gitlab, fields, false).await;
+        let query = callback.split_once('?').unwrap().1;
+        let resp = raw(
+            &apps.stack.labgate_url,
+            &format!(
+                "GET /oauth2/callback?{query} HTTP/1.1\r\nHost: {callback_at}:{}\r\nAccept: text/html\r\nCookie: {flow}\r\nConnection: close\r\n\r\n",
+                apps.port
+            ),
+        )
+        .await;
+        assert!(
+            resp.starts_with("HTTP/1.1 400") || resp.starts_with("HTTP/1.1 421"),
+            "{start} -> {callback_at}: {resp}"
+        );
+        assert!(
+            !resp.to_ascii_lowercase().contains("set-cookie: _labgate="),
+            "no session: {resp}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn labgates_pages_answer_only_at_hosts_it_serves() {
+    let apps = apps("", "").await;
+    for path in [
+        "/oauth2/sign_in",
+        "/oauth2/sign_out",
+        "/oauth2/userinfo",
+        "/oauth2/start",
+    ] {
+        let r = raw(
+            &apps.stack.labgate_url,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: evil.example.test:{}\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+                apps.port
+            ),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 421"), "{path}: {r}");
+    }
+    // Keys and probes answer at any host (a front proxy's health checks, apps' JWKS fetches).
+    for path in ["/oauth2/jwks.json", "/ping"] {
+        let r = raw(
+            &apps.stack.labgate_url,
+            &format!("GET {path} HTTP/1.1\r\nHost: 10.0.0.1\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
     }
 }
