@@ -99,6 +99,26 @@ impl Doc {
         });
     }
 
+    /// Moves what was said at the top of the plain `[name]` table into the first `[[name]]`
+    /// element (and its keys into every element), when both exist: TOML cannot have both.
+    pub(crate) fn fold_into_array(&mut self, name: &str) {
+        let Some(plain) = self.tables.iter().position(|t| t.name == name && !t.array) else {
+            return;
+        };
+        if !self.tables.iter().any(|t| t.name == name && t.array) {
+            return;
+        }
+        let plain = self.tables.remove(plain);
+        let mut first = true;
+        for t in self.tables.iter_mut().filter(|t| t.name == name && t.array) {
+            if first {
+                t.remarks.extend(plain.remarks.iter().cloned());
+                first = false;
+            }
+            t.entries.extend(plain.entries.iter().cloned());
+        }
+    }
+
     /// A setting that could not be mapped, with the reason.
     pub(crate) fn unmapped(&mut self, note: String) {
         self.unmapped.push(note);

@@ -3,8 +3,8 @@
 //! labgate TOML with a comment for every setting (mapped, changed, or not mapped and why),
 //! then validates it exactly as `labgate check` does.
 //!
-//! `source` reads oauth2-proxy's inputs, `options` is its vocabulary, `map` the pure
-//! mapping, `doc` the commented TOML. Owns no policy of its own: what the output means is
+//! `source` reads oauth2-proxy's inputs (`yaml` its YAML and Kubernetes forms), `options`
+//! is its vocabulary, `map` the pure mapping, `doc` the commented TOML. Owns no policy of its own: what the output means is
 //! decided by `config` when it is loaded, like any labgate file. The oauth2-proxy cookie
 //! secret is never carried over (a fresh one is generated), and secrets never appear in a
 //! comment.
@@ -15,6 +15,7 @@ mod options;
 mod source;
 #[cfg(test)]
 mod tests;
+mod yaml;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -35,6 +36,9 @@ pub struct Migration {
     pub toml: String,
     /// Why the configuration cannot be migrated as it is (empty: it can).
     pub problems: Vec<String>,
+    /// What the output does differently enough to say on stderr too (each also in a
+    /// comment): a path oauth2-proxy routed to another upstream, Redirect URIs to add.
+    pub warnings: Vec<String>,
 }
 
 /// One input: its name (for messages and the header) and its text.
@@ -53,33 +57,64 @@ pub fn oauth2_proxy(
     args: Option<Input<'_>>,
     fresh_cookie_secret: &str,
 ) -> Result<Migration, SourceError> {
-    let mut o = source::Options::default();
-    if let Some(c) = config {
-        o.add(source::from_toml(c.text, c.name)?);
-    }
-    if let Some(a) = args {
-        let (settings, remarks) = source::from_args(a.text, a.name)?;
-        o.add(settings);
-        o.remarks.extend(remarks);
-    }
-    let mut mapped = map::map(&o, fresh_cookie_secret);
+    let instances = match args {
+        Some(a) => source::instances_from_args(a.text, a.name)?,
+        None => Vec::new(),
+    };
     let names: Vec<String> = config
         .iter()
         .map(|c| format!("config file {}", c.name))
         .chain(args.iter().map(|a| format!("flags in {}", a.name)))
         .collect();
-    let mut header = vec![
-        format!(
-            "labgate configuration migrated from oauth2-proxy ({}) by `labgate migrate oauth2-proxy`.",
-            names.join(", ")
-        ),
-        "Every oauth2-proxy setting is accounted for: the comment above a key says where it came from and what changed; comments at the top of a table cover settings labgate needs no key for; the list at the end holds what could not be mapped, with the reason. Review them all before use.".into(),
-    ];
-    header.extend(o.remarks.iter().map(|r| format!("Input: {}", r.0)));
+    let mut header = vec![format!(
+        "labgate configuration migrated from oauth2-proxy ({}) by `labgate migrate oauth2-proxy`.",
+        names.join(", ")
+    )];
+    let mut remarks = Vec::new();
+    let mut mapped = if instances.len() > 1 {
+        if let (Some(c), Some(a)) = (config, args) {
+            return Err(SourceError::Apps {
+                file: a.name.to_owned(),
+                detail: format!("it holds several oauth2-proxy containers, and one config file ({}) cannot be told apart between them: give their config files' settings as flags, or migrate them one at a time", c.name),
+            });
+        }
+        let labels: Vec<String> = instances
+            .iter()
+            .map(|i| i.label.clone().unwrap_or_default())
+            .collect();
+        header.push(format!(
+            "It holds {} oauth2-proxy instances ({}), one per app: oauth2-proxy routes by path only, so each app had its own. They are merged into one labgate that serves each app by its host ([[upstream]] hosts = its redirect_url's host). Settings the instances share appear once; each app's own carry its name.",
+            instances.len(),
+            labels.join(", ")
+        ));
+        let apps: Vec<(String, source::Options)> = instances
+            .into_iter()
+            .map(|i| {
+                let mut o = source::Options::default();
+                o.add(i.settings);
+                remarks.extend(i.remarks);
+                (i.label.unwrap_or_default(), o)
+            })
+            .collect();
+        map::map_apps(apps, fresh_cookie_secret)
+    } else {
+        let mut o = source::Options::default();
+        if let Some(c) = config {
+            o.add(source::from_toml(c.text, c.name)?);
+        }
+        for i in instances {
+            o.add(i.settings);
+            remarks.extend(i.remarks);
+        }
+        map::map(&o, fresh_cookie_secret)
+    };
+    header.push("Every oauth2-proxy setting is accounted for: the comment above a key says where it came from and what changed; comments at the top of a table cover settings labgate needs no key for; the list at the end holds what could not be mapped, with the reason. Review them all before use.".into());
+    header.extend(remarks.iter().map(|r| format!("Input: {}", r.0)));
     mapped.doc.header = header;
     Ok(Migration {
         toml: mapped.doc.render(),
         problems: mapped.problems,
+        warnings: mapped.warnings,
     })
 }
 
@@ -155,6 +190,9 @@ pub fn command(
         .is_err()
     {
         return ExitCode::FAILURE;
+    }
+    for w in &migration.warnings {
+        eprintln!("warning: {w}");
     }
     let mut failed = false;
     if !migration.problems.is_empty() {

@@ -47,6 +47,9 @@ pub(crate) struct Setting {
     pub(crate) value: Value,
     /// Where it came from.
     pub(crate) origin: Origin,
+    /// The oauth2-proxy instance it belongs to, when several are merged (its workload's
+    /// name), for comments.
+    pub(crate) app: Option<String>,
 }
 
 impl Setting {
@@ -103,6 +106,14 @@ pub enum SourceError {
         /// What was expected.
         detail: String,
     },
+    /// The inputs hold several oauth2-proxy instances that cannot be merged so.
+    #[error("{file}: {detail}")]
+    Apps {
+        /// File name.
+        file: String,
+        /// Why, and what to give instead.
+        detail: String,
+    },
 }
 
 /// The merged configuration: one setting per key, highest precedence first seen.
@@ -112,8 +123,6 @@ pub(crate) struct Options {
     pub(crate) settings: Vec<Setting>,
     /// Settings a higher-precedence source replaced (oauth2-proxy ignores them too).
     pub(crate) overridden: Vec<(Setting, String)>,
-    /// Remarks about the input.
-    pub(crate) remarks: Vec<Remark>,
 }
 
 impl Options {
@@ -173,6 +182,7 @@ pub(crate) fn from_toml(text: &str, file: &str) -> Result<Vec<Setting>, SourceEr
             spec,
             value,
             origin: Origin::File,
+            app: None,
         });
     }
     Ok(out)
@@ -206,22 +216,81 @@ fn split_list(s: &str) -> Vec<String> {
 /// An environment variable of the workload: a literal value or a reference.
 #[derive(Debug, Clone)]
 pub(crate) struct EnvVar {
-    name: String,
-    value: Value,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its value, or where it comes from.
+    pub(crate) value: Value,
 }
 
-/// Reads the flags file: lines of `--flag=value` / `--flag value` (a shell command line
-/// copied from the docs works too), or YAML: a list of args, a container with `args`, or a
-/// Kubernetes workload (its oauth2-proxy container's `args` and `env`).
+/// One oauth2-proxy process of the flags file: its settings (flags and environment) and
+/// remarks about them.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    /// Its name when the file holds several (the workload's `metadata.name`, with the
+    /// container's name when one workload runs several).
+    pub(crate) label: Option<String>,
+    /// Flags and `OAUTH2_PROXY_*` environment, as [`Options::add`] takes them.
+    pub(crate) settings: Vec<Setting>,
+    /// Remarks about its input.
+    pub(crate) remarks: Vec<Remark>,
+}
+
+/// Reads the flags file of one oauth2-proxy (see [`instances_from_args`]).
+#[cfg(test)]
 pub(crate) fn from_args(
     text: &str,
     file: &str,
 ) -> Result<(Vec<Setting>, Vec<Remark>), SourceError> {
-    let (args, env) = if looks_like_yaml(text) {
-        yaml_args(text, file)?
+    let mut all = instances_from_args(text, file)?;
+    match (all.pop(), all.is_empty()) {
+        (Some(one), true) => Ok((one.settings, one.remarks)),
+        _ => Err(SourceError::Yaml {
+            file: file.to_owned(),
+            detail: "several oauth2-proxy containers".into(),
+        }),
+    }
+}
+
+/// Reads the flags file: lines of `--flag=value` / `--flag value` (a shell command line
+/// copied from the docs works too), or YAML: a list of args, a container with `args`, or
+/// Kubernetes workloads (each oauth2-proxy container's `args` and `env`). Several
+/// oauth2-proxy containers (one per app, as oauth2-proxy routes by path only) are several
+/// instances, labelled by their workload.
+pub(crate) fn instances_from_args(text: &str, file: &str) -> Result<Vec<Instance>, SourceError> {
+    let processes = if looks_like_yaml(text) {
+        super::yaml::processes(text, file)?
     } else {
-        (shell_words(text), Vec::new())
+        vec![(None, shell_words(text), Vec::new())]
     };
+    let mut out = Vec::new();
+    for (label, args, env) in processes {
+        let (settings, remarks) = instance(&args, &env);
+        let settings = settings
+            .into_iter()
+            .map(|s| Setting {
+                app: label.clone(),
+                ..s
+            })
+            .collect();
+        let remarks = match &label {
+            Some(l) => remarks
+                .into_iter()
+                .map(|r| Remark(format!("{l}: {}", r.0)))
+                .collect(),
+            None => remarks,
+        };
+        out.push(Instance {
+            label,
+            settings,
+            remarks,
+        });
+    }
+    Ok(out)
+}
+
+/// The settings of one process: its env (unless its args read a variable as `$(NAME)`)
+/// and its flags.
+fn instance(args: &[String], env: &[EnvVar]) -> (Vec<Setting>, Vec<Remark>) {
     let mut remarks = Vec::new();
     // Variables the args use as $(NAME) are read through them.
     let referenced: Vec<&str> = args
@@ -238,8 +307,8 @@ pub(crate) fn from_args(
         .cloned()
         .collect();
     let mut settings = env_settings(&unreferenced, &mut remarks);
-    settings.extend(flag_settings(&args, &env, &mut remarks));
-    Ok((settings, remarks))
+    settings.extend(flag_settings(args, env, &mut remarks));
+    (settings, remarks)
 }
 
 /// YAML starts with a list item, a `key:` or a document marker; flag lines start with `-`
@@ -319,141 +388,6 @@ fn shell_words(text: &str) -> Vec<String> {
     words
 }
 
-fn yaml_args(text: &str, file: &str) -> Result<(Vec<String>, Vec<EnvVar>), SourceError> {
-    use serde::Deserialize;
-    let err = |detail: String| SourceError::Yaml {
-        file: file.to_owned(),
-        detail,
-    };
-    let mut docs = Vec::new();
-    for d in serde_yaml::Deserializer::from_str(text) {
-        docs.push(
-            serde_yaml::Value::deserialize(d).map_err(|e| err(format!("not valid YAML: {e}")))?,
-        );
-    }
-    for doc in &docs {
-        if let serde_yaml::Value::Sequence(items) = doc {
-            return Ok((items.iter().filter_map(yaml_scalar).collect(), Vec::new()));
-        }
-    }
-    let mut containers = Vec::new();
-    for doc in &docs {
-        find_containers(doc, &mut containers);
-    }
-    let wanted: Vec<&serde_yaml::Value> = containers
-        .iter()
-        .copied()
-        .filter(|c| {
-            ["image", "name"].iter().any(|k| {
-                c.get(*k)
-                    .and_then(serde_yaml::Value::as_str)
-                    .is_some_and(|v| v.contains("oauth2-proxy") || v.contains("oauth2_proxy"))
-            })
-        })
-        .collect();
-    let chosen = match (wanted.as_slice(), containers.as_slice()) {
-        ([one], _) | ([], [one]) => *one,
-        ([], []) => {
-            return Err(err(
-                "no args found: give a YAML list of flags, a container with args, or a Kubernetes workload whose container runs oauth2-proxy".into(),
-            ))
-        }
-        ([], _) => {
-            return Err(err(
-                "several containers and none runs an oauth2-proxy image: give just that container's args".into(),
-            ))
-        }
-        (_, _) => {
-            return Err(err(
-                "several oauth2-proxy containers: give just one container's args".into(),
-            ))
-        }
-    };
-    let seq = |k: &str| -> Vec<String> {
-        chosen
-            .get(k)
-            .and_then(serde_yaml::Value::as_sequence)
-            .map(|s| s.iter().filter_map(yaml_scalar).collect())
-            .unwrap_or_default()
-    };
-    // `command: ["/bin/oauth2-proxy", "--flag"]`: the flags after the program count too.
-    let mut args: Vec<String> = seq("command").into_iter().skip(1).collect();
-    args.extend(seq("args"));
-    let env = chosen
-        .get("env")
-        .and_then(serde_yaml::Value::as_sequence)
-        .map(|items| items.iter().filter_map(yaml_env).collect())
-        .unwrap_or_default();
-    Ok((args, env))
-}
-
-/// Containers anywhere in a document (Deployment, StatefulSet, CronJob, Pod...), or the
-/// document itself when it is a container (has `args`).
-fn find_containers<'a>(v: &'a serde_yaml::Value, out: &mut Vec<&'a serde_yaml::Value>) {
-    match v {
-        serde_yaml::Value::Mapping(m) => {
-            if m.contains_key("args") && !m.contains_key("containers") {
-                out.push(v);
-                return;
-            }
-            for (k, child) in m {
-                if k.as_str() == Some("containers") {
-                    if let Some(list) = child.as_sequence() {
-                        out.extend(list.iter().filter(|c| c.is_mapping()));
-                    }
-                } else {
-                    find_containers(child, out);
-                }
-            }
-        }
-        serde_yaml::Value::Sequence(items) => {
-            for i in items {
-                find_containers(i, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
-    match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn yaml_env(v: &serde_yaml::Value) -> Option<EnvVar> {
-    let name = v.get("name")?.as_str()?.to_owned();
-    if let Some(s) = v.get("value").and_then(yaml_scalar) {
-        return Some(EnvVar {
-            name,
-            value: Value::Text(s),
-        });
-    }
-    let from = v.get("valueFrom")?;
-    let described = [("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")]
-        .iter()
-        .find_map(|(k, what)| {
-            let r = from.get(*k)?;
-            Some(format!(
-                "{what} {} key {}",
-                r.get("name")
-                    .and_then(serde_yaml::Value::as_str)
-                    .unwrap_or("?"),
-                r.get("key")
-                    .and_then(serde_yaml::Value::as_str)
-                    .unwrap_or("?")
-            ))
-        })
-        .unwrap_or_else(|| "a valueFrom reference".into());
-    Some(EnvVar {
-        name,
-        value: Value::External(described),
-    })
-}
-
 /// `OAUTH2_PROXY_<CONFIG KEY>` variables become settings; others are remarked upon.
 fn env_settings(env: &[EnvVar], remarks: &mut Vec<Remark>) -> Vec<Setting> {
     let mut out = Vec::new();
@@ -473,6 +407,7 @@ fn env_settings(env: &[EnvVar], remarks: &mut Vec<Remark>) -> Vec<Setting> {
             spec,
             value: typed(spec, e.value.clone()),
             origin: Origin::Env,
+            app: None,
         });
     }
     out
@@ -523,7 +458,7 @@ fn flag_settings(args: &[String], env: &[EnvVar], remarks: &mut Vec<Remark>) -> 
             });
             remarks.push(Remark(match (name, value) {
                 ("config", Some(f)) => format!("--config={f}: this oauth2-proxy also reads that file; pass it too: labgate migrate oauth2-proxy --config FILE --args ..."),
-                ("alpha-config", Some(f)) => format!("--alpha-config={f}: oauth2-proxy's alpha (YAML) configuration is not read; its settings are not migrated"),
+                ("alpha-config", Some(f)) => format!("--alpha-config={f}: oauth2-proxy's alpha (YAML) configuration is not read; its settings are not migrated (its upstreamConfig.upstreams route by path, a regex with rewriteTarget: labgate sends every path of a host, unchanged, to one upstream; give each app a host of its own, [[upstream]] hosts = [...])"),
                 (n, _) => format!("--{n} is a command flag of oauth2-proxy, not a setting"),
             }));
             continue;
@@ -568,6 +503,7 @@ fn flag_settings(args: &[String], env: &[EnvVar], remarks: &mut Vec<Remark>) -> 
             spec,
             value,
             origin: Origin::Flag,
+            app: None,
         });
     }
     out

@@ -326,11 +326,9 @@ set_xauthrequest = true
     assert_eq!(get("server.skip_sign_in_page").as_bool(), Some(true));
     assert_eq!(get("server.footer_text").as_str(), Some("Acme IT"));
     assert_eq!(get("session.cookie_name").as_str(), Some("__Host-wiki"));
-    // The longest domain matching public_url's host, as oauth2-proxy picks per request.
-    assert_eq!(
-        get("session.cookie_domain").as_str(),
-        Some(".wiki.example.com")
-    );
+    // The domain oauth2-proxy gave the session cookie on public_url's host: the longest
+    // that is a plain suffix of "wiki.example.com" (".wiki.example.com" is not).
+    assert_eq!(get("session.cookie_domain").as_str(), Some(".example.com"));
     assert_eq!(get("session.lifetime").as_str(), Some("12h"));
     assert_eq!(get("session.cookie_secure").as_bool(), Some(false));
     assert_eq!(get("session.cookie_samesite").as_str(), Some("strict"));
@@ -342,7 +340,8 @@ set_xauthrequest = true
         crate::app::redirect_uri(&c),
         "https://wiki.example.com/auth/callback"
     );
-    assert!(comments(&m).contains("(:*) is not carried over"));
+    assert!(comments(&m)
+        .contains("\"ci.example.org:*\" allowed any port (:*), which labgate cannot say"));
 }
 
 #[test]
@@ -442,11 +441,26 @@ fn upstream_forms() {
         up("[\"https://app.internal\"]").0.as_deref(),
         Some("https://app.internal")
     );
+    // The upstream at "/" is kept; the others are listed with what to do.
     let (url, notes) = up("[\"http://a:1/api/\", \"http://b:2/\", \"file:///srv/www#/static/\"]");
-    assert_eq!(url.as_deref(), Some("http://a:1"));
-    assert!(notes.contains("only paths under /api/"), "{notes}");
+    assert_eq!(url.as_deref(), Some("http://b:2"));
     assert!(
-        notes.contains("\"http://b:2/\", \"file:///srv/www#/static/\""),
+        notes.contains("entry \"http://a:1/api/\": oauth2-proxy sent paths under /api/ to http://a:1; labgate sends every path of a host to one upstream, so those requests now reach http://b:2"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("entry \"file:///srv/www#/static/\": oauth2-proxy served the files of /srv/www at paths under /static/"),
+        "{notes}"
+    );
+    // Without one at "/", the first: oauth2-proxy sent it only its own paths.
+    let (url, notes) = up("[\"http://a:1/api/\", \"http://c:3/exact\"]");
+    assert_eq!(url.as_deref(), Some("http://a:1"));
+    assert!(
+        notes.contains("oauth2-proxy sent it paths under /api/ (and answered 404 elsewhere)"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("oauth2-proxy sent the path /exact only to http://c:3"),
         "{notes}"
     );
     let (url, notes) = up("[\"static://202\"]");
@@ -778,4 +792,516 @@ fn oauth2_proxy_keys_in_a_labgate_file_point_to_labgate_s_spelling() {
             .contains("labgate migrate oauth2-proxy --config FILE"),
         "{e}"
     );
+}
+
+#[test]
+fn cookie_and_redirect_domains_are_read_as_oauth2_proxy_s_code_reads_them() {
+    use super::map::domains::{covers, o2p_cookie_domain, parent_of_all, redirects};
+    let list = |l: &[&str]| l.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>();
+    // GetCookieDomain: the longest plain string suffix of the host (with its port), else
+    // the shortest domain.
+    let d = list(&[".example.com", ".wiki.example.com", "wiki.example.com"]);
+    for (host, want) in [
+        ("wiki.example.com", "wiki.example.com"),
+        ("a.wiki.example.com", ".wiki.example.com"),
+        ("example.com", "wiki.example.com"),
+        ("wiki.example.com:8443", ".example.com"),
+    ] {
+        let want = if host == "example.com" || host.contains(':') {
+            // No suffix match: the shortest.
+            ".example.com"
+        } else {
+            want
+        };
+        assert_eq!(o2p_cookie_domain(&d, host), Some(want), "{host}");
+    }
+    assert_eq!(o2p_cookie_domain(&[], "x"), None);
+    assert!(covers(".example.com", "example.com"));
+    assert!(covers("example.com", "a.b.example.com"));
+    assert!(!covers(".example.com", "badexample.com"));
+    assert!(!covers(".wiki.example.com", "example.com"));
+    assert_eq!(
+        parent_of_all(&list(&[".a.example.com", "example.com", ".b.example.com"])),
+        Some("example.com")
+    );
+    assert_eq!(
+        parent_of_all(&list(&[".example.com", ".example.org"])),
+        None
+    );
+    // IsEndpointAllowed: "*.d" and ".d" are d and below; ":*" any port; no port = none.
+    let r = redirects(&list(&[
+        ".Example.com",
+        "*.corp.example",
+        "docs.example.org:8443",
+        "ci.example.org:*",
+        "*",
+        "https://x.example.com",
+        "[::1]:8080",
+        "[::1]",
+        "a.example.com:99999",
+        "plain.example.net:",
+        ".example.com",
+    ]));
+    assert_eq!(
+        r.entries,
+        [
+            ".example.com",
+            ".corp.example",
+            "docs.example.org:8443",
+            "ci.example.org",
+            "plain.example.net"
+        ]
+    );
+    assert_eq!(r.any_port, ["ci.example.org:*"]);
+    let dropped: Vec<&str> = r.dropped.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(
+        dropped,
+        [
+            "*",
+            "https://x.example.com",
+            "[::1]:8080",
+            "[::1]",
+            "a.example.com:99999"
+        ]
+    );
+}
+
+#[test]
+fn one_cookie_domain_is_the_one_oauth2_proxy_set_at_sign_in() {
+    let with = |redirect: Option<&str>, domains: &str| {
+        let base = match redirect {
+            Some(r) => BASE.replace("https://wiki.example.com/oauth2/callback", r),
+            None => BASE
+                .lines()
+                .filter(|l| !l.starts_with("redirect_url"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        };
+        let m = migrate_toml(&format!(
+            "{base}\nemail_domains = [\"*\"]\ncookie_domains = {domains}\n"
+        ));
+        let d =
+            at(&parsed(&m), "session.cookie_domain").and_then(|v| v.as_str().map(str::to_owned));
+        (d, comments(&m))
+    };
+    let (d, notes) = with(None, "[\".example.com\"]");
+    assert_eq!(d.as_deref(), Some(".example.com"));
+    assert!(
+        notes.contains("cookie_domains = [\".example.com\"]: the same"),
+        "{notes}"
+    );
+    // Several: what oauth2-proxy gave the session cookie on redirect_url's host, and the
+    // domain that covers them all is named.
+    let (d, notes) = with(None, "[\"wiki.example.com\", \"example.com\"]")
+        .0
+        .map(|_| {
+            with(
+                Some("https://wiki.example.com/oauth2/callback"),
+                "[\"wiki.example.com\", \"example.com\"]",
+            )
+        })
+        .unwrap();
+    assert_eq!(d.as_deref(), Some("wiki.example.com"));
+    assert!(
+        notes.contains("\"example.com\" covers all of them: set cookie_domain = \"example.com\" if hosts outside \"wiki.example.com\""),
+        "{notes}"
+    );
+    // With a port in the host nothing is a suffix: oauth2-proxy took the shortest, which
+    // browsers refuse here; the one that covers the host is kept.
+    let (d, notes) = with(
+        Some("https://wiki.example.com:8443/oauth2/callback"),
+        "[\".example.com\", \".ex.org\"]",
+    );
+    assert_eq!(d.as_deref(), Some(".example.com"));
+    assert!(
+        notes.contains("which browsers refuse for that host"),
+        "{notes}"
+    );
+    // No redirect_url: the one that covers the others, else the shortest with a warning
+    // in the comment.
+    let (d, _) = with(None, "[\".a.example.com\", \".example.com\"]");
+    assert_eq!(d.as_deref(), Some(".example.com"));
+    let (d, notes) = with(None, "[\".example.com\", \".ex.org\"]");
+    assert_eq!(d.as_deref(), Some(".ex.org"));
+    assert!(notes.contains("run another labgate for them"), "{notes}");
+    // One domain that does not cover public_url's host is said to be useless.
+    let (d, notes) = with(
+        Some("https://wiki.example.com/oauth2/callback"),
+        "[\".other.org\"]",
+    );
+    assert_eq!(d.as_deref(), Some(".other.org"));
+    assert!(notes.contains("browsers refuse such a cookie"), "{notes}");
+}
+
+#[test]
+fn whitelist_domains_say_where_labgate_differs() {
+    let m = migrate_toml(&format!(
+        "{BASE}email_domains = [\"*\"]\nwhitelist_domains = [\"*.example.com\", \"ci.example.org:*\", \"*\", \"[::1]:8080\", \"10.0.0.7:8443\", \"intranet\"]\n"
+    ));
+    let t = parsed(&m);
+    assert_eq!(
+        strings(at(&t, "server.allowed_redirect_domains")),
+        [".example.com", "ci.example.org", "10.0.0.7:8443"]
+    );
+    let notes = comments(&m);
+    for want in [
+        "\".example.com\" = the domain and its subdomains, as oauth2-proxy read both",
+        "labgate sends people to https only",
+        "\"ci.example.org:*\" allowed any port (:*), which labgate cannot say",
+        "entry \"*\": not a host name: oauth2-proxy matched no redirect with it",
+        "entry \"intranet\": labgate's allowed_redirect_domains takes names with a dot",
+    ] {
+        assert!(notes.contains(want), "{want} in {notes}");
+    }
+    loads(&m);
+}
+
+#[test]
+fn upstreams_routed_by_path_are_listed_never_merged_silently() {
+    let up = |list: &str| {
+        migrate_toml(&format!(
+            "{}email_domains = [\"*\"]\nupstreams = {list}\n",
+            BASE.replace("upstreams = [\"http://127.0.0.1:8080/\"]\n", "")
+        ))
+    };
+    let m = up("[\"http://app:8080/\", \"http://admin:9000/admin/\"]");
+    assert_eq!(
+        at(&parsed(&m), "upstream.url").unwrap().as_str(),
+        Some("http://app:8080")
+    );
+    let notes = comments(&m);
+    assert!(
+        notes.contains("oauth2-proxy sent paths under /admin/ to http://admin:9000; labgate sends every path of a host to one upstream, so those requests now reach http://app:8080: route /admin/ to http://admin:9000 in the front proxy and protect that route with labgate's forward-auth (/oauth2/auth)"),
+        "{notes}"
+    );
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(m.warnings[0].contains("\"http://admin:9000/admin/\""));
+    assert!(m.problems.is_empty());
+    loads(&m);
+    // Two at one path: oauth2-proxy itself refuses that.
+    let m = up("[\"http://a:1/\", \"http://b:2\"]");
+    assert!(comments(&m).contains("oauth2-proxy refuses to start with two upstreams at one path"));
+    // file:///dev/null is forward-auth only, like static://.
+    let m = up("[\"file:///dev/null\"]");
+    assert_eq!(
+        at(&parsed(&m), "upstream.url").unwrap().as_str(),
+        Some("http://127.0.0.1:9")
+    );
+    assert!(m.warnings.is_empty());
+    let m = up("[\"ftp://x/\"]");
+    assert!(comments(&m).contains("not an upstream oauth2-proxy accepts"));
+}
+
+/// Two oauth2-proxy Deployments, one per app (`kubectl get deploy -o yaml` gives such a
+/// List); `extra` are more args of each, by app.
+fn two_apps(wiki: &[&str], grafana: &[&str]) -> String {
+    let deployment = |name: &str, host: &str, upstream: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--provider=gitlab".to_owned(),
+            "--oidc-issuer-url=https://gitlab.example.com".into(),
+            "--client-id=app-id".into(),
+            "--client-secret=gloas-not-a-real-secret-0123456789".into(),
+            format!("--redirect-url=https://{host}/oauth2/callback"),
+            "--http-address=0.0.0.0:4180".into(),
+            format!("--upstream={upstream}"),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| format!("            - {a:?}\n"))
+            .collect();
+        format!(
+            "  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {{name: {name}}}\n    spec:\n      template:\n        spec:\n          containers:\n          - name: oauth2-proxy\n            image: quay.io/oauth2-proxy/oauth2-proxy:v7.6.0\n            args:\n{}",
+            args.concat()
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}{}",
+        deployment(
+            "wiki-proxy",
+            "wiki.example.com",
+            "http://wiki.apps:8080/",
+            wiki
+        ),
+        deployment(
+            "grafana-proxy",
+            "grafana.example.com",
+            "http://grafana.apps:3000",
+            grafana
+        )
+    )
+}
+
+fn upstream_rows(t: &toml::Table) -> Vec<(Vec<String>, String)> {
+    t.get("upstream")
+        .and_then(toml::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|u| {
+                    (
+                        strings(u.get("hosts")),
+                        u["url"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn one_oauth2_proxy_per_host_becomes_one_upstream_per_host() {
+    let common = [
+        "--email-domain=*",
+        "--gitlab-group=acme",
+        "--cookie-domain=.example.com",
+    ];
+    let mut wiki = common.to_vec();
+    wiki.extend(["--pass-access-token", "--whitelist-domain=.example.com"]);
+    let mut grafana = common.to_vec();
+    grafana.extend([
+        "--skip-auth-route=GET=^/api/health$",
+        "--pass-access-token=false",
+    ]);
+    let m = migrate_args(&two_apps(&wiki, &grafana));
+    assert!(m.problems.is_empty(), "{:?}\n{}", m.problems, m.toml);
+    let t = parsed(&m);
+    assert!(
+        at(&t, "upstream.url").is_none(),
+        "no [upstream] for every host"
+    );
+    assert_eq!(
+        upstream_rows(&t),
+        [
+            (
+                vec!["wiki.example.com".to_owned()],
+                "http://wiki.apps:8080".to_owned()
+            ),
+            (
+                vec!["grafana.example.com".to_owned()],
+                "http://grafana.apps:3000".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(
+        at(&t, "server.public_url").unwrap().as_str(),
+        Some("https://wiki.example.com")
+    );
+    // One sign-in for both: the cookie domain both used covers both hosts.
+    assert_eq!(
+        at(&t, "session.cookie_domain").unwrap().as_str(),
+        Some(".example.com")
+    );
+    // The rules agree: one [access], no routes.
+    assert_eq!(strings(at(&t, "access.allowed_groups")), ["acme:member"]);
+    assert!(t.get("route").is_none());
+    // The token only to the app whose oauth2-proxy passed it.
+    assert_eq!(
+        strings(at(&t, "identity.pass_access_token")),
+        ["wiki.example.com"]
+    );
+    let public = t["access"]["public"].as_array().unwrap();
+    assert_eq!(public.len(), 1);
+    assert_eq!(strings(public[0].get("hosts")), ["grafana.example.com"]);
+    assert_eq!(
+        strings(at(&t, "server.allowed_redirect_domains")),
+        [".example.com"]
+    );
+    let notes = comments(&m);
+    assert!(notes.contains("wiki-proxy: --redirect-url=https://wiki.example.com/oauth2/callback: the host this oauth2-proxy served"), "{notes}");
+    assert!(
+        notes.contains("grafana-proxy: --skip-auth-route entry \"GET=^/api/health$\""),
+        "{notes}"
+    );
+    assert!(m.toml.contains("wiki-proxy, grafana-proxy"), "{}", m.toml);
+    let c = loads(&m);
+    assert_eq!(c.upstreams.len(), 2);
+}
+
+/// oauth2-proxy's answer for a person on the app of `host` (the model of tests/it/migrate.rs:
+/// verified email, email domain, then gitlab_groups exactly in the groups claim).
+fn o2p_admits(groups: &[&str], domains: &[&str], user: &crate::access::User) -> bool {
+    let email = user.email.clone().unwrap_or_default();
+    let domain = email.rsplit('@').next().unwrap_or("");
+    user.email_verified
+        && domains.iter().any(|d| *d == "*" || domain == *d)
+        && (groups.is_empty() || groups.iter().any(|g| user.groups.iter().any(|c| c == g)))
+}
+
+#[test]
+fn apps_that_admit_different_people_get_a_route_per_host_with_the_same_answers() {
+    let wiki = ["--email-domain=*", "--gitlab-group=acme"];
+    let grafana = [
+        "--email-domain=example.com",
+        "--gitlab-group=acme/admins",
+        "--gitlab-group=ops",
+    ];
+    let m = migrate_args(&two_apps(&wiki, &grafana));
+    assert!(m.problems.is_empty(), "{:?}", m.problems);
+    let t = parsed(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_groups")),
+        ["acme:member", "acme/admins:member", "ops:member"]
+    );
+    assert!(at(&t, "access.allowed_email_domains").is_none());
+    let routes = t["route"].as_array().unwrap();
+    assert_eq!(routes.len(), 2, "{}", m.toml);
+    assert_eq!(strings(routes[1].get("hosts")), ["grafana.example.com"]);
+    assert_eq!(
+        strings(routes[1].get("allowed_email_domains")),
+        ["example.com"]
+    );
+    let c = loads(&m);
+    let user = |name: &str, email: &str, groups: &[&str]| crate::access::User {
+        id: 1,
+        username: name.into(),
+        email: Some(email.into()),
+        email_verified: true,
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        state: Some("active".into()),
+        ..Default::default()
+    };
+    let people = [
+        user("a", "a@example.com", &["acme"]),
+        user("b", "b@example.com", &["acme", "acme/admins"]),
+        user("c", "c@other.org", &["acme/admins"]),
+        user("d", "d@example.com", &["ops"]),
+        user("e", "e@example.com", &["acme/team"]),
+    ];
+    let path = crate::access::PathViews::new("/dashboards");
+    for u in &people {
+        for (host, groups, domains) in [
+            ("wiki.example.com", &["acme"][..], &["*"][..]),
+            (
+                "grafana.example.com",
+                &["acme/admins", "ops"][..],
+                &["example.com"][..],
+            ),
+        ] {
+            let got = c.access.decide(
+                crate::access::Subject::Person(u),
+                Some(host),
+                Some(&path),
+                None,
+            ) == crate::access::Decision::Allow;
+            assert_eq!(
+                got,
+                o2p_admits(groups, domains, u),
+                "{} on {host}",
+                u.username
+            );
+        }
+    }
+}
+
+#[test]
+fn apps_without_a_shared_cookie_domain_keep_a_session_per_host() {
+    let m = migrate_args(&two_apps(&["--email-domain=*"], &["--email-domain=*"]));
+    assert!(m.problems.is_empty(), "{:?}", m.problems);
+    let t = parsed(&m);
+    assert!(at(&t, "session.cookie_domain").is_none());
+    assert_eq!(
+        at(&t, "access.allow_any_gitlab_user").unwrap().as_bool(),
+        Some(true)
+    );
+    assert!(
+        m.warnings.iter().any(|w| w.contains(
+            "https://grafana.example.com/oauth2/callback (grafana-proxy, grafana.example.com: its redirect_url, unchanged)"
+        )),
+        "{:?}",
+        m.warnings
+    );
+    loads(&m);
+    // A cookie domain only one of them used is not taken for both.
+    let m = migrate_args(&two_apps(
+        &["--email-domain=*", "--cookie-domain=.example.com"],
+        &["--email-domain=*"],
+    ));
+    assert!(at(&parsed(&m), "session.cookie_domain").is_none());
+}
+
+#[test]
+fn merged_apps_must_agree_on_what_labgate_has_once() {
+    let m = migrate_args(&two_apps(
+        &[
+            "--email-domain=*",
+            "--cookie-expire=12h",
+            "--client-id=other-app",
+            "--cookie-secure=true",
+        ],
+        &["--email-domain=*"],
+    ));
+    // The first app's client-id flag comes last, so it wins in that app.
+    assert_eq!(m.problems.len(), 1, "{:?}", m.problems);
+    assert!(
+        m.problems[0].starts_with("the oauth2-proxy instances disagree on cookie_expire (wiki-proxy: --cookie-expire=12h; grafana-proxy: not set)"),
+        "{:?}",
+        m.problems
+    );
+    let notes = comments(&m);
+    assert!(
+        notes.contains("grafana-proxy: --client-id=app-id: labgate signs in with one GitLab application, wiki-proxy's"),
+        "{notes}"
+    );
+    assert_eq!(
+        at(&parsed(&m), "gitlab.client_id").unwrap().as_str(),
+        Some("other-app")
+    );
+    // Hosts: each app needs its own, and must have one.
+    let same_host = two_apps(&["--email-domain=*"], &["--email-domain=*"])
+        .replace("grafana.example.com", "wiki.example.com");
+    let m = migrate_args(&same_host);
+    assert!(
+        m.problems
+            .iter()
+            .any(|p| p.contains("wiki-proxy and grafana-proxy both serve wiki.example.com")),
+        "{:?}",
+        m.problems
+    );
+    let no_host = two_apps(&["--email-domain=*"], &["--email-domain=*"]).replace(
+        "            - \"--redirect-url=https://grafana.example.com/oauth2/callback\"\n",
+        "",
+    );
+    let m = migrate_args(&no_host);
+    assert!(
+        m.problems
+            .iter()
+            .any(|p| p.starts_with("grafana-proxy: no redirect_url naming its host")),
+        "{:?}",
+        m.problems
+    );
+    // A config file cannot be told apart between several instances.
+    let e = oauth2_proxy(
+        Some(Input {
+            name: "o.cfg",
+            text: BASE,
+        }),
+        Some(Input {
+            name: "list.yaml",
+            text: &two_apps(&[], &[]),
+        }),
+        fresh(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("several oauth2-proxy containers"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sidecar_upstreams_are_flagged_when_apps_are_merged() {
+    let yaml = two_apps(&["--email-domain=*"], &["--email-domain=*"])
+        .replace("http://wiki.apps:8080/", "http://127.0.0.1:8080/")
+        .replace("http://grafana.apps:3000", "http://localhost:3000");
+    let m = migrate_args(&yaml);
+    assert_eq!(
+        m.warnings
+            .iter()
+            .filter(|w| w.contains("was local to that oauth2-proxy"))
+            .count(),
+        2,
+        "{:?}",
+        m.warnings
+    );
+    assert!(comments(&m).contains("a sidecar in its pod"));
 }

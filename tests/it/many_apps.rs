@@ -32,6 +32,21 @@ impl Apps {
         format!("http://{host}:{}", self.port)
     }
 
+    /// `GET target` on a fresh connection with `Host: host` (as written) and `headers`
+    /// (each ending in CRLF); the whole answer.
+    pub async fn get(&self, host: &str, target: &str, headers: &str) -> String {
+        raw(
+            &self.stack.labgate_url,
+            &format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    /// `host:port` of labgate's listener.
+    pub fn at(&self, host: &str) -> String {
+        format!("{host}:{}", self.port)
+    }
+
     /// A browser (cookie jar, no redirects) that resolves every `*.example.test` host this
     /// test uses to labgate.
     pub fn browser(&self) -> Client {
@@ -232,11 +247,7 @@ async fn each_host_reaches_its_own_upstream_and_an_unknown_host_none() {
         format!("{WIKI}.:{}", apps.port),
         WIKI.to_owned(),
     ] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let r = apps.get(&host, "/public/x", "").await;
         assert!(r.starts_with("HTTP/1.1 200"), "{host}: {r}");
     }
     // A host labgate does not serve: 421, and no upstream sees it.
@@ -247,11 +258,7 @@ async fn each_host_reaches_its_own_upstream_and_an_unknown_host_none() {
         "tools.example.test".to_owned(),
         format!("{WIKI}.evil.test"),
     ] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let r = apps.get(&host, "/public/x", "").await;
         assert!(r.starts_with("HTTP/1.1 421"), "{host}: {r}");
     }
     // public_url's own host has no app: its home page (where a sign-in without a destination
@@ -282,20 +289,12 @@ async fn each_host_reaches_its_own_upstream_and_an_unknown_host_none() {
         format!("{ADMIN}@{WIKI}"),
         format!("{WIKI}:0"),
     ] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let r = apps.get(&host, "/public/x", "").await;
         assert!(r.starts_with("HTTP/1.1 400"), "{host}: {r}");
     }
-    let two = raw(
-        &apps.stack.labgate_url,
-        &format!(
-            "GET /public/x HTTP/1.1\r\nHost: {WIKI}\r\nHost: {ADMIN}\r\nConnection: close\r\n\r\n"
-        ),
-    )
-    .await;
+    let two = apps
+        .get(WIKI, "/public/x", &format!("Host: {ADMIN}\r\n"))
+        .await;
     assert!(two.starts_with("HTTP/1.1 400"), "{two}");
     // A host of a `*.` pattern is served (by the admin entry's upstream) under the global
     // rules: the admin route names admin.example.test only.
@@ -455,14 +454,9 @@ async fn without_a_cookie_domain_each_host_keeps_its_own_session() {
     // host. At the wiki it works.
     let cookie = session_cookie_header(&cookies);
     for (host, want) in [(WIKI, "200"), (ADMIN, "401")] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!(
-                "GET /whoami HTTP/1.1\r\nHost: {host}:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
-                apps.port
-            ),
-        )
-        .await;
+        let r = apps
+            .get(&apps.at(host), "/whoami", &format!("Cookie: {cookie}\r\n"))
+            .await;
         assert!(r.starts_with(&format!("HTTP/1.1 {want}")), "{host}: {r}");
     }
     // Admin signs in on its own host, through its own Redirect URI.
@@ -631,14 +625,9 @@ async fn public_urls_own_host_keeps_its_session_to_itself_too() {
         (ADMIN, "401"),
         ("x.tools.example.test", "401"),
     ] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!(
-                "GET /whoami HTTP/1.1\r\nHost: {host}:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
-                apps.port
-            ),
-        )
-        .await;
+        let r = apps
+            .get(&apps.at(host), "/whoami", &format!("Cookie: {cookie}\r\n"))
+            .await;
         assert!(r.starts_with(&format!("HTTP/1.1 {want}")), "{host}: {r}");
     }
 }
@@ -669,14 +658,13 @@ async fn a_sign_in_completes_only_at_the_host_it_was_started_for() {
             consent_fields(&c, &apps.stack.gitlab, &location(&r), "bob", "bob-password").await;
         let callback = consent_at(&c, &apps.stack.gitlab, fields, false).await;
         let query = callback.split_once('?').unwrap().1;
-        let resp = raw(
-            &apps.stack.labgate_url,
-            &format!(
-                "GET /oauth2/callback?{query} HTTP/1.1\r\nHost: {callback_at}:{}\r\nAccept: text/html\r\nCookie: {flow}\r\nConnection: close\r\n\r\n",
-                apps.port
-            ),
-        )
-        .await;
+        let resp = apps
+            .get(
+                &apps.at(callback_at),
+                &format!("/oauth2/callback?{query}"),
+                &format!("Accept: text/html\r\nCookie: {flow}\r\n"),
+            )
+            .await;
         assert!(
             resp.starts_with("HTTP/1.1 400") || resp.starts_with("HTTP/1.1 421"),
             "{start} -> {callback_at}: {resp}"
@@ -697,23 +685,14 @@ async fn labgates_pages_answer_only_at_hosts_it_serves() {
         "/oauth2/userinfo",
         "/oauth2/start",
     ] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!(
-                "GET {path} HTTP/1.1\r\nHost: evil.example.test:{}\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
-                apps.port
-            ),
-        )
-        .await;
+        let r = apps
+            .get(&apps.at("evil.example.test"), path, "Accept: text/html\r\n")
+            .await;
         assert!(r.starts_with("HTTP/1.1 421"), "{path}: {r}");
     }
     // Keys and probes answer at any host (a front proxy's health checks, apps' JWKS fetches).
     for path in ["/oauth2/jwks.json", "/ping"] {
-        let r = raw(
-            &apps.stack.labgate_url,
-            &format!("GET {path} HTTP/1.1\r\nHost: 10.0.0.1\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let r = apps.get("10.0.0.1", path, "").await;
         assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
     }
 }

@@ -236,6 +236,20 @@ fn text(o: &Output) -> (String, String) {
 /// 302, then the app (or /oauth2/auth for forward-auth) lets them in.
 async fn admitted(rules: &O2p, front: &str, gitlab: &StandIn, user: &str) -> (bool, Client) {
     let c = browser();
+    if !signed_in(&c, front, gitlab, user).await {
+        return (false, c);
+    }
+    let (path, yes) = if rules.forward_auth {
+        ("/oauth2/auth", StatusCode::ACCEPTED)
+    } else {
+        ("/", StatusCode::OK)
+    };
+    (app_lets_in(&c, &format!("{front}{path}"), yes).await, c)
+}
+
+/// Signs `user` in with the browser `c` at `front`; whether labgate's callback let them in
+/// (302) rather than refusing them (403), or GitLab refused the sign-in itself.
+async fn signed_in(c: &Client, front: &str, gitlab: &StandIn, user: &str) -> bool {
     let r = c
         .get(format!("{front}/oauth2/start?rd=%2F"))
         .send()
@@ -267,10 +281,10 @@ async fn admitted(rules: &O2p, front: &str, gitlab: &StandIn, user: &str) -> (bo
         .unwrap();
     if signed.status() != StatusCode::FOUND {
         // GitLab refused the sign-in itself (a blocked account).
-        return (false, c);
+        return false;
     }
-    let fields = consent_fields(&c, gitlab, &authorize, user, "").await;
-    let callback = consent_at(&c, gitlab, fields, false).await;
+    let fields = consent_fields(c, gitlab, &authorize, user, "").await;
+    let callback = consent_at(c, gitlab, fields, false).await;
     let r = c
         .get(&callback)
         .header(ACCEPT, "text/html")
@@ -278,20 +292,19 @@ async fn admitted(rules: &O2p, front: &str, gitlab: &StandIn, user: &str) -> (bo
         .await
         .unwrap();
     match r.status() {
-        StatusCode::FOUND => {}
-        StatusCode::FORBIDDEN => return (false, c),
+        StatusCode::FOUND => true,
+        StatusCode::FORBIDDEN => false,
         other => panic!("callback for {user}: {other}: {}", r.text().await.unwrap()),
     }
-    let (path, yes) = if rules.forward_auth {
-        ("/oauth2/auth", StatusCode::ACCEPTED)
-    } else {
-        ("/", StatusCode::OK)
-    };
-    let (status, body) = get_json(&c, &format!("{front}{path}")).await;
+}
+
+/// Whether the signed-in browser `c` gets `yes` at `url` (403: refused).
+async fn app_lets_in(c: &Client, url: &str, yes: StatusCode) -> bool {
+    let (status, body) = get_json(c, url).await;
     match status {
-        s if s == yes => (true, c),
-        StatusCode::FORBIDDEN => (false, c),
-        other => panic!("{path} for {user}: {other} {body}"),
+        s if s == yes => true,
+        StatusCode::FORBIDDEN => false,
+        other => panic!("{url}: {other} {body}"),
     }
 }
 
@@ -680,4 +693,178 @@ fn line_breaks_in_the_input_cannot_write_labgate_config() {
         "an input value became a public route:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("htpasswd"), "{stdout}");
+}
+
+/// `many-apps.yaml`: two oauth2-proxy Deployments, one per app (a wiki for acme, Grafana for
+/// acme/team with an eng.example.com address), merged into one labgate that serves both by
+/// host. The output passes `labgate check`; then, served, each host answers as its own
+/// oauth2-proxy did for every stand-in user, public paths are public on their own host only,
+/// and a host of neither app is refused.
+#[tokio::test]
+async fn one_oauth2_proxy_per_app_becomes_one_labgate_serving_each_host() {
+    let wiki_rules = O2p {
+        file: "many-apps.yaml",
+        args: true,
+        groups: &["acme"],
+        projects: &[],
+        email_domains: &["*"],
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: true,
+    };
+    let grafana_rules = O2p {
+        groups: &["acme/team"],
+        email_domains: &["eng.example.com"],
+        ..wiki_rules
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let wiki = format!("http://wiki.example.com:{port}");
+    let grafana = format!("http://grafana.example.com:{port}");
+    let mut fixture = fixture();
+    fixture.applications[0].secret = test_client_secret().into();
+    for front in [&wiki, &grafana] {
+        fixture.applications[0]
+            .redirect_uris
+            .push(format!("{front}/oauth2/callback"));
+    }
+    let gl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gitlab = StandIn::start(gl, fixture.clone(), "");
+    let (wiki_echo, grafana_echo) = (start_echo().await, start_echo().await);
+    let data: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests/data/oauth2-proxy",
+        wiki_rules.file,
+    ]
+    .iter()
+    .collect();
+    let input = std::fs::read_to_string(&data)
+        .unwrap()
+        .replace("https://gitlab.example.com", &gitlab.base_url)
+        .replace("https://wiki.example.com", &wiki)
+        .replace("https://grafana.example.com", &grafana)
+        .replace("0.0.0.0:4180", &format!("127.0.0.1:{port}"))
+        .replace(
+            "http://wiki.wiki.svc.cluster.local:8080/",
+            &format!("{wiki_echo}/"),
+        )
+        .replace(
+            "http://grafana.monitoring.svc.cluster.local:3000",
+            &grafana_echo,
+        );
+    let input_path = dir.path().join(wiki_rules.file);
+    std::fs::write(&input_path, &input).unwrap();
+    // The credentials come from a Secret; plain http in the test, so no Secure cookies.
+    let env = vec![
+        ("LABGATE__LOG__LEVEL".to_owned(), "warn".to_owned()),
+        (
+            "LABGATE__GITLAB__CLIENT_ID".to_owned(),
+            "labgate-dev-client-id".to_owned(),
+        ),
+        (
+            "LABGATE__GITLAB__CLIENT_SECRET".to_owned(),
+            test_client_secret().to_owned(),
+        ),
+        (
+            "LABGATE__SESSION__COOKIE_SECURE".to_owned(),
+            "false".to_owned(),
+        ),
+    ];
+    let out = labgate(
+        &[
+            "migrate",
+            "oauth2-proxy",
+            "--args",
+            input_path.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .output()
+    .unwrap();
+    let (migrated, stderr) = text(&out);
+    assert!(out.status.success(), "migrate: {stderr}\n{migrated}");
+    assert!(stderr.contains("passes `labgate check`"), "{stderr}");
+    let config: toml::Table = toml::from_str(&migrated).unwrap();
+    let hosts: Vec<String> = config["upstream"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["hosts"].as_array().unwrap().clone())
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hosts, ["wiki.example.com", "grafana.example.com"]);
+    assert_eq!(
+        config["session"]["cookie_domain"].as_str(),
+        Some(".example.com")
+    );
+    let path = dir.path().join("labgate.toml");
+    std::fs::write(&path, &migrated).unwrap();
+    let check = labgate(&["check", "--config", path.to_str().unwrap()], &env)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "labgate check: {:?}", text(&check));
+    let _labgate = Proc(
+        labgate(&["run", "--config", path.to_str().unwrap()], &env)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = || {
+        Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("wiki.example.com", addr)
+            .resolve("grafana.example.com", addr)
+            .resolve("elsewhere.example.org", addr)
+            .build()
+            .unwrap()
+    };
+    // Each app's public path is public on its own host only.
+    let anonymous = client();
+    for (url, want) in [
+        (format!("{wiki}/healthz"), StatusCode::OK),
+        (format!("{grafana}/healthz"), StatusCode::UNAUTHORIZED),
+        (format!("{grafana}/api/health"), StatusCode::OK),
+        (format!("{wiki}/api/health"), StatusCode::UNAUTHORIZED),
+        (
+            format!("http://elsewhere.example.org:{port}/healthz"),
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+    ] {
+        let (status, body) = get_json(&anonymous, &url).await;
+        assert_eq!(status, want, "{url}: {body}");
+    }
+    // Everyone signs in once (at public_url, the wiki's host) and gets each app's answer.
+    let mut answers = Vec::new();
+    for u in &fixture.users {
+        let c = client();
+        let signed = signed_in(&c, &wiki, &gitlab, &u.username).await;
+        for (front, rules) in [(&wiki, &wiki_rules), (&grafana, &grafana_rules)] {
+            let want = oauth2_proxy_admits(rules, &fixture, &u.username);
+            let got = signed && app_lets_in(&c, &format!("{front}/"), StatusCode::OK).await;
+            answers.push((u.username.clone(), front.clone(), want, got));
+        }
+    }
+    let wrong: Vec<_> = answers.iter().filter(|(_, _, w, g)| w != g).collect();
+    assert!(
+        wrong.is_empty(),
+        "(user, app, oauth2-proxy, labgate) differ: {wrong:?}\n{migrated}"
+    );
+    for front in [&wiki, &grafana] {
+        let theirs: Vec<bool> = answers
+            .iter()
+            .filter(|(_, f, _, _)| f == front)
+            .map(|(_, _, w, _)| *w)
+            .collect();
+        assert!(
+            theirs.contains(&true) && theirs.contains(&false),
+            "{front}: the rules tell users apart"
+        );
+    }
+    let differ = fixture.users.iter().any(|u| {
+        oauth2_proxy_admits(&wiki_rules, &fixture, &u.username)
+            != oauth2_proxy_admits(&grafana_rules, &fixture, &u.username)
+    });
+    assert!(differ, "the two apps admit different people");
 }

@@ -18,15 +18,19 @@
 //! - groups and projects together: either one admits (one `AllowedGroups` set).
 
 mod access;
+mod apps;
+pub(super) mod domains;
 mod reasons;
 mod server;
 mod session;
+mod upstream;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::doc::Doc;
 use super::source::{Options, Origin, Setting, Value};
+use apps::App;
 
 /// The result: the document, and problems that make the migration fail (exit 2).
 #[derive(Debug)]
@@ -35,20 +39,39 @@ pub(crate) struct Mapped {
     pub(crate) doc: Doc,
     /// Settings that make this configuration impossible to migrate as it is.
     pub(crate) problems: Vec<String>,
+    /// What the output does differently enough to say on stderr too (a path oauth2-proxy
+    /// routed elsewhere), beside its comment.
+    pub(crate) warnings: Vec<String>,
 }
 
-/// Maps the configuration; `fresh_cookie_secret` becomes `session.cookie_secret`.
+/// Maps one oauth2-proxy's configuration; `fresh_cookie_secret` becomes
+/// `session.cookie_secret`.
 pub(crate) fn map(o: &Options, fresh_cookie_secret: &str) -> Mapped {
-    let mut m = M {
-        o,
-        doc: Doc::default(),
-        used: BTreeSet::new(),
-        problems: Vec::new(),
-        generic_oidc: false,
+    run(M::new(o, &[]), fresh_cookie_secret)
+}
+
+/// Maps several oauth2-proxy instances, one per app (its workload's name and settings),
+/// into one labgate serving each app by its host.
+pub(crate) fn map_apps(instances: Vec<(String, Options)>, fresh_cookie_secret: &str) -> Mapped {
+    let merged = apps::merge(instances);
+    let mut m = M::new(&merged.shared, &merged.apps);
+    m.per_app_access = merged.per_app_access;
+    m.problems.extend(merged.problems.iter().cloned());
+    for u in &merged.unmapped {
+        m.doc.unmapped(u.clone());
+    }
+    run(m, fresh_cookie_secret)
+}
+
+fn run(mut m: M<'_>, fresh_cookie_secret: &str) -> Mapped {
+    let tables: &[&str] = if m.apps.is_empty() {
+        &[
+            "server", "upstream", "gitlab", "session", "identity", "access",
+        ]
+    } else {
+        &["server", "gitlab", "session", "identity", "access"]
     };
-    for t in [
-        "server", "upstream", "gitlab", "session", "identity", "access",
-    ] {
+    for t in tables {
         m.doc.remark(t, String::new());
     }
     m.provider();
@@ -56,9 +79,12 @@ pub(crate) fn map(o: &Options, fresh_cookie_secret: &str) -> Mapped {
     m.upstream();
     m.session(fresh_cookie_secret);
     m.identity();
+    m.apps_session();
     m.access();
     m.built_in();
     m.rest();
+    m.apps_rest();
+    m.doc.fold_into_array("upstream");
     for t in &mut m.doc.tables {
         t.remarks.retain(|r| !r.is_empty());
     }
@@ -68,6 +94,7 @@ pub(crate) fn map(o: &Options, fresh_cookie_secret: &str) -> Mapped {
     Mapped {
         doc: m.doc,
         problems: m.problems,
+        warnings: m.warnings,
     }
 }
 
@@ -76,9 +103,40 @@ struct M<'a> {
     doc: Doc,
     used: BTreeSet<String>,
     problems: Vec<String>,
+    warnings: Vec<String>,
     /// `provider = "oidc"` against GitLab: `allowed_groups` is enforced (the GitLab
     /// provider replaces it by `gitlab_groups`).
     generic_oidc: bool,
+    /// `server.prefix` as mapped (oauth2-proxy's `proxy_prefix`).
+    prefix: String,
+    /// The merged apps (empty: one oauth2-proxy, every host alike).
+    apps: &'a [App],
+    /// The keys of each app's settings that were read, by app.
+    app_used: Vec<BTreeSet<String>>,
+    /// The hosts what is being mapped is for: `hosts = [...]` of `[[access.public]]` (empty:
+    /// every host).
+    hosts: Vec<String>,
+    /// The apps disagree on who may enter: `[access]` holds them all, each app's rules
+    /// go to a `[[route]]` for its host.
+    per_app_access: bool,
+}
+
+impl<'a> M<'a> {
+    fn new(o: &'a Options, apps: &'a [App]) -> M<'a> {
+        M {
+            o,
+            doc: Doc::default(),
+            used: BTreeSet::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            generic_oidc: false,
+            prefix: "/oauth2".into(),
+            apps,
+            app_used: vec![BTreeSet::new(); apps.len()],
+            hosts: Vec::new(),
+            per_app_access: false,
+        }
+    }
 }
 
 fn s(v: impl Into<String>) -> toml::Value {
@@ -90,8 +148,23 @@ fn arr(v: &[String]) -> toml::Value {
 }
 
 /// The setting as written (`key = value`, `--flag=value`, `OAUTH2_PROXY_KEY=value`),
-/// secrets hidden.
+/// secrets hidden; with its app's name first when several are merged.
 fn said(x: &Setting) -> String {
+    match &x.app {
+        Some(app) => format!("{app}: {}", said_plain(x)),
+        None => said_plain(x),
+    }
+}
+
+/// A setting's name as written, with its app's name first when several are merged.
+fn shown(x: &Setting) -> String {
+    match &x.app {
+        Some(a) => format!("{a}: {}", x.shown),
+        None => x.shown.clone(),
+    }
+}
+
+fn said_plain(x: &Setting) -> String {
     match (x.origin, &x.value) {
         (Origin::File, _) => format!("{} = {}", x.shown, x.shown_value()),
         (Origin::Flag, Value::Bool(true)) => x.shown.clone(),

@@ -3,6 +3,7 @@
 
 use super::{said, M};
 use crate::migrate::options::Kind;
+use crate::migrate::source::Setting;
 
 impl M<'_> {
     /// Options whose behaviour labgate always has, whatever their value.
@@ -20,15 +21,19 @@ impl M<'_> {
             if self.used.contains(&x.key) {
                 continue;
             }
-            let why = match x.spec {
-                Some(spec) => reason(spec.cfg, spec.kind),
-                None => "not an oauth2-proxy option (a typo? oauth2-proxy itself refuses unknown keys and flags)".to_owned(),
-            };
-            self.doc.unmapped(format!("{}: {why}", said(x)));
+            self.doc.unmapped(format!("{}: {}", said(x), why_not(x)));
         }
         for (x, by) in &self.o.overridden {
             self.doc.unmapped(format!("{}: overridden by {by} (oauth2-proxy's order: flags, then environment, then the config file)", said(x)));
         }
+    }
+}
+
+/// Why a setting is not mapped.
+pub(super) fn why_not(x: &Setting) -> String {
+    match x.spec {
+        Some(spec) => reason(spec.cfg, spec.kind),
+        None => "not an oauth2-proxy option (a typo? oauth2-proxy itself refuses unknown keys and flags)".to_owned(),
     }
 }
 

@@ -1,16 +1,14 @@
-//! `[server]`, `[upstream]` and `[gitlab]`: provider and GitLab application, listener,
-//! public URL, proxies in front, redirect domains, pages, the upstream.
+//! `[server]` and `[gitlab]`: provider and GitLab application, listener, public URL,
+//! proxies in front, redirect domains, pages.
 
-use super::{arr, env_name, go_duration, humane, s, said, M};
+use super::domains::{self, Redirects};
+use super::{arr, env_name, s, said, M};
+use crate::migrate::source::Setting;
 
 /// oauth2-proxy's defaults that labgate's differ from, written out when they matter.
 const O2P_HTTP_ADDRESS: &str = "127.0.0.1:4180";
 const O2P_HTTPS_ADDRESS: &str = ":443";
 const O2P_PROXY_PREFIX: &str = "/oauth2";
-
-/// An upstream for forward-auth-only set-ups: labgate needs `upstream.url` even when only
-/// `/oauth2/auth` is used (as deploy/kubernetes/forward-auth.yaml does); port 9 is discard.
-const UNUSED_UPSTREAM: &str = "http://127.0.0.1:9";
 
 impl M<'_> {
     pub(super) fn provider(&mut self) {
@@ -143,6 +141,7 @@ impl M<'_> {
             }
             None => O2P_PROXY_PREFIX.to_owned(),
         };
+        self.prefix.clone_from(&prefix);
         match self.text("redirect_url", "server.public_url") {
             Some((x, raw)) => match url::Url::parse(&raw) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
@@ -251,46 +250,7 @@ impl M<'_> {
         if let Some((x, domains)) =
             self.list("whitelist_domains", "server.allowed_redirect_domains")
         {
-            let mut out = Vec::new();
-            let mut any_port = false;
-            for d in domains {
-                let d = d.trim().to_ascii_lowercase();
-                // oauth2-proxy: "host[:port]" (port `*`: any), ".host" / "*.host" for it and
-                // its subdomains.
-                let (host, port) = match d.rsplit_once(':') {
-                    Some((h, p)) if !h.contains(']') || d.starts_with('[') => {
-                        (h.to_owned(), Some(p.to_owned()))
-                    }
-                    _ => (d.clone(), None),
-                };
-                let host = match host.strip_prefix("*.") {
-                    Some(rest) => format!(".{rest}"),
-                    None => host,
-                };
-                // labgate: public_url's scheme on its default port, or the port named.
-                let entry = match port {
-                    Some(p) if p.parse::<u16>().is_ok() => format!("{host}:{p}"),
-                    Some(_) => {
-                        any_port = true;
-                        host
-                    }
-                    None => host,
-                };
-                if !entry.is_empty() && !out.contains(&entry) {
-                    out.push(entry);
-                }
-            }
-            let port_note = if any_port {
-                "; \"any port\" (:*) is not carried over: labgate admits the scheme's default port, or list \"host:port\" for each other port"
-            } else {
-                ""
-            };
-            self.doc.set(
-                "server",
-                "allowed_redirect_domains",
-                arr(&out),
-                format!("{}: where rd may send users after sign-in (\".example.com\" = it and its subdomains, as in oauth2-proxy){port_note}", said(x)),
-            );
+            self.redirect_domains(&[(x, domains)], &[]);
         }
         if let Some((x, b)) = self.flag("skip_provider_button") {
             self.doc.set(
@@ -374,76 +334,6 @@ impl M<'_> {
             Err(e) => self.doc.unmapped(format!("{from}: {e}")),
         }
     }
-
-    pub(super) fn upstream(&mut self) {
-        let mut chosen = false;
-        if let Some((x, ups)) = self.list("upstreams", "upstream.url") {
-            let mut others = Vec::new();
-            let mut statics = false;
-            for u in &ups {
-                if chosen {
-                    others.push(u.clone());
-                    continue;
-                }
-                match upstream_url(u) {
-                    Upstream::Url { url, path } => {
-                        let path_note = match path {
-                            Some(p) => format!("; oauth2-proxy sent only paths under {p} there, labgate forwards every path (the request path unchanged)"),
-                            None => String::new(),
-                        };
-                        self.doc.set(
-                            "upstream",
-                            "url",
-                            s(url),
-                            format!("{}: the protected app{path_note}", said(x)),
-                        );
-                        chosen = true;
-                    }
-                    Upstream::Static => statics = true,
-                    Upstream::Other => others.push(u.clone()),
-                }
-            }
-            if !others.is_empty() {
-                self.doc.unmapped(format!(
-                    "{} entries {}: labgate proxies to one upstream; route by path in front of it (ingress) or run one labgate per app",
-                    x.shown,
-                    toml::Value::Array(others.into_iter().map(toml::Value::String).collect())
-                ));
-            }
-            if statics && !chosen {
-                self.doc.set("upstream", "url", s(UNUSED_UPSTREAM), format!("{}: forward-auth only (static answers); labgate needs an upstream.url anyway, unused when only /oauth2/auth is called", said(x)));
-                chosen = true;
-            }
-        }
-        if !chosen && self.o.get("set_xauthrequest").is_some() {
-            self.doc.set("upstream", "url", s(UNUSED_UPSTREAM), "no upstreams: forward-auth only; labgate needs an upstream.url anyway, unused when only /oauth2/auth is called".into());
-        }
-        if let Some((x, t)) = self.text("upstream_timeout", "upstream.timeout") {
-            match go_duration(&t) {
-                Some(d) => self.doc.set(
-                    "upstream",
-                    "timeout",
-                    s(humane(d)),
-                    format!("{}: the longest wait for the app's response head", said(x)),
-                ),
-                None => self.doc.unmapped(format!("{}: not a duration", said(x))),
-            }
-        }
-        for (key, what) in [
-            ("pass_host_header", "passes the client's Host"),
-            ("proxy_websockets", "passes WebSocket upgrades"),
-        ] {
-            if let Some((x, b)) = self.flag(key) {
-                if b {
-                    self.doc
-                        .remark("upstream", format!("{}: labgate always {what}", said(x)));
-                } else {
-                    self.doc
-                        .unmapped(format!("{}: labgate always {what}", said(x)));
-                }
-            }
-        }
-    }
 }
 
 /// A `listen`-style address from oauth2-proxy's `[http://]host:port` (`:4180` = every
@@ -469,36 +359,44 @@ fn socket_addr(raw: &str) -> Result<String, String> {
         .map_err(|_| "labgate listens on an IP address and port, e.g. \"0.0.0.0:4180\"".to_owned())
 }
 
-enum Upstream {
-    /// An http(s) or unix upstream labgate can use; `path` when oauth2-proxy routed only a
-    /// path prefix there.
-    Url { url: String, path: Option<String> },
-    /// `static://<code>`: a fixed answer (forward-auth set-ups).
-    Static,
-    /// `file://` or anything else.
-    Other,
-}
-
-fn upstream_url(u: &str) -> Upstream {
-    if let Some(path) = u.strip_prefix("unix://") {
-        return Upstream::Url {
-            url: format!("unix:{path}"),
-            path: None,
-        };
-    }
-    if u.starts_with("static://") {
-        return Upstream::Static;
-    }
-    match url::Url::parse(u) {
-        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host_str().is_some() => {
-            let mut origin = p.origin().ascii_serialization();
-            if p.port().is_none() {
-                // Keep the URL as written (no default port spelled out).
-                origin = format!("{}://{}", p.scheme(), p.host_str().unwrap_or(""));
+impl M<'_> {
+    /// `server.allowed_redirect_domains` from `whitelist_domains` (of every app when
+    /// several are merged); `hosts`: the apps' hosts, allowed without an entry.
+    pub(super) fn redirect_domains(&mut self, lists: &[(&Setting, Vec<String>)], hosts: &[String]) {
+        let mut r = Redirects::default();
+        for (_, list) in lists {
+            let one = domains::redirects(list);
+            for e in one.entries {
+                if !r.entries.contains(&e) {
+                    r.entries.push(e);
+                }
             }
-            let path = (p.path() != "/" && !p.path().is_empty()).then(|| p.path().to_owned());
-            Upstream::Url { url: origin, path }
+            r.any_port.extend(one.any_port);
+            r.dropped.extend(one.dropped);
         }
-        _ => Upstream::Other,
+        let from: Vec<String> = lists.iter().map(|(x, _)| said(x)).collect();
+        let from = from.join(", ");
+        for (entry, why) in &r.dropped {
+            self.doc.unmapped(format!("{from}: entry {entry:?}: {why}"));
+        }
+        let mut note = format!("{from}: where rd may send people after sign-in or sign-out; \".example.com\" = the domain and its subdomains, as oauth2-proxy read both \".example.com\" and \"*.example.com\"; \"host:port\" that port only. Changed: labgate sends people to https only (and http when public_url is http), oauth2-proxy to either scheme");
+        if !r.any_port.is_empty() {
+            let any: Vec<String> = r.any_port.iter().map(|a| format!("{a:?}")).collect();
+            note.push_str(&format!("; {} allowed any port (:*), which labgate cannot say: carried over as the scheme's default port only; list \"host:port\" for each other port", any.join(", ")));
+        }
+        if !hosts.is_empty() {
+            note.push_str(&format!(
+                "; the apps' hosts ({}) need no entry: labgate allows every host it serves",
+                hosts.join(", ")
+            ));
+        }
+        if r.entries.is_empty() {
+            if !lists.is_empty() {
+                self.doc.remark("server", note);
+            }
+            return;
+        }
+        self.doc
+            .set("server", "allowed_redirect_domains", arr(&r.entries), note);
     }
 }

@@ -1,8 +1,9 @@
 //! `[session]` and `[identity]`: the cookie (never oauth2-proxy's secret), its attributes
 //! and lifetime, the Redis store, and what the upstream is told.
 
+use super::domains::{covers, o2p_cookie_domain, parent_of_all, request_host};
 use super::{arr, env_name, go_duration, humane, s, said, M};
-use crate::migrate::source::Value;
+use crate::migrate::source::{Setting, Value};
 
 impl M<'_> {
     pub(super) fn session(&mut self, fresh: &str) {
@@ -64,41 +65,7 @@ impl M<'_> {
             }
         }
         if let Some((x, domains)) = self.list("cookie_domains", "session.cookie_domain") {
-            let host = self
-                .doc
-                .tables
-                .iter()
-                .flat_map(|t| t.entries.iter())
-                .find(|e| e.key == "public_url")
-                .and_then(|e| e.value.as_str())
-                .and_then(|u| url::Url::parse(u).ok())
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            // oauth2-proxy uses the longest domain matching the request's host, else the
-            // shortest one; labgate has one host (public_url), so one domain.
-            let matching = |d: &&String| {
-                let bare = d.trim_start_matches('.');
-                host == bare || host.ends_with(&format!(".{bare}"))
-            };
-            let pick = domains
-                .iter()
-                .filter(matching)
-                .max_by_key(|d| d.len())
-                .or_else(|| domains.iter().min_by_key(|d| d.len()))
-                .cloned();
-            if let Some(d) = pick {
-                let more = if domains.len() > 1 {
-                    format!("; labgate has one cookie domain: {d} is the one oauth2-proxy used for public_url's host")
-                } else {
-                    String::new()
-                };
-                self.doc.set(
-                    "session",
-                    "cookie_domain",
-                    s(d),
-                    format!("{}: the same{more}", said(x)),
-                );
-            }
+            self.cookie_domain(x, &domains);
         }
         if let Some((x, e)) = self.text("cookie_expire", "session.lifetime") {
             match go_duration(&e) {
@@ -124,6 +91,71 @@ impl M<'_> {
             }
         }
         self.redis();
+    }
+
+    /// `session.cookie_domain` from one oauth2-proxy's `cookie_domains`. oauth2-proxy chose a
+    /// domain per request host; labgate sets one on every cookie, so the one oauth2-proxy
+    /// gave the session cookie at sign-in (on redirect_url's host, public_url's) is kept.
+    fn cookie_domain(&mut self, x: &Setting, domains: &[String]) {
+        let domains: Vec<String> = domains
+            .iter()
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty())
+            .collect();
+        let public = self.public_url();
+        let host = public.as_ref().and_then(request_host);
+        let name = public
+            .as_ref()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        let Some(first) = domains.first() else {
+            return;
+        };
+        let (pick, why) = match (&host, &name) {
+            (_, Some(name)) if domains.len() == 1 && !covers(first, name) => (first.clone(), format!("the same; it does not cover public_url's host {name}, and browsers refuse such a cookie: set one that does, or none")),
+            _ if domains.len() == 1 => (first.clone(), "the same".to_owned()),
+            (Some(host), Some(name)) => {
+                let o2p = o2p_cookie_domain(&domains, host).unwrap_or(first).to_owned();
+                if covers(&o2p, name) {
+                    (o2p, format!("labgate sets one cookie domain, for every host: this is the one oauth2-proxy gave the session cookie at sign-in, on public_url's host {name} (the longest of its cookie_domains that is a suffix of the host, else the shortest; the others were for cookies it set on other hosts)"))
+                } else {
+                    // oauth2-proxy's plain suffix match chose a domain the browser refuses for
+                    // this host; the longest that covers it is what could have worked.
+                    let mut covering: Vec<&String> =
+                        domains.iter().filter(|d| covers(d, name)).collect();
+                    covering.sort_by_key(|d| std::cmp::Reverse(d.len()));
+                    match covering.first() {
+                        Some(d) => ((*d).clone(), format!("labgate sets one cookie domain, for every host: oauth2-proxy's choice for public_url's host {name} was {o2p:?} (its plain suffix match), which browsers refuse for that host; {d:?} covers it")),
+                        None => (o2p.clone(), format!("labgate sets one cookie domain, for every host: none of them covers public_url's host {name}, and browsers refuse such a cookie; set one that does, or none")),
+                    }
+                }
+            }
+            _ => match parent_of_all(&domains) {
+                Some(p) => (p.to_owned(), "labgate sets one cookie domain, for every host: this one covers all the others (oauth2-proxy chose per request host)".to_owned()),
+                None => {
+                    let shortest = o2p_cookie_domain(&domains, "").unwrap_or(first).to_owned();
+                    (shortest, "labgate sets one cookie domain, for every host, and no one of them covers the others: this is the shortest, oauth2-proxy's choice for a host none matched; hosts outside it get no session from this labgate: run another labgate for them".to_owned())
+                }
+            },
+        };
+        let mut note = format!("{}: {why}", said(x));
+        if domains.len() > 1 {
+            if let Some(p) = parent_of_all(&domains).filter(|p| *p != pick) {
+                note.push_str(&format!("; {p:?} covers all of them: set cookie_domain = {p:?} if hosts outside {pick:?} are behind this labgate and should share its sign-in"));
+            }
+        }
+        self.doc.set("session", "cookie_domain", s(pick), note);
+    }
+
+    /// public_url as mapped so far.
+    pub(super) fn public_url(&self) -> Option<url::Url> {
+        self.doc
+            .tables
+            .iter()
+            .filter(|t| t.name == "server")
+            .flat_map(|t| t.entries.iter())
+            .find(|e| e.key == "public_url")
+            .and_then(|e| e.value.as_str())
+            .and_then(|u| url::Url::parse(u).ok())
     }
 
     fn redis(&mut self) {
