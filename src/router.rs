@@ -346,16 +346,25 @@ async fn proxy(
         html,
         sign_in: None,
     };
-    // Which app: the request's own host, read once; an app labgate does not serve is
-    // refused before anything else (never another app's upstream or rules).
-    let host = match app.request_host(&req) {
-        Ok(h) => h,
-        Err(why) => return bad_request(app, &req, "bad_host", why),
+    // Which app: the request's own host, read once (when it matters); an app labgate does
+    // not serve is refused before anything else (never another app's upstream or rules).
+    let host = if app.config.reads_hosts() {
+        match app.request_host(&req) {
+            Ok(h) => Some(h),
+            Err(why) => return bad_request(app, &req, "bad_host", why),
+        }
+    } else {
+        None
     };
+    let name = host.as_ref().map(|h| h.name.as_str());
     let upstream = app
-        .upstream(peer.worker, Some(&host.name))
-        .filter(|_| app.config.server.hosts.serves(&host.name));
+        .upstream(peer.worker, name)
+        .filter(|_| name.is_none_or(|n| app.config.server.hosts.serves(n)));
     let Some(upstream) = upstream else {
+        // Only a host that is read can miss: one app's `[upstream]` serves every host.
+        let Some(host) = host else {
+            return Reject::Upstream { timeout: false }.render(&app.pages, &style);
+        };
         // public_url's own host, serving no app itself: its home page says what it is
         // (where a sign-in without a destination lands), nothing else is there.
         let home = host.name == app.config.server.hosts.public
@@ -378,18 +387,14 @@ async fn proxy(
     } else {
         req.method().clone()
     };
-    let (principal, cookies) = if app
-        .config
-        .access
-        .is_public(&method, Some(&host.name), views)
-    {
+    let (principal, cookies) = if app.config.access.is_public(&method, name, views) {
         (None, Vec::new())
     } else {
         match auth::authorize(
             app,
             peer.addr.ip(),
             req.headers(),
-            Some(&host.name),
+            name,
             Some(views),
             None,
             CookieDelivery::Delivered,
@@ -403,14 +408,17 @@ async fn proxy(
                     html,
                     sign_in: navigation.then(|| {
                         let rd = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                        app.sign_in_url_for(&host, rd, SignIn::Entry)
+                        match &host {
+                            Some(h) => app.sign_in_url_for(h, rd, SignIn::Entry),
+                            None => app.sign_in_url(rd, SignIn::Entry),
+                        }
                     }),
                 };
                 return reject.render(&app.pages, &style);
             }
         }
     };
-    rewrite(app, peer, &mut req, principal.as_ref(), &host);
+    rewrite(app, peer, &mut req, principal.as_ref(), host.as_ref());
     let target = match req.uri().query() {
         Some(q) => format!("{}?{q}", views.forward),
         None => views.forward.clone(),
@@ -444,7 +452,7 @@ fn rewrite(
     peer: Peer,
     req: &mut Request<Incoming>,
     principal: Option<&Principal>,
-    host: &crate::access::Host,
+    host: Option<&crate::access::Host>,
 ) {
     let cfg = &app.config;
     let is_trusted = trusted(app, peer);
@@ -474,7 +482,7 @@ fn rewrite(
     let info = headers::client_info(h, peer.addr.ip(), &cfg.server.trusted_proxies, peer.tls);
     headers::set_forwarded(h, &info, peer.addr.ip());
     let many = cfg.server.hosts.many;
-    if many {
+    if let Some(host) = host.filter(|_| many) {
         // The app is told the host it was chosen by, whatever a front proxy forwarded.
         if let Ok(v) = HeaderValue::from_str(&host.to_string()) {
             h.insert("x-forwarded-host", v);
@@ -483,8 +491,8 @@ fn rewrite(
     headers::strip_own_cookies(h, &cfg.session.cookie_name);
     if let Some(p) = principal {
         // One app: public_url's audience (SPEC §9, sidecar mode); many: the app's origin.
-        let origin = many.then(|| app.origin_of(host));
-        set_identity(app, h, p, &host.name, origin.as_deref());
+        let origin = host.filter(|_| many).map(|h| app.origin_of(h));
+        set_identity(app, h, p, host.map(|h| h.name.as_str()), origin.as_deref());
     }
 }
 
@@ -494,19 +502,19 @@ fn set_identity(
     app: &App,
     h: &mut http::HeaderMap,
     p: &Principal,
-    host: &str,
+    host: Option<&str>,
     origin: Option<&str>,
 ) {
     let cfg = &app.config.identity;
     set_identity_headers(h, Some(p), HeaderSet::Upstream);
     // A person's GitLab tokens; bearer callers have none to pass on.
     if let Some(s) = p.session() {
-        if cfg.pass_access_token.to(Some(host)) && !s.access_token.is_empty() {
+        if cfg.pass_access_token.to(host) && !s.access_token.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&s.access_token) {
                 h.insert("x-forwarded-access-token", v);
             }
         }
-        if cfg.pass_authorization.to(Some(host)) {
+        if cfg.pass_authorization.to(host) {
             if let Some(v) = s
                 .id_token
                 .as_ref()

@@ -197,6 +197,16 @@ pub struct Config {
     pub machine: MachinePolicy,
 }
 
+impl Config {
+    /// Whether a request's host matters: labgate serves several apps, or GitLab tokens go
+    /// to listed hosts only. One app without either never reads it (no work per request).
+    pub fn reads_hosts(&self) -> bool {
+        self.server.hosts.many
+            || matches!(self.identity.pass_access_token, TokenHosts::Only(_))
+            || matches!(self.identity.pass_authorization, TokenHosts::Only(_))
+    }
+}
+
 /// `[server]`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
