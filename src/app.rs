@@ -211,10 +211,20 @@ impl App {
         }
     }
 
-    /// The origin of a served app on public_url's scheme (the apps behind one labgate share
-    /// its front door).
+    /// The origin of a served app: its canonical name on public_url's scheme and port (the
+    /// apps behind one labgate share its front door; a port a client writes chooses
+    /// nothing, so it names nothing either).
     pub fn origin_of(&self, host: &Host) -> String {
-        host.origin(self.config.server.public_url.scheme())
+        self.front_door(host)
+            .origin(self.config.server.public_url.scheme())
+    }
+
+    /// `host` as the app is told it: its canonical name and public_url's port.
+    pub fn front_door(&self, host: &Host) -> Host {
+        Host {
+            name: host.name.clone(),
+            port: self.config.server.public_url.port(),
+        }
     }
 
     /// Where the session that serves `host` is made: `None` for public_url's (its own host,

@@ -483,8 +483,11 @@ fn rewrite(
     headers::set_forwarded(h, &info, peer.addr.ip());
     let many = cfg.server.hosts.many;
     if let Some(host) = host.filter(|_| many) {
-        // The app is told the host it was chosen by, whatever a front proxy forwarded.
-        if let Ok(v) = HeaderValue::from_str(&host.to_string()) {
+        // The app is told the host it was chosen by, as labgate read it (an upstream routing
+        // by `Host` must not see another spelling than the one judged), whatever a client
+        // or front proxy wrote.
+        if let Ok(v) = HeaderValue::from_str(&app.front_door(host).to_string()) {
+            h.insert(HOST, v.clone());
             h.insert("x-forwarded-host", v);
         }
     }

@@ -514,7 +514,17 @@ pub(crate) async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     // Whether the session is really over on the server side (the Redis store); the
     // browser's cookies are cleared either way.
     let mut ended_everywhere = true;
+    // A session bound to another host's app is not this host's to end (a copy of its
+    // cookie presented here): only this browser's cookies are cleared.
+    let here = app.request_host(req).ok().map(|h| h.name);
+    let bound_elsewhere = |s: &crate::session::Session| {
+        app.session_host(s.host.as_deref())
+            .is_some_and(|bound| here.as_deref() != Some(bound))
+    };
     match app.sessions.load_fresh(req.headers()).await {
+        Ok(Some(loaded)) if bound_elsewhere(&loaded.session) => {
+            tracing::info!(target: "labgate::audit", user = %loaded.session.user.username, "sign-out with another host's session: only the cookies cleared");
+        }
         Ok(Some(loaded)) => {
             let user = &loaded.session.user;
             tracing::info!(target: "labgate::audit", user = %user.username, everywhere, "signed out");

@@ -555,7 +555,18 @@ impl Policy {
                             .filter(|r| r.hosts.is_empty() != own)
                             .find(|r| r.path.is_match(&p))
                     };
-                    for route in [first(true), first(false)].into_iter().flatten() {
+                    // A host that could not be told faces every route naming hosts that
+                    // matches (the stricter answer), not only the first.
+                    let unknown_host: Vec<&Route> = if host.is_none() {
+                        self.routes
+                            .iter()
+                            .filter(|r| !r.hosts.is_empty() && r.path.is_match(&p))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let own = if host.is_none() { None } else { first(true) };
+                    for route in own.into_iter().chain(first(false)).chain(unknown_host) {
                         if !route.rules.admits(who) {
                             return Decision::Deny(refusal(
                                 who,

@@ -164,6 +164,29 @@ pub fn notes(c: &Config) -> Vec<String> {
             "identity.pass_access_token = true with several redirect hosts: if labgate answers forward-auth for several apps, every one of them receives the person's GitLab token; name the hosts that need it (identity.pass_access_token = [\"wiki.example.com\"]) and the apps' hosts in [[route]] / [[upstream]] hosts".into(),
         );
     }
+    for (i, u) in c.upstreams.iter().enumerate() {
+        if u.hosts.len() < 2 {
+            continue;
+        }
+        let uneven = c
+            .access
+            .routes
+            .iter()
+            .map(|r| &r.hosts)
+            .chain(c.access.public.iter().map(|p| &p.hosts))
+            .filter(|h| !h.is_empty())
+            .any(|h| {
+                let named = u.hosts.iter().filter(|p| h.contains(p)).count();
+                named > 0 && named < u.hosts.len()
+            });
+        if uneven {
+            let hosts: Vec<String> = u.hosts.iter().map(ToString::to_string).collect();
+            notes.push(format!(
+                "upstream[{i}] serves {} but a [[route]] or [[access.public]] names only some of them: the same app answers at each of those hosts with that host's rules only; name every host of the app in its rules",
+                hosts.join(", ")
+            ));
+        }
+    }
     if c.server.hosts.many {
         notes.push(
             "labgate serves several apps: each app's assertion names that app's origin as aud (e.g. https://wiki.example.com); each app must pin its own origin when verifying".into(),

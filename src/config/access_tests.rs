@@ -454,6 +454,12 @@ fn routes_and_public_paths_apply_to_their_hosts_only() {
                 allowed_groups: vec!["acme/admins".into()],
                 ..Default::default()
             },
+            RouteFile {
+                hosts: vec!["wiki.example.com".into()],
+                path: Some("^/private(/|$)".into()),
+                allowed_users: vec!["carol".into()],
+                ..Default::default()
+            },
         ],
     )
     .unwrap();
@@ -478,9 +484,16 @@ fn routes_and_public_paths_apply_to_their_hosts_only() {
     assert!(!d(&bob, Some("wiki.example.com"), "/admin"));
     assert!(!d(&bob, Some("admin.example.com"), "/api/users"));
     assert!(d(&alice, Some("admin.example.com"), "/api/users"));
-    // A host that could not be told faces every route: the stricter answer.
+    // A host that could not be told faces every route: the stricter answer (every
+    // matching route naming hosts, not only the first).
     assert!(!d(&bob, None, "/page"));
     assert!(d(&alice, None, "/page"));
+    assert!(
+        !d(&alice, None, "/private"),
+        "the wiki's route too, not only admin's"
+    );
+    assert!(d(&alice, Some("admin.example.com"), "/private"));
+    assert!(!d(&alice, Some("wiki.example.com"), "/private"));
     assert!(d(&alice, Some("admin.example.com"), "/"));
     // Public on the wiki only; an unknown host is public only under rules for every host.
     let get = http::Method::GET;

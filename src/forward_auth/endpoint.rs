@@ -84,7 +84,17 @@ pub async fn forward_auth<B>(
         .as_ref()
         .and_then(|o| o.host.as_ref())
         .map(|h| h.name.as_str());
-    let origin = original.as_ref().and_then(|o| o.origin.as_deref());
+    // The app's origin, the assertion's audience: serving several apps, its canonical name
+    // at labgate's front door (a port a client writes names no other app); one app, the
+    // original's origin as the proxy named it.
+    let front_door = original
+        .as_ref()
+        .and_then(|o| o.host.as_ref())
+        .filter(|_| app.config.server.hosts.many)
+        .map(|h| app.origin_of(h));
+    let origin = front_door
+        .as_deref()
+        .or_else(|| original.as_ref().and_then(|o| o.origin.as_deref()));
     if let (
         Some(Original {
             method: Some(m), ..
@@ -199,6 +209,12 @@ fn asked<B>(
         tracing::warn!(error = %e, "forward-auth request refused");
         bad("ambiguous_original_request", e.to_string())
     })?;
+    if let Some(key) = forward_auth::unknown_parameter(query) {
+        return Err(bad(
+            "bad_request",
+            format!("the auth URL carries {key:?}, which labgate does not know: allowed_users, allowed_groups, allowed_ci_jobs, host and mode are"),
+        ));
+    }
     let narrowing = forward_auth::Narrowing::from_query(query)
         .map(|n| crate::config::narrowing(&n.users, &n.groups, &n.ci_jobs))
         .transpose()

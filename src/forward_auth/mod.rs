@@ -352,6 +352,24 @@ pub struct Narrowing {
     pub ci_jobs: Vec<String>,
 }
 
+/// The parameters an auth URL may carry (its query is the location's configuration).
+const AUTH_PARAMETERS: &[&str] = &[
+    "allowed_users",
+    "allowed_groups",
+    "allowed_ci_jobs",
+    "host",
+    "mode",
+];
+
+/// The first parameter of an auth URL labgate does not know, if any: a misspelt narrowing
+/// or pin (`?hosts=`, `?allowed_emails=`) is refused, never silently ignored.
+pub fn unknown_parameter(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, _)| k)
+        .find(|k| !AUTH_PARAMETERS.contains(&k.as_ref()))
+        .map(|k| k.chars().take(64).collect())
+}
+
 /// The host a protected location pins in its auth URL (`?host=admin.example.com`): the
 /// front proxy's original request must name it. A location knows which app it protects; a
 /// client can make the proxy's original URL name another host than the one it routed by
@@ -362,7 +380,13 @@ pub fn pinned_host(query: Option<&str>) -> Result<Option<Host>, String> {
         if k != "host" {
             continue;
         }
-        let h = Host::read(&v).map_err(|why| format!("the auth URL's host={v:?}: {why}"))?;
+        // Written by an operator: an IDN may be in Unicode, as in `hosts`.
+        let h = Host::read(&v)
+            .or_else(|why| match crate::access::HostPattern::parse(&v) {
+                Ok(crate::access::HostPattern::Exact(name)) => Ok(Host { name, port: None }),
+                _ => Err(why),
+            })
+            .map_err(|why| format!("the auth URL's host={v:?}: {why}"))?;
         if pinned.as_ref().is_some_and(|p| p.name != h.name) {
             return Err("the auth URL names two hosts (host=)".into());
         }
@@ -541,6 +565,22 @@ mod tests {
         let h = pinned_host(Some("host=Wiki.Example.com.&mode=redirect")).unwrap();
         assert_eq!(h.map(|h| h.name).as_deref(), Some("wiki.example.com"));
         assert!(pinned_host(Some("host=wiki.example.com&host=WIKI.example.com")).is_ok());
+        let idn = pinned_host(Some("host=b%C3%BCcher.example"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(idn.name, "xn--bcher-kva.example");
+        assert_eq!(
+            unknown_parameter(Some("host=a.example&mode=redirect")),
+            None
+        );
+        assert_eq!(
+            unknown_parameter(Some("allowed_groups=a&Host=b")).as_deref(),
+            Some("Host")
+        );
+        assert_eq!(
+            unknown_parameter(Some("allowed_emails=a@b.c")).as_deref(),
+            Some("allowed_emails")
+        );
         for bad in [
             "host=a.example.com&host=b.example.com",
             "host=",

@@ -208,6 +208,11 @@ impl Signer {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_SWEEP_AT {
                 cache.retain(|_, (_, exp)| *exp > now);
+                // Still full (many sessions, or one caller asking for many audiences): the
+                // cache is only a saving, so it starts again rather than grow.
+                if cache.len() >= CACHE_SWEEP_AT {
+                    cache.clear();
+                }
             }
             cache.insert(cache_key, (value.clone(), exp));
         }

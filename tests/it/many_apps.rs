@@ -282,6 +282,22 @@ async fn each_host_reaches_its_own_upstream_and_an_unknown_host_none() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // A port or spelling a client writes chooses nothing and names nothing: the app is
+    // told its canonical host at labgate's front door (an upstream routing by Host sees
+    // the host labgate judged).
+    for host in ["WIKI.Example.TEST.:1".to_owned(), WIKI.to_owned()] {
+        let r = apps
+            .get(&host, "/public/x", "Accept: application/json\r\n")
+            .await;
+        let body = r.split("\r\n\r\n").nth(1).unwrap_or("");
+        let seen: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+        assert_eq!(seen["headers"]["host"][0], apps.at(WIKI), "{host}");
+        assert_eq!(
+            seen["headers"]["x-forwarded-host"][0],
+            apps.at(WIKI),
+            "{host}"
+        );
+    }
     // What no browser sends as a host is refused outright.
     for host in [
         format!("{WIKI}..:{}", apps.port),
@@ -459,6 +475,23 @@ async fn without_a_cookie_domain_each_host_keeps_its_own_session() {
             .await;
         assert!(r.starts_with(&format!("HTTP/1.1 {want}")), "{host}: {r}");
     }
+    // A copy of the wiki's cookie cannot end the wiki's session from another host's
+    // sign-out (only that browser's cookies are cleared there).
+    let r = apps
+        .get(
+            &apps.at(ADMIN),
+            "/oauth2/sign_out",
+            &format!("Cookie: {cookie}\r\nOrigin: {}\r\n", apps.url(ADMIN)),
+        )
+        .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = apps
+        .get(&apps.at(WIKI), "/whoami", &format!("Cookie: {cookie}\r\n"))
+        .await;
+    assert!(
+        r.starts_with("HTTP/1.1 200"),
+        "the wiki's session lives on: {r}"
+    );
     // Admin signs in on its own host, through its own Redirect URI.
     let page = sign_in_at(&apps, &alice, &format!("{}/", apps.url(ADMIN)), "alice").await;
     assert_eq!(page.status(), StatusCode::OK);
@@ -587,6 +620,8 @@ fn labgate_check_prints_each_hosts_redirect_uri() {
         "client_secret = \"y\"",
         &format!("client_secret = \"{}\"", test_client_secret()),
     );
+    // The admin app's route names admin but not the wildcard its upstream also serves.
+    let text = text + "[[route]]\nhosts = [\"admin.example.com\"]\npath = \"^/\"\nallowed_groups = [\"acme/admins\"]\n";
     std::fs::write(&path, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
         .args(["check", "--config"])
@@ -606,6 +641,7 @@ fn labgate_check_prints_each_hosts_redirect_uri() {
         "https://wiki.example.com/oauth2/callback    (wiki.example.com: its own session)",
         "https://admin.example.com/oauth2/callback",
         "each app's assertion names that app's origin as aud",
+        "upstream[1] serves admin.example.com, *.tools.example.com but a [[route]] or [[access.public]] names only some of them",
     ] {
         assert!(stdout.contains(line), "{line:?} in:\n{stdout}");
     }
