@@ -33,6 +33,7 @@ fn main() {
         expires: u64::MAX,
         validated: 0,
         host: None,
+        checked_ms: 0,
         derived: Default::default(),
     };
     let n = 20_000u64;

@@ -36,6 +36,8 @@ pub struct App {
     /// Where `rd` may lead besides public_url's origin: `allowed_redirect_domains` and
     /// every host a `hosts` list names.
     redirect_allowed: Vec<String>,
+    /// GitLab events accepted this second (`{prefix}/webhooks/gitlab`).
+    pub webhook_budget: crate::session::marks::EventBudget,
 }
 
 impl std::fmt::Debug for App {
@@ -58,6 +60,14 @@ impl Clock {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         real + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Now, in Unix milliseconds (the order of GitLab's events against confirmations).
+    pub fn now_ms(&self) -> u64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        real.saturating_add(self.offset.load(std::sync::atomic::Ordering::Relaxed) * 1000)
     }
     /// How far tests have moved the clock, in seconds.
     pub fn offset(&self) -> u64 {
@@ -100,6 +110,7 @@ impl App {
         }));
         Ok(Arc::new(App {
             redirect_allowed,
+            webhook_budget: Default::default(),
             sessions,
             upstreams: (0..config.server.worker_runtimes().max(1))
                 .map(|_| {

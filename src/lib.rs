@@ -20,6 +20,7 @@
 //!    forward_auth/endpoint.rs   /auth: the same admission for a front proxy's request
 //!    userinfo.rs        /userinfo, /jwks.json
 //!    admin.rs           /ping, /ready, /metrics handlers
+//!    webhooks.rs        /webhooks/gitlab: GitLab's member and system hooks mark sessions due
 //!  5 auth/              who is calling: session.rs (load, revalidation, grace),
 //!                       bearer.rs (CI ID tokens, access tokens) -> identity::Principal;
 //!                       authorize: authenticate, then the access decision
@@ -71,6 +72,7 @@ pub mod session;
 pub(crate) mod signin;
 pub mod telemetry;
 pub(crate) mod userinfo;
+pub(crate) mod webhooks;
 
 pub use server::runtime::{run, serve};
 pub use server::{Listeners, RunError};

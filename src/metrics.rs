@@ -236,6 +236,9 @@ pub struct Metrics {
     pub assertions_signed: Counter,
     /// Open client connections.
     pub open_connections: Gauge,
+    /// GitLab webhook requests by outcome: marked, ignored, bad_token, bad_request,
+    /// too_large, rate_limited, store_error.
+    pub webhooks: Family<Outcome, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -315,7 +318,14 @@ impl Default for Metrics {
             "Open client connections",
             open_connections.clone(),
         );
+        let webhooks = Family::<Outcome, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "GitLab webhook requests by outcome",
+            webhooks.clone(),
+        );
         Metrics {
+            webhooks,
             registry,
             requests,
             request_seconds,
@@ -334,6 +344,11 @@ impl Metrics {
     /// Counts a sign-in outcome.
     pub fn sign_in(&self, outcome: &'static str) {
         self.sign_ins.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts a GitLab webhook request's outcome.
+    pub fn webhook(&self, outcome: &'static str) {
+        self.webhooks.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// Counts a revalidation outcome.

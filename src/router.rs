@@ -22,7 +22,7 @@ use crate::identity::{set_identity_headers, HeaderSet, Principal};
 use crate::proxy::Body;
 use crate::reject::{Reject, Style};
 use crate::respond;
-use crate::{admin, signin, userinfo};
+use crate::{admin, signin, userinfo, webhooks};
 
 pub(crate) use crate::headers::Peer;
 
@@ -317,10 +317,11 @@ async fn endpoint(
         (Method::GET | Method::HEAD, "/auth") => {
             endpoint::forward_auth(app, peer, &req, None).await
         }
+        (Method::POST, "/webhooks/gitlab") => webhooks::gitlab(app, req).await,
         (
             _,
             "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
-            | "/auth",
+            | "/auth" | "/webhooks/gitlab",
         ) => respond::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

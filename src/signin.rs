@@ -471,6 +471,7 @@ fn new_session(
         expires: now + app.config.session.lifetime.as_secs(),
         validated: now,
         host,
+        checked_ms: app.clock.now_ms(),
         derived: Default::default(),
     }
 }

@@ -45,18 +45,24 @@ pub(crate) enum Plan {
     Revalidate,
 }
 
-/// The plan for `session` at `now` (Unix seconds).
+/// The plan for `session` at `now` (Unix seconds); `due` is its user's mark from a GitLab
+/// membership event, if any: a session confirmed at or before it is revalidated now.
 pub(crate) fn plan(
     session: &Session,
     now: u64,
     revalidate: std::time::Duration,
     delivery: CookieDelivery,
     shared_store: bool,
+    due: Option<u64>,
 ) -> Plan {
     if session.created > now + FUTURE_SKEW_SECS || session.validated > now + FUTURE_SKEW_SECS {
         Plan::Future
     } else if session.expired(now) {
         Plan::Expired
+    } else if marked(session, due) {
+        // GitLab said something changed for this person: ask it now, whatever the cookie
+        // path (a rotated cookie a proxy drops is the lesser harm).
+        Plan::Revalidate
     } else if now.saturating_sub(session.validated) < revalidate.as_secs() {
         Plan::UseAsIs
     } else if delivery == CookieDelivery::Dropped && !shared_store {
@@ -64,6 +70,11 @@ pub(crate) fn plan(
     } else {
         Plan::Revalidate
     }
+}
+
+/// Whether `session` was confirmed at or before its user's mark `due` (Unix ms).
+fn marked(session: &Session, due: Option<u64>) -> bool {
+    due.is_some_and(|t| session.confirmed_ms() <= t)
 }
 
 /// Reads the session and carries out its [`plan`]; a due revalidation is single-flight in
@@ -89,12 +100,15 @@ pub(crate) async fn authenticate(
             .clear_all(headers, &app.config.session.cookie_name)
     };
     let cfg = &app.config.session;
+    let now_ms = app.clock.now_ms();
+    let due = app.sessions.due_since(&loaded, now_ms);
     match plan(
         session,
         now,
         cfg.revalidate,
         delivery,
         app.sessions.shared(),
+        due,
     ) {
         Plan::Future => {
             tracing::warn!(target: "labgate::audit", user = %session.user.username, "a session dated in the future was refused");
@@ -108,7 +122,7 @@ pub(crate) async fn authenticate(
         Plan::UseAsIs => valid(loaded.session, Vec::new()),
         Plan::UseWithinGrace if in_grace(app, session, now) => valid(loaded.session, Vec::new()),
         Plan::UseWithinGrace => Err(Reject::Unauthenticated { clear: Vec::new() }),
-        Plan::Revalidate => revalidate_due(app, headers, loaded, now).await,
+        Plan::Revalidate => revalidate_due(app, headers, loaded, (now, now_ms), due).await,
     }
 }
 
@@ -120,15 +134,19 @@ async fn revalidate_due(
     app: &App,
     headers: &HeaderMap,
     loaded: crate::session::Loaded,
-    now: u64,
+    (now, now_ms): (u64, u64),
+    due: Option<u64>,
 ) -> Result<Authenticated, Reject> {
     let session = &loaded.session;
     let slot = app.refresh.slot(&session.sid);
     // Another request of this session is revalidating it right now: within grace, answer
-    // with the session as it is instead of queueing behind GitLab.
+    // with the session as it is instead of queueing behind GitLab (not for a marked
+    // session: GitLab's answer is awaited).
     let mut guard = match slot.try_lock() {
         Ok(g) => g,
-        Err(_) if in_grace(app, session, now) => return valid(loaded.session, Vec::new()),
+        Err(_) if due.is_none() && in_grace(app, session, now) => {
+            return valid(loaded.session, Vec::new())
+        }
         Err(_) => slot.lock().await,
     };
     // A result of this process's own, newer than the request's copy: confirmed later (use
@@ -140,12 +158,14 @@ async fn revalidate_due(
         .as_ref()
         .filter(|(_, at)| at.elapsed() < REFRESH_SHARE)
     {
-        if fresh.validated > session.validated {
+        if fresh.confirmed_ms() > session.confirmed_ms() && !marked(fresh, due) {
             let fresh = fresh.clone();
             let cookies = cookies_for(app, &fresh, headers, now);
             return valid(fresh, cookies);
         }
-        if fresh.validated == session.validated && fresh.refresh_token != session.refresh_token {
+        if fresh.confirmed_ms() >= session.confirmed_ms()
+            && fresh.refresh_token != session.refresh_token
+        {
             current = fresh.clone();
         }
     }
@@ -156,7 +176,7 @@ async fn revalidate_due(
     }
     let token = match app.sessions.lock(&loaded).await {
         Ok(Some(token)) => token,
-        Ok(None) => return wait_for_peer(app, headers, &loaded, now).await,
+        Ok(None) => return wait_for_peer(app, headers, &loaded, now, due).await,
         Err(e) => {
             tracing::error!(error = %e, "session store unavailable; failing closed");
             return Err(Reject::StoreUnavailable);
@@ -168,7 +188,7 @@ async fn revalidate_due(
     let mut base = current;
     if app.sessions.shared() {
         if let Ok(Some(l)) = app.sessions.load_fresh(headers).await {
-            if l.session.validated > base.validated {
+            if l.session.confirmed_ms() > base.confirmed_ms() && !marked(&l.session, due) {
                 app.sessions.unlock(&loaded, &token).await;
                 guard.fresh = Some((l.session.clone(), Instant::now()));
                 return valid(l.session, Vec::new());
@@ -176,7 +196,16 @@ async fn revalidate_due(
             base = l.session;
         }
     }
-    let outcome = revalidate_locked(app, headers, &loaded, &base, now, &token, &mut guard).await;
+    let outcome = revalidate_locked(
+        app,
+        headers,
+        &loaded,
+        &base,
+        (now, now_ms),
+        &token,
+        &mut guard,
+    )
+    .await;
     app.sessions.unlock(&loaded, &token).await;
     outcome
 }
@@ -199,7 +228,7 @@ async fn revalidate_locked(
     headers: &HeaderMap,
     loaded: &crate::session::Loaded,
     session: &Arc<Session>,
-    now: u64,
+    (now, now_ms): (u64, u64),
     token: &str,
     state: &mut crate::session::refresh::RefreshState,
 ) -> Result<Authenticated, Reject> {
@@ -216,6 +245,12 @@ async fn revalidate_locked(
             }
         }
     };
+    // When this confirmation began, to the millisecond: an event that arrives while
+    // GitLab is asked makes the session due again.
+    let result = result.map(|mut fresh| {
+        fresh.checked_ms = now_ms;
+        fresh
+    });
     match result {
         Ok(fresh) => match store_rotated(app, loaded, &fresh, headers, now, token).await {
             Ok(cookies) => {
@@ -311,12 +346,16 @@ async fn wait_for_peer(
     headers: &HeaderMap,
     loaded: &crate::session::Loaded,
     now: u64,
+    due: Option<u64>,
 ) -> Result<Authenticated, Reject> {
     let start = Instant::now();
     while start.elapsed() < PEER_REFRESH_WAIT {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         match app.sessions.load_fresh(headers).await {
-            Ok(Some(l)) if l.session.validated > loaded.session.validated => {
+            Ok(Some(l))
+                if l.session.confirmed_ms() > loaded.session.confirmed_ms()
+                    && !marked(&l.session, due) =>
+            {
                 return valid(l.session, Vec::new())
             }
             Ok(Some(_)) => {}
@@ -471,7 +510,7 @@ mod plan_tests {
         let every = Duration::from_secs(300);
         let now = 10_000;
         let d = CookieDelivery::Delivered;
-        let p = |s: &Session, d, shared| plan(s, now, every, d, shared);
+        let p = |s: &Session, d, shared| plan(s, now, every, d, shared, None);
         let fresh = session(now - 100, now - 100, now + 3600);
         let due = session(now - 1000, now - 300, now + 3600);
         assert_eq!(p(&fresh, d, false), Plan::UseAsIs);
@@ -499,5 +538,26 @@ mod plan_tests {
             p(&session(now, now + 61, now + 3600), d, false),
             Plan::Future
         );
+        // A GitLab event for the user: confirmed at or before it, revalidated now (also
+        // where the cookie would not reach the browser); confirmed after it, as usual.
+        let marked = |s: &Session, t: u64| {
+            plan(
+                s,
+                now,
+                every,
+                CookieDelivery::Dropped,
+                false,
+                Some(t * 1000),
+            )
+        };
+        assert_eq!(marked(&fresh, now - 50), Plan::Revalidate);
+        assert_eq!(marked(&fresh, now - 100), Plan::Revalidate);
+        assert_eq!(marked(&fresh, now - 101), Plan::UseAsIs);
+        // Within one second: the confirmation's milliseconds decide.
+        let mut checked = fresh.clone();
+        checked.checked_ms = (now - 100) * 1000 + 500;
+        let at = |ms| plan(&checked, now, every, d, false, Some(ms));
+        assert_eq!(at((now - 100) * 1000 + 499), Plan::UseAsIs);
+        assert_eq!(at((now - 100) * 1000 + 500), Plan::Revalidate);
     }
 }

@@ -192,6 +192,8 @@ pub struct GitlabFile {
     pub scopes: Option<Vec<String>>,
     pub ca_file: Option<String>,
     pub timeout: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub webhook_secret_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -413,6 +413,9 @@ pub struct GitlabConfig {
     pub ca_file: Option<PathBuf>,
     /// Timeout of each call to GitLab.
     pub timeout: Duration,
+    /// The secret token GitLab's webhooks carry in `X-Gitlab-Token`; set: `POST
+    /// {prefix}/webhooks/gitlab` is served.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl GitlabConfig {

@@ -23,6 +23,7 @@ const SECRET_KEYS: &[&str] = &[
     "cookie_secret",
     "client_secret",
     "redis_password",
+    "webhook_secret",
     "cookie-secret",
     "client-secret",
     "redis-password",
@@ -105,6 +106,17 @@ pub fn problems(cfg: &Config) -> Vec<Problem> {
         out.push(Problem {
             key: "gitlab.client_secret".into(),
             message: "this is a placeholder or the demo's secret from labgate's examples: paste the Secret GitLab showed when you created the application (Renew secret if it is lost)".into(),
+        });
+    }
+    if cfg
+        .gitlab
+        .webhook_secret
+        .as_ref()
+        .is_some_and(|s| is_published(s.expose()))
+    {
+        out.push(Problem {
+            key: "gitlab.webhook_secret".into(),
+            message: format!("this secret is published in labgate's examples: anyone could send labgate GitLab's events; {fix}"),
         });
     }
     if let Some(p) = cfg.session.redis.as_ref().and_then(|r| r.password.as_ref()) {

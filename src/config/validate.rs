@@ -588,7 +588,19 @@ fn gitlab(c: &mut Checker, g: file::GitlabFile, read_api: bool, read_user: bool)
         );
     }
     let timeout = c.duration("gitlab.timeout", g.timeout.as_deref(), "10s");
+    let webhook_secret = c.secret(
+        "gitlab.webhook_secret",
+        g.webhook_secret,
+        g.webhook_secret_file.as_deref(),
+    );
+    if webhook_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        c.problem(
+            "gitlab.webhook_secret",
+            "gitlab.webhook_secret must be at least 16 characters (GitLab sends it back as X-Gitlab-Token): `labgate keygen` prints one",
+        );
+    }
     GitlabConfig {
+        webhook_secret: webhook_secret.map(Secret::new),
         url,
         client_id,
         client_secret: Secret::new(secret.unwrap_or_default()),

@@ -123,6 +123,14 @@ impl Stack {
                 }
             }
         }
+        // GitLab's system hook to labgate, when labgate takes GitLab's events.
+        if let Some(secret) = &config.gitlab.webhook_secret {
+            fixture.hooks.push(crate::dev::gitlab::Hook {
+                url: format!("{labgate_url}{}/webhooks/gitlab", config.server.prefix),
+                token: secret.expose().to_owned(),
+                group: None,
+            });
+        }
         let gitlab = StandIn::start_with_tls(l.gitlab, fixture, gitlab_prefix, l.gitlab_tls);
         Echo::start(
             l.echo,
@@ -325,6 +333,12 @@ pub async fn run_demo(config: Option<&std::path::Path>) -> ExitCode {
     println!("  Demo users (username / password — groups):");
     for (u, p, g) in &users {
         println!("    {u:<9} / {p:<18} — {g}");
+    }
+    if stack.app.config.gitlab.webhook_secret.is_some() {
+        println!(
+            "\n  Offboarding in a second: sign in as bob, then remove him from his groups of acme in the\n  stand-in (alice, an Owner, calls GitLab's Members API); his next request is refused:\n    for g in acme%2Fteam%2Ffrontend acme%2Fteam; do curl -X DELETE -H 'Authorization: Bearer glpat-alice-demo-owner-api' {}/api/v4/groups/$g/members/102; done",
+            stack.gitlab.base_url
+        );
     }
     println!("\n  Press Ctrl-C to stop.");
     crate::server::shutdown_signal().await;

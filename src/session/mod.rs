@@ -2,6 +2,7 @@
 //! sealed, split, read back and cleared. Knows nothing of HTTP routing or GitLab.
 
 mod cookie_codec;
+pub mod marks;
 pub mod redis;
 pub mod refresh;
 mod store;
@@ -47,10 +48,18 @@ pub struct Session {
     /// the cookie reaches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Unix milliseconds at which the confirmation `validated` records began (GitLab's
+    /// events are ordered against it: one during a confirmation makes it due again).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checked_ms: u64,
     /// What labgate derives from the fields above, worked out once per opened session
     /// rather than on every request; never stored, and empty in a clone.
     #[serde(skip)]
     pub derived: Derived,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A caller identified by a bearer credential (a GitLab access token, a CI/CD job's ID
@@ -134,6 +143,11 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// When GitLab last confirmed this session, in Unix milliseconds.
+    pub fn confirmed_ms(&self) -> u64 {
+        self.checked_ms.max(self.validated.saturating_mul(1000))
+    }
+
     /// Whether the absolute lifetime is over at `now`.
     pub fn expired(&self, now: u64) -> bool {
         now >= self.expires
@@ -155,6 +169,7 @@ pub(crate) fn test_session(created: u64, validated: u64, expires: u64) -> Sessio
         expires,
         validated,
         host: None,
+        checked_ms: 0,
         derived: Default::default(),
     }
 }

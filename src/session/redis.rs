@@ -41,12 +41,16 @@ enum Conn {
     },
 }
 
+/// A session kept in this process: itself, its user's mark as Redis had it, and since when.
+type Cached = (Arc<Session>, Option<u64>, Instant);
+
 /// The Redis store.
 pub struct RedisStore {
     conn: Conn,
     cfg: RedisConfig,
-    /// Validated sessions kept in this process for `redis_cache_ttl`.
-    cache: Mutex<HashMap<String, (Arc<Session>, Instant)>>,
+    /// Validated sessions kept in this process for `redis_cache_ttl`, with their user's
+    /// mark as Redis had it.
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -195,23 +199,47 @@ impl RedisStore {
         format!("{}u:{user_id}", self.cfg.key_prefix)
     }
 
+    fn due_key(&self, user_id: u64) -> String {
+        format!("{}due:{user_id}", self.cfg.key_prefix)
+    }
+
+    /// Marks user `user_id`'s sessions confirmed at or before `at` as due, for every
+    /// replica (they read the mark with the session, after their cache's TTL), for `keep`.
+    pub async fn mark_due(&self, user_id: u64, at: u64, keep: Duration) -> Result<(), StoreError> {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (s, _, _)| s.user.id != user_id);
+        }
+        const LATEST: &str = "local t = tonumber(redis.call('GET', KEYS[1]) or '0') if tonumber(ARGV[1]) > t then t = tonumber(ARGV[1]) end redis.call('SET', KEYS[1], t, 'PX', ARGV[2]) return t";
+        self.query::<i64>(
+            redis::cmd("EVAL")
+                .arg(LATEST)
+                .arg(1)
+                .arg(self.due_key(user_id))
+                .arg(at)
+                .arg(keep.as_millis().max(1) as u64),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Whether Redis answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
 
-    /// The session for `handle`, from the local cache when fresh enough (`fresh = false`).
+    /// The session for `handle` and its user's mark (see [`RedisStore::mark_due`]), from
+    /// the local cache when fresh enough (`fresh = false`).
     pub async fn load(
         &self,
         codec: &CookieCodec,
         handle: &str,
         fresh: bool,
-    ) -> Result<Option<Arc<Session>>, StoreError> {
+    ) -> Result<Option<(Arc<Session>, Option<u64>)>, StoreError> {
         if !fresh && !self.cfg.cache_ttl.is_zero() {
             if let Ok(cache) = self.cache.lock() {
-                if let Some((s, at)) = cache.get(handle) {
+                if let Some((s, due, at)) = cache.get(handle) {
                     if at.elapsed() < self.cfg.cache_ttl {
-                        return Ok(Some(s.clone()));
+                        return Ok(Some((s.clone(), *due)));
                     }
                 }
             }
@@ -222,21 +250,30 @@ impl RedisStore {
             .and_then(|v| codec.open_value(&key, &v))
             .and_then(|json| serde_json::from_str::<Session>(&json).ok())
             .map(Arc::new);
+        let due = match &session {
+            Some(s) => {
+                let t: Option<u64> = self
+                    .query(redis::cmd("GET").arg(self.due_key(s.user.id)))
+                    .await?;
+                t
+            }
+            None => None,
+        };
         if let Ok(mut cache) = self.cache.lock() {
             match &session {
                 Some(s) if !self.cfg.cache_ttl.is_zero() => {
                     if cache.len() > 50_000 {
                         let ttl = self.cfg.cache_ttl;
-                        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                        cache.retain(|_, (_, _, at)| at.elapsed() < ttl);
                     }
-                    cache.insert(handle.to_owned(), (s.clone(), Instant::now()));
+                    cache.insert(handle.to_owned(), (s.clone(), due, Instant::now()));
                 }
                 _ => {
                     cache.remove(handle);
                 }
             }
         }
-        Ok(session)
+        Ok(session.map(|s| (s, due)))
     }
 
     /// Stores `session` under `handle` until its absolute expiry.
@@ -273,9 +310,10 @@ impl RedisStore {
                 .await?;
         }
         if let Ok(mut cache) = self.cache.lock() {
+            // The mark is not known here: the next load past the TTL reads it again.
             cache.insert(
                 handle.to_owned(),
-                (Arc::new(session.clone()), Instant::now()),
+                (Arc::new(session.clone()), None, Instant::now()),
             );
         }
         Ok(())
@@ -347,7 +385,7 @@ impl RedisStore {
         let index = self.user_key(user_id);
         let members: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(&index)).await?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, (s, _)| s.user.id != user_id);
+            cache.retain(|_, (s, _, _)| s.user.id != user_id);
         }
         for m in &members {
             self.query::<()>(redis::cmd("DEL").arg(self.member_key(m)))

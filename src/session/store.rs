@@ -38,6 +38,11 @@ pub struct Sessions {
     /// Keyed with a fast unkeyed hash: only values that decrypted and authenticated are
     /// inserted, and those are AES-GCM output no client can steer into collisions.
     decoded: RwLock<rustc_hash::FxHashMap<Box<str>, Arc<Session>>>,
+    /// This process's marks from GitLab's events (the Redis store also keeps them in Redis,
+    /// for every replica).
+    marks: super::marks::Marks,
+    /// How long a mark matters: `session.revalidate`.
+    mark_keep: std::time::Duration,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -55,6 +60,8 @@ pub struct Loaded {
     pub session: Arc<Session>,
     /// Redis handle.
     pub handle: Option<String>,
+    /// Its user's mark as the shared store had it (see [`Sessions::mark_due`]).
+    pub due: Option<u64>,
 }
 
 impl Sessions {
@@ -73,7 +80,36 @@ impl Sessions {
             backend,
             base_name: config.session.cookie_name.clone(),
             decoded: RwLock::new(rustc_hash::FxHashMap::default()),
+            marks: super::marks::Marks::new(
+                u64::try_from(config.session.revalidate.as_millis()).unwrap_or(u64::MAX),
+            ),
+            mark_keep: config.session.revalidate,
         })
+    }
+
+    /// Marks every session of user `user_id` confirmed with GitLab at or before `at` (Unix
+    /// milliseconds) as due (a GitLab membership event): in this process, and with Redis
+    /// for every replica.
+    pub async fn mark_due(&self, user_id: u64, at: u64) -> Result<(), StoreError> {
+        self.marks.mark(user_id, at);
+        match self.redis() {
+            Some(r) => r.mark_due(user_id, at, self.mark_keep).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The latest mark in force for `loaded`'s user at `now_ms`: this process's or the
+    /// shared store's.
+    pub fn due_since(&self, loaded: &Loaded, now_ms: u64) -> Option<u64> {
+        let keep = u64::try_from(self.mark_keep.as_millis()).unwrap_or(u64::MAX);
+        let local = self.marks.due_since(loaded.session.user.id, now_ms);
+        let shared = loaded.due.filter(|t| t.saturating_add(keep) > now_ms);
+        local.max(shared)
+    }
+
+    /// How many users this process holds marks for.
+    pub fn marked_users(&self) -> usize {
+        self.marks.len()
     }
 
     /// Whether sessions live in a store every replica shares (then the browser holds only
@@ -119,6 +155,7 @@ impl Sessions {
             None => Ok(self.open_cookie(headers).map(|session| Loaded {
                 session,
                 handle: None,
+                due: None,
             })),
             Some(r) => {
                 let Some(handle) = self.codec.read_handle(headers) else {
@@ -126,9 +163,10 @@ impl Sessions {
                 };
                 Ok(r.load(&self.codec, &handle, fresh)
                     .await?
-                    .map(|session| Loaded {
+                    .map(|(session, due)| Loaded {
                         session,
                         handle: Some(handle),
+                        due,
                     }))
             }
         }

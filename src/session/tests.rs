@@ -35,6 +35,7 @@ fn session(groups: usize) -> Session {
         expires: 1000,
         validated: 1,
         host: None,
+        checked_ms: 0,
         derived: Default::default(),
     }
 }

@@ -433,6 +433,10 @@ pub fn unpublished(text: &str) -> String {
         test_cookie_secret(),
     )
     .replace("gloas-labgate-dev-secret", test_client_secret())
+    .replace(
+        "labgate-dev-webhook-secret",
+        &format!("webhook-{}", test_client_secret()),
+    )
 }
 
 /// Sends `request` as it is on a fresh connection to `base` and returns everything the

@@ -20,6 +20,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("signin", 6),
     ("admin", 6),
     ("userinfo", 6),
+    ("webhooks", 6),
     ("forward_auth::endpoint", 6),
     ("auth", 5),
     ("reject", 4),

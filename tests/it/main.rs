@@ -34,3 +34,4 @@ mod proxy;
 mod redis;
 mod security;
 mod upstreams;
+mod webhooks;

@@ -10,9 +10,9 @@ use reqwest::StatusCode;
 
 use crate::harness::*;
 
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -23,7 +23,7 @@ impl Drop for Redis {
     }
 }
 
-async fn redis_on(port: u16, extra: &[&str]) -> Redis {
+pub(crate) async fn redis_on(port: u16, extra: &[&str]) -> Redis {
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
@@ -40,7 +40,7 @@ async fn redis_on(port: u16, extra: &[&str]) -> Redis {
     }
 }
 
-fn key_file() -> (tempfile::TempDir, String) {
+pub(crate) fn key_file() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.pem");
     std::fs::write(&path, labgate::identity::generate_es256_pem()).unwrap();
@@ -49,7 +49,7 @@ fn key_file() -> (tempfile::TempDir, String) {
 }
 
 /// The demo config on Redis: `session_extra` goes into [session].
-fn redis_config(session_extra: &str, key: &str) -> String {
+pub(crate) fn redis_config(session_extra: &str, key: &str) -> String {
     config_with(
         None,
         &format!("\n[identity]\nsigning_key_files = [{key:?}]\n"),

@@ -543,6 +543,7 @@ async fn sessions_dated_in_the_future_are_refused() {
             id_token: None,
             created,
             host: None,
+            checked_ms: 0,
             expires: now + 86_400 * 30,
             validated,
             derived: Default::default(),

@@ -20,6 +20,23 @@ pub struct Fixture {
     /// Projects.
     #[serde(default, rename = "project")]
     pub projects: Vec<Project>,
+    /// Webhooks: a group's (member events of it and its subgroups) or the system's.
+    #[serde(default, rename = "hook")]
+    pub hooks: Vec<Hook>,
+}
+
+/// A webhook GitLab calls: a group webhook with member events, or a system hook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// Where GitLab posts the event.
+    pub url: String,
+    /// The secret token, sent back as `X-Gitlab-Token`.
+    pub token: String,
+    /// The group whose member events it receives (and its subgroups'); `None`: a system
+    /// hook.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// An OAuth application (Settings -> Applications).
@@ -141,7 +158,7 @@ fn private() -> String {
 }
 
 /// Whether `child` is `parent` or below it.
-fn within(child: &str, parent: &str) -> bool {
+pub(super) fn within(child: &str, parent: &str) -> bool {
     child == parent
         || child
             .strip_prefix(parent)

@@ -104,6 +104,11 @@ pub(super) async fn handle(s: Arc<StandIn>, req: Request<Incoming>) -> Response<
         (Method::GET, "/api/v4/personal_access_tokens/self") => api_token_self(&s, &req),
         (Method::GET, p) if p.starts_with("/api/v4/projects/") => api_project(&s, &req),
         (Method::GET, "/api/v4/groups") => api_groups(&s, &req),
+        (Method::PUT | Method::DELETE | Method::POST, p)
+            if p.starts_with("/api/v4/groups/") && p.contains("/members") =>
+        {
+            super::members::api(&s, req).await
+        }
         // Not GitLab: mints a CI/CD ID token as a job would receive it (demo and tests).
         (Method::POST, "/-/standin/ci_token") => ci_token(&s, req).await,
         _ => json(
@@ -551,7 +556,7 @@ fn bearer_of(req: &Request<Incoming>) -> &str {
         .map_or("", str::trim)
 }
 
-fn bearer(
+pub(super) fn bearer(
     s: &StandIn,
     req: &Request<Incoming>,
     any_of: &[&str],

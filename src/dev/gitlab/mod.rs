@@ -8,8 +8,11 @@
 
 mod fixture;
 mod http_api;
+mod members;
 
-pub use fixture::{Application, Fixture, FixtureUser, Group, Member, PersonalAccessToken, Project};
+pub use fixture::{
+    Application, Fixture, FixtureUser, Group, Hook, Member, PersonalAccessToken, Project,
+};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,6 +88,8 @@ pub struct Counters {
     pub revocations: AtomicUsize,
     /// `/api/v4/user` calls.
     pub api_user: AtomicUsize,
+    /// Webhook deliveries started (member events).
+    pub hooks_sent: AtomicUsize,
 }
 
 /// The stand-in.

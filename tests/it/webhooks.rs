@@ -1,0 +1,306 @@
+//! GitLab's member events revalidate a person's sessions at once (`POST
+//! /oauth2/webhooks/gitlab`): the stand-in's Members API changes a membership and sends the
+//! hook GitLab would, with its token; the next request of each session asks GitLab.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, COOKIE};
+use reqwest::StatusCode;
+
+use crate::harness::*;
+
+/// alice's `api` token in the demo fixture: an Owner of acme, she manages its members.
+const OWNER_TOKEN: &str = "glpat-alice-demo-owner-api";
+const SECRET: &str = "labgate-dev-webhook-secret";
+const BOB: u64 = 102;
+
+async fn status(url: &str, cookie: &str) -> StatusCode {
+    plain()
+        .get(url)
+        .header(COOKIE, cookie)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Changes bob's membership of `group` through the stand-in's Members API as GitLab's
+/// Owner would (`access_level` None: removes him).
+async fn members(gitlab: &str, group: &str, access_level: Option<u8>) -> StatusCode {
+    let url = format!(
+        "{gitlab}/api/v4/groups/{}/members/{BOB}",
+        group.replace('/', "%2F")
+    );
+    let req = match access_level {
+        None => plain().delete(url),
+        Some(l) => plain().put(format!("{url}?access_level={l}")),
+    };
+    req.bearer_auth(OWNER_TOKEN).send().await.unwrap().status()
+}
+
+/// Polls `url` until it answers `want`; the time it took.
+async fn until(url: &str, cookie: &str, want: StatusCode, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = status(url, cookie).await;
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{url}: still {got} after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn hook(base: &str, token: Option<&str>, kind: &str, body: &str) -> reqwest::Response {
+    let mut r = plain()
+        .post(format!("{base}/oauth2/webhooks/gitlab"))
+        .header("x-gitlab-event", kind)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(t) = token {
+        r = r.header("x-gitlab-token", t);
+    }
+    r.send().await.unwrap()
+}
+
+fn member_event(user_id: u64) -> String {
+    format!(
+        r#"{{"event_name":"user_remove_from_group","group_id":3,"group_path":"acme/team","user_id":{user_id},"user_username":"bob","group_access":"Developer"}}"#
+    )
+}
+
+#[tokio::test]
+async fn bob_removed_in_gitlab_is_refused_within_a_second() {
+    // revalidate = "1m" in the demo config: only the event can explain a refusal in 1 s.
+    let s = stack(&config_with(
+        None,
+        "[[route]]\npath = \"^/ops(/|$)\"\nallowed_groups = [\"acme/team:developer\"]\n",
+    ))
+    .await;
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    let home = format!("{}/", s.labgate_url);
+    let ops = format!("{}/ops", s.labgate_url);
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status(&ops, &cookie).await, StatusCode::OK);
+    // Demoted below the route's role: /ops refuses him, the rest of the app does not.
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team", Some(20)).await,
+        StatusCode::OK
+    );
+    let took = until(&ops, &cookie, StatusCode::FORBIDDEN, Duration::from_secs(1)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    // Removed from acme/team/frontend: still in acme's tree (acme/team).
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team/frontend", None).await,
+        StatusCode::NO_CONTENT
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    // And from acme/team, his last group of acme: refused everywhere, within a second.
+    let before = Instant::now();
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team", None).await,
+        StatusCode::NO_CONTENT
+    );
+    until(
+        &home,
+        &cookie,
+        StatusCode::FORBIDDEN,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(before.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn forged_replayed_and_unrelated_hooks_change_nothing_but_a_gitlab_call() {
+    let s = stack(&config_with(None, "")).await;
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    let home = format!("{}/", s.labgate_url);
+    let calls = || s.gitlab.counters.requests.load(Ordering::Relaxed);
+    let refreshes = || s.gitlab.counters.refresh_grants.load(Ordering::Relaxed);
+    let at_start = calls();
+    // No token, a wrong one, two of them: 401, nothing marked, no GitLab call.
+    for token in [
+        None,
+        Some("wrong-secret-of-sixteen"),
+        Some(&format!("{SECRET}x")[..]),
+    ] {
+        let r = hook(&s.labgate_url, token, "Member Hook", &member_event(BOB)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let two = plain()
+        .post(format!("{}/oauth2/webhooks/gitlab", s.labgate_url))
+        .header("x-gitlab-event", "Member Hook")
+        .header("x-gitlab-token", SECRET)
+        .header("x-gitlab-token", "other")
+        .body(member_event(BOB))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(calls(), at_start, "no GitLab call for a forged hook");
+    // A real token on a replayed event for someone still a member: one revalidation, and
+    // GitLab's answer (still a member) decides.
+    let r = hook(
+        &s.labgate_url,
+        Some(SECRET),
+        "Member Hook",
+        &member_event(BOB),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let before = refreshes();
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(refreshes(), before + 1, "revalidated once");
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(refreshes(), before + 1, "and not again");
+    // Hooks for people with no session here: no GitLab call, a bounded table; past 100 a
+    // second, 429 (GitLab retries).
+    let at = calls();
+    let (mut accepted, mut limited) = (0, 0);
+    for id in 0..1_000u64 {
+        let r = hook(
+            &s.labgate_url,
+            Some(SECRET),
+            "System Hook",
+            &member_event(50_000 + id),
+        )
+        .await;
+        match r.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("{other}"),
+        }
+    }
+    assert!(limited > 0, "the budget holds");
+    assert_eq!(calls(), at, "no GitLab call for people without sessions");
+    assert_eq!(
+        s.app.sessions.marked_users(),
+        accepted + 1,
+        "one mark per accepted event"
+    );
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_hooks_get_a_clear_4xx() {
+    let s = stack(&config_with(None, "")).await;
+    let base = &s.labgate_url;
+    let cases: &[(&str, &str, StatusCode)] = &[
+        (
+            "Push Hook",
+            r#"{"event_name":"push","user_id":1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "",
+            r#"{"event_name":"user_destroy","user_id":1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("System Hook", "not json", StatusCode::BAD_REQUEST),
+        ("System Hook", "[1,2]", StatusCode::BAD_REQUEST),
+        ("System Hook", r#"{"user_id":1}"#, StatusCode::BAD_REQUEST),
+        (
+            "System Hook",
+            r#"{"event_name":"user_destroy","user_id":"1"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "System Hook",
+            r#"{"event_name":"user_destroy","user_id":-1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "System Hook",
+            r#"{"event_name":"project_create","project_id":1}"#,
+            StatusCode::ACCEPTED,
+        ),
+        (
+            "System Hook",
+            r#"{"event_name":"user_rename","user_id":7,"username":"x"}"#,
+            StatusCode::ACCEPTED,
+        ),
+    ];
+    for (kind, body, want) in cases {
+        let r = hook(base, Some(SECRET), kind, body).await;
+        assert_eq!(r.status(), *want, "{kind} {body}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains(body), "the body is not echoed: {text}");
+    }
+    let huge = format!(
+        r#"{{"event_name":"user_destroy","user_id":1,"x":"{}"}}"#,
+        "a".repeat(70_000)
+    );
+    let r = hook(base, Some(SECRET), "System Hook", &huge).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = plain()
+        .get(format!("{base}/oauth2/webhooks/gitlab"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Without gitlab.webhook_secret the endpoint is not there.
+    let off =
+        stack(&config_with(None, "").replace(&format!("webhook_secret = \"{SECRET}\"\n"), ""))
+            .await;
+    let r = hook(
+        &off.labgate_url,
+        Some(SECRET),
+        "System Hook",
+        &member_event(BOB),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn with_redis_every_replica_refuses_within_a_second() {
+    let redis = crate::redis::redis_on(free_port(), &[]).await;
+    let (_k, key) = crate::redis::key_file();
+    let s = stack(&crate::redis::redis_config(
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"500ms\"",
+            redis.port
+        ),
+        &key,
+    ))
+    .await;
+    let b = s.start_replica().await.unwrap();
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    for base in [&s.labgate_url, &b.url] {
+        assert_eq!(status(&format!("{base}/"), &cookie).await, StatusCode::OK);
+    }
+    // The stand-in's hook reaches replica A only; B learns of it through Redis.
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team/frontend", None).await,
+        StatusCode::NO_CONTENT
+    );
+    let before = Instant::now();
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team", None).await,
+        StatusCode::NO_CONTENT
+    );
+    until(
+        &format!("{}/", b.url),
+        &cookie,
+        StatusCode::FORBIDDEN,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(before.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        status(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::FORBIDDEN
+    );
+}
