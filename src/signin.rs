@@ -343,6 +343,9 @@ async fn callback_inner<B>(
     let q = req.uri().query();
     let state = query_param(q, "state").ok_or(SignInError::NoState)?;
     let now = app.clock.now();
+    // Confirmed by GitLab as of now, before it is asked: an event meanwhile makes the
+    // new session due at once.
+    let asked_ms = app.clock.now_ms();
     let flow = app
         .sessions
         .codec
@@ -403,7 +406,8 @@ async fn callback_inner<B>(
     // Serving several apps without a cookie domain, each session opens its own host only
     // (public_url's included): a copy of the cookie opens nothing at another app.
     let bound = app.sessions_per_host().then_some(bound);
-    let session = new_session(app, tokens, user, now, bound);
+    let mut session = new_session(app, tokens, user, now, bound);
+    session.checked_ms = asked_ms;
     // A sign-in never inherits or keeps a previous session of this browser.
     if let Ok(Some(previous)) = app.sessions.load_fresh(req.headers()).await {
         let _ = app.sessions.end(&previous).await;

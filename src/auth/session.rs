@@ -370,6 +370,11 @@ async fn wait_for_peer(
             Err(_) => return Err(Reject::StoreUnavailable),
         }
     }
+    // GitLab reported a change for this person: no answer yet is no admission.
+    if marked(&loaded.session, due) {
+        tracing::warn!(user = %loaded.session.user.username, "another replica's revalidation after a GitLab event did not finish in time; refusing for now");
+        return Err(Reject::GitlabUnavailable);
+    }
     within_grace(
         app,
         &loaded.session,

@@ -126,6 +126,14 @@ impl TokenCache {
     }
 
     /// Whether GitLab accepted this token before (its verdict may have expired since).
+    /// Forgets every verdict about user `id`'s tokens (a GitLab event about them): the next
+    /// use asks GitLab.
+    pub(crate) fn forget_user(&self, id: u64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (v, _)| !matches!(v, Verdict::Valid(c) if c.user.id == id));
+        }
+    }
+
     pub(crate) fn seen_valid(&self, key: &TokenHash) -> bool {
         self.entries
             .lock()

@@ -42,7 +42,8 @@ pub(super) async fn api(s: &Arc<StandIn>, req: Request<Incoming>) -> Response<Bo
     let Some((group_id, group_path)) = s.with_fixture(|f| {
         f.groups.iter().enumerate().find_map(|(i, g)| {
             let id = i as u64 + 1;
-            (g.path == group_ref || id.to_string() == group_ref).then(|| (id, g.path.clone()))
+            (g.path.eq_ignore_ascii_case(&group_ref) || id.to_string() == group_ref)
+                .then(|| (id, g.path.clone()))
         })
     }) else {
         return not_found("Group");
