@@ -51,6 +51,9 @@ pub struct RedisStore {
     /// Validated sessions kept in this process for `redis_cache_ttl`, with their user's
     /// mark as Redis had it.
     cache: Mutex<HashMap<String, Cached>>,
+    /// Whether GitLab's events can mark users (webhooks on): only then is a user's mark
+    /// read with the session.
+    read_marks: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -87,7 +90,9 @@ fn manager_config(cfg: &RedisConfig) -> redis::aio::ConnectionManagerConfig {
 impl RedisStore {
     /// Sets up the connection(s). Does not fail when Redis is down: connections are made
     /// (and re-made) on use, so labgate starts and recovers without a restart.
-    pub async fn new(cfg: &RedisConfig) -> Result<RedisStore, StoreError> {
+    /// `read_marks`: GitLab's events are taken (`gitlab.webhook_secret`), so a session's
+    /// load also reads its user's mark.
+    pub async fn new(cfg: &RedisConfig, read_marks: bool) -> Result<RedisStore, StoreError> {
         let conn = match &cfg.target {
             RedisTarget::Single(url) => {
                 let client =
@@ -143,6 +148,7 @@ impl RedisStore {
             conn,
             cfg: cfg.clone(),
             cache: Mutex::new(HashMap::new()),
+            read_marks,
         })
     }
 
@@ -251,13 +257,13 @@ impl RedisStore {
             .and_then(|json| serde_json::from_str::<Session>(&json).ok())
             .map(Arc::new);
         let due = match &session {
-            Some(s) => {
+            Some(s) if self.read_marks => {
                 let t: Option<u64> = self
                     .query(redis::cmd("GET").arg(self.due_key(s.user.id)))
                     .await?;
                 t
             }
-            None => None,
+            _ => None,
         };
         if let Ok(mut cache) = self.cache.lock() {
             match &session {

@@ -69,7 +69,7 @@ impl Sessions {
     pub async fn new(config: &Config) -> Result<Sessions, String> {
         let backend = match &config.session.redis {
             Some(r) => Backend::Redis(Box::new(
-                RedisStore::new(r)
+                RedisStore::new(r, config.gitlab.webhook_secret.is_some())
                     .await
                     .map_err(|e| format!("session.redis_url: {e}"))?,
             )),
