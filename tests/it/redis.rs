@@ -48,6 +48,24 @@ pub(crate) fn key_file() -> (tempfile::TempDir, String) {
     (dir, p)
 }
 
+/// A stack of the demo on a fresh redis-server; `session_extra` goes into [session] after
+/// its `redis_url`. Keep the server and the key's directory as long as the stack.
+pub(crate) async fn redis_stack(
+    session_extra: &str,
+) -> (Redis, tempfile::TempDir, labgate::dev::Stack) {
+    let redis = redis_on(free_port(), &[]).await;
+    let (dir, key) = key_file();
+    let s = stack(&redis_config(
+        &format!(
+            "redis_url = \"redis://127.0.0.1:{}\"\n{session_extra}",
+            redis.port
+        ),
+        &key,
+    ))
+    .await;
+    (redis, dir, s)
+}
+
 /// The demo config on Redis: `session_extra` goes into [session].
 pub(crate) fn redis_config(session_extra: &str, key: &str) -> String {
     config_with(
@@ -73,16 +91,7 @@ async fn get(url: &str, cookie: &str) -> StatusCode {
 
 #[tokio::test]
 async fn replicas_share_sessions_and_sign_out_ends_them_everywhere() {
-    let redis = redis_on(free_port(), &[]).await;
-    let (_k, key) = key_file();
-    let s = stack(&redis_config(
-        &format!(
-            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"1s\"",
-            redis.port
-        ),
-        &key,
-    ))
-    .await;
+    let (_redis, _k, s) = redis_stack("redis_cache_ttl = \"1s\"").await;
     let b = s.start_replica().await.unwrap();
     let r = flow(&browser(), &s, "alice", "/").await;
     let set = set_cookies(&r);
@@ -133,16 +142,7 @@ async fn replicas_share_sessions_and_sign_out_ends_them_everywhere() {
 
 #[tokio::test]
 async fn sign_out_everywhere_ends_all_of_a_users_sessions() {
-    let redis = redis_on(free_port(), &[]).await;
-    let (_k, key) = key_file();
-    let s = stack(&redis_config(
-        &format!(
-            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"",
-            redis.port
-        ),
-        &key,
-    ))
-    .await;
+    let (_redis, _k, s) = redis_stack("redis_cache_ttl = \"0s\"").await;
     let one = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
     let two = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
     let bob = session_cookie_header(&set_cookies(&flow(&browser(), &s, "bob", "/").await));
@@ -176,13 +176,7 @@ fn signal(redis: &Redis, sig: &str) {
 
 #[tokio::test]
 async fn redis_down_fails_closed_and_recovers_without_a_restart() {
-    let redis = redis_on(free_port(), &[]).await;
-    let (_k, key) = key_file();
-    let s = stack(&redis_config(
-        &format!("redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"\nredis_command_timeout = \"300ms\"\nredis_connect_timeout = \"300ms\"", redis.port),
-        &key,
-    ))
-    .await;
+    let (redis, _k, s) = redis_stack("redis_cache_ttl = \"0s\"\nredis_command_timeout = \"300ms\"\nredis_connect_timeout = \"300ms\"").await;
     let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
     assert_eq!(
         get(&format!("{}/", s.labgate_url), &cookie).await,
@@ -422,16 +416,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 /// usable cookie), is pruned of expired sessions, and is capped.
 #[tokio::test]
 async fn the_user_index_holds_no_handles_and_is_pruned() {
-    let redis = redis_on(free_port(), &[]).await;
-    let (_k, key) = key_file();
-    let s = stack(&redis_config(
-        &format!(
-            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"0s\"\nredis_key_prefix = \"t:\"",
-            redis.port
-        ),
-        &key,
-    ))
-    .await;
+    let (redis, _k, s) = redis_stack("redis_cache_ttl = \"0s\"\nredis_key_prefix = \"t:\"").await;
     let mut cookies = Vec::new();
     for _ in 0..20 {
         cookies.push(session_cookie_header(&set_cookies(

@@ -293,16 +293,7 @@ async fn bad_hooks_get_a_clear_4xx() {
 
 #[tokio::test]
 async fn with_redis_every_replica_refuses_within_a_second() {
-    let redis = crate::redis::redis_on(free_port(), &[]).await;
-    let (_k, key) = crate::redis::key_file();
-    let s = stack(&crate::redis::redis_config(
-        &format!(
-            "redis_url = \"redis://127.0.0.1:{}\"\nredis_cache_ttl = \"500ms\"",
-            redis.port
-        ),
-        &key,
-    ))
-    .await;
+    let (_redis, _k, s) = crate::redis::redis_stack("redis_cache_ttl = \"500ms\"").await;
     let b = s.start_replica().await.unwrap();
     let bob = flow(&browser(), &s, "bob", "/").await;
     let cookie = session_cookie_header(&set_cookies(&bob));
