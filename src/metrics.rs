@@ -165,6 +165,10 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Seconds from a GitLab event to a refusal: the promise is "within a second", a person
+/// who comes back later shows in the long buckets.
+const REFUSAL_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 3600.0];
+
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
@@ -239,6 +243,10 @@ pub struct Metrics {
     /// GitLab webhook requests by outcome: marked, ignored, bad_token, bad_request,
     /// too_large, rate_limited, store_error.
     pub webhooks: Family<Outcome, Counter>,
+    /// Sessions revalidated because a GitLab event marked their person.
+    pub webhook_revalidations: Counter,
+    /// From a GitLab event to the refusal of the marked person's request that revalidated.
+    pub webhook_refusal_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -324,8 +332,22 @@ impl Default for Metrics {
             "GitLab webhook requests by outcome",
             webhooks.clone(),
         );
+        let webhook_revalidations = Counter::default();
+        registry.register(
+            "webhook_revalidations",
+            "Sessions revalidated with GitLab because a GitLab event marked their person",
+            webhook_revalidations.clone(),
+        );
+        let webhook_refusal_seconds = Histogram::new(REFUSAL_BUCKETS);
+        registry.register(
+            "webhook_refusal_seconds",
+            "Time from a GitLab event to the refusal of the marked person's request that revalidated",
+            webhook_refusal_seconds.clone(),
+        );
         Metrics {
             webhooks,
+            webhook_revalidations,
+            webhook_refusal_seconds,
             registry,
             requests,
             request_seconds,
@@ -349,6 +371,12 @@ impl Metrics {
     /// Counts a GitLab webhook request's outcome.
     pub fn webhook(&self, outcome: &'static str) {
         self.webhooks.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Records a refusal of a person marked by a GitLab event at `marked_ms`, at `now_ms`.
+    pub fn webhook_refusal(&self, marked_ms: u64, now_ms: u64) {
+        self.webhook_refusal_seconds
+            .observe(now_ms.saturating_sub(marked_ms) as f64 / 1000.0);
     }
 
     /// Counts a revalidation outcome.

@@ -22,6 +22,9 @@ pub(crate) struct Authenticated {
     pub principal: Principal,
     /// `Set-Cookie` values (cookie store: the session after a revalidation).
     pub cookies: Vec<String>,
+    /// The GitLab event (its mark, Unix ms) this request's revalidation answered, if any:
+    /// a refusal now is the event taking effect (`labgate_webhook_refusal_seconds`).
+    pub marked: Option<u64>,
 }
 
 /// Whether a session cookie set on this answer reaches the browser. GitLab's refresh
@@ -49,6 +52,7 @@ pub(crate) async fn authenticate(
         return result.map(|principal| Authenticated {
             principal,
             cookies: Vec::new(),
+            marked: None,
         });
     }
     session::authenticate(app, headers, delivery).await
@@ -91,6 +95,9 @@ pub(crate) async fn authorize(
     {
         Decision::Allow => Ok(a),
         Decision::Deny(deny) => {
+            if let Some(marked) = a.marked {
+                app.metrics.webhook_refusal(marked, app.clock.now_ms());
+            }
             tracing::info!(
                 target: "labgate::audit",
                 user = %a.principal.username(),

@@ -207,7 +207,23 @@ async fn revalidate_due(
     )
     .await;
     app.sessions.unlock(&loaded, &token).await;
-    outcome
+    // A revalidation a GitLab event asked for: counted, and its refusal (here, or by the
+    // rules on the fresh memberships) timed from the event.
+    match (due.filter(|_| marked(session, due)), outcome) {
+        (None, outcome) => outcome,
+        (Some(mark), Ok(mut a)) => {
+            app.metrics.webhook_revalidations.inc();
+            a.marked = Some(mark);
+            Ok(a)
+        }
+        (Some(mark), Err(reject)) => {
+            app.metrics.webhook_revalidations.inc();
+            if matches!(reject, Reject::Unauthenticated { .. }) {
+                app.metrics.webhook_refusal(mark, app.clock.now_ms());
+            }
+            Err(reject)
+        }
+    }
 }
 
 /// The cookies that carry `fresh` to the browser (none with a shared store: the browser
@@ -430,6 +446,7 @@ fn valid(session: Arc<Session>, cookies: Vec<String>) -> Result<Authenticated, R
     Ok(Authenticated {
         principal: Principal::Person(session),
         cookies,
+        marked: None,
     })
 }
 
