@@ -65,6 +65,7 @@ pub struct ServerFile {
     pub metrics_public: Option<bool>,
     pub tls_reload_interval: Option<String>,
     pub http_redirect_listen: Option<String>,
+    pub webhook_listen: Option<String>,
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,
     pub header_read_timeout: Option<String>,

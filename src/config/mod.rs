@@ -246,6 +246,9 @@ pub struct ServerConfig {
     pub tls_reload_interval: Duration,
     /// A plain-HTTP listener that redirects to https public_url.
     pub http_redirect_listen: Option<SocketAddr>,
+    /// Serve GitLab's webhooks (`{prefix}/webhooks/gitlab`) only here, not on the main
+    /// listener.
+    pub webhook_listen: Option<SocketAddr>,
     /// Largest request head (request line + headers) accepted, in bytes.
     pub max_header_bytes: usize,
     /// Most request headers accepted.

@@ -127,6 +127,12 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
             }
         }
     }
+    if server.webhook_listen.is_some() && gitlab.webhook_secret.is_none() {
+        c.problem(
+            "server.webhook_listen",
+            "server.webhook_listen serves GitLab's webhooks, which need gitlab.webhook_secret (or gitlab.webhook_secret_file): set it, or remove server.webhook_listen",
+        );
+    }
     let identity = identity(&mut c, raw.identity, &server);
     let machine = super::machine::compile(&raw.machine, &mut c.problems);
     if c.problems.is_empty() {
@@ -303,6 +309,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         "server.http_redirect_listen",
         s.http_redirect_listen.as_deref(),
     );
+    let webhook_listen = c.address("server.webhook_listen", s.webhook_listen.as_deref());
     let tls_reload_interval = c.duration(
         "server.tls_reload_interval",
         s.tls_reload_interval.as_deref(),
@@ -354,6 +361,7 @@ fn server(c: &mut Checker, s: file::ServerFile) -> ServerConfig {
         metrics_public: s.metrics_public.unwrap_or(false),
         tls_reload_interval,
         http_redirect_listen,
+        webhook_listen,
         max_header_bytes,
         max_headers: s.max_headers.unwrap_or(100),
         header_read_timeout,

@@ -34,6 +34,8 @@ pub struct Stack {
     pub labgate_url: String,
     /// The echo app's base URL.
     pub echo_url: String,
+    /// The base URL of GitLab's webhook listener (`server.webhook_listen`), if any.
+    pub webhook_url: Option<String>,
     /// The stand-in.
     pub gitlab: Arc<StandIn>,
     /// labgate's state (tests move its clock).
@@ -123,10 +125,30 @@ impl Stack {
                 }
             }
         }
+        // GitLab's events arrive on a listener of their own when one is configured (port
+        // 0: a free one).
+        let webhook_listener = match config.server.webhook_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| format!("cannot listen on server.webhook_listen {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        let webhook_url = match &webhook_listener {
+            Some(l) => Some(format!(
+                "http://{}",
+                l.local_addr().map_err(|e| e.to_string())?
+            )),
+            None => None,
+        };
         // GitLab's system hook to labgate, when labgate takes GitLab's events.
         if let Some(secret) = &config.gitlab.webhook_secret {
             fixture.hooks.push(crate::dev::gitlab::Hook {
-                url: format!("{labgate_url}{}/webhooks/gitlab", config.server.prefix),
+                url: format!(
+                    "{}{}/webhooks/gitlab",
+                    webhook_url.as_deref().unwrap_or(&labgate_url),
+                    config.server.prefix
+                ),
                 token: secret.expose().to_owned(),
                 group: None,
             });
@@ -153,11 +175,19 @@ impl Stack {
         );
         let app = App::new(config).await?;
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve(app.clone(), bound(l.labgate)?, async {
+        let listeners = match webhook_listener {
+            Some(w) => crate::Listeners::bound_with_webhooks(
+                l.labgate.into_std().map_err(|e| e.to_string())?,
+                w,
+            ),
+            None => bound(l.labgate)?,
+        };
+        let server = tokio::spawn(crate::serve(app.clone(), listeners, async {
             let _ = rx.await;
         }));
         Ok(Stack {
             labgate_url,
+            webhook_url,
             echo_url,
             gitlab,
             app,

@@ -26,7 +26,7 @@ pub mod tls_reload;
 pub use activity::Tracked;
 use activity::{Activity, Watched};
 pub use runtime::{Listeners, RunError};
-pub use side::{serve_http_redirect, serve_metrics};
+pub use side::{serve_http_redirect, serve_metrics, serve_webhooks};
 
 use crate::app::App;
 use crate::router::{self, Peer};

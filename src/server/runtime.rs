@@ -47,19 +47,26 @@ enum Listener {
 }
 
 /// The main listener (`server.listen`) and the side listeners (`server.metrics_listen`,
-/// `server.http_redirect_listen`).
+/// `server.http_redirect_listen`, `server.webhook_listen`).
 #[derive(Debug)]
 pub struct Listeners {
     main: Listener,
     metrics: Option<Listener>,
     http_redirect: Option<Listener>,
+    webhooks: Option<Listener>,
 }
 
 /// [`Listeners`] bound.
 struct Open {
     main: std::net::TcpListener,
+    side: Side,
+}
+
+/// The side listeners, bound.
+struct Side {
     metrics: Option<tokio::net::TcpListener>,
     http_redirect: Option<tokio::net::TcpListener>,
+    webhooks: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
@@ -70,6 +77,7 @@ impl Listeners {
             main: Listener::Address(s.listen),
             metrics: s.metrics_listen.map(Listener::Address),
             http_redirect: s.http_redirect_listen.map(Listener::Address),
+            webhooks: s.webhook_listen.map(Listener::Address),
         }
     }
 
@@ -79,6 +87,18 @@ impl Listeners {
             main: Listener::Bound(main),
             metrics: None,
             http_redirect: None,
+            webhooks: None,
+        }
+    }
+
+    /// The same with the side listeners the configuration names bound already (tests).
+    pub fn bound_with_webhooks(
+        main: std::net::TcpListener,
+        webhooks: std::net::TcpListener,
+    ) -> Listeners {
+        Listeners {
+            webhooks: Some(Listener::Bound(webhooks)),
+            ..Listeners::bound(main)
         }
     }
 
@@ -112,8 +132,11 @@ impl Listeners {
         };
         Ok(Open {
             main,
-            metrics: side(self.metrics, "server.metrics_listen").await?,
-            http_redirect: side(self.http_redirect, "server.http_redirect_listen").await?,
+            side: Side {
+                metrics: side(self.metrics, "server.metrics_listen").await?,
+                http_redirect: side(self.http_redirect, "server.http_redirect_listen").await?,
+                webhooks: side(self.webhooks, "server.webhook_listen").await?,
+            },
         })
     }
 }
@@ -163,7 +186,7 @@ fn per_core(
         let open = listeners.open().await?;
         let app = App::new(config).await.map_err(RunError::Setup)?;
         let shared = Shared::new(app).map_err(RunError::Setup)?;
-        start_side_tasks(&shared, open.metrics, open.http_redirect);
+        start_side_tasks(&shared, open.side);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -225,7 +248,7 @@ pub async fn serve(
 ) -> Result<bool, RunError> {
     let open = listeners.open().await?;
     let shared = Shared::new(app).map_err(RunError::Setup)?;
-    start_side_tasks(&shared, open.metrics, open.http_redirect);
+    start_side_tasks(&shared, open.side);
     log_listening(&shared, 1);
     let main = tokio::net::TcpListener::from_std(open.main).map_err(RunError::Runtime)?;
     Ok(super::serve(main, shared, shutdown).await)
@@ -236,12 +259,14 @@ fn log_listening(shared: &Shared, workers: usize) {
     tracing::info!(listen = %server.listen, workers, public_url = %server.public_url, "labgate listening");
 }
 
-/// GitLab discovery warm-up, the metrics listener and the HTTP redirect listener.
-fn start_side_tasks(
-    shared: &Arc<Shared>,
-    metrics: Option<tokio::net::TcpListener>,
-    http_redirect: Option<tokio::net::TcpListener>,
-) {
+/// GitLab discovery warm-up and the side listeners: metrics, the HTTP redirect, GitLab's
+/// webhooks.
+fn start_side_tasks(shared: &Arc<Shared>, side: Side) {
+    let Side {
+        metrics,
+        http_redirect,
+        webhooks,
+    } = side;
     let warm = shared.app.clone();
     tokio::spawn(async move {
         if let Err(e) = warm.gitlab.provider().await {
@@ -256,5 +281,11 @@ fn start_side_tasks(
     }
     if let Some(l) = http_redirect {
         tokio::spawn(super::serve_http_redirect(l, shared.clone()));
+    }
+    if let Some(l) = webhooks {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "GitLab webhooks listening");
+        }
+        tokio::spawn(super::serve_webhooks(l, shared.clone()));
     }
 }

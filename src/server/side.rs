@@ -1,6 +1,6 @@
-//! The side listeners: Prometheus `/metrics` alone (`server.metrics_listen`) and the
-//! plain-HTTP redirect to https public_url (`server.http_redirect_listen`), under the main
-//! listener's limits and deadlines.
+//! The side listeners: Prometheus `/metrics` alone (`server.metrics_listen`), the
+//! plain-HTTP redirect to https public_url (`server.http_redirect_listen`) and GitLab's
+//! webhooks alone (`server.webhook_listen`), under the main listener's limits and deadlines.
 
 use std::sync::Arc;
 
@@ -15,10 +15,38 @@ use crate::respond;
 pub async fn serve_metrics(listener: TcpListener, shared: Arc<Shared>) {
     let app = shared.app.clone();
     serve_side(listener, shared, move |req| {
-        if req.uri().path() == "/metrics" {
+        let resp = if req.uri().path() == "/metrics" {
             crate::admin::metrics_response(&app)
         } else {
             respond::text(StatusCode::NOT_FOUND, "not found")
+        };
+        async move { resp }
+    })
+    .await;
+}
+
+/// Serves `POST {prefix}/webhooks/gitlab` alone on its own listener
+/// (`server.webhook_listen`): GitLab reaches it, browsers and the apps' users need not.
+pub async fn serve_webhooks(listener: TcpListener, shared: Arc<Shared>) {
+    let app = shared.app.clone();
+    let path: Arc<str> = app.url("/webhooks/gitlab").into();
+    serve_side(listener, shared, move |req| {
+        let app = app.clone();
+        let path = path.clone();
+        async move {
+            match (req.method(), req.uri().path() == &*path) {
+                (&http::Method::POST, true) => crate::webhooks::gitlab(&app, req).await,
+                (_, true) => respond::json_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed here",
+                ),
+                _ => respond::json_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "this listener serves GitLab's webhooks only",
+                ),
+            }
         }
     })
     .await;
@@ -35,7 +63,7 @@ pub async fn serve_http_redirect(listener: TcpListener, shared: Arc<Shared>) {
         );
         let mut r = respond::redirect(&target);
         *r.status_mut() = StatusCode::PERMANENT_REDIRECT;
-        r
+        async move { r }
     })
     .await;
 }
@@ -43,13 +71,10 @@ pub async fn serve_http_redirect(listener: TcpListener, shared: Arc<Shared>) {
 /// Serves a side listener (metrics, the plain-HTTP redirect) with `handler`, under the
 /// main listener's limits (the same connection budget and per-client table) and the same
 /// connection deadlines, backing off on accept errors.
-async fn serve_side<F>(listener: TcpListener, shared: Arc<Shared>, handler: F)
+async fn serve_side<F, R>(listener: TcpListener, shared: Arc<Shared>, handler: F)
 where
-    F: Fn(http::Request<hyper::body::Incoming>) -> http::Response<crate::proxy::Body>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    F: Fn(http::Request<hyper::body::Incoming>) -> R + Clone + Send + Sync + 'static,
+    R: std::future::Future<Output = http::Response<crate::proxy::Body>> + Send + 'static,
 {
     let app = &shared.app;
     let builder = Arc::new(builder(app));
@@ -84,10 +109,6 @@ where
         let handler = handler.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
-            let handler = move |req| {
-                let resp = handler(req);
-                async move { resp }
-            };
             serve_conn(&builder, drain, stream, deadlines, handler).await;
             drop(ip_slot);
             drop(permit);
