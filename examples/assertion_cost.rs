@@ -34,6 +34,7 @@ fn main() {
         validated: 0,
         host: None,
         checked_ms: 0,
+        origin: None,
         derived: Default::default(),
     };
     let n = 20_000u64;

@@ -68,6 +68,24 @@ pub enum Command {
         #[arg(long)]
         insecure: bool,
     },
+    /// Operate on people's sessions in the shared session store (Redis).
+    Sessions {
+        /// What to do.
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+/// What `labgate sessions` does.
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// End every session of one GitLab user at once, on every replica (an incident, a
+    /// stolen laptop). Needs the Redis store; writes an audit log line.
+    Revoke {
+        /// Whose: `id:<GitLab user id>` (the numeric id on the user's GitLab profile).
+        #[arg(long, value_name = "id:N")]
+        user: String,
+    },
 }
 
 /// What `labgate migrate` converts from.

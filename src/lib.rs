@@ -69,6 +69,7 @@ pub(crate) mod respond;
 pub(crate) mod router;
 pub mod server;
 pub mod session;
+pub(crate) mod sessions_page;
 pub(crate) mod signin;
 pub mod telemetry;
 pub(crate) mod userinfo;

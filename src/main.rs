@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use labgate::check::notes;
-use labgate::cli::{Cli, Command, MigrateFrom};
+use labgate::cli::{Cli, Command, MigrateFrom, SessionsAction};
 use labgate::config::Config;
 
 /// mimalloc: measurably faster than the system allocator for many small, short-lived
@@ -41,6 +41,9 @@ fn main() -> ExitCode {
             print!("{}", labgate::identity::generate_es256_pem());
             ExitCode::SUCCESS
         }
+        Some(Command::Sessions {
+            action: SessionsAction::Revoke { ref user },
+        }) => load(&cli).map_or_else(|code| code, |c| labgate::session::revoke::command(&c, user)),
         Some(Command::Migrate {
             from: MigrateFrom::Oauth2Proxy { ref args },
         }) => {

@@ -29,6 +29,14 @@ button.btn{cursor:pointer;font:inherit}
 ul.hint{color:var(--muted);padding-left:20px;margin:0 0 16px}
 footer{margin-top:20px;font-size:.8125rem;color:var(--muted);text-align:center}
 a{color:var(--accent)}
+h2{font-size:1.0625rem;margin:0 0 6px}
+ul.sessions{list-style:none;padding:0;margin:0 0 20px}
+ul.sessions li{border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:0 0 12px}
+dl{display:grid;grid-template-columns:auto 1fr;gap:2px 12px;margin:0 0 12px;font-size:.875rem}
+dt{color:var(--muted)}
+dd{margin:0;overflow-wrap:anywhere}
+.note{border:1px solid var(--line);border-radius:8px;padding:12px 14px;margin:0 0 20px}
+.note p{margin:0;color:var(--fg)}
 "#;
 
 /// Escapes text for HTML element content and attribute values.
@@ -74,6 +82,48 @@ impl<'a> Alert<'a> {
             message,
             hints: &[],
         }
+    }
+}
+
+/// What the sessions page shows.
+pub struct SessionsView<'a> {
+    /// Whose sessions.
+    pub username: &'a str,
+    /// One per session, the current first.
+    pub rows: &'a [SessionRow<'a>],
+    /// Whether these are all the person's sessions (the Redis store).
+    pub listed: bool,
+    /// Where "sign out this session" posts.
+    pub action: &'a str,
+    /// A line on what was just done.
+    pub notice: Option<&'a str>,
+}
+
+/// One session on the sessions page.
+pub struct SessionRow<'a> {
+    /// The session this request carries.
+    pub current: bool,
+    /// What "sign out this session" names (the session's `sid`).
+    pub id: &'a str,
+    /// Unix seconds.
+    pub signed_in: u64,
+    /// Unix seconds.
+    pub last_active: u64,
+    /// The client's address.
+    pub address: &'a str,
+    /// Its `User-Agent`.
+    pub agent: &'a str,
+    /// The app host it is bound to, if any.
+    pub app: Option<&'a str>,
+}
+
+/// A Unix time as the pages show it: `2026-12-06 13:45 UTC`.
+fn when(unix: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    match (text.get(..10), text.get(11..16)) {
+        (Some(day), Some(minute)) => format!("{day} {minute} UTC"),
+        _ => text,
     }
 }
 
@@ -224,6 +274,71 @@ impl Pages {
             out = escape(sign_out_url),
         );
         self.layout("Access denied", &inner)
+    }
+
+    /// The person's sessions page (`{prefix}/sessions`). `listed`: whether the store knows
+    /// every session (Redis) or only this browser's (the cookie store).
+    pub fn sessions(&self, view: &SessionsView<'_>) -> String {
+        let mut items = String::new();
+        for (i, row) in view.rows.iter().enumerate() {
+            let title = if row.current {
+                "This browser".to_owned()
+            } else {
+                format!("Signed in {}", when(row.signed_in))
+            };
+            let app = row
+                .app
+                .map(|a| format!("<dt>App</dt><dd>{}</dd>", escape(a)))
+                .unwrap_or_default();
+            let agent = if row.agent.is_empty() {
+                "(not sent)"
+            } else {
+                row.agent
+            };
+            let button = if row.current {
+                format!(
+                    r#"<form method="post" action="{out}"><button class="btn secondary" type="submit" aria-describedby="s{i}">Sign out</button></form>"#,
+                    out = escape(&self.sign_out_url),
+                )
+            } else {
+                format!(
+                    r#"<form method="post" action="{action}"><input type="hidden" name="end" value="{id}"><button class="btn secondary" type="submit" aria-describedby="s{i}">Sign out this session</button></form>"#,
+                    action = escape(view.action),
+                    id = escape(row.id),
+                )
+            };
+            items.push_str(&format!(
+                r#"<li><h2 id="s{i}">{title}</h2><dl><dt>Signed in</dt><dd>{signed_in}</dd><dt>Last active</dt><dd>{seen}</dd><dt>Address</dt><dd>{address}</dd><dt>Browser</dt><dd>{agent}</dd>{app}</dl>{button}</li>"#,
+                title = escape(&title),
+                signed_in = escape(&when(row.signed_in)),
+                seen = escape(&when(row.last_active)),
+                address = escape(row.address),
+                agent = escape(agent),
+            ));
+        }
+        let notice = view
+            .notice
+            .map(|n| {
+                format!(
+                    r#"<div class="note" role="status"><p>{}</p></div>"#,
+                    escape(n)
+                )
+            })
+            .unwrap_or_default();
+        let everywhere = if view.listed {
+            format!(
+                r#"<form method="post" action="{}?everywhere=1"><button class="btn" type="submit">Sign out everywhere</button></form>"#,
+                escape(&self.sign_out_url)
+            )
+        } else {
+            r#"<p class="hint">Your session is kept in this browser's cookies, not on the server, so labgate cannot list or end the sessions of your other browsers and devices: each ends when it is signed out there, or at the end of its lifetime. If a device is lost, ask the people who run this service to end your sessions.</p>"#.to_owned()
+        };
+        let inner = format!(
+            r#"<h1>Your sessions</h1>{notice}<p>Signed in to {app} as <strong>{user}</strong>.</p><ul class="sessions">{items}</ul>{everywhere}"#,
+            app = escape(&self.app_name),
+            user = escape(view.username),
+        );
+        self.layout("Your sessions", &inner)
     }
 
     /// A general error page with a next step.

@@ -26,6 +26,15 @@ fn secure(resp: &mut Response<Body>) {
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }
 
+/// A page whose forms post back to labgate: same-origin requests carry the page's origin
+/// (under `no-referrer` a browser sends `Origin: null` with a form's POST, which the
+/// cross-site check must refuse); other sites still get no referrer.
+pub(crate) fn posting_forms(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    resp
+}
+
 /// An HTML page with the pages' CSP.
 pub(crate) fn html(status: StatusCode, body: String, csp: &str) -> Response<Body> {
     let mut resp = Response::new(Body::from(body));

@@ -22,7 +22,7 @@ use crate::identity::{set_identity_headers, HeaderSet, Principal};
 use crate::proxy::Body;
 use crate::reject::{Reject, Style};
 use crate::respond;
-use crate::{admin, signin, userinfo, webhooks};
+use crate::{admin, sessions_page, signin, userinfo, webhooks};
 
 pub(crate) use crate::headers::Peer;
 
@@ -283,7 +283,7 @@ async fn endpoint(
     let method = req.method().clone();
     // The pages a browser opens at an app's host answer only at hosts labgate serves (the
     // flow's own endpoints check theirs; forward-auth, probes and keys answer at any).
-    if matches!(rest, "/sign_in" | "/sign_out" | "/userinfo") {
+    if matches!(rest, "/sign_in" | "/sign_out" | "/userinfo" | "/sessions") {
         let hosts = &app.config.server.hosts;
         match app.request_host(&req) {
             Ok(h) if !hosts.serves(&h.name) => {
@@ -303,7 +303,7 @@ async fn endpoint(
             signin::sign_in(app, &req, original.as_ref())
         }
         (Method::GET | Method::HEAD, "/start") => signin::start(app, &req).await,
-        (Method::GET, "/callback") => signin::callback(app, &req).await,
+        (Method::GET, "/callback") => signin::callback(app, peer.addr.ip(), &req).await,
         (Method::GET | Method::POST, "/sign_out") => signin::sign_out(app, &req).await,
         (Method::GET | Method::HEAD, "/userinfo") => {
             userinfo::userinfo(app, peer.addr.ip(), &req).await
@@ -317,11 +317,22 @@ async fn endpoint(
         (Method::GET | Method::HEAD, "/auth") => {
             endpoint::forward_auth(app, peer, &req, None).await
         }
+        // With a listener of their own (server.webhook_listen), not here.
+        (_, "/webhooks/gitlab") if app.config.server.webhook_listen.is_some() => {
+            respond::json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such labgate endpoint",
+            )
+        }
         (Method::POST, "/webhooks/gitlab") => webhooks::gitlab(app, req).await,
+        (Method::GET | Method::HEAD | Method::POST, "/sessions") => {
+            sessions_page::sessions(app, peer.addr.ip(), req).await
+        }
         (
             _,
             "/sign_in" | "/start" | "/callback" | "/sign_out" | "/userinfo" | "/jwks.json"
-            | "/auth" | "/webhooks/gitlab",
+            | "/auth" | "/webhooks/gitlab" | "/sessions",
         ) => respond::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -315,12 +315,16 @@ impl SignInError {
 }
 
 /// `GET /callback`: completes the flow, or says why it cannot.
-pub(crate) async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub(crate) async fn callback<B>(
+    app: &App,
+    peer: std::net::IpAddr,
+    req: &Request<B>,
+) -> Response<Body> {
     // What a refusal keeps: the flow's destination and the cookie that ends the flow,
     // once the flow is known.
     let mut rd = "/".to_owned();
     let mut cookies = Vec::new();
-    match callback_inner(app, req, &mut rd, &mut cookies).await {
+    match callback_inner(app, peer, req, &mut rd, &mut cookies).await {
         Ok(resp) => respond::with_cookies(resp, cookies),
         Err(e) => {
             if let Some(outcome) = e.outcome() {
@@ -336,6 +340,7 @@ pub(crate) async fn callback<B>(app: &App, req: &Request<B>) -> Response<Body> {
 /// soon as the flow is known.
 async fn callback_inner<B>(
     app: &App,
+    peer: std::net::IpAddr,
     req: &Request<B>,
     rd: &mut String,
     cookies: &mut Vec<String>,
@@ -408,6 +413,13 @@ async fn callback_inner<B>(
     let bound = app.sessions_per_host().then_some(bound);
     let mut session = new_session(app, tokens, user, now, bound);
     session.checked_ms = asked_ms;
+    // Shown on the person's sessions page (kept with the session in Redis only: a cookie
+    // session is shown with the request in hand).
+    if app.sessions.shared() {
+        let client =
+            crate::headers::client_ip(req.headers(), peer, &app.config.server.trusted_proxies);
+        session.origin = Some(crate::session::SignedInFrom::of(client, req.headers()));
+    }
     // A sign-in never inherits or keeps a previous session of this browser.
     if let Ok(Some(previous)) = app.sessions.load_fresh(req.headers()).await {
         let _ = app.sessions.end(&previous).await;
@@ -476,6 +488,7 @@ fn new_session(
         validated: now,
         host,
         checked_ms: app.clock.now_ms(),
+        origin: None,
         derived: Default::default(),
     }
 }
@@ -484,7 +497,7 @@ fn new_session(
 /// public_url's, or `Sec-Fetch-Site` same-origin / none (typed or bookmarked). Browsers
 /// that send neither (old ones, scripts) are let through: the check defends against
 /// cross-site forgery, which modern browsers always label.
-fn same_origin<B>(app: &App, req: &Request<B>) -> bool {
+pub(crate) fn same_origin<B>(app: &App, req: &Request<B>) -> bool {
     let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
     if let Some(origin) = h("origin") {
         // Serving several apps, a host's own pages are its origin.
@@ -512,7 +525,7 @@ pub(crate) async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
             );
         }
         let page = app.pages.confirm_sign_out(&app.url("/sign_out"));
-        return respond::html(StatusCode::OK, page, &app.pages.csp);
+        return respond::posting_forms(respond::html(StatusCode::OK, page, &app.pages.csp));
     }
     let everywhere =
         query_param(req.uri().query(), "everywhere").is_some_and(|v| v == "1" || v == "true");

@@ -5,6 +5,7 @@ mod cookie_codec;
 pub mod marks;
 pub mod redis;
 pub mod refresh;
+pub mod revoke;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -52,10 +53,45 @@ pub struct Session {
     /// events are ordered against it: one during a confirmation makes it due again).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub checked_ms: u64,
+    /// Where the sign-in came from, for the person's sessions page (the Redis store only:
+    /// a cookie session is shown with the request in hand): the client's address and
+    /// browser, as labgate saw them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SignedInFrom>,
     /// What labgate derives from the fields above, worked out once per opened session
     /// rather than on every request; never stored, and empty in a clone.
     #[serde(skip)]
     pub derived: Derived,
+}
+
+/// Where a sign-in came from (shown to the person on their sessions page).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedInFrom {
+    /// The client's address (the forwarded one, from a trusted proxy).
+    pub address: String,
+    /// Its `User-Agent`, shortened to [`SignedInFrom::AGENT_MAX`] characters.
+    pub agent: String,
+}
+
+impl SignedInFrom {
+    /// Longest `User-Agent` kept.
+    pub const AGENT_MAX: usize = 200;
+
+    /// From a request's client address and headers.
+    pub fn of(address: std::net::IpAddr, headers: &http::HeaderMap) -> SignedInFrom {
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(Self::AGENT_MAX)
+            .collect();
+        SignedInFrom {
+            address: address.to_string(),
+            agent,
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -170,6 +206,7 @@ pub(crate) fn test_session(created: u64, validated: u64, expires: u64) -> Sessio
         validated,
         host: None,
         checked_ms: 0,
+        origin: None,
         derived: Default::default(),
     }
 }

@@ -41,6 +41,21 @@ enum Conn {
     },
 }
 
+/// How often a session's "last seen" time is written, per replica: the sessions page
+/// shows it to the minute, and a busy session costs one write a minute, not one a request.
+const SEEN_EVERY: Duration = Duration::from_secs(60);
+
+/// One of a person's sessions as the store lists it.
+#[derive(Debug)]
+pub struct Listed {
+    /// Its store key (the digest of its handle, never the handle).
+    pub key: String,
+    /// The session.
+    pub session: Session,
+    /// When it was last used (Unix seconds), to [`SEEN_EVERY`].
+    pub seen: Option<u64>,
+}
+
 /// A session kept in this process: itself, its user's mark as Redis had it, and since when.
 type Cached = (Arc<Session>, Option<u64>, Instant);
 
@@ -54,6 +69,8 @@ pub struct RedisStore {
     /// Whether GitLab's events can mark users (webhooks on): only then is a user's mark
     /// read with the session.
     read_marks: bool,
+    /// When this replica last wrote each session's "last seen" time (by store key).
+    seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -149,6 +166,7 @@ impl RedisStore {
             cfg: cfg.clone(),
             cache: Mutex::new(HashMap::new()),
             read_marks,
+            seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -203,6 +221,95 @@ impl RedisStore {
 
     fn user_key(&self, user_id: u64) -> String {
         format!("{}u:{user_id}", self.cfg.key_prefix)
+    }
+
+    fn seen_key(&self, user_id: u64) -> String {
+        format!("{}seen:{user_id}", self.cfg.key_prefix)
+    }
+
+    /// Records that the session under `key` is in use, at most once per [`SEEN_EVERY`] per
+    /// replica; a failure loses only the page's "last seen" time.
+    async fn touch(&self, key: &str, session: &Session) {
+        let now = Instant::now();
+        {
+            let Ok(mut seen) = self.seen.lock() else {
+                return;
+            };
+            if seen
+                .get(key)
+                .is_some_and(|at| now.duration_since(*at) < SEEN_EVERY)
+            {
+                return;
+            }
+            if seen.len() >= 100_000 {
+                seen.clear();
+            }
+            seen.insert(key.to_owned(), now);
+        }
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // The times live as long as the user's longest session (as the index does).
+        const TOUCH: &str = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX') redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT') return 1";
+        let ttl_ms = session.expires.saturating_sub(unix).max(1) * 1000;
+        let touched = self
+            .query::<i64>(
+                redis::cmd("EVAL")
+                    .arg(TOUCH)
+                    .arg(1)
+                    .arg(self.seen_key(session.user.id))
+                    .arg(key)
+                    .arg(unix)
+                    .arg(ttl_ms),
+            )
+            .await;
+        if let Err(e) = touched {
+            tracing::debug!(error = %e, "recording a session's last use failed");
+        }
+    }
+
+    /// Every live session of user `user_id`, with when each was last used.
+    pub async fn list(&self, codec: &CookieCodec, user_id: u64) -> Result<Vec<Listed>, StoreError> {
+        let members: Vec<String> = self
+            .query(redis::cmd("SMEMBERS").arg(self.user_key(user_id)))
+            .await?;
+        let seen: HashMap<String, u64> = self
+            .query(redis::cmd("HGETALL").arg(self.seen_key(user_id)))
+            .await?;
+        let mut listed = Vec::with_capacity(members.len());
+        for m in &members {
+            let key = self.member_key(m);
+            let sealed: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
+            let session = sealed
+                .and_then(|v| codec.open_value(&key, &v))
+                .and_then(|json| serde_json::from_str::<Session>(&json).ok());
+            // Another user's session in this index would be a forgery: never listed.
+            if let Some(session) = session.filter(|s| s.user.id == user_id) {
+                listed.push(Listed {
+                    seen: seen.get(&key).copied(),
+                    key,
+                    session,
+                });
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Deletes user `user_id`'s session under store key `key` (their sessions page).
+    pub async fn delete_key(&self, key: &str, user_id: u64) -> Result<(), StoreError> {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|handle, _| self.key(handle) != key);
+        }
+        self.query::<()>(redis::cmd("DEL").arg(key)).await?;
+        self.query::<()>(redis::cmd("SREM").arg(self.user_key(user_id)).arg(key))
+            .await?;
+        self.query::<()>(redis::cmd("HDEL").arg(self.seen_key(user_id)).arg(key))
+            .await
+    }
+
+    /// The store key of the session `handle` names.
+    pub fn key_of(&self, handle: &str) -> String {
+        self.key(handle)
     }
 
     fn due_key(&self, user_id: u64) -> String {
@@ -279,6 +386,9 @@ impl RedisStore {
                 }
             }
         }
+        if let Some(s) = &session {
+            self.touch(&key, s).await;
+        }
         Ok(session.map(|s| (s, due)))
     }
 
@@ -340,6 +450,12 @@ impl RedisStore {
                 .arg(self.key(handle))
                 .arg(handle),
         )
+        .await?;
+        self.query::<()>(
+            redis::cmd("HDEL")
+                .arg(self.seen_key(user_id))
+                .arg(self.key(handle)),
+        )
         .await
     }
 
@@ -397,7 +513,10 @@ impl RedisStore {
             self.query::<()>(redis::cmd("DEL").arg(self.member_key(m)))
                 .await?;
         }
+        // One key a command: in a Cluster the two live in different slots.
         self.query::<()>(redis::cmd("DEL").arg(&index)).await?;
+        self.query::<()>(redis::cmd("DEL").arg(self.seen_key(user_id)))
+            .await?;
         Ok(members.len())
     }
 

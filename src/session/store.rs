@@ -255,6 +255,32 @@ impl Sessions {
         }
     }
 
+    /// Every live session of user `user_id` (their sessions page); `None` with the cookie
+    /// store, which cannot know a person's other browsers.
+    pub async fn list(
+        &self,
+        user_id: u64,
+    ) -> Result<Option<Vec<super::redis::Listed>>, StoreError> {
+        match self.redis() {
+            Some(r) => r.list(&self.codec, user_id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The store key of the request's session (Redis), to tell it apart in a list.
+    pub fn key_of(&self, headers: &HeaderMap) -> Option<String> {
+        let handle = self.codec.read_handle(headers)?;
+        self.redis().map(|r| r.key_of(&handle))
+    }
+
+    /// Ends user `user_id`'s session under store key `key` (Redis).
+    pub async fn end_key(&self, key: &str, user_id: u64) -> Result<(), StoreError> {
+        match self.redis() {
+            Some(r) => r.delete_key(key, user_id).await,
+            None => Ok(()),
+        }
+    }
+
     /// Takes the cross-replica revalidation lock: `Ok(None)` when another replica holds it.
     /// Without Redis there are no other replicas to coordinate with.
     pub async fn lock(&self, loaded: &Loaded) -> Result<Option<String>, StoreError> {

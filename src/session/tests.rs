@@ -36,6 +36,7 @@ fn session(groups: usize) -> Session {
         validated: 1,
         host: None,
         checked_ms: 0,
+        origin: None,
         derived: Default::default(),
     }
 }

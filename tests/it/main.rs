@@ -33,5 +33,6 @@ mod properties;
 mod proxy;
 mod redis;
 mod security;
+mod sessions_page;
 mod upstreams;
 mod webhooks;

@@ -544,6 +544,7 @@ async fn sessions_dated_in_the_future_are_refused() {
             created,
             host: None,
             checked_ms: 0,
+            origin: None,
             expires: now + 86_400 * 30,
             validated,
             derived: Default::default(),

@@ -117,6 +117,89 @@ async fn bob_removed_in_gitlab_is_refused_within_a_second() {
     )
     .await;
     assert!(before.elapsed() < Duration::from_secs(1));
+    // Counted: the revalidations the events asked for, and the time from the event to the
+    // refusal (both refusals were under a second).
+    let metrics = s.app.metrics.render();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(value("labgate_webhook_revalidations_total") >= 3.0);
+    assert_eq!(value("labgate_webhook_refusal_seconds_count"), 2.0);
+    assert_eq!(
+        value("labgate_webhook_refusal_seconds_bucket{le=\"1.0\"}"),
+        2.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_listener_of_their_own_takes_the_hooks_and_the_main_one_does_not() {
+    let config =
+        config_with(None, "").replace("[server]\n", "[server]\nwebhook_listen = \"127.0.0.1:0\"\n");
+    let s = stack(&config).await;
+    let side = s.webhook_url.clone().expect("the webhook listener");
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    let home = format!("{}/", s.labgate_url);
+    // The main listener does not take them, even with the right token.
+    let r = hook(
+        &s.labgate_url,
+        Some(SECRET),
+        "Member Hook",
+        &member_event(BOB),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // The side listener serves the hook path alone.
+    for (path, want) in [
+        ("/", StatusCode::NOT_FOUND),
+        ("/oauth2/sign_in", StatusCode::NOT_FOUND),
+        ("/oauth2/webhooks/gitlab", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let r = plain().get(format!("{side}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), want, "{path}");
+    }
+    let r = hook(
+        &side,
+        Some("wrong-secret-of-sixteen"),
+        "Member Hook",
+        &member_event(BOB),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The stand-in's hooks go there, and bob is out within a second.
+    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team/frontend", None).await,
+        StatusCode::NO_CONTENT
+    );
+    let before = Instant::now();
+    assert_eq!(
+        members(&s.gitlab.base_url, "acme/team", None).await,
+        StatusCode::NO_CONTENT
+    );
+    until(
+        &home,
+        &cookie,
+        StatusCode::FORBIDDEN,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(before.elapsed() < Duration::from_secs(1));
+    // Without a secret the listener has nothing to serve: a configuration error naming it.
+    let err = labgate::config::load_str(
+        &config
+            .replace(&format!("webhook_secret = \"{SECRET}\"\n"), "")
+            .replace("{labgate}", "http://127.0.0.1:4180")
+            .replace("{gitlab}", "http://127.0.0.1:4181")
+            .replace("{echo}", "http://127.0.0.1:4182"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("server.webhook_listen"), "{err}");
 }
 
 #[tokio::test]
