@@ -214,6 +214,26 @@ impl App {
         Host::read(text)
     }
 
+    /// Whether a request with a side effect comes from labgate's own pages: `Origin` equal to
+    /// public_url's, or `Sec-Fetch-Site` same-origin / none (typed or bookmarked). Browsers
+    /// that send neither (old ones, scripts) are let through: the check defends against
+    /// cross-site forgery, which modern browsers always label.
+    pub fn same_origin<B>(&self, req: &http::Request<B>) -> bool {
+        let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
+        if let Some(origin) = h("origin") {
+            // Serving several apps, a host's own pages are its origin.
+            let hosts = &self.config.server.hosts;
+            let own = || {
+                self.request_host(req)
+                    .ok()
+                    .filter(|host| hosts.many && hosts.serves(&host.name))
+                    .is_some_and(|host| origin == self.origin_of(&host))
+            };
+            return origin == self.config.server.public_origin || own();
+        }
+        !matches!(h("sec-fetch-site"), Some("cross-site" | "same-site"))
+    }
+
     /// public_url's host.
     pub fn public_host(&self) -> Host {
         Host {

@@ -21,6 +21,7 @@
 //!    userinfo.rs        /userinfo, /jwks.json
 //!    admin.rs           /ping, /ready, /metrics handlers
 //!    webhooks.rs        /webhooks/gitlab: GitLab's member and system hooks mark sessions due
+//!    sessions_page.rs   /sessions: a person's own sessions, listed and ended
 //!  5 auth/              who is calling: session.rs (load, revalidation, grace),
 //!                       bearer.rs (CI ID tokens, access tokens) -> identity::Principal;
 //!                       authorize: authenticate, then the access decision
@@ -28,7 +29,7 @@
 //!  3 app.rs             the shared state built from the config (composition only)
 //!  2 oauth/gitlab.rs    the only code that talks to GitLab (-> metrics, oauth::flow)
 //!    session/           the session, its sealed split cookies, the stores, the refresh
-//!                       gate, the access-token cache
+//!                       gate, the access-token cache, `labgate sessions revoke`
 //!    identity/          Principal, the identity header table, the assertion, JWKS (-> session)
 //!    proxy/             streaming forward to the upstream, upgrades (also RFC 8441)
 //!    forward_auth/      the original request from one front proxy's headers (-> identity)

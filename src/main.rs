@@ -43,7 +43,13 @@ fn main() -> ExitCode {
         }
         Some(Command::Sessions {
             action: SessionsAction::Revoke { ref user },
-        }) => load(&cli).map_or_else(|code| code, |c| labgate::session::revoke::command(&c, user)),
+        }) => load(&cli).map_or_else(
+            |code| code,
+            |c| {
+                labgate::telemetry::init(c.log.format, &c.log.level);
+                labgate::session::revoke::command(&c, user)
+            },
+        ),
         Some(Command::Migrate {
             from: MigrateFrom::Oauth2Proxy { ref args },
         }) => {

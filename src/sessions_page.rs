@@ -32,7 +32,7 @@ pub(crate) async fn sessions(
     peer: std::net::IpAddr,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
-    if req.method() == Method::POST && !crate::signin::same_origin(app, &req) {
+    if req.method() == Method::POST && !app.same_origin(&req) {
         return respond::json_error(
             StatusCode::FORBIDDEN,
             "cross_site",

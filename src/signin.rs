@@ -493,29 +493,9 @@ fn new_session(
     }
 }
 
-/// Whether a request with a side effect comes from labgate's own pages: `Origin` equal to
-/// public_url's, or `Sec-Fetch-Site` same-origin / none (typed or bookmarked). Browsers
-/// that send neither (old ones, scripts) are let through: the check defends against
-/// cross-site forgery, which modern browsers always label.
-pub(crate) fn same_origin<B>(app: &App, req: &Request<B>) -> bool {
-    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok());
-    if let Some(origin) = h("origin") {
-        // Serving several apps, a host's own pages are its origin.
-        let hosts = &app.config.server.hosts;
-        let own = || {
-            app.request_host(req)
-                .ok()
-                .filter(|host| hosts.many && hosts.serves(&host.name))
-                .is_some_and(|host| origin == app.origin_of(&host))
-        };
-        return origin == app.config.server.public_origin || own();
-    }
-    !matches!(h("sec-fetch-site"), Some("cross-site" | "same-site"))
-}
-
 /// `GET/POST /sign_out`.
 pub(crate) async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    if !same_origin(app, req) {
+    if !app.same_origin(req) {
         // A cross-site link or form must not sign people out (logout CSRF): ask instead.
         if req.method() == Method::POST {
             return respond::json_error(

@@ -24,7 +24,6 @@ pub fn parse_user(text: &str) -> Result<u64, String> {
 /// Ends user `user`'s sessions; exit 0 with how many, 1 when the store failed, 2 for a
 /// usage problem or the cookie store (whose sessions live in browsers).
 pub fn command(config: &Config, user: &str) -> ExitCode {
-    crate::telemetry::init(config.log.format, &config.log.level);
     let user_id = match parse_user(user) {
         Ok(id) => id,
         Err(e) => {

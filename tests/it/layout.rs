@@ -21,6 +21,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("admin", 6),
     ("userinfo", 6),
     ("webhooks", 6),
+    ("sessions_page", 6),
     ("forward_auth::endpoint", 6),
     ("auth", 5),
     ("reject", 4),
