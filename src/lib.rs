@@ -10,6 +10,7 @@
 //!    check/             `labgate check`: the config described, notes, --online
 //!    healthcheck.rs     `labgate healthcheck`: GET /ping or /ready on the listener
 //!    migrate/           `labgate migrate oauth2-proxy`: oauth2-proxy's config -> labgate TOML
+//!    revoke.rs          `labgate sessions revoke`: an operator ends a user's sessions
 //!    dev/               the GitLab stand-in and the echo upstream (`labgate dev`, tests);
 //!                       only with the `dev` cargo feature (default; not in the image)
 //!  8 server/            listeners, TLS + reload, limits, drain, side listeners, runtime
@@ -29,7 +30,7 @@
 //!  3 app.rs             the shared state built from the config (composition only)
 //!  2 oauth/gitlab.rs    the only code that talks to GitLab (-> metrics, oauth::flow)
 //!    session/           the session, its sealed split cookies, the stores, the refresh
-//!                       gate, the access-token cache, `labgate sessions revoke`
+//!                       gate, the access-token cache
 //!    identity/          Principal, the identity header table, the assertion, JWKS (-> session)
 //!    proxy/             streaming forward to the upstream, upgrades (also RFC 8441)
 //!    forward_auth/      the original request from one front proxy's headers (-> identity)
@@ -67,6 +68,7 @@ pub(crate) mod pages;
 pub(crate) mod proxy;
 pub(crate) mod reject;
 pub(crate) mod respond;
+pub mod revoke;
 pub(crate) mod router;
 pub mod server;
 pub mod session;

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
             |code| code,
             |c| {
                 labgate::telemetry::init(c.log.format, &c.log.level);
-                labgate::session::revoke::command(&c, user)
+                labgate::revoke::command(&c, user)
             },
         ),
         Some(Command::Migrate {

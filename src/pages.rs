@@ -97,6 +97,8 @@ pub struct SessionsView<'a> {
     pub action: &'a str,
     /// A line on what was just done.
     pub notice: Option<&'a str>,
+    /// A line on the sessions other apps list (each host keeping its own).
+    pub elsewhere: Option<&'a str>,
 }
 
 /// One session on the sessions page.
@@ -333,8 +335,12 @@ impl Pages {
         } else {
             r#"<p class="hint">Your session is kept in this browser's cookies, not on the server, so labgate cannot list or end the sessions of your other browsers and devices: each ends when it is signed out there, or at the end of its lifetime. If a device is lost, ask the people who run this service to end your sessions.</p>"#.to_owned()
         };
+        let elsewhere = view
+            .elsewhere
+            .map(|e| format!(r#"<p class="hint">{}</p>"#, escape(e)))
+            .unwrap_or_default();
         let inner = format!(
-            r#"<h1>Your sessions</h1>{notice}<p>Signed in to {app} as <strong>{user}</strong>.</p><ul class="sessions">{items}</ul>{everywhere}"#,
+            r#"<h1>Your sessions</h1>{notice}<p>Signed in to {app} as <strong>{user}</strong>.</p><ul class="sessions">{items}</ul>{elsewhere}{everywhere}"#,
             app = escape(&self.app_name),
             user = escape(view.username),
         );

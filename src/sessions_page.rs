@@ -122,8 +122,11 @@ async fn page<B>(
     let client = crate::headers::client_ip(req.headers(), peer, &app.config.server.trusted_proxies);
     let here = crate::session::SignedInFrom::of(client, req.headers());
     let action = app.url("/sessions");
+    let mut elsewhere = 0;
     let view_rows: Vec<(bool, Session, Option<u64>)> = match listed {
         Some(all) => {
+            let (all, other_apps) = this_app(app, session, all);
+            elsewhere = other_apps;
             let current = app.sessions.key_of(req.headers());
             let mut rows: Vec<_> = all
                 .into_iter()
@@ -167,14 +170,34 @@ async fn page<B>(
             }
         })
         .collect();
+    let other_apps = format!(
+        "You also have {elsewhere} session(s) at other apps: each app's own sessions page lists and ends them."
+    );
     let body = app.pages.sessions(&SessionsView {
         username: &session.user.username,
         rows: &rows,
         listed: app.sessions.shared(),
         action: &action,
         notice,
+        elsewhere: (elsewhere > 0).then_some(other_apps.as_str()),
     });
     respond::posting_forms(respond::html(StatusCode::OK, body, &app.pages.csp))
+}
+
+/// The sessions of this app: where each host keeps its own sessions, those bound to the
+/// same host as `owner`'s (another app's page, and a script at its origin, learns nothing
+/// of them but how many); and how many others there are.
+fn this_app(
+    app: &App,
+    owner: &Session,
+    all: Vec<crate::session::redis::Listed>,
+) -> (Vec<crate::session::redis::Listed>, usize) {
+    if !app.sessions_per_host() {
+        return (all, 0);
+    }
+    let (here, elsewhere): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|l| l.session.host == owner.host);
+    (here, elsewhere.len())
 }
 
 /// When a session was last used, as far as the store knows (Unix seconds).
@@ -186,6 +209,24 @@ fn last_active(s: &Session, seen: Option<u64>) -> u64 {
 /// (this browser's is ended by sign-out), then shows the page again (303).
 async fn end(app: &App, owner: &Session, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let bad = |why: &str| respond::json_error(StatusCode::BAD_REQUEST, "bad_request", why);
+    // A form's type only: what a cross-site page can send without asking is refused by the
+    // origin check already; this keeps other bodies (JSON, text) out as well.
+    let form = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form {
+        return respond::json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the form as application/x-www-form-urlencoded",
+        );
+    }
     if hyper::body::Body::size_hint(req.body()).lower() > MAX_FORM as u64 {
         return bad("the form is too large");
     }
@@ -201,7 +242,7 @@ async fn end(app: &App, owner: &Session, req: Request<hyper::body::Incoming>) ->
         return bad("the form must name one session to end (end=<id>)");
     };
     let listed = match app.sessions.list(owner.user.id).await {
-        Ok(Some(listed)) => listed,
+        Ok(Some(listed)) => this_app(app, owner, listed).0,
         Ok(None) => {
             return bad("sessions are kept in browsers' cookies here: only sign-out ends one")
         }

@@ -187,13 +187,21 @@ async fn revalidate_due(
     // may have rotated them without confirming the session: see `Rotated`).
     let mut base = current;
     if app.sessions.shared() {
-        if let Ok(Some(l)) = app.sessions.load_fresh(headers).await {
-            if l.session.confirmed_ms() > base.confirmed_ms() && !marked(&l.session, due) {
-                app.sessions.unlock(&loaded, &token).await;
-                guard.fresh = Some((l.session.clone(), Instant::now()));
-                return valid(l.session, Vec::new());
+        match app.sessions.load_fresh(headers).await {
+            Ok(Some(l)) => {
+                if l.session.confirmed_ms() > base.confirmed_ms() && !marked(&l.session, due) {
+                    app.sessions.unlock(&loaded, &token).await;
+                    guard.fresh = Some((l.session.clone(), Instant::now()));
+                    return valid(l.session, Vec::new());
+                }
+                base = l.session;
             }
-            base = l.session;
+            // Ended since this replica cached it (signed out, revoked): not revived.
+            Ok(None) => {
+                app.sessions.unlock(&loaded, &token).await;
+                return ended_meanwhile(app, session, headers);
+            }
+            Err(_) => {}
         }
     }
     let outcome = revalidate_locked(
@@ -269,7 +277,8 @@ async fn revalidate_locked(
     });
     match result {
         Ok(fresh) => match store_rotated(app, loaded, &fresh, headers, now, token).await {
-            Ok(cookies) => {
+            Ok(None) => ended_meanwhile(app, session, headers),
+            Ok(Some(cookies)) => {
                 app.metrics.revalidation("ok");
                 let fresh = Arc::new(fresh);
                 state.fresh = Some((fresh.clone(), Instant::now()));
@@ -308,7 +317,8 @@ async fn revalidate_locked(
             state.failures = state.failures.saturating_add(1);
             state.retry_at = Some(Instant::now() + backoff(state.failures));
             match store_rotated(app, loaded, &rotated, headers, now, token).await {
-                Ok(cookies) => {
+                Ok(None) => ended_meanwhile(app, session, headers),
+                Ok(Some(cookies)) => {
                     let rotated = Arc::new(*rotated);
                     state.fresh = Some((rotated.clone(), Instant::now()));
                     within_grace(app, &rotated, now, Some(&error.to_string())).map(|mut a| {
@@ -326,6 +336,23 @@ async fn revalidate_locked(
     }
 }
 
+/// The session was ended in the store (signed out, revoked) while it was revalidated, or
+/// before this replica's cached copy came due: it stays ended.
+fn ended_meanwhile(
+    app: &App,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Result<Authenticated, Reject> {
+    tracing::info!(target: "labgate::audit", user = %session.user.username, reason = "ended in the store", "session ended at revalidation");
+    app.metrics.revalidation("ended");
+    Err(Reject::Unauthenticated {
+        clear: app
+            .sessions
+            .codec
+            .clear_all(headers, &app.config.session.cookie_name),
+    })
+}
+
 /// How long a revalidation that GitLab has already answered keeps trying to store the
 /// new tokens while the store is failing (a Redis restart or failover). The lock it holds
 /// (kept alive meanwhile) stops other replicas from refreshing with the spent token.
@@ -341,7 +368,7 @@ async fn store_rotated(
     headers: &HeaderMap,
     now: u64,
     lock: &str,
-) -> Result<Vec<String>, crate::session::StoreError> {
+) -> Result<Option<Vec<String>>, crate::session::StoreError> {
     let start = Instant::now();
     loop {
         match app.sessions.update(loaded, session, headers, now).await {

@@ -34,13 +34,26 @@ pub async fn serve_webhooks(listener: TcpListener, shared: Arc<Shared>) {
         let app = app.clone();
         let path = path.clone();
         async move {
+            // Origin-form only, as on the main listener.
+            if req.uri().authority().is_some() {
+                return respond::json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "only origin-form request targets (/path?query) are accepted",
+                );
+            }
             match (req.method(), req.uri().path() == &*path) {
                 (&http::Method::POST, true) => crate::webhooks::gitlab(&app, req).await,
-                (_, true) => respond::json_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "method not allowed here",
-                ),
+                (_, true) => {
+                    let mut r = respond::json_error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        "GitLab's webhooks are POSTed",
+                    );
+                    r.headers_mut()
+                        .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+                    r
+                }
                 _ => respond::json_error(
                     StatusCode::NOT_FOUND,
                     "not_found",

@@ -5,7 +5,6 @@ mod cookie_codec;
 pub mod marks;
 pub mod redis;
 pub mod refresh;
-pub mod revoke;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -84,7 +83,9 @@ impl SignedInFrom {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .chars()
-            .filter(|c| !c.is_control())
+            // Printable ASCII only: no control or direction-changing characters to
+            // disguise one browser as another on the page.
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
             .take(Self::AGENT_MAX)
             .collect();
         SignedInFrom {

@@ -276,7 +276,7 @@ impl RedisStore {
         let seen: HashMap<String, u64> = self
             .query(redis::cmd("HGETALL").arg(self.seen_key(user_id)))
             .await?;
-        let mut listed = Vec::with_capacity(members.len());
+        let mut listed: Vec<Listed> = Vec::with_capacity(members.len());
         for m in &members {
             let key = self.member_key(m);
             let sealed: Option<String> = self.query(redis::cmd("GET").arg(&key)).await?;
@@ -291,6 +291,15 @@ impl RedisStore {
                     session,
                 });
             }
+        }
+        // Times of sessions that expired or were ended elsewhere go with them.
+        let stale: Vec<&String> = seen
+            .keys()
+            .filter(|k| !listed.iter().any(|l| &l.key == *k))
+            .collect();
+        if !stale.is_empty() {
+            self.query::<()>(redis::cmd("HDEL").arg(self.seen_key(user_id)).arg(stale))
+                .await?;
         }
         Ok(listed)
     }
@@ -392,34 +401,41 @@ impl RedisStore {
         Ok(session.map(|s| (s, due)))
     }
 
-    /// Stores `session` under `handle` until its absolute expiry.
+    /// Stores `session` under `handle` until its absolute expiry; `existing`: only over a
+    /// session still stored (a revalidation must not bring back one that was ended
+    /// meanwhile). Whether it was stored.
     pub async fn save(
         &self,
         codec: &CookieCodec,
         handle: &str,
         session: &Session,
         now: u64,
-    ) -> Result<(), StoreError> {
+        existing: bool,
+    ) -> Result<bool, StoreError> {
         let key = self.key(handle);
         let json = serde_json::to_string(session).map_err(|e| StoreError(e.to_string()))?;
         let sealed = codec
             .seal_value(&key, json)
             .ok_or_else(|| StoreError("cannot seal the session".into()))?;
         let ttl_ms = session.expires.saturating_sub(now).max(1) * 1000;
-        self.query::<()>(
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(sealed)
-                .arg("PX")
-                .arg(ttl_ms),
-        )
-        .await?;
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(sealed).arg("PX").arg(ttl_ms);
+        if existing {
+            set.arg("XX");
+        }
+        let stored: Option<String> = self.query(&set).await?;
+        if stored.is_none() {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.remove(handle);
+            }
+            return Ok(false);
+        }
         // The per-user index (for sign-out everywhere) holds the hashed keys, never the
         // handles: reading Redis must not yield a usable cookie.
         let index = self.user_key(session.user.id);
         self.query::<()>(redis::cmd("SADD").arg(&index).arg(&key))
             .await?;
-        self.prune_index(&index).await?;
+        self.prune_index(&index, session.user.id).await?;
         // The index lives as long as its longest session: NX sets a first TTL, GT extends.
         for flag in ["NX", "GT"] {
             self.query::<i64>(redis::cmd("PEXPIRE").arg(&index).arg(ttl_ms).arg(flag))
@@ -432,7 +448,7 @@ impl RedisStore {
                 (Arc::new(session.clone()), None, Instant::now()),
             );
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes one session: every replica refuses its cookie from now on (after their
@@ -473,7 +489,8 @@ impl RedisStore {
     /// those whose session has expired are removed, and past [`MAX_SESSIONS_PER_USER`]
     /// live sessions the surplus is ended (a stranger cannot grow Redis without bound by
     /// signing in again and again).
-    async fn prune_index(&self, index: &str) -> Result<(), StoreError> {
+    async fn prune_index(&self, index: &str, user_id: u64) -> Result<(), StoreError> {
+        let seen = self.seen_key(user_id);
         let count: usize = self.query(redis::cmd("SCARD").arg(index)).await?;
         if count <= INDEX_PRUNE_ABOVE {
             return Ok(());
@@ -485,6 +502,8 @@ impl RedisStore {
                 .await?;
             if live == 0 {
                 self.query::<()>(redis::cmd("SREM").arg(index).arg(m))
+                    .await?;
+                self.query::<()>(redis::cmd("HDEL").arg(&seen).arg(self.member_key(m)))
                     .await?;
             }
         }
@@ -498,6 +517,8 @@ impl RedisStore {
                 return Ok(());
             };
             self.query::<()>(redis::cmd("DEL").arg(self.member_key(&m)))
+                .await?;
+            self.query::<()>(redis::cmd("HDEL").arg(&seen).arg(self.member_key(&m)))
                 .await?;
         }
     }

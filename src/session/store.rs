@@ -201,7 +201,7 @@ impl Sessions {
             None => Ok(self.codec.session_cookies(session, request, now)),
             Some(r) => {
                 let handle = crate::random_token(32);
-                r.save(&self.codec, &handle, session, now).await?;
+                r.save(&self.codec, &handle, session, now, false).await?;
                 let max_age =
                     i64::try_from(session.expires.saturating_sub(now)).unwrap_or(i64::MAX);
                 let mut cookies: Vec<String> = self
@@ -222,20 +222,21 @@ impl Sessions {
     }
 
     /// Stores an updated session (revalidation); returns the cookies to set (none for
-    /// Redis: the handle stays).
+    /// Redis: the handle stays), or `None` when the session was ended meanwhile (signed
+    /// out, revoked: an update never brings it back).
     pub async fn update(
         &self,
         loaded: &Loaded,
         session: &Session,
         request: &HeaderMap,
         now: u64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Option<Vec<String>>, StoreError> {
         match (self.redis(), &loaded.handle) {
-            (Some(r), Some(handle)) => {
-                r.save(&self.codec, handle, session, now).await?;
-                Ok(Vec::new())
-            }
-            _ => Ok(self.codec.session_cookies(session, request, now)),
+            (Some(r), Some(handle)) => Ok(r
+                .save(&self.codec, handle, session, now, true)
+                .await?
+                .then(Vec::new)),
+            _ => Ok(Some(self.codec.session_cookies(session, request, now))),
         }
     }
 

@@ -14,6 +14,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("check", 9),
     ("healthcheck", 9),
     ("migrate", 9),
+    ("revoke", 9),
     ("dev", 9),
     ("server", 8),
     ("router", 7),

@@ -732,3 +732,70 @@ async fn labgates_pages_answer_only_at_hosts_it_serves() {
         assert!(r.starts_with("HTTP/1.1 200"), "{path}: {r}");
     }
 }
+
+#[tokio::test]
+async fn each_apps_sessions_page_lists_and_ends_only_its_own_sessions() {
+    let redis = crate::redis::redis_on(free_port(), &[]).await;
+    let apps = apps(
+        &format!(
+            "store = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"",
+            redis.port
+        ),
+        "",
+    )
+    .await;
+    let alice = apps.browser();
+    for app in [WIKI, ADMIN] {
+        let page = sign_in_at(&apps, &alice, &format!("{}/", apps.url(app)), "alice").await;
+        assert_eq!(page.status(), StatusCode::OK, "{app}");
+    }
+    let page = |host: &'static str| {
+        let r = alice
+            .get(format!("{}/oauth2/sessions", apps.url(host)))
+            .header(ACCEPT, "text/html")
+            .send();
+        async move { r.await.unwrap().text().await.unwrap() }
+    };
+    // The wiki's page shows the wiki's session, and only how many others there are.
+    let wiki = page(WIKI).await;
+    assert!(wiki.contains("This browser"), "{wiki}");
+    assert!(
+        wiki.contains("You also have 1 session(s) at other apps"),
+        "{wiki}"
+    );
+    assert!(!wiki.contains(ADMIN), "{wiki}");
+    assert!(
+        !wiki.contains(r#"name="end""#),
+        "nothing else to end here: {wiki}"
+    );
+    // The admin app's session id (from its own page) cannot be ended from the wiki.
+    let admin = page(ADMIN).await;
+    assert!(
+        admin.contains("You also have 1 session(s) at other apps"),
+        "{admin}"
+    );
+    let (_, seen) = echo_json(&alice, &format!("{}/whoami", apps.url(ADMIN))).await;
+    let admin_sid = seen["verified"]["claims"]["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = alice
+        .post(format!("{}/oauth2/sessions", apps.url(WIKI)))
+        .header("origin", apps.url(WIKI))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("end={admin_sid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = alice
+        .get(format!("{}/whoami", apps.url(ADMIN)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the admin app's session lives on"
+    );
+}

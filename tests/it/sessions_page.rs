@@ -55,12 +55,14 @@ fn end_ids(html: &str) -> Vec<String> {
         .collect()
 }
 
+const FORM: &str = "application/x-www-form-urlencoded";
+
 async fn end(s: &labgate::dev::Stack, cookie: &str, origin: &str, id: &str) -> reqwest::Response {
     plain()
         .post(format!("{}/oauth2/sessions", s.labgate_url))
         .header(COOKIE, cookie)
         .header(ORIGIN, origin)
-        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-type", FORM)
         .body(format!("end={id}"))
         .send()
         .await
@@ -112,18 +114,34 @@ async fn people_list_and_end_their_own_sessions_in_redis() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(home(&s, &phone).await, StatusCode::OK);
     assert_eq!(home(&s, &alice).await, StatusCode::OK);
-    // A malformed form: a clear 400.
-    for body in ["", "end=a&end=b", "x=1"] {
+    // A malformed form: a clear 400; not a form at all: 415.
+    for (body, kind, want) in [
+        ("", FORM, StatusCode::BAD_REQUEST),
+        ("end=a&end=b", FORM, StatusCode::BAD_REQUEST),
+        ("x=1", FORM, StatusCode::BAD_REQUEST),
+        (
+            &format!("end={}", ids[0])[..],
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            r#"{"end":"x"}"#,
+            "application/json",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
         let r = plain()
             .post(format!("{}/oauth2/sessions", s.labgate_url))
             .header(COOKIE, &laptop)
             .header(ORIGIN, &origin)
-            .body(body)
+            .header("content-type", kind)
+            .body(body.to_owned())
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body:?}");
+        assert_eq!(r.status(), want, "{body:?} as {kind}");
     }
+    assert_eq!(home(&s, &phone).await, StatusCode::OK);
     // bob ends the phone's session from the laptop: the phone is out, the laptop is not.
     let r = end(&s, &laptop, &origin, &ids[0]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
@@ -218,4 +236,76 @@ async fn operators_revoke_a_users_sessions_from_the_command_line() {
     let out = run("id:102");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("browsers' cookies"));
+}
+
+/// A Redis connection to the stack's store (to look at what it keeps).
+fn store(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_ended_session_stays_ended_when_a_replica_revalidates_its_copy() {
+    // A replica keeps its copy of the phone's session for 30 s; meanwhile the laptop signs
+    // out everywhere at the other replica, which revokes only the laptop's GitLab token.
+    let (redis, _k, s) = crate::redis::redis_stack("redis_cache_ttl = \"30s\"").await;
+    let b = s.start_replica().await.unwrap();
+    let laptop = sign_in_as(&s, "bob", "LaptopBrowser/1.0").await;
+    let phone = sign_in_as(&s, "bob", "PhoneBrowser/2.0").await;
+    let at_b = |cookie: String| {
+        let url = format!("{}/", b.url);
+        async move {
+            plain()
+                .get(url)
+                .header(COOKIE, cookie)
+                .header(ACCEPT, "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(at_b(phone.clone()).await, StatusCode::OK);
+    let r = plain()
+        .post(format!("{}/oauth2/sign_out?everywhere=1", s.labgate_url))
+        .header(COOKIE, &laptop)
+        .header(ORIGIN, &s.labgate_url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Past session.revalidate at B: its copy comes due, and the store says it is over. (If
+    // the revalidation wrote it back, the phone's still valid refresh token would revive
+    // it, on every replica.)
+    b.app.clock.advance(120);
+    assert_eq!(at_b(phone.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(at_b(phone.clone()).await, StatusCode::UNAUTHORIZED);
+    let mut c = store(redis.port);
+    let left: usize = redis::cmd("SCARD")
+        .arg("labgate:u:102")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(left, 0, "nothing written back");
+}
+
+#[tokio::test]
+async fn the_last_seen_times_stay_bounded_by_the_sessions() {
+    let (redis, _k, s) = crate::redis::redis_stack("redis_cache_ttl = \"0s\"").await;
+    for i in 0..70 {
+        let cookie = sign_in_as(&s, "bob", &format!("Browser/{i}")).await;
+        assert_eq!(home(&s, &cookie).await, StatusCode::OK);
+    }
+    let mut c = store(redis.port);
+    let sessions: usize = redis::cmd("SCARD")
+        .arg("labgate:u:102")
+        .query(&mut c)
+        .unwrap();
+    let times: usize = redis::cmd("HLEN")
+        .arg("labgate:seen:102")
+        .query(&mut c)
+        .unwrap();
+    assert!(sessions <= 64, "{sessions}");
+    assert!(times <= sessions, "{times} times for {sessions} sessions");
 }

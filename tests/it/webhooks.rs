@@ -162,6 +162,20 @@ async fn a_listener_of_their_own_takes_the_hooks_and_the_main_one_does_not() {
         let r = plain().get(format!("{side}{path}")).send().await.unwrap();
         assert_eq!(r.status(), want, "{path}");
     }
+    let r = plain()
+        .get(format!("{side}/oauth2/webhooks/gitlab"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "POST");
+    // Only origin-form targets, as on the main listener.
+    let port = side.trim_start_matches("http://");
+    let r = raw(
+        &side,
+        &format!("POST http://evil.example/oauth2/webhooks/gitlab HTTP/1.1\r\nHost: {port}\r\nX-Gitlab-Event: Member Hook\r\nX-Gitlab-Token: {SECRET}\r\nContent-Length: 2\r\n\r\n{{}}"),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     let r = hook(
         &side,
         Some("wrong-secret-of-sixteen"),

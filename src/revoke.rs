@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
-use super::Sessions;
 use crate::config::Config;
+use crate::oauth::gitlab::Gitlab;
+use crate::session::Sessions;
 
 /// Exit code for a usage or configuration problem.
 const EXIT_USAGE: u8 = 2;
@@ -12,8 +13,8 @@ const EXIT_USAGE: u8 = 2;
 /// Reads `id:<n>`: a GitLab user id (never a username, which its owner can change).
 pub fn parse_user(text: &str) -> Result<u64, String> {
     text.strip_prefix("id:")
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'))
         .and_then(|n| n.parse::<u64>().ok())
-        .filter(|n| *n > 0)
         .ok_or_else(|| {
             format!(
                 "--user: expected id:<GitLab user id> (e.g. id:42; the number on the user's GitLab profile or in Admin > Users), not {text:?}"
@@ -57,6 +58,25 @@ pub fn command(config: &Config, user: &str) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Their GitLab tokens too (best effort): a copy of a session a replica still holds
+        // cannot be revalidated with them.
+        let listed = match sessions.list(user_id).await {
+            Ok(listed) => listed.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("labgate: the session store failed, nothing was revoked: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if !listed.is_empty() {
+            match Gitlab::new(&config.gitlab, crate::app::redirect_uri(config)) {
+                Ok(gitlab) => {
+                    for l in &listed {
+                        gitlab.revoke(&l.session.access_token).await;
+                    }
+                }
+                Err(e) => eprintln!("labgate: GitLab's tokens were not revoked: {e}"),
+            }
+        }
         match sessions.end_all(user_id).await {
             Ok(n) => {
                 tracing::warn!(target: "labgate::audit", user_id, sessions = n, "an operator revoked every session of a user (labgate sessions revoke)");
@@ -83,6 +103,9 @@ mod tests {
             "id:",
             "id:0",
             "id:-1",
+            "id:+42",
+            "id:042",
+            "id:18446744073709551616",
             "id:4x",
             "bob",
             "id: 42",
