@@ -92,13 +92,6 @@ impl App {
             config.server.public_url.as_str(),
             metrics.assertions_signed.clone(),
         )?;
-        if signer.ephemeral {
-            tracing::warn!(
-                "identity.signing_key_files is not set: signing assertions with a key generated at start. \
-                 Replicas will not verify each other's assertions and the key changes at every restart; \
-                 create one with `labgate keygen` for production"
-            );
-        }
         let sessions = crate::session::Sessions::new(&config).await?;
         // The apps share labgate's front door: public_url's scheme and port.
         let mut redirect_allowed = config.server.allowed_redirect_domains.clone();

@@ -34,7 +34,12 @@ pub enum Command {
     ///
     /// Only in builds with the `dev` cargo feature (the default); the container image is
     /// built without it.
-    Dev,
+    Dev {
+        /// labgate listens on this port, the GitLab stand-in on the next, the echo app on
+        /// the one after; 0: free ports, whatever the machine has (the banner says which).
+        #[arg(long, value_name = "PORT", default_value_t = 4180)]
+        port_base: u16,
+    },
     /// Validate the config, print it with secrets redacted, and the Redirect URI.
     Check {
         /// Also ask GitLab whether the application is set up right.

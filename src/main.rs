@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let (cli, config_on_command_line) = Cli::parse_noting_config();
     match cli.command {
         None | Some(Command::Run) => load(&cli).map_or_else(|code| code, run),
-        Some(Command::Dev) => dev(&cli),
+        Some(Command::Dev { port_base }) => dev(&cli, port_base),
         Some(Command::Healthcheck { ready, insecure }) => {
             labgate::healthcheck::command(cli.config.as_deref(), &cli.overrides(), ready, insecure)
         }
@@ -77,7 +77,11 @@ fn run(config: Config) -> ExitCode {
 }
 
 #[cfg(feature = "dev")]
-fn dev(cli: &Cli) -> ExitCode {
+fn dev(cli: &Cli, port_base: u16) -> ExitCode {
+    if cli.listen.is_some() {
+        eprintln!("labgate dev: --listen is not used by the demo; choose its ports with --port-base (0: free ports)");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     labgate::telemetry::init(
         labgate::config::LogFormat::Text,
         cli.log_level.as_deref().unwrap_or("info"),
@@ -86,7 +90,7 @@ fn dev(cli: &Cli) -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(labgate::dev::run_demo(cli.config.as_deref())),
+        Ok(rt) => rt.block_on(labgate::dev::run_demo(cli.config.as_deref(), port_base)),
         Err(e) => {
             eprintln!("labgate: cannot start the runtime: {e}");
             ExitCode::FAILURE
@@ -97,7 +101,7 @@ fn dev(cli: &Cli) -> ExitCode {
 /// The production build (`--no-default-features`, the container image) leaves the demo
 /// and its GitLab stand-in out.
 #[cfg(not(feature = "dev"))]
-fn dev(_cli: &Cli) -> ExitCode {
+fn dev(_cli: &Cli, _port_base: u16) -> ExitCode {
     eprintln!(
         "labgate: this build has no dev mode: it was built without the \"dev\" cargo feature \
          (as the container image is). Run the demo from a default build: cargo run --release -- dev"

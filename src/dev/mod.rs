@@ -272,42 +272,89 @@ fn bound(listener: TcpListener) -> Result<crate::Listeners, String> {
 
 /// The demo config with its fixed addresses turned into `{labgate}`, `{gitlab}`, `{echo}`.
 pub fn config_template() -> String {
-    DEV_CONFIG
-        .replace("http://127.0.0.1:4180", "{labgate}")
+    template(DEV_CONFIG)
+}
+
+/// A demo configuration's addresses (config/dev.toml's: 127.0.0.1:4180, :4181, :4182)
+/// turned into `{labgate}`, `{gitlab}`, `{echo}`, filled in with where each part really
+/// listens.
+fn template(text: &str) -> String {
+    text.replace("http://127.0.0.1:4180", "{labgate}")
         .replace("http://127.0.0.1:4181", "{gitlab}")
+        .replace("http://127.0.0.2:4181", "{gitlab}")
         .replace("http://127.0.0.1:4182", "{echo}")
         .replace("listen = \"127.0.0.1:4180\"", "listen = \"127.0.0.1:0\"")
 }
 
-/// `labgate dev`: the demo on 127.0.0.1:4180 (labgate), :4181 (GitLab stand-in) and
-/// :4182 (echo app), until Ctrl-C. With `config`, labgate runs that file instead of
-/// config/dev.toml (its listen address is 127.0.0.1:4180 regardless); the stand-in accepts
-/// its Redirect URI.
-pub async fn run_demo(config: Option<&std::path::Path>) -> ExitCode {
+/// The GitLab stand-in's address: another loopback address than the app's, so that its
+/// cookies (`_gitlab_session`) never reach the app (cookies ignore ports). Where only
+/// 127.0.0.1 exists (macOS), that one.
+const STAND_IN_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 2);
+
+/// Binds the demo's three listeners: labgate on `port_base` (127.0.0.1), the stand-in on
+/// the next port (127.0.0.2), the echo app on the one after; 0: free ports.
+async fn demo_listeners(port_base: u16) -> Result<Listeners, Vec<String>> {
+    let port = |n: u16| {
+        if port_base == 0 {
+            Ok(0)
+        } else {
+            port_base.checked_add(n).ok_or_else(|| {
+                vec![format!(
+                    "--port-base {port_base} leaves no room for the stand-in and the echo app (at most 65533)"
+                )]
+            })
+        }
+    };
+    let (p0, p1, p2) = (port(0)?, port(1)?, port(2)?);
+    let bind = |ip: std::net::Ipv4Addr, port: u16| async move {
+        TcpListener::bind((ip, port)).await.map_err(|e| {
+            format!(
+                "cannot listen on {ip}:{port}: {e} (another labgate dev? `labgate dev --port-base 0` takes free ports, --port-base 5180 others)"
+            )
+        })
+    };
+    let gitlab = match bind(STAND_IN_IP, p1).await {
+        Err(_) if TcpListener::bind((STAND_IN_IP, 0)).await.is_err() => {
+            bind(std::net::Ipv4Addr::LOCALHOST, p1).await
+        }
+        other => other,
+    };
+    match (
+        bind(std::net::Ipv4Addr::LOCALHOST, p0).await,
+        gitlab,
+        bind(std::net::Ipv4Addr::LOCALHOST, p2).await,
+    ) {
+        (Ok(labgate), Ok(gitlab), Ok(echo)) => Ok(Listeners {
+            labgate,
+            gitlab,
+            echo,
+            gitlab_tls: None,
+        }),
+        (a, b, c) => Err([a.err(), b.err(), c.err()].into_iter().flatten().collect()),
+    }
+}
+
+/// `labgate dev`: the demo, until Ctrl-C: labgate on 127.0.0.1:`port_base` (default 4180),
+/// the GitLab stand-in on 127.0.0.2 and the next port, the echo app on 127.0.0.1 and the
+/// one after (`port_base` 0: free ports). With `config`, labgate runs that file instead of
+/// config/dev.toml: the demo's addresses in it (127.0.0.1:4180, :4181, :4182) are read as
+/// labgate's, the stand-in's and the echo app's, wherever they really listen; the stand-in
+/// accepts its Redirect URI.
+pub async fn run_demo(config: Option<&std::path::Path>, port_base: u16) -> ExitCode {
     let text = match config {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(t) => t,
+            Ok(t) => template(&t),
             Err(e) => {
                 eprintln!("labgate dev: cannot read {}: {e}", path.display());
                 return ExitCode::from(2);
             }
         },
-        None => DEV_CONFIG.to_owned(),
+        None => config_template(),
     };
-    let bind = |port: u16| async move {
-        TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
-            format!("cannot listen on 127.0.0.1:{port}: {e} (is another labgate dev running?)")
-        })
-    };
-    let listeners = match (bind(4180).await, bind(4181).await, bind(4182).await) {
-        (Ok(labgate), Ok(gitlab), Ok(echo)) => Listeners {
-            labgate,
-            gitlab,
-            echo,
-            gitlab_tls: None,
-        },
-        (a, b, c) => {
-            for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
+    let listeners = match demo_listeners(port_base).await {
+        Ok(l) => l,
+        Err(problems) => {
+            for e in problems {
                 eprintln!("labgate dev: {e}");
             }
             return ExitCode::FAILURE;
@@ -350,6 +397,10 @@ pub async fn run_demo(config: Option<&std::path::Path>) -> ExitCode {
     );
     println!("  Public    {}/public      (no sign-in)", stack.labgate_url);
     println!(
+        "  Sessions  {}/oauth2/sessions (yours, once signed in)",
+        stack.labgate_url
+    );
+    println!(
         "  GitLab    {}             (the stand-in; no real GitLab needed)",
         stack.gitlab.base_url
     );
@@ -370,6 +421,9 @@ pub async fn run_demo(config: Option<&std::path::Path>) -> ExitCode {
             stack.gitlab.base_url
         );
     }
+    println!(
+        "\n  A demo, not production: published secrets, plain http, an assertion key made at start\n  and a GitLab stand-in. For a real GitLab: docs/install.md (`labgate keygen` makes the secrets)."
+    );
     println!("\n  Press Ctrl-C to stop.");
     crate::server::shutdown_signal().await;
     stack.stop().await;

@@ -148,6 +148,14 @@ pub fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    // (`labgate dev` says what differs in production in its banner instead.)
+    if config.identity.signing_key_files.is_empty() {
+        tracing::warn!(
+            "identity.signing_key_files is not set: signing assertions with a key generated at start. \
+             Replicas will not verify each other's assertions and the key changes at every restart; \
+             create one with `labgate keygen` for production"
+        );
+    }
     match config.server.runtime {
         RuntimeLayout::WorkStealing => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -193,7 +201,7 @@ fn per_core(
         });
         Ok::<_, RunError>((shared, open.main))
     })?;
-    log_listening(&shared, workers);
+    log_listening(&shared, &main, workers);
     let mut threads = Vec::new();
     for worker in 1..workers {
         let socket = main.try_clone().map_err(RunError::Runtime)?;
@@ -249,14 +257,16 @@ pub async fn serve(
     let open = listeners.open().await?;
     let shared = Shared::new(app).map_err(RunError::Setup)?;
     start_side_tasks(&shared, open.side);
-    log_listening(&shared, 1);
+    log_listening(&shared, &open.main, 1);
     let main = tokio::net::TcpListener::from_std(open.main).map_err(RunError::Runtime)?;
     Ok(super::serve(main, shared, shutdown).await)
 }
 
-fn log_listening(shared: &Shared, workers: usize) {
+/// Says where labgate listens: the bound address (a configured port 0 is a free one).
+fn log_listening(shared: &Shared, main: &std::net::TcpListener, workers: usize) {
     let server = &shared.app.config.server;
-    tracing::info!(listen = %server.listen, workers, public_url = %server.public_url, "labgate listening");
+    let listen = main.local_addr().unwrap_or(server.listen);
+    tracing::info!(%listen, workers, public_url = %server.public_url, "labgate listening");
 }
 
 /// GitLab discovery warm-up and the side listeners: metrics, the HTTP redirect, GitLab's

@@ -11,46 +11,78 @@ import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, "..", "..");
-export const LABGATE = "http://127.0.0.1:4180";
-export const GITLAB = "http://127.0.0.1:4181";
+/** Where the running demo's parts answer: set by startDev from the banner of `labgate dev
+ * --port-base`, which takes free ports (never the user's own demo on 4180). */
+export let LABGATE = "";
+export let GITLAB = "";
+export let ECHO = "";
 export const SHOTS = join(root, "target", "screenshots");
 mkdirSync(SHOTS, { recursive: true });
 
 const targetDir = process.env.CARGO_TARGET_DIR || join(root, "target");
 const binary = process.env.LABGATE_BIN || join(targetDir, "debug", "labgate");
 
-function portOpen(port) {
+function canBind(port, host) {
   return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => { s.end(); resolve(true); });
-    s.on("error", () => resolve(false));
+    const s = net.createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
   });
 }
 
-/** Starts `labgate dev`: with `configFile`, that configuration instead of config/dev.toml;
- * else optionally with extra TOML added to config/dev.toml's [session] and [server]. */
-export async function startDev({ sessionExtra = "", serverExtra = "", configFile = "" } = {}) {
-  for (let i = 0; i < 50 && (await portOpen(4180)); i++) await new Promise((r) => setTimeout(r, 100));
-  const args = ["dev"];
+/** A port base whose three ports are free (labgate on 127.0.0.1, the stand-in on
+ * 127.0.0.2, the echo app on 127.0.0.1): for configurations that name labgate's port. */
+export async function freePortBase() {
+  for (let i = 0; i < 200; i++) {
+    const p = 20000 + Math.floor(Math.random() * 40000);
+    if ((await canBind(p, "127.0.0.1")) && (await canBind(p + 1, "127.0.0.2")) && (await canBind(p + 2, "127.0.0.1"))) return p;
+  }
+  throw new Error("no three free ports in a row");
+}
+
+/** Writes a configuration file for `labgate dev --config` into a fresh directory. */
+export function writeConfig(text) {
+  const dir = mkdtempSync(join(tmpdir(), "labgate-browser-"));
+  writeFileSync(join(dir, "dev.toml"), text);
+  return join(dir, "dev.toml");
+}
+
+/** Starts `labgate dev` on its own ports (`portBase`; 0: free ones): with `configFile`,
+ * that configuration instead of config/dev.toml; else optionally with extra TOML added to
+ * config/dev.toml's [session] and [server]. Fails with the child's output if it does not
+ * come up. */
+export async function startDev({ sessionExtra = "", serverExtra = "", configFile = "", portBase = 0 } = {}) {
+  const args = ["dev", "--port-base", String(portBase)];
   if (configFile) {
     if (sessionExtra || serverExtra) throw new Error("startDev: configFile replaces config/dev.toml; put the extra TOML in it");
     args.push("--config", configFile);
   } else if (sessionExtra || serverExtra) {
     let cfg = readFileSync(join(root, "config", "dev.toml"), "utf8");
     cfg = cfg.replace("[session]\n", `[session]\n${sessionExtra}\n`).replace("[server]\n", `[server]\n${serverExtra}\n`);
-    const dir = mkdtempSync(join(tmpdir(), "labgate-browser-"));
-    writeFileSync(join(dir, "dev.toml"), cfg);
-    args.push("--config", join(dir, "dev.toml"));
+    args.push("--config", writeConfig(cfg));
   }
-  const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
   let stderr = "";
   let exited = null;
+  child.stdout.on("data", (d) => { stdout += d; });
   child.stderr.on("data", (d) => { stderr += d; });
   child.on("exit", (code, signal) => { exited = signal || `exit code ${code}`; });
-  for (let i = 0; i < 100; i++) {
-    if (exited) throw new Error(`labgate ${args.join(" ")} stopped (${exited}):\n${stderr}`);
-    if ((await portOpen(4180)) && (await portOpen(4181)) && (await portOpen(4182))) break;
+  child.on("error", (e) => { exited = e.message; });
+  const failed = (why) => new Error(`labgate ${args.join(" ")} ${why}:\n${stdout}${stderr}`);
+  for (let i = 0; !stdout.includes("Press Ctrl-C to stop."); i++) {
+    if (exited) throw failed(`stopped (${exited})`);
+    if (i >= 300) { child.kill("SIGKILL"); throw failed("did not start within 30 s"); }
     await new Promise((r) => setTimeout(r, 100));
   }
+  const url = (label) => {
+    const m = stdout.match(new RegExp(`^  ${label}\\s+(http://[^/\\s]+)`, "m"));
+    if (!m) throw failed(`printed no ${label} URL`);
+    return m[1];
+  };
+  LABGATE = url("Open");
+  GITLAB = url("GitLab");
+  ECHO = url("Echo app");
   return {
     stop: () => new Promise((resolve) => {
       if (exited) return resolve();
@@ -78,7 +110,7 @@ export async function launch({ args = [] } = {}) {
 
 /** A page that records console errors and requests to hosts other than the test's own
  * (`hosts`: the host names it may talk to). */
-export async function watchedPage(context, { hosts = ["127.0.0.1"] } = {}) {
+export async function watchedPage(context, { hosts = ["127.0.0.1", "127.0.0.2"] } = {}) {
   const page = await context.newPage();
   const problems = { console: [], foreign: [] };
   const documents = new Set();

@@ -5,17 +5,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { GITLAB, root, startDev, launch, watchedPage, signInAtGitLab, screenshots } from "./harness.mjs";
+import { readFileSync } from "node:fs";
+import { GITLAB, root, startDev, launch, watchedPage, signInAtGitLab, screenshots, freePortBase, writeConfig } from "./harness.mjs";
 
-const AUTH = "http://auth.example.test:4180";
-const WIKI = "http://wiki.example.test:4180";
-const ADMIN = "http://admin.example.test:4180";
-const EVIL = "http://evil.example.test:4180";
-const HOSTS = ["127.0.0.1", "auth.example.test", "wiki.example.test", "admin.example.test", "evil.example.test"];
+// The apps' addresses on labgate's port, which this run chooses (the file says 4180).
+let AUTH, WIKI, ADMIN, EVIL;
+const HOSTS = ["127.0.0.1", "127.0.0.2", "auth.example.test", "wiki.example.test", "admin.example.test", "evil.example.test"];
 
 let dev, browser;
 before(async () => {
-  dev = await startDev({ configFile: join(root, "tests", "browser", "many-apps.toml") });
+  const base = await freePortBase();
+  const file = readFileSync(join(root, "tests", "browser", "many-apps.toml"), "utf8");
+  dev = await startDev({ configFile: writeConfig(file.replaceAll(".example.test:4180", `.example.test:${base}`)), portBase: base });
+  [AUTH, WIKI, ADMIN, EVIL] = ["auth", "wiki", "admin", "evil"].map((h) => `http://${h}.example.test:${base}`);
   browser = await launch({ args: ["--host-resolver-rules=MAP *.example.test 127.0.0.1"] });
 });
 after(async () => { await browser?.close(); await dev?.stop(); });

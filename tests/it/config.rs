@@ -361,3 +361,107 @@ fn a_toml_syntax_error_never_prints_the_line_it_is_on() {
         );
     }
 }
+
+/// `labgate dev --port-base 0`, read until its banner is complete: the child, what it
+/// printed, and the labgate, stand-in and echo URLs it says it serves.
+async fn demo(extra: &[&str]) -> (tokio::process::Child, String, [String; 3]) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_labgate"))
+        .args(["dev", "--port-base", "0"])
+        .args(extra)
+        .env_remove("LABGATE_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await
+    {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    let url = |label: &str| {
+        banner
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("  {label}"))?
+                    .split_whitespace()
+                    .next()
+            })
+            .unwrap_or_else(|| panic!("{label} in the banner:\n{banner}"))
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    let urls = [url("Open"), url("GitLab"), url("Echo app")];
+    (child, banner, urls)
+}
+
+#[tokio::test]
+async fn the_demo_takes_free_ports_and_says_which() {
+    // Two demos at once: each on its own ports, each serving what its banner says.
+    let (mut a, banner, [labgate, gitlab, echo]) = demo(&[]).await;
+    let (mut b, _, [other, ..]) = demo(&[]).await;
+    assert_ne!(labgate, other);
+    assert!(
+        gitlab.starts_with("http://127.0.0.2:"),
+        "the stand-in apart from the app: {gitlab}"
+    );
+    assert!(banner.contains("A demo, not production"), "{banner}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for base in [&labgate, &other] {
+        let r = client
+            .get(format!("{base}/"))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{base}");
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(to.contains("/oauth2/sign_in"), "{to}");
+    }
+    let r = client.get(format!("{echo}/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The stand-in's sign-in page names the demo's accounts.
+    let page = client
+        .get(format!("{gitlab}/users/sign_in"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<code>alice</code> / <code>alice-password</code>"),
+        "{page}"
+    );
+    // No production warning in the demo (the banner says what differs).
+    a.start_kill().unwrap();
+    let out = a.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("signing_key_files is not set"), "{log}");
+    b.start_kill().unwrap();
+    let _ = b.wait().await;
+}
+
+#[test]
+fn the_demo_says_what_holds_its_port_and_how_to_move() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = labgate(&["dev", "--port-base", &port], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("--port-base 0"), "{err}");
+    let out = labgate(&["dev", "--listen", "127.0.0.1:5000"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--port-base"));
+}

@@ -348,6 +348,24 @@ fn sign_in_form(s: &StandIn, return_to: &str, error: Option<&str>) -> Response<B
     let err = error
         .map(|e| format!(r#"<p role="alert">{}</p>"#, escape(e)))
         .unwrap_or_default();
+    // Not GitLab's: the stand-in names its accounts, so that nobody has to look them up.
+    let users: String = s.with_fixture(|f| {
+        f.users
+            .iter()
+            .map(|u| {
+                let note = if u.state == "active" {
+                    String::new()
+                } else {
+                    format!(" ({})", escape(&u.state))
+                };
+                format!(
+                    "<li><code>{}</code> / <code>{}</code>{note}</li>",
+                    escape(&u.username),
+                    escape(&u.password)
+                )
+            })
+            .collect()
+    });
     page(
         if error.is_some() {
             StatusCode::UNAUTHORIZED
@@ -359,7 +377,8 @@ fn sign_in_form(s: &StandIn, return_to: &str, error: Option<&str>) -> Response<B
             r#"{err}<form method="post" action="{base}/users/sign_in"><input type="hidden" name="return_to" value="{rt}">
 <label for="username">Username or primary email</label><input id="username" name="username" autocomplete="username" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button></form>"#,
+<button type="submit">Sign in</button></form>
+<section aria-labelledby="demo-users"><h2 id="demo-users">Demo accounts (labgate's GitLab stand-in)</h2><ul>{users}</ul></section>"#,
             base = escape(&s.base_url),
             rt = escape(return_to),
         ),
