@@ -619,3 +619,37 @@ async fn build_info_names_the_version_and_the_commit() {
         }
     }
 }
+
+#[tokio::test]
+async fn process_metrics_beside_labgates_own() {
+    let s =
+        stack(&config_with(None, "").replace("[server]\n", "[server]\nmetrics_public = true\n"))
+            .await;
+    let (text, m) = scrape(&s.labgate_url).await;
+    for (name, kind) in [
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+        ("process_threads", "gauge"),
+        ("process_cpu_seconds", "counter"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}")),
+            "{name} in {text}"
+        );
+    }
+    let rss = m["process_resident_memory_bytes"];
+    assert!(rss > 1_000_000.0 && rss < 4e9, "{rss}");
+    assert!(m["process_open_fds"] >= 3.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start = m["process_start_time_seconds"];
+    assert!(start <= now && start > now - 86_400.0, "{start}");
+    assert!(m["process_cpu_seconds_total"] > 0.0);
+    // labgate's own keep their prefix.
+    assert!(text.contains("# TYPE labgate_build_info gauge"));
+}
