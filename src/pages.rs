@@ -329,8 +329,13 @@ impl Pages {
             .unwrap_or_default();
         let everywhere = if view.listed {
             format!(
-                r#"<form method="post" action="{}?everywhere=1"><button class="btn" type="submit">Sign out everywhere</button></form>"#,
-                escape(&self.sign_out_url)
+                r#"<form method="post" action="{}?everywhere=1"><button class="btn" type="submit">{}</button></form>"#,
+                escape(&self.sign_out_url),
+                if view.elsewhere.is_some() {
+                    "Sign out of this app everywhere"
+                } else {
+                    "Sign out everywhere"
+                }
             )
         } else {
             r#"<p class="hint">Your session is kept in this browser's cookies, not on the server, so labgate cannot list or end the sessions of your other browsers and devices: each ends when it is signed out there, or at the end of its lifetime. If a device is lost, ask the people who run this service to end your sessions.</p>"#.to_owned()

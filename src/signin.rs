@@ -526,7 +526,14 @@ pub(crate) async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Ok(Some(loaded)) => {
             let user = &loaded.session.user;
             tracing::info!(target: "labgate::audit", user = %user.username, everywhere, "signed out");
-            let ended = if everywhere {
+            // Each host keeping its own sessions, one app's sign-out reaches that app's
+            // sessions only (a script at one app cannot sign people out of another).
+            let ended = if everywhere && app.sessions_per_host() {
+                app.sessions
+                    .end_all_at(user.id, loaded.session.host.as_deref())
+                    .await
+                    .map(|_| ())
+            } else if everywhere {
                 app.sessions.end_all(user.id).await.map(|_| ())
             } else {
                 app.sessions.end(&loaded).await

@@ -494,6 +494,28 @@ pub struct RedisConfig {
     pub cache_ttl: Duration,
     /// Key prefix.
     pub key_prefix: String,
+    /// The CA and client certificate for `rediss://` (a private CA, mutual TLS); `None`:
+    /// the system's roots, no client certificate.
+    pub tls: Option<RedisTls>,
+}
+
+/// TLS material for Redis, read from the files `session.redis_ca_file`,
+/// `redis_cert_file` and `redis_key_file` name (PEM).
+#[derive(Clone)]
+pub struct RedisTls {
+    /// The CA certificates that alone are trusted for Redis (PEM).
+    pub ca: Option<Vec<u8>>,
+    /// labgate's client certificate chain and its key (PEM), for mutual TLS.
+    pub client: Option<(Vec<u8>, Secret)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca.is_some())
+            .field("client_certificate", &self.client.is_some())
+            .finish()
+    }
 }
 
 /// `[identity]`.

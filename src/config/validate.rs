@@ -827,6 +827,7 @@ fn redis(c: &mut Checker, s: &file::SessionFile) -> Option<RedisConfig> {
         s.redis_cache_ttl.as_deref(),
         "2s",
     );
+    let tls = redis_tls(c, s, &target);
     Some(RedisConfig {
         target,
         password,
@@ -837,7 +838,95 @@ fn redis(c: &mut Checker, s: &file::SessionFile) -> Option<RedisConfig> {
             .redis_key_prefix
             .clone()
             .unwrap_or_else(|| "labgate:".into()),
+        tls,
     })
+}
+
+/// `session.redis_ca_file`, `redis_cert_file`, `redis_key_file`: PEM files, read and
+/// checked now (a wrong path or file is a configuration error, not a Redis outage later).
+fn redis_tls(c: &mut Checker, s: &file::SessionFile, target: &RedisTarget) -> Option<RedisTls> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut read = |key: &str, file: Option<&str>| -> Option<Vec<u8>> {
+        let path = c.path(file?);
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                c.problem(key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    };
+    let ca = read("session.redis_ca_file", s.redis_ca_file.as_deref());
+    let cert = read("session.redis_cert_file", s.redis_cert_file.as_deref());
+    let key = read("session.redis_key_file", s.redis_key_file.as_deref());
+    let named =
+        s.redis_ca_file.is_some() || s.redis_cert_file.is_some() || s.redis_key_file.is_some();
+    if !named {
+        return None;
+    }
+    let certificates = |pem: &[u8]| {
+        CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(ca) = &ca {
+        if certificates(ca).is_none() {
+            c.problem(
+                "session.redis_ca_file",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            );
+        }
+    }
+    if let Some(cert) = &cert {
+        if certificates(cert).is_none() {
+            c.problem(
+                "session.redis_cert_file",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            );
+        }
+    }
+    if let Some(key) = &key {
+        if PrivateKeyDer::from_pem_slice(key).is_err() {
+            c.problem("session.redis_key_file", "holds no PEM private key");
+        }
+    }
+    if s.redis_cert_file.is_some() != s.redis_key_file.is_some() {
+        c.problem(
+            if s.redis_cert_file.is_some() {
+                "session.redis_key_file"
+            } else {
+                "session.redis_cert_file"
+            },
+            "mutual TLS with Redis needs both session.redis_cert_file and session.redis_key_file",
+        );
+    }
+    let urls: Vec<&Secret> = match target {
+        RedisTarget::Single(u) => vec![u],
+        RedisTarget::Cluster(nodes) => nodes.iter().collect(),
+        RedisTarget::Sentinel { .. } => {
+            c.problem(
+                "session.redis_ca_file",
+                "a private CA or client certificate is not supported with Sentinel yet: use the system's trust store (rediss:// nodes), or a standalone or Cluster Redis",
+            );
+            return None;
+        }
+    };
+    if urls.iter().any(|u| !u.expose().starts_with("rediss://")) {
+        c.problem(
+            "session.redis_ca_file",
+            "TLS files apply to rediss:// URLs: write the Redis URL as rediss://host:port",
+        );
+    }
+    let client = match (cert, key) {
+        (Some(cert), Some(key)) => Some((
+            cert,
+            Secret::new(String::from_utf8_lossy(&key).into_owned()),
+        )),
+        _ => None,
+    };
+    Some(RedisTls { ca, client })
 }
 
 fn identity(c: &mut Checker, i: file::IdentityFile, server: &ServerConfig) -> IdentityConfig {

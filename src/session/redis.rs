@@ -96,6 +96,22 @@ fn with_password(
     Ok(info)
 }
 
+/// The configured CA and client certificate (`session.redis_ca_file`...), in the form the
+/// redis crate takes them.
+fn certificates(cfg: &RedisConfig) -> Option<redis::TlsCertificates> {
+    let tls = cfg.tls.as_ref()?;
+    Some(redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.expose().as_bytes().to_vec(),
+            }),
+        root_cert: tls.ca.clone(),
+    })
+}
+
 fn manager_config(cfg: &RedisConfig) -> redis::aio::ConnectionManagerConfig {
     redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
@@ -112,9 +128,12 @@ impl RedisStore {
     pub async fn new(cfg: &RedisConfig, read_marks: bool) -> Result<RedisStore, StoreError> {
         let conn = match &cfg.target {
             RedisTarget::Single(url) => {
-                let client =
-                    redis::Client::open(with_password(url.expose(), cfg.password.as_ref())?)
-                        .map_err(|e| StoreError(e.to_string()))?;
+                let info = with_password(url.expose(), cfg.password.as_ref())?;
+                let client = match certificates(cfg) {
+                    Some(certs) => redis::Client::build_with_tls(info, certs),
+                    None => redis::Client::open(info),
+                }
+                .map_err(|e| StoreError(e.to_string()))?;
                 Conn::Single(
                     ConnectionManager::new_lazy_with_config(client, manager_config(cfg))
                         .map_err(|e| StoreError(e.to_string()))?,
@@ -125,11 +144,13 @@ impl RedisStore {
                     .iter()
                     .map(|n| with_password(n.expose(), cfg.password.as_ref()))
                     .collect::<Result<Vec<_>, _>>()?;
-                let client = redis::cluster::ClusterClient::builder(infos)
+                let mut builder = redis::cluster::ClusterClient::builder(infos)
                     .connection_timeout(cfg.connect_timeout)
-                    .response_timeout(cfg.command_timeout)
-                    .build()
-                    .map_err(|e| StoreError(e.to_string()))?;
+                    .response_timeout(cfg.command_timeout);
+                if let Some(certs) = certificates(cfg) {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build().map_err(|e| StoreError(e.to_string()))?;
                 let c =
                     tokio::time::timeout(cfg.connect_timeout * 3, client.get_async_connection())
                         .await
@@ -307,7 +328,8 @@ impl RedisStore {
     /// Deletes user `user_id`'s session under store key `key` (their sessions page).
     pub async fn delete_key(&self, key: &str, user_id: u64) -> Result<(), StoreError> {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|handle, _| self.key(handle) != key);
+            // Only this user's entries are hashed to find it.
+            cache.retain(|handle, (s, _, _)| s.user.id != user_id || self.key(handle) != key);
         }
         self.query::<()>(redis::cmd("DEL").arg(key)).await?;
         self.query::<()>(redis::cmd("SREM").arg(self.user_key(user_id)).arg(key))
@@ -442,11 +464,17 @@ impl RedisStore {
                 .await?;
         }
         if let Ok(mut cache) = self.cache.lock() {
-            // The mark is not known here: the next load past the TTL reads it again.
-            cache.insert(
-                handle.to_owned(),
-                (Arc::new(session.clone()), None, Instant::now()),
-            );
+            if existing {
+                // A revalidation: the next request reads Redis (a sign-out on this replica
+                // meanwhile must not leave the fresh copy cached for redis_cache_ttl).
+                cache.remove(handle);
+            } else {
+                // The mark is not known here: the next load past the TTL reads it again.
+                cache.insert(
+                    handle.to_owned(),
+                    (Arc::new(session.clone()), None, Instant::now()),
+                );
+            }
         }
         Ok(true)
     }

@@ -274,6 +274,23 @@ impl Sessions {
         self.redis().map(|r| r.key_of(&handle))
     }
 
+    /// Ends every session of user `user_id` bound to `host` (labgate serving several apps,
+    /// each host keeping its own sessions: one app's "sign out everywhere"); returns how
+    /// many. Redis only.
+    pub async fn end_all_at(&self, user_id: u64, host: Option<&str>) -> Result<usize, StoreError> {
+        let Some(r) = self.redis() else {
+            return Ok(0);
+        };
+        let mut ended = 0;
+        for l in r.list(&self.codec, user_id).await? {
+            if l.session.host.as_deref() == host {
+                r.delete_key(&l.key, user_id).await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
     /// Ends user `user_id`'s session under store key `key` (Redis).
     pub async fn end_key(&self, key: &str, user_id: u64) -> Result<(), StoreError> {
         match self.redis() {

@@ -798,4 +798,21 @@ async fn each_apps_sessions_page_lists_and_ends_only_its_own_sessions() {
         StatusCode::OK,
         "the admin app's session lives on"
     );
+    // One app's "sign out everywhere" ends that app's sessions, not another's.
+    assert!(wiki.contains("Sign out of this app everywhere"), "{wiki}");
+    let r = alice
+        .post(format!("{}/oauth2/sign_out?everywhere=1", apps.url(WIKI)))
+        .header("origin", apps.url(WIKI))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for (app, want) in [(WIKI, StatusCode::UNAUTHORIZED), (ADMIN, StatusCode::OK)] {
+        let r = alice
+            .get(format!("{}/whoami", apps.url(app)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{app}");
+    }
 }

@@ -559,3 +559,109 @@ async fn tokens_rotated_before_a_gitlab_failure_reach_the_other_replica() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
+    // Redis serves a certificate of one private CA and asks for a client certificate of
+    // another (mutual TLS).
+    let server = TestCa::with_name("redis server CA");
+    let clients = TestCa::with_name("redis clients CA");
+    let port = free_port();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let _redis = redis_on(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path(&server.cert),
+            "--tls-key-file",
+            &path(&server.key),
+            "--tls-ca-cert-file",
+            &path(&clients.ca),
+            "--tls-auth-clients",
+            "yes",
+        ],
+    )
+    .await;
+    let (_k, key) = key_file();
+    let tls = |ca: &std::path::Path, client: bool| {
+        let mut t = format!(
+            "redis_url = \"rediss://127.0.0.1:{port}\"\nredis_ca_file = {:?}\n",
+            path(ca)
+        );
+        if client {
+            t.push_str(&format!(
+                "redis_cert_file = {:?}\nredis_key_file = {:?}\n",
+                path(&clients.cert),
+                path(&clients.key)
+            ));
+        }
+        redis_config(&t, &key)
+    };
+    // The right CA and a client certificate: sessions live in Redis.
+    let s = stack(&tls(&server.ca, true)).await;
+    let ready = |base: String| async move {
+        plain()
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ready(s.labgate_url.clone()).await, StatusCode::OK);
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    assert_eq!(
+        get(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+    // Without the client certificate Redis refuses labgate; trusting another CA, labgate
+    // refuses Redis: either way not ready, and nothing is admitted.
+    for config in [tls(&server.ca, false), tls(&clients.ca, true)] {
+        let other = stack(&config).await;
+        assert_eq!(
+            ready(other.labgate_url.clone()).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            get(&format!("{}/", other.labgate_url), &cookie).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    // Mistakes name their key.
+    let problems = |extra: &str| {
+        labgate::config::load_str(
+            &redis_config(extra, &key)
+                .replace("{labgate}", "http://127.0.0.1:4180")
+                .replace("{gitlab}", "http://127.0.0.1:4181")
+                .replace("{echo}", "http://127.0.0.1:4182"),
+        )
+        .map(|_| String::new())
+        .unwrap_or_else(|e| e.to_string())
+    };
+    let ca = path(&server.ca);
+    for (extra, key) in [
+        (
+            format!("redis_url = \"redis://127.0.0.1:{port}\"\nredis_ca_file = {ca:?}"),
+            "session.redis_ca_file",
+        ),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:{port}\"\nredis_cert_file = {:?}", path(&clients.cert)),
+            "session.redis_key_file",
+        ),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:{port}\"\nredis_ca_file = {:?}", path(&server.key)),
+            "session.redis_ca_file",
+        ),
+        (
+            format!("redis_url = \"rediss://127.0.0.1:{port}\"\nredis_ca_file = \"/nonexistent/ca.pem\""),
+            "session.redis_ca_file",
+        ),
+    ] {
+        let got = problems(&extra);
+        assert!(got.contains(key), "{extra}: {got}");
+    }
+}
