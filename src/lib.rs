@@ -43,6 +43,7 @@
 //!    headers.rs         hop-by-hop, identity / bearer / override stripping, forwarded
 //!    oauth/flow.rs      the sign-in's secrets and checks, no I/O
 //!    oauth/redirect.rs  `rd` validation
+//!    trace.rs           W3C trace context: continued from a trusted proxy or started
 //! ```
 
 #![forbid(unsafe_code)]
@@ -75,6 +76,7 @@ pub mod session;
 pub(crate) mod sessions_page;
 pub(crate) mod signin;
 pub mod telemetry;
+pub mod trace;
 pub(crate) mod userinfo;
 pub(crate) mod webhooks;
 

@@ -76,6 +76,11 @@ pub(crate) async fn handle(
     let start = Instant::now();
     let id = request_id(&app, peer, &req);
     req.headers_mut().insert("x-request-id", id.clone());
+    // The trace: continued from a trusted proxy, or started; the upstream sees labgate's
+    // span as its parent.
+    let trace = crate::trace::TraceContext::of(req.headers(), trusted(&app, peer));
+    trace.apply(req.headers_mut());
+    let trace_id = crate::telemetry::access_enabled().then(|| trace.trace_id());
     let route_kind = route_kind(&app, req.uri().path());
     // What the line needs from the request, taken only when the line is written.
     let line = crate::telemetry::access_enabled().then(|| {
@@ -88,9 +93,10 @@ pub(crate) async fn handle(
         (req.method().clone(), req.uri().path().to_owned(), client)
     });
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
-    let mut routed = std::pin::pin!(crate::telemetry::with_caller(
+    let mut routed = std::pin::pin!(crate::telemetry::with_caller(crate::trace::scope(
+        trace,
         dispatch(&app, peer, req).instrument(span.clone())
-    ));
+    )));
     let mut resp = routed.as_mut().await;
     let caller = crate::telemetry::caller(routed);
     let took = start.elapsed();
@@ -120,6 +126,7 @@ pub(crate) async fn handle(
                 upstream_ms,
                 cause,
                 route = route_kind,
+                trace_id = trace_id.as_deref(),
                 "request"
             );
         });

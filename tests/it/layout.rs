@@ -41,6 +41,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("access", 0),
     ("machine", 0),
     ("headers", 0),
+    ("trace", 0),
     ("oauth::flow", 0),
     ("oauth::redirect", 0),
     // The crate root's helpers (random_token...) and the re-exported run / serve.

@@ -27,6 +27,14 @@ struct Logged {
     _dir: tempfile::TempDir,
 }
 
+/// A failing test must not leave the binary running (it holds the test's output open).
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The demo configuration for the real binary (addresses filled in, the tests' own secrets)
 /// and the port it is to listen on, picked after the stand-in and the echo app have theirs.
 async fn real_config(log: &str) -> (String, u16, Arc<StandIn>) {
@@ -150,6 +158,7 @@ fn get(c: &reqwest::Client, url: String, id: &str) -> reqwest::RequestBuilder {
 /// callers and a path that needs escaping through the real binary logging `format`, and
 /// checks every access line.
 async fn access_log_in(format: &str) {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let json = format == "json";
     let lg = Logged::start(format).await;
     let public = lg.public.clone();
@@ -165,11 +174,23 @@ async fn access_log_in(format: &str) {
         "obs-alice",
     )
     .header("x-forwarded-for", "198.51.100.9, 203.0.113.7")
+    .header("traceparent", TRACE)
+    .header("tracestate", "vendor=1")
     .send()
     .await
     .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let echoed: serde_json::Value = r.json().await.unwrap();
+    // The trusted proxy's trace continues to the app, with labgate's span as the parent.
+    let seen = echoed["headers"]["traceparent"][0].as_str().unwrap();
+    assert!(seen.starts_with(&TRACE[..36]), "{seen}");
+    assert!(seen.ends_with("-01") && seen.len() == 55, "{seen}");
+    assert_ne!(
+        &seen[36..52],
+        &TRACE[36..52],
+        "labgate's span is the parent: {seen}"
+    );
+    assert_eq!(echoed["headers"]["tracestate"][0], "vendor=1");
     let assertion = echoed["assertion"].as_str().unwrap().to_owned();
     let r = get(&alice, format!("{public}/oauth2/auth"), "obs-forward-auth")
         .header("x-forwarded-uri", "/x")
@@ -271,6 +292,7 @@ async fn access_log_in(format: &str) {
         assert_eq!(l.get(k).map(String::as_str), Some(v), "{k} in {l:?}");
     }
     assert!(l["ms"].parse::<f64>().unwrap() >= 0.0, "{l:?}");
+    assert_eq!(l["trace_id"], TRACE[3..35], "{l:?}");
     assert!(l["upstream_ms"].parse::<f64>().unwrap() <= l["ms"].parse::<f64>().unwrap());
 
     let l = line_of(&access, "obs-forward-auth");
@@ -291,6 +313,11 @@ async fn access_log_in(format: &str) {
         "{l:?}"
     );
     assert_eq!(l["client"], "127.0.0.1", "no X-Forwarded-For: the peer");
+    // No trace given: one started, named in the line.
+    assert!(
+        l["trace_id"].len() == 32 && l["trace_id"] != TRACE[3..35],
+        "{l:?}"
+    );
     let l = line_of(&access, "obs-pat");
     assert_eq!((&*l["user"], &*l["kind"]), ("bob", "user_token"), "{l:?}");
     for id in ["obs-public", "obs-anonymous"] {
@@ -652,4 +679,59 @@ async fn process_metrics_beside_labgates_own() {
     assert!(m["process_cpu_seconds_total"] > 0.0);
     // labgate's own keep their prefix.
     assert!(text.contains("# TYPE labgate_build_info gauge"));
+}
+
+#[tokio::test]
+async fn a_trace_continues_from_a_trusted_proxy_to_the_app_and_gitlab_and_never_from_a_client() {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let trace_of = |v: &serde_json::Value| {
+        v["headers"]["traceparent"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let get = |base: String, cookie: String| async move {
+        let r = plain()
+            .get(format!("{base}/x"))
+            .header(COOKIE, cookie)
+            .header("accept", "application/json")
+            .header("traceparent", TRACE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<serde_json::Value>().await.unwrap()
+    };
+    // From a client (no trusted_proxies): its trace is not taken; one is started.
+    let s = stack(&config_with(None, "")).await;
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    let seen = trace_of(&get(s.labgate_url.clone(), cookie).await);
+    assert_eq!(seen.len(), 55, "{seen}");
+    assert!(!seen.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{seen}");
+    // From a trusted proxy: continued to the app, and to GitLab while revalidating.
+    let s = stack(&config_with(None, "").replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+    ))
+    .await;
+    let bob = flow(&browser(), &s, "bob", "/").await;
+    let cookie = session_cookie_header(&set_cookies(&bob));
+    s.gitlab.counters.traceparents.lock().unwrap().clear();
+    s.app.clock.advance(3600);
+    let seen = trace_of(&get(s.labgate_url.clone(), cookie).await);
+    assert!(seen.starts_with(&TRACE[..36]), "{seen}");
+    let at_gitlab = s.gitlab.counters.traceparents.lock().unwrap().clone();
+    assert!(
+        !at_gitlab.is_empty(),
+        "the revalidation's GitLab calls carry the trace"
+    );
+    for t in &at_gitlab {
+        assert!(t.starts_with(&TRACE[..36]), "{t}");
+        assert_ne!(
+            &t[36..52],
+            &TRACE[36..52],
+            "labgate's span is the parent: {t}"
+        );
+    }
 }

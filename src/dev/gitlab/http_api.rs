@@ -45,6 +45,18 @@ fn page(status: StatusCode, title: &str, inner: &str) -> Response<Body> {
 /// Dispatches a stand-in request.
 pub(super) async fn handle(s: Arc<StandIn>, req: Request<Incoming>) -> Response<Body> {
     s.counters.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(t) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Ok(mut seen) = s.counters.traceparents.lock() {
+            if seen.len() >= 100 {
+                seen.remove(0);
+            }
+            seen.push(t.to_owned());
+        }
+    }
     let faults = s.faults();
     if let Some(d) = faults.latency {
         tokio::time::sleep(d).await;

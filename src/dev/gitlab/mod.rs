@@ -90,6 +90,9 @@ pub struct Counters {
     pub api_user: AtomicUsize,
     /// Webhook deliveries started (member events).
     pub hooks_sent: AtomicUsize,
+    /// The `traceparent` of each request that had one (the last 100), to see that calls
+    /// made while serving a request carry its trace.
+    pub traceparents: Mutex<Vec<String>>,
 }
 
 /// The stand-in.

@@ -1,0 +1,238 @@
+//! W3C Trace Context (`traceparent`, `tracestate`): each request continues the trace its
+//! trusted front proxy started, or starts one, and labgate is one hop in it: the upstream
+//! and GitLab see labgate's own span id as their parent, and the access line names the
+//! trace id, so a request can be followed across the front proxy, labgate and the app.
+//!
+//! Like `X-Request-Id`, a trace context is taken only from `server.trusted_proxies`: from
+//! anyone else a new trace starts (a client does not choose how its request is filed).
+
+use http::header::{HeaderMap, HeaderValue};
+
+/// `traceparent`.
+pub const TRACEPARENT: &str = "traceparent";
+/// `tracestate`.
+pub const TRACESTATE: &str = "tracestate";
+
+/// Longest `tracestate` passed on (W3C: at least 512 characters must be propagated).
+const TRACESTATE_MAX: usize = 512;
+
+/// The trace a request belongs to, and labgate's span in it.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+    state: Option<HeaderValue>,
+}
+
+impl TraceContext {
+    /// The trace of a request: its `traceparent` (and `tracestate`) when `trusted` and
+    /// valid, else a new trace (sampled, so that an app sampling by its parent records it).
+    pub fn of(headers: &HeaderMap, trusted: bool) -> TraceContext {
+        let span_id = nonzero_u64();
+        if trusted {
+            if let Some((trace_id, flags)) = one(headers, TRACEPARENT).and_then(parse) {
+                let state = one(headers, TRACESTATE)
+                    .filter(|v| !v.is_empty() && v.len() <= TRACESTATE_MAX)
+                    .cloned();
+                return TraceContext {
+                    trace_id,
+                    span_id,
+                    flags,
+                    state,
+                };
+            }
+        }
+        TraceContext {
+            trace_id: loop {
+                let id = rand::random::<u128>();
+                if id != 0 {
+                    break id;
+                }
+            },
+            span_id,
+            flags: 0x01,
+            state: None,
+        }
+    }
+
+    /// The trace id, as `traceparent` writes it (32 lower-case hex digits).
+    pub fn trace_id(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// `traceparent` for a call labgate makes in this trace: labgate's span as the parent.
+    pub fn traceparent(&self) -> HeaderValue {
+        let text = format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        );
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(
+            "00-00000000000000000000000000000000-0000000000000000-00",
+        ))
+    }
+
+    /// Sets `traceparent` (and the `tracestate` taken in, if any) on an outgoing request,
+    /// replacing what was there.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(TRACEPARENT, self.traceparent());
+        match &self.state {
+            Some(s) => {
+                headers.insert(TRACESTATE, s.clone());
+            }
+            None => {
+                headers.remove(TRACESTATE);
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// Runs one request's future in its trace (calls to GitLab made meanwhile carry it).
+pub fn scope<F: std::future::Future>(
+    trace: TraceContext,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
+    CURRENT.scope(trace, fut)
+}
+
+/// `traceparent` for a call made while serving a request (GitLab), if in one.
+pub fn current() -> Option<(HeaderValue, Option<HeaderValue>)> {
+    CURRENT
+        .try_with(|t| (t.traceparent(), t.state.clone()))
+        .ok()
+}
+
+/// The header's one value (none when absent or repeated).
+fn one<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
+    let mut all = headers.get_all(name).iter();
+    match (all.next(), all.next()) {
+        (Some(v), None) => Some(v),
+        _ => None,
+    }
+}
+
+/// Reads `version-traceid-parentid-flags` (W3C Trace Context §3.2): version 00 exactly, a
+/// later version by its first four fields; ids not all zero; lower-case hex.
+fn parse(v: &HeaderValue) -> Option<(u128, u8)> {
+    let s = v.to_str().ok()?;
+    let hex = |t: &str, n: usize| {
+        t.len() == n
+            && t.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let version = s.get(..2)?;
+    if !hex(version, 2) || version == "ff" {
+        return None;
+    }
+    let head = if version == "00" {
+        (s.len() == 55).then_some(s)?
+    } else {
+        // A later version: its first 55 characters, followed by the end or a `-`.
+        match s.as_bytes().get(55) {
+            None | Some(b'-') => s.get(..55)?,
+            Some(_) => return None,
+        }
+    };
+    let mut parts = head.split('-');
+    let (_, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if !hex(trace, 32) || !hex(parent, 16) || !hex(flags, 2) {
+        return None;
+    }
+    let trace_id = u128::from_str_radix(trace, 16).ok()?;
+    let parent_id = u64::from_str_radix(parent, 16).ok()?;
+    if trace_id == 0 || parent_id == 0 {
+        return None;
+    }
+    Some((trace_id, u8::from_str_radix(flags, 16).ok()?))
+}
+
+fn nonzero_u64() -> u64 {
+    loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GIVEN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn a_trusted_trace_is_continued_with_labgates_span() {
+        let t = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN), (TRACESTATE, "a=1")]), true);
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let out = t.traceparent();
+        let out = out.to_str().unwrap();
+        assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(out.ends_with("-01"));
+        assert_ne!(
+            out.get(36..52).unwrap(),
+            "00f067aa0ba902b7",
+            "labgate's own span is the parent"
+        );
+        let mut h = HeaderMap::new();
+        t.apply(&mut h);
+        assert_eq!(h[TRACESTATE], "a=1");
+    }
+
+    #[test]
+    fn an_untrusted_or_malformed_trace_starts_a_new_one() {
+        let untrusted = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN)]), false);
+        assert_ne!(untrusted.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "",
+        ] {
+            let t = TraceContext::of(&headers(&[(TRACEPARENT, bad)]), true);
+            assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad:?}");
+        }
+        // Two traceparent headers: neither is taken.
+        let two = TraceContext::of(
+            &headers(&[(TRACEPARENT, GIVEN), (TRACEPARENT, GIVEN)]),
+            true,
+        );
+        assert_ne!(two.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // A later version is read by its first four fields.
+        let later = TraceContext::of(
+            &headers(&[(
+                TRACEPARENT,
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next",
+            )]),
+            true,
+        );
+        assert_eq!(later.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // An oversized tracestate is dropped, the trace kept.
+        let big = "a=".to_owned() + &"b".repeat(600);
+        let t = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN), (TRACESTATE, &big)]), true);
+        let mut h = headers(&[(TRACESTATE, "stale=1")]);
+        t.apply(&mut h);
+        assert!(h.get(TRACESTATE).is_none());
+    }
+}
