@@ -204,11 +204,23 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// A list option given as one string: pflag splits on commas.
+/// A list option given as one string, read as pflag reads it: one line of CSV (Go's
+/// encoding/csv), so `"acme/sre"` (a Helm chart's `| quote`) is `acme/sre` and a quoted
+/// field may hold a comma.
 fn split_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(s.as_bytes());
+    let mut record = csv::StringRecord::new();
+    let fields: Vec<String> = match reader.read_record(&mut record) {
+        Ok(true) => record.iter().map(str::to_owned).collect(),
+        _ => s.split(',').map(str::to_owned).collect(),
+    };
+    fields
+        .iter()
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty())
         .map(str::to_owned)
         .collect()
 }
@@ -513,4 +525,22 @@ fn flag_settings(args: &[String], env: &[EnvVar], remarks: &mut Vec<Remark>) -> 
 fn expand(v: &str, env: &[EnvVar]) -> Option<Value> {
     let name = v.strip_prefix("$(")?.strip_suffix(')')?;
     env.iter().find(|e| e.name == name).map(|e| e.value.clone())
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::split_list;
+
+    #[test]
+    fn lists_are_read_as_pflag_reads_them() {
+        assert_eq!(split_list("acme,acme/sre"), ["acme", "acme/sre"]);
+        assert_eq!(split_list("\"acme/sre\""), ["acme/sre"]);
+        assert_eq!(
+            split_list("\"acme/sre\",\"acme/ops\""),
+            ["acme/sre", "acme/ops"]
+        );
+        assert_eq!(split_list("\"a,b\",c"), ["a,b", "c"]);
+        assert_eq!(split_list(" acme , ,x"), ["acme", "x"]);
+        assert!(split_list("").is_empty());
+    }
 }

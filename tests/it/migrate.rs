@@ -28,7 +28,8 @@ struct O2p {
     projects: &'static [(&'static str, u8)],
     /// `email_domains` / `--email-domain`.
     email_domains: &'static [&'static str],
-    /// Forward-auth only (`--upstream=static://202`): ask `/oauth2/auth`, not the app.
+    /// Forward-auth only (`--upstream=static://202`, `file:///dev/null`): ask
+    /// `/oauth2/auth`, not the app.
     forward_auth: bool,
     /// `session_store_type = "redis"`.
     redis: bool,
