@@ -142,7 +142,7 @@ async fn discovery(
         .get(http::header::DATE)
         .and_then(|d| d.to_str().ok())
     {
-        if let Ok(theirs) = httpdate_parse(date) {
+        if let Ok(theirs) = httpdate::parse_http_date(date) {
             let ours = before;
             let skew = ours
                 .duration_since(theirs)
@@ -207,24 +207,6 @@ async fn discovery(
         format!("{url}: issuer {}", p.issuer),
     ));
     Some(p)
-}
-
-/// Parses an HTTP date (IMF-fixdate) via humantime's RFC 3339 parser.
-fn httpdate_parse(s: &str) -> Result<std::time::SystemTime, ()> {
-    // "Sun, 06 Nov 1994 08:49:37 GMT"
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, _] = parts.as_slice() else {
-        return Err(());
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)
-    .ok_or(())?
-        + 1;
-    let rfc = format!("{year}-{month:02}-{day:0>2}T{time}Z");
-    humantime::parse_rfc3339(&rfc).map_err(|_| ())
 }
 
 async fn jwks(http: &reqwest::Client, p: &Provider, out: &mut Vec<Check>) {

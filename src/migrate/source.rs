@@ -349,55 +349,28 @@ fn looks_like_yaml(text: &str) -> bool {
         && !word.starts_with('-')
 }
 
-/// Splits shell-like text into words: quotes ('...' and "...") and backslashes as a shell
-/// reads them, `#` and `//` words start a comment to the end of the line (the provider docs
-/// annotate their examples so), a trailing `\` joins lines.
+/// Splits shell-like text into words as a POSIX shell reads them (the `shell-words`
+/// crate: quotes, backslashes, `#` comments), a line at a time after a trailing `\` joins
+/// lines; a word starting with `//` starts a comment to the end of its line too (the
+/// provider docs annotate their examples so). A line a shell could not read (an open
+/// quote) is split at whitespace.
 fn shell_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    for line in text.lines() {
-        let mut cur = String::new();
-        let mut in_word = false;
-        let mut quote: Option<char> = None;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (Some('"'), '\\') => {
-                    if let Some(n) = chars.next() {
-                        cur.push(n);
-                    }
-                }
-                (Some(_), c) => cur.push(c),
-                (None, '\'' | '"') => {
-                    quote = Some(c);
-                    in_word = true;
-                }
-                (None, '\\') => {
-                    // A trailing backslash continues the line: nothing to add.
-                    if let Some(n) = chars.next() {
-                        cur.push(n);
-                        in_word = true;
-                    }
-                }
-                (None, c) if c.is_whitespace() => {
-                    if in_word {
-                        words.push(std::mem::take(&mut cur));
-                        in_word = false;
-                    }
-                }
-                (None, '#') if !in_word => break,
-                (None, '/') if !in_word && chars.peek() == Some(&'/') => break,
-                (None, c) => {
-                    cur.push(c);
-                    in_word = true;
-                }
-            }
-        }
-        if in_word {
-            words.push(cur);
-        }
-    }
-    words
+    text.replace("\\\n", " ")
+        .lines()
+        .flat_map(|line| {
+            // A `//` word ends the line before the shell reads it (its text is prose).
+            let code = line
+                .match_indices("//")
+                .find(|(i, _)| {
+                    line.get(..*i)
+                        .is_some_and(|b| b.is_empty() || b.ends_with(char::is_whitespace))
+                })
+                .and_then(|(i, _)| line.get(..i))
+                .unwrap_or(line);
+            shell_words::split(code)
+                .unwrap_or_else(|_| code.split_whitespace().map(str::to_owned).collect())
+        })
+        .collect()
 }
 
 /// `OAUTH2_PROXY_<CONFIG KEY>` variables become settings; others are remarked upon.
@@ -542,5 +515,23 @@ mod list_tests {
         assert_eq!(split_list("\"a,b\",c"), ["a,b", "c"]);
         assert_eq!(split_list(" acme , ,x"), ["acme", "x"]);
         assert!(split_list("").is_empty());
+    }
+
+    #[test]
+    fn args_text_is_read_as_a_shell_reads_it() {
+        let w = super::shell_words(
+            "oauth2-proxy --provider=gitlab \\\n  --gitlab-group='acme sre' # the team\n--email-domain=\"*\" // docs' note\n--x=a\\ b\n--open='unbalanced",
+        );
+        assert_eq!(
+            w,
+            [
+                "oauth2-proxy",
+                "--provider=gitlab",
+                "--gitlab-group=acme sre",
+                "--email-domain=*",
+                "--x=a b",
+                "--open='unbalanced",
+            ]
+        );
     }
 }
