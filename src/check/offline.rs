@@ -115,6 +115,13 @@ fn describe(c: &Config) -> String {
 /// Notes `labgate check` adds about the setup.
 pub fn notes(c: &Config) -> Vec<String> {
     let mut notes = Vec::new();
+    if c.server.listen.ip().is_loopback() {
+        notes.push(format!(
+            "server.listen = \"{}\" answers on this machine only: in a container or a Kubernetes Pod a Service or front proxy elsewhere cannot reach it (\"0.0.0.0:{}\" listens on every interface)",
+            c.server.listen,
+            c.server.listen.port()
+        ));
+    }
     if !c.gitlab.oidc() {
         notes.push(
             "gitlab.scopes has no \"openid\": sign-in uses plain OAuth2 and /api/v4/user; group memberships are not available, so group rules cannot be used".into(),

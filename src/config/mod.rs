@@ -20,8 +20,8 @@ use std::time::Duration;
 pub use access::narrowing;
 pub use published::problems as published_secret_problems;
 pub use sources::{load, load_str, load_text, toml_error, Overrides};
-pub(crate) use validate::decode_cookie_secret;
 pub use validate::parse_duration;
+pub(crate) use validate::{cookie_prefix, decode_cookie_secret};
 
 use crate::access::{HostPattern, Policy};
 use crate::machine::MachinePolicy;

@@ -654,6 +654,11 @@ fn session(c: &mut Checker, s: file::SessionFile, server: &ServerConfig) -> Sess
             "session.cookie_name",
             format!("session.cookie_name = {cookie_name:?}: use letters, digits, '_' and '-' only"),
         );
+    } else if let Some(prefix) = cookie_prefix(&cookie_name) {
+        c.problem(
+            "session.cookie_name",
+            format!("session.cookie_name = {cookie_name:?}: write it without {prefix:?}: labgate names the cookie __Host-<name> itself when it is Secure and host-only (browsers refuse a {prefix} cookie that is not Secure, or, for __Host-, has a Domain)"),
+        );
     }
     let inline = s.cookie_secret.map(file::OneOrMany::into_vec);
     let mut secrets = Vec::new();
@@ -985,4 +990,12 @@ fn identity(c: &mut Checker, i: file::IdentityFile, server: &ServerConfig) -> Id
         pass_access_token,
         pass_authorization,
     }
+}
+
+/// The browser's cookie-name prefix (`__Host-`, `__Secure-`, any case) `name` starts with.
+pub(crate) fn cookie_prefix(name: &str) -> Option<&'static str> {
+    ["__Host-", "__Secure-"].into_iter().find(|p| {
+        name.get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p))
+    })
 }

@@ -197,6 +197,12 @@ fn config_errors_name_the_key() {
         &[("LABGATE__SESSION__COOKIE_SECRET", "bad")],
         "session.cookie_secret",
     );
+    // labgate adds __Host- itself; a name with it would be refused by browsers.
+    check_fails_naming(
+        &example(),
+        &[("LABGATE__SESSION__COOKIE_NAME", "__Host-app")],
+        "session.cookie_name = \"__Host-app\": write it without \"__Host-\"",
+    );
     // A missing file names the flag.
     let out = labgate(&["check", "--config", "/nonexistent/labgate.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
