@@ -38,6 +38,9 @@ pub struct App {
     redirect_allowed: Vec<String>,
     /// GitLab events accepted this second (`{prefix}/webhooks/gitlab`).
     pub webhook_budget: crate::session::marks::EventBudget,
+    /// The access policy in force: `config.access` at start, swapped whole by a reload
+    /// (each decision reads one policy, never a mix).
+    policy: arc_swap::ArcSwap<crate::access::Policy>,
 }
 
 impl std::fmt::Debug for App {
@@ -104,6 +107,7 @@ impl App {
         Ok(Arc::new(App {
             redirect_allowed,
             webhook_budget: Default::default(),
+            policy: arc_swap::ArcSwap::from_pointee(config.access.clone()),
             sessions,
             upstreams: (0..config.server.worker_runtimes().max(1))
                 .map(|_| {
@@ -225,6 +229,41 @@ impl App {
             return origin == self.config.server.public_origin || own();
         }
         !matches!(h("sec-fetch-site"), Some("cross-site" | "same-site"))
+    }
+
+    /// The access policy in force (a reload swaps it whole).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<crate::access::Policy>> {
+        self.policy.load()
+    }
+
+    /// Takes a new configuration while serving (SIGHUP, the file changed): its access
+    /// policy (rules, routes, public paths) replaces the one in force between requests.
+    /// Returns what else differs from the running configuration and needs a restart.
+    pub fn reload(&self, new: &Config) -> Vec<&'static str> {
+        self.policy.store(Arc::new(new.access.clone()));
+        let old = &self.config;
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        let mut restart = Vec::new();
+        if differs(&old.server, &new.server) {
+            restart.push("[server]");
+        }
+        if differs(&old.upstreams, &new.upstreams) {
+            restart.push("[upstream]");
+        }
+        if differs(&old.gitlab, &new.gitlab) {
+            restart.push("[gitlab]");
+        }
+        if differs(&old.session, &new.session) {
+            restart.push("[session]");
+        }
+        if differs(&old.identity, &new.identity) {
+            restart.push("[identity]");
+        }
+        if differs(&old.machine, &new.machine) {
+            restart.push("[machine]");
+        }
+        restart
     }
 
     /// public_url's host.

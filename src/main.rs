@@ -18,7 +18,10 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let (cli, config_on_command_line) = Cli::parse_noting_config();
     match cli.command {
-        None | Some(Command::Run) => load(&cli).map_or_else(|code| code, run),
+        None | Some(Command::Run) => match load(&cli) {
+            Ok(config) => run(config, cli),
+            Err(code) => code,
+        },
         Some(Command::Dev { port_base }) => dev(&cli, port_base),
         Some(Command::Healthcheck { ready, insecure }) => {
             labgate::healthcheck::command(cli.config.as_deref(), &cli.overrides(), ready, insecure)
@@ -59,10 +62,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `labgate run`: serve until SIGTERM / SIGINT, then drain.
-fn run(config: Config) -> ExitCode {
+/// `labgate run`: serve until SIGTERM / SIGINT, then drain; reload on SIGHUP and when the
+/// configuration file changes.
+fn run(config: Config, cli: Cli) -> ExitCode {
     labgate::telemetry::init(config.log.format, &config.log.level);
-    let listeners = labgate::Listeners::from_config(&config);
+    // Reloaded as at start: the same file, environment and flags.
+    let file = cli.config.clone();
+    let load = move || {
+        cli.load().map_err(|e| {
+            e.problems
+                .iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect()
+        })
+    };
+    let listeners =
+        labgate::Listeners::from_config(&config).reloading(labgate::server::reload::Reload {
+            file,
+            load: Box::new(load),
+        });
     match labgate::run(config, listeners, labgate::server::shutdown_signal()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ labgate::RunError::Setup(_)) => {

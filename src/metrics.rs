@@ -314,6 +314,10 @@ pub struct Metrics {
     pub webhook_revalidations: Counter,
     /// From a GitLab event to the refusal of the marked person's request that revalidated.
     pub webhook_refusal_seconds: Histogram,
+    /// Configuration reloads by outcome: ok, refused.
+    pub config_reloads: Family<Outcome, Counter>,
+    /// 1 when a reloaded configuration has changes that wait for a restart.
+    pub config_restart_needed: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -414,7 +418,21 @@ impl Default for Metrics {
             "Time from a GitLab event to the refusal of the marked person's request that revalidated",
             webhook_refusal_seconds.clone(),
         );
+        let config_reloads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, the file changed) by outcome",
+            config_reloads.clone(),
+        );
+        let config_restart_needed = Gauge::default();
+        registry.register(
+            "config_restart_needed",
+            "1 when the reloaded configuration has changes that take effect only at a restart",
+            config_restart_needed.clone(),
+        );
         Metrics {
+            config_reloads,
+            config_restart_needed,
             webhooks,
             webhook_revalidations,
             webhook_refusal_seconds,
@@ -436,6 +454,16 @@ impl Metrics {
     /// Counts a sign-in outcome.
     pub fn sign_in(&self, outcome: &'static str) {
         self.sign_ins.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// Counts a configuration reload; `restart`: the running process differs from it.
+    pub fn config_reload(&self, outcome: &'static str, restart: bool) {
+        self.config_reloads
+            .get_or_create(&Outcome { outcome })
+            .inc();
+        if outcome == "ok" {
+            self.config_restart_needed.set(i64::from(restart));
+        }
     }
 
     /// Counts a GitLab webhook request's outcome.

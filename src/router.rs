@@ -406,7 +406,7 @@ async fn proxy(
     } else {
         req.method().clone()
     };
-    let (principal, cookies) = if app.config.access.is_public(&method, name, views) {
+    let (principal, cookies) = if app.policy().is_public(&method, name, views) {
         (None, Vec::new())
     } else {
         match auth::authorize(

@@ -401,11 +401,7 @@ async fn callback_inner<B>(
         .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
     let user = app
         .gitlab
-        .load_user(
-            &tokens,
-            Some(&flow.nonce),
-            &app.config.access.project_paths(),
-        )
+        .load_user(&tokens, Some(&flow.nonce), &app.policy().project_paths())
         .await
         .inspect_err(|e| tracing::warn!(error = %e, "sign-in failed at the callback"))?;
     // Serving several apps without a cookie domain, each session opens its own host only
@@ -424,7 +420,7 @@ async fn callback_inner<B>(
     if let Ok(Some(previous)) = app.sessions.load_fresh(req.headers()).await {
         let _ = app.sessions.end(&previous).await;
     }
-    if let Decision::Deny(deny) = app.config.access.admit(&session.user) {
+    if let Decision::Deny(deny) = app.policy().admit(&session.user) {
         // No session is kept for someone the rules refuse: on gitlab.com that is anyone,
         // and nothing of theirs should accumulate in the store. GitLab's token goes back.
         tracing::info!(target: "labgate::audit", user = %session.user.username, rule = deny.code(), "sign-in denied");

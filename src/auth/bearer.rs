@@ -183,7 +183,7 @@ async fn access_token(
     };
     let user = match app
         .gitlab
-        .user_for_token(token, &app.config.access.project_paths())
+        .user_for_token(token, &app.policy().project_paths())
         .await
     {
         Ok(u) => u,

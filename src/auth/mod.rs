@@ -89,8 +89,7 @@ pub(crate) async fn authorize(
     }
     crate::telemetry::record_caller(&a.principal);
     match app
-        .config
-        .access
+        .policy()
         .decide(a.principal.subject(), host, paths, narrowing)
     {
         Decision::Allow => Ok(a),

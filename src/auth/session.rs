@@ -509,7 +509,7 @@ async fn revalidate(app: &App, session: &Session, now: u64) -> Result<Session, R
     };
     let user = match app
         .gitlab
-        .load_user(&tokens, None, &app.config.access.project_paths())
+        .load_user(&tokens, None, &app.policy().project_paths())
         .await
     {
         Ok(u) => u,

@@ -102,7 +102,7 @@ pub async fn forward_auth<B>(
         Some(v),
     ) = (&original, &views)
     {
-        if app.config.access.is_public(m, host, v) {
+        if app.policy().is_public(m, host, v) {
             return granted(app, None, Vec::new(), envoy.is_some(), (host, origin));
         }
     }

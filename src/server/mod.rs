@@ -25,6 +25,7 @@ pub mod tls_reload;
 
 pub use activity::Tracked;
 use activity::{Activity, Watched};
+pub mod reload;
 pub use runtime::{Listeners, RunError};
 pub use side::{serve_http_redirect, serve_metrics, serve_webhooks};
 

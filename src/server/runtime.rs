@@ -54,6 +54,8 @@ pub struct Listeners {
     metrics: Option<Listener>,
     http_redirect: Option<Listener>,
     webhooks: Option<Listener>,
+    /// Reload the configuration while serving (`labgate run`).
+    reload: Option<super::reload::Reload>,
 }
 
 /// [`Listeners`] bound.
@@ -62,11 +64,12 @@ struct Open {
     side: Side,
 }
 
-/// The side listeners, bound.
+/// The side listeners, bound, and the configuration reload.
 struct Side {
     metrics: Option<tokio::net::TcpListener>,
     http_redirect: Option<tokio::net::TcpListener>,
     webhooks: Option<tokio::net::TcpListener>,
+    reload: Option<super::reload::Reload>,
 }
 
 impl Listeners {
@@ -78,6 +81,15 @@ impl Listeners {
             metrics: s.metrics_listen.map(Listener::Address),
             http_redirect: s.http_redirect_listen.map(Listener::Address),
             webhooks: s.webhook_listen.map(Listener::Address),
+            reload: None,
+        }
+    }
+
+    /// The same, reloading the configuration on SIGHUP and when its file changes.
+    pub fn reloading(self, reload: super::reload::Reload) -> Listeners {
+        Listeners {
+            reload: Some(reload),
+            ..self
         }
     }
 
@@ -88,6 +100,7 @@ impl Listeners {
             metrics: None,
             http_redirect: None,
             webhooks: None,
+            reload: None,
         }
     }
 
@@ -136,6 +149,7 @@ impl Listeners {
                 metrics: side(self.metrics, "server.metrics_listen").await?,
                 http_redirect: side(self.http_redirect, "server.http_redirect_listen").await?,
                 webhooks: side(self.webhooks, "server.webhook_listen").await?,
+                reload: self.reload,
             },
         })
     }
@@ -276,7 +290,11 @@ fn start_side_tasks(shared: &Arc<Shared>, side: Side) {
         metrics,
         http_redirect,
         webhooks,
+        reload,
     } = side;
+    if let Some(reload) = reload {
+        tokio::spawn(super::reload::watch(shared.app.clone(), reload));
+    }
     let warm = shared.app.clone();
     tokio::spawn(async move {
         if let Err(e) = warm.gitlab.provider().await {

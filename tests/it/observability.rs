@@ -61,8 +61,14 @@ async fn real_config(log: &str) -> (String, u16, Arc<StandIn>) {
 
 impl Logged {
     async fn start(format: &str) -> Logged {
+        Self::start_at(format, "info").await
+    }
+
+    /// The binary logging at `level` (its stderr is read at [`Logged::stop`] only: a level
+    /// that writes a line per request fills the pipe under load).
+    async fn start_at(format: &str, level: &str) -> Logged {
         let (cfg, port, gitlab) =
-            real_config(&format!("format = \"{format}\"\nlevel = \"info\"")).await;
+            real_config(&format!("format = \"{format}\"\nlevel = \"{level}\"")).await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("labgate.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -734,4 +740,116 @@ async fn a_trace_continues_from_a_trusted_proxy_to_the_app_and_gitlab_and_never_
             "labgate's span is the parent: {t}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_configuration_reloads_on_sighup_and_when_its_file_changes() {
+    let lg = Logged::start_at("json", "warn").await;
+    let public = lg.public.clone();
+    let file = lg._dir.path().join("labgate.toml");
+    let original = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("level = \"warn\"", "level = \"warn,labgate::server::reload=info\"");
+    std::fs::write(&file, &original).unwrap();
+    let cookie = |user: &'static str| {
+        let public = public.clone();
+        let gitlab = lg.gitlab.clone();
+        async move {
+            let c = browser();
+            let r = flow_parts(&c, &public, &gitlab, user, "/").await;
+            assert_eq!(r.status(), StatusCode::FOUND, "{user} signs in");
+            session_cookie_header(&set_cookies(&r))
+        }
+    };
+    let (alice, bob) = (cookie("alice").await, cookie("bob").await);
+    let status = |c: &str| {
+        let req = plain()
+            .get(format!("{public}/x"))
+            .header(COOKIE, c.to_owned())
+            .header("accept", "application/json")
+            .send();
+        async move { req.await.unwrap().status() }
+    };
+    let until = |c: String, want: StatusCode| {
+        let status = &status;
+        async move {
+            for _ in 0..100 {
+                if status(&c).await == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("still not {want}");
+        }
+    };
+    assert_eq!(status(&bob).await, StatusCode::OK);
+    // Only acme/admins from now on, on SIGHUP: bob is refused, alice is not; requests
+    // meanwhile are answered by the old policy or the new one, never failed.
+    let admins = original.replace(
+        "allowed_groups = [\"acme\"]",
+        "allowed_groups = [\"acme/admins\"]",
+    );
+    assert_ne!(admins, original);
+    std::fs::write(&file, &admins).unwrap();
+    let pid = lg.child.id().to_string();
+    let load = {
+        let (alice, bob) = (alice.clone(), bob.clone());
+        let public = public.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for i in 0..200 {
+                let c = if i % 2 == 0 { &alice } else { &bob };
+                let r = plain()
+                    .get(format!("{public}/x"))
+                    .header(COOKIE, c)
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .unwrap();
+                seen.push(r.status().as_u16());
+            }
+            seen
+        })
+    };
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    until(bob.clone(), StatusCode::FORBIDDEN).await;
+    assert_eq!(status(&alice).await, StatusCode::OK);
+    let seen = load.await.unwrap();
+    assert!(seen.iter().all(|s| *s == 200 || *s == 403), "{seen:?}");
+    // A broken file is refused: the policy in force stays.
+    std::fs::write(
+        &file,
+        admins.replace("[access]", "[access]\nallowed_grups = [\"x\"]"),
+    )
+    .unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&bob).await, StatusCode::FORBIDDEN);
+    assert_eq!(status(&alice).await, StatusCode::OK);
+    // Without a signal: the file's new content is noticed (as a ConfigMap update).
+    std::fs::write(&file, &original).unwrap();
+    until(bob.clone(), StatusCode::OK).await;
+    // A change that needs a restart is named, and the rest applies.
+    std::fs::write(
+        &file,
+        original.replace("app_name = ", "footer_text = \"x\"\napp_name = "),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let lines = lg.stop().join("\n");
+    assert!(lines.contains("configuration reload refused"), "{lines}");
+    assert!(
+        lines.contains("access.allowed_grups"),
+        "the error names the key: {lines}"
+    );
+    assert!(lines.contains("needs_restart"), "{lines}");
+    assert!(lines.contains("[server]"), "{lines}");
 }
