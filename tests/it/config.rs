@@ -471,3 +471,17 @@ fn the_demo_says_what_holds_its_port_and_how_to_move() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port-base"));
 }
+
+/// A reload of the same file names nothing as needing a restart (the comparison is stable).
+#[tokio::test]
+async fn reloading_the_same_configuration_needs_no_restart() {
+    let s = crate::harness::stack(&crate::harness::config_with(None, "")).await;
+    let same = labgate::config::load_str(&s.config_text).unwrap();
+    assert!(s.app.reload(&same).is_empty());
+    let other = labgate::config::load_str(
+        &s.config_text
+            .replace("app_name = ", "footer_text = \"x\"\napp_name = "),
+    )
+    .unwrap();
+    assert_eq!(s.app.reload(&other), ["[server]"]);
+}

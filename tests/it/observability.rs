@@ -747,9 +747,10 @@ async fn the_configuration_reloads_on_sighup_and_when_its_file_changes() {
     let lg = Logged::start_at("json", "warn").await;
     let public = lg.public.clone();
     let file = lg._dir.path().join("labgate.toml");
-    let original = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("level = \"warn\"", "level = \"warn,labgate::server::reload=info\"");
+    let original = std::fs::read_to_string(&file).unwrap().replace(
+        "level = \"warn\"",
+        "level = \"warn,labgate::server::reload=info\"",
+    );
     std::fs::write(&file, &original).unwrap();
     let cookie = |user: &'static str| {
         let public = public.clone();
