@@ -108,16 +108,7 @@ async fn page<B>(
 ) -> Response<Body> {
     let listed = match app.sessions.list(session.user.id).await {
         Ok(listed) => listed,
-        Err(e) => {
-            tracing::error!(error = %e, "the sessions page could not read the session store");
-            return Reject::StoreUnavailable.render(
-                &app.pages,
-                &Style {
-                    html: true,
-                    sign_in: None,
-                },
-            );
-        }
+        Err(e) => return store_unavailable(app, &e),
     };
     let client = crate::headers::client_ip(req.headers(), peer, &app.config.server.trusted_proxies);
     let here = crate::session::SignedInFrom::of(client, req.headers());
@@ -200,6 +191,18 @@ fn this_app(
     (here, elsewhere.len())
 }
 
+/// The session store failed: logged, and the page that says so (fail closed).
+fn store_unavailable(app: &App, e: &crate::session::StoreError) -> Response<Body> {
+    tracing::error!(error = %e, "the sessions page could not reach the session store");
+    Reject::StoreUnavailable.render(
+        &app.pages,
+        &Style {
+            html: true,
+            sign_in: None,
+        },
+    )
+}
+
 /// When a session was last used, as far as the store knows (Unix seconds).
 fn last_active(s: &Session, seen: Option<u64>) -> u64 {
     seen.unwrap_or(0).max(s.validated).max(s.created)
@@ -246,29 +249,13 @@ async fn end(app: &App, owner: &Session, req: Request<hyper::body::Incoming>) ->
         Ok(None) => {
             return bad("sessions are kept in browsers' cookies here: only sign-out ends one")
         }
-        Err(e) => {
-            tracing::error!(error = %e, "ending a session could not reach the session store");
-            return Reject::StoreUnavailable.render(
-                &app.pages,
-                &Style {
-                    html: true,
-                    sign_in: None,
-                },
-            );
-        }
+        Err(e) => return store_unavailable(app, &e),
     };
     // Only the owner's own sessions are found (the list is theirs); an unknown id (ended
     // meanwhile, or never theirs) is simply gone.
     if let Some(found) = listed.iter().find(|l| l.session.sid == sid) {
         if let Err(e) = app.sessions.end_key(&found.key, owner.user.id).await {
-            tracing::error!(error = %e, "ending a session could not reach the session store");
-            return Reject::StoreUnavailable.render(
-                &app.pages,
-                &Style {
-                    html: true,
-                    sign_in: None,
-                },
-            );
+            return store_unavailable(app, &e);
         }
         tracing::info!(target: "labgate::audit", user = %owner.user.username, "a session was ended from the person's sessions page");
         // Best effort, bounded by gitlab.timeout: the session is over either way.
