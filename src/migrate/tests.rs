@@ -1306,3 +1306,30 @@ fn sidecar_upstreams_are_flagged_when_apps_are_merged() {
     );
     assert!(comments(&m).contains("a sidecar in its pod"));
 }
+
+#[test]
+fn a_legacy_oauth2_setup_says_what_the_gitlab_application_needs() {
+    let legacy = BASE.replace(
+        "oidc_issuer_url = \"https://gitlab.example.com/\"",
+        "login_url = \"https://gitlab.example.com/oauth/authorize\"\nredeem_url = \"https://gitlab.example.com/oauth/token\"\nvalidate_url = \"https://gitlab.example.com/api/v4/user\"",
+    );
+    let m = migrate_toml(&format!("{legacy}email_domains = [\"*\"]\n"));
+    assert!(
+        comments(&m).contains("tick them in the GitLab application"),
+        "{}",
+        m.toml
+    );
+    // A read_user application kept as it is: said what that costs.
+    let m = migrate_toml(&format!(
+        "{legacy}email_domains = [\"*\"]\nscope = \"read_user\"\n"
+    ));
+    let c = comments(&m);
+    assert!(
+        c.contains("without openid labgate signs in with plain OAuth2"),
+        "{c}"
+    );
+    assert_eq!(strings(at(&parsed(&m), "gitlab.scopes")), ["read_user"]);
+    // An OIDC setup gets neither.
+    let m = migrate_toml(&format!("{BASE}email_domains = [\"*\"]\n"));
+    assert!(!comments(&m).contains("legacy GitLab setup"));
+}

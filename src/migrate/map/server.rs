@@ -95,14 +95,28 @@ impl M<'_> {
         }
         if let Some((x, scope)) = self.text("scope", "gitlab.scopes") {
             let scopes: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
-            self.doc.set(
-                "gitlab",
-                "scopes",
-                arr(&scopes),
+            let note = if scopes.iter().any(|s| s == "openid") {
                 format!(
                     "{}: the same scopes (labgate adds read_api for project rules)",
                     said(x)
-                ),
+                )
+            } else {
+                format!(
+                    "{}: the same scopes; without openid labgate signs in with plain OAuth2 and reads /api/v4/user, which gives no group memberships, so group rules cannot be used. For them, write openid profile email here and tick the same scopes in the GitLab application (its settings page, Edit)",
+                    said(x)
+                )
+            };
+            self.doc.set("gitlab", "scopes", arr(&scopes), note);
+        } else if self.o.get("oidc_issuer_url").is_none()
+            && ["login_url", "redeem_url", "validate_url"]
+                .iter()
+                .any(|k| self.o.get(k).is_some())
+        {
+            // oauth2-proxy's legacy GitLab setup (endpoints, no issuer): its application may
+            // allow read_user only, and labgate asks for openid profile email by default.
+            self.doc.remark(
+                "gitlab",
+                "oauth2-proxy's legacy GitLab setup (login/redeem/validate URLs, no oidc_issuer_url): labgate signs in with OpenID Connect and asks for the scopes openid profile email; tick them in the GitLab application (its settings page, Edit) if it allowed read_user only, or GitLab refuses the sign-in (invalid_scope)".into(),
             );
         }
         if let Some((x, files)) = self.list("provider_ca_files", "gitlab.ca_file") {
