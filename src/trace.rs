@@ -99,11 +99,12 @@ pub fn scope<F: std::future::Future>(
     CURRENT.scope(trace, fut)
 }
 
-/// `traceparent` for a call made while serving a request (GitLab), if in one.
-pub fn current() -> Option<(HeaderValue, Option<HeaderValue>)> {
-    CURRENT
-        .try_with(|t| (t.traceparent(), t.state.clone()))
-        .ok()
+/// The trace headers for a call made while serving a request (GitLab): those
+/// [`TraceContext::apply`] sets; none outside a request.
+pub fn outgoing() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let _ = CURRENT.try_with(|t| t.apply(&mut headers));
+    headers
 }
 
 /// The header's one value (none when absent or repeated).

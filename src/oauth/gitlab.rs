@@ -121,16 +121,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
 
     fn call(&'c self, mut request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
-            if let Some((parent, state)) = crate::trace::current() {
-                request
-                    .headers_mut()
-                    .insert(crate::trace::TRACEPARENT, parent);
-                if let Some(state) = state {
-                    request
-                        .headers_mut()
-                        .insert(crate::trace::TRACESTATE, state);
-                }
-            }
+            request.headers_mut().extend(crate::trace::outgoing());
             let start = Instant::now();
             let answer = oauth2::AsyncHttpClient::call(&self.0.http, request).await;
             let outcome = match &answer {
@@ -389,13 +380,7 @@ impl Gitlab {
     ) -> Result<Answer, GitlabError> {
         let start = Instant::now();
         // In the trace of the request being served, if any.
-        let req = match crate::trace::current() {
-            Some((parent, Some(state))) => req
-                .header(crate::trace::TRACEPARENT, parent)
-                .header(crate::trace::TRACESTATE, state),
-            Some((parent, None)) => req.header(crate::trace::TRACEPARENT, parent),
-            None => req,
-        };
+        let req = req.headers(crate::trace::outgoing());
         let answer = async {
             let resp = req.send().await?;
             let status = resp.status();
