@@ -233,14 +233,11 @@ fn config_text(s: &Setup) -> String {
 #[test]
 fn a_loopback_listener_is_pointed_out() {
     let text = |listen: &str| {
-        unpublished(&crate::harness::config_with(None, ""))
+        crate::harness::with_demo_addresses(&unpublished(&crate::harness::config_with(None, "")))
             .replace(
                 "listen = \"127.0.0.1:0\"",
                 &format!("listen = \"{listen}\""),
             )
-            .replace("{labgate}", "http://127.0.0.1:4180")
-            .replace("{gitlab}", "http://127.0.0.1:4181")
-            .replace("{echo}", "http://127.0.0.1:4182")
     };
     let notes = |listen: &str| {
         labgate::check::notes(&labgate::config::load_str(&text(listen)).unwrap()).join("\n")

@@ -486,16 +486,10 @@ async fn a_token_flood_cannot_starve_a_working_token() {
 #[tokio::test]
 async fn check_warns_about_broad_trusted_proxies_and_names_the_source() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = unpublished(
-        &config_with(None, "")
-            .replace("{labgate}", "http://127.0.0.1:4180")
-            .replace("{gitlab}", "http://127.0.0.1:4181")
-            .replace("{echo}", "http://127.0.0.1:4182")
-            .replace(
-                "[server]\n",
-                "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.10\", \"::/0\"]\n",
-            ),
-    );
+    let cfg = unpublished(&with_demo_addresses(&config_with(None, "")).replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.10\", \"::/0\"]\n",
+    ));
     let file = dir.path().join("labgate.toml");
     std::fs::write(&file, cfg).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_labgate"))

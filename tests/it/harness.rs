@@ -518,3 +518,24 @@ pub fn spawn_caddy(file: &std::path::Path, dir: &std::path::Path) -> std::proces
         .spawn()
         .expect("start caddy")
 }
+
+/// A configuration template with the demo's own addresses filled in (labgate 4180, the
+/// stand-in 4181, the echo app 4182): for loading it, not for running it.
+pub fn with_demo_addresses(text: &str) -> String {
+    text.replace("{labgate}", "http://127.0.0.1:4180")
+        .replace("{gitlab}", "http://127.0.0.1:4181")
+        .replace("{echo}", "http://127.0.0.1:4182")
+}
+
+/// The status of `GET url` with `cookie`, asked as an API client (JSON: 401, not a
+/// redirect, when not signed in).
+pub async fn status_with(url: &str, cookie: &str) -> StatusCode {
+    plain()
+        .get(url)
+        .header(reqwest::header::COOKIE, cookie)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+}

@@ -78,17 +78,6 @@ pub(crate) fn redis_config(session_extra: &str, key: &str) -> String {
     )
 }
 
-async fn get(url: &str, cookie: &str) -> StatusCode {
-    plain()
-        .get(url)
-        .header(COOKIE, cookie)
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[tokio::test]
 async fn replicas_share_sessions_and_sign_out_ends_them_everywhere() {
     let (_redis, _k, s) = redis_stack("redis_cache_ttl = \"1s\"").await;
@@ -99,7 +88,7 @@ async fn replicas_share_sessions_and_sign_out_ends_them_everywhere() {
     // The cookie holds only a sealed handle: small, and no session data.
     assert!(cookie.len() < 200, "{cookie}");
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
     // The same cookie works on replica B; B's assertion verifies with the shared key.
@@ -123,19 +112,19 @@ async fn replicas_share_sessions_and_sign_out_ends_them_everywhere() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        get(&format!("{}/", b.url), &cookie).await,
+        status_with(&format!("{}/", b.url), &cookie).await,
         StatusCode::UNAUTHORIZED,
         "at once on B"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::UNAUTHORIZED,
         "on A after the cache TTL"
     );
     // A copied cookie cannot come back: the session is gone from Redis.
     assert_eq!(
-        get(&format!("{}/", b.url), &cookie).await,
+        status_with(&format!("{}/", b.url), &cookie).await,
         StatusCode::UNAUTHORIZED
     );
 }
@@ -155,11 +144,11 @@ async fn sign_out_everywhere_ends_all_of_a_users_sessions() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &two).await,
+        status_with(&format!("{}/", s.labgate_url), &two).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &bob).await,
+        status_with(&format!("{}/", s.labgate_url), &bob).await,
         StatusCode::OK,
         "other users keep theirs"
     );
@@ -179,7 +168,7 @@ async fn redis_down_fails_closed_and_recovers_without_a_restart() {
     let (redis, _k, s) = redis_stack("redis_cache_ttl = \"0s\"\nredis_command_timeout = \"300ms\"\nredis_connect_timeout = \"300ms\"").await;
     let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
     // Redis hangs (stopped): every command times out. (Stopping rather than killing keeps
@@ -244,12 +233,12 @@ async fn redis_down_fails_closed_and_recovers_without_a_restart() {
     }
     assert_eq!(ready, StatusCode::OK);
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
     let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "bob", "/").await));
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
 }
@@ -289,7 +278,9 @@ async fn concurrent_revalidation_on_two_replicas_makes_one_refresh_call() {
             format!("{}/", b.url)
         };
         let cookie = cookie.clone();
-        tasks.push(tokio::spawn(async move { get(&url, &cookie).await }));
+        tasks.push(tokio::spawn(
+            async move { status_with(&url, &cookie).await },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
@@ -374,7 +365,7 @@ async fn a_three_master_redis_cluster_works() {
         )));
     }
     for c in &cookies {
-        assert_eq!(get(&format!("{}/", b.url), c).await, StatusCode::OK);
+        assert_eq!(status_with(&format!("{}/", b.url), c).await, StatusCode::OK);
     }
     let r = plain()
         .get(format!("{}/oauth2/sign_out", b.url))
@@ -384,11 +375,11 @@ async fn a_three_master_redis_cluster_works() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookies[0]).await,
+        status_with(&format!("{}/", s.labgate_url), &cookies[0]).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookies[1]).await,
+        status_with(&format!("{}/", s.labgate_url), &cookies[1]).await,
         StatusCode::OK
     );
     assert_eq!(
@@ -445,7 +436,7 @@ async fn the_user_index_holds_no_handles_and_is_pruned() {
         .unwrap();
     assert_eq!(count, 9, "8 live + the new one");
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &last).await,
+        status_with(&format!("{}/", s.labgate_url), &last).await,
         StatusCode::OK
     );
     // Sign-out everywhere still ends every live session.
@@ -458,7 +449,7 @@ async fn the_user_index_holds_no_handles_and_is_pruned() {
     assert_eq!(r.status(), StatusCode::OK);
     for c in cookies.iter().skip(12) {
         assert_eq!(
-            get(&format!("{}/", s.labgate_url), c).await,
+            status_with(&format!("{}/", s.labgate_url), c).await,
             StatusCode::UNAUTHORIZED
         );
     }
@@ -505,7 +496,7 @@ async fn sentinel_with_a_password_protected_master() {
     let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
     assert!(!cookie.is_empty());
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
 }
@@ -542,20 +533,20 @@ async fn tokens_rotated_before_a_gitlab_failure_reach_the_other_replica() {
     b.app.clock.advance(2);
     let refreshes = s.gitlab.refresh_count();
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK,
         "A: served within grace"
     );
     assert_eq!(s.gitlab.refresh_count(), refreshes + 1, "GitLab rotated");
     s.gitlab.set_faults(labgate::dev::gitlab::Faults::default());
     assert_eq!(
-        get(&format!("{}/", b.url), &cookie).await,
+        status_with(&format!("{}/", b.url), &cookie).await,
         StatusCode::OK,
         "B revalidates with the rotated token"
     );
     assert_eq!(s.gitlab.refresh_count(), refreshes + 2);
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
 }
@@ -615,7 +606,7 @@ async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
     let bob = flow(&browser(), &s, "bob", "/").await;
     let cookie = session_cookie_header(&set_cookies(&bob));
     assert_eq!(
-        get(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::OK
     );
     // Without the client certificate Redis refuses labgate; trusting another CA, labgate
@@ -627,20 +618,15 @@ async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            get(&format!("{}/", other.labgate_url), &cookie).await,
+            status_with(&format!("{}/", other.labgate_url), &cookie).await,
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
     // Mistakes name their key.
     let problems = |extra: &str| {
-        labgate::config::load_str(
-            &redis_config(extra, &key)
-                .replace("{labgate}", "http://127.0.0.1:4180")
-                .replace("{gitlab}", "http://127.0.0.1:4181")
-                .replace("{echo}", "http://127.0.0.1:4182"),
-        )
-        .map(|_| String::new())
-        .unwrap_or_else(|e| e.to_string())
+        labgate::config::load_str(&with_demo_addresses(&redis_config(extra, &key)))
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
     };
     let ca = path(&server.ca);
     for (extra, key) in [

@@ -36,14 +36,7 @@ async fn page(s: &labgate::dev::Stack, cookie: &str) -> (StatusCode, String) {
 }
 
 async fn home(s: &labgate::dev::Stack, cookie: &str) -> StatusCode {
-    plain()
-        .get(format!("{}/", s.labgate_url))
-        .header(COOKIE, cookie)
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap()
-        .status()
+    status_with(&format!("{}/", s.labgate_url), cookie).await
 }
 
 /// The ids the page offers to end ("sign out this session"), in page order.
@@ -228,10 +221,7 @@ async fn operators_revoke_a_users_sessions_from_the_command_line() {
     assert_eq!(home(&s, &phone).await, StatusCode::UNAUTHORIZED);
     assert_eq!(home(&s, &alice).await, StatusCode::OK);
     // The cookie store has nothing to revoke: said, exit 2.
-    let cookie_config = config_with(None, "")
-        .replace("{labgate}", "http://127.0.0.1:4180")
-        .replace("{gitlab}", "http://127.0.0.1:4181")
-        .replace("{echo}", "http://127.0.0.1:4182");
+    let cookie_config = with_demo_addresses(&config_with(None, ""));
     std::fs::write(&path, unpublished(&cookie_config)).unwrap();
     let out = run("id:102");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -256,16 +246,7 @@ async fn an_ended_session_stays_ended_when_a_replica_revalidates_its_copy() {
     let phone = sign_in_as(&s, "bob", "PhoneBrowser/2.0").await;
     let at_b = |cookie: String| {
         let url = format!("{}/", b.url);
-        async move {
-            plain()
-                .get(url)
-                .header(COOKIE, cookie)
-                .header(ACCEPT, "application/json")
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        async move { status_with(&url, &cookie).await }
     };
     assert_eq!(at_b(phone.clone()).await, StatusCode::OK);
     let r = plain()

@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, COOKIE};
 use reqwest::StatusCode;
 
 use crate::harness::*;
@@ -14,17 +13,6 @@ use crate::harness::*;
 const OWNER_TOKEN: &str = "glpat-alice-demo-owner-api";
 const SECRET: &str = "labgate-dev-webhook-secret";
 const BOB: u64 = 102;
-
-async fn status(url: &str, cookie: &str) -> StatusCode {
-    plain()
-        .get(url)
-        .header(COOKIE, cookie)
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
 
 /// Changes bob's membership of `group` through the stand-in's Members API as GitLab's
 /// Owner would (`access_level` None: removes him).
@@ -44,7 +32,7 @@ async fn members(gitlab: &str, group: &str, access_level: Option<u8>) -> StatusC
 async fn until(url: &str, cookie: &str, want: StatusCode, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        let got = status(url, cookie).await;
+        let got = status_with(url, cookie).await;
         if got == want {
             return start.elapsed();
         }
@@ -54,6 +42,18 @@ async fn until(url: &str, cookie: &str, want: StatusCode, limit: Duration) -> Du
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Removes bob from acme/team, his last group of acme, as its Owner would: his next
+/// request at `url` is refused within a second of the removal.
+async fn out_of_acme_within_a_second(gitlab: &str, url: &str, cookie: &str) {
+    let before = Instant::now();
+    assert_eq!(
+        members(gitlab, "acme/team", None).await,
+        StatusCode::NO_CONTENT
+    );
+    until(url, cookie, StatusCode::FORBIDDEN, Duration::from_secs(1)).await;
+    assert!(before.elapsed() < Duration::from_secs(1));
 }
 
 async fn hook(base: &str, token: Option<&str>, kind: &str, body: &str) -> reqwest::Response {
@@ -86,8 +86,8 @@ async fn bob_removed_in_gitlab_is_refused_within_a_second() {
     let cookie = session_cookie_header(&set_cookies(&bob));
     let home = format!("{}/", s.labgate_url);
     let ops = format!("{}/ops", s.labgate_url);
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
-    assert_eq!(status(&ops, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&ops, &cookie).await, StatusCode::OK);
     // Demoted below the route's role: /ops refuses him, the rest of the app does not.
     assert_eq!(
         members(&s.gitlab.base_url, "acme/team", Some(20)).await,
@@ -95,28 +95,16 @@ async fn bob_removed_in_gitlab_is_refused_within_a_second() {
     );
     let took = until(&ops, &cookie, StatusCode::FORBIDDEN, Duration::from_secs(1)).await;
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
     // Removed from acme/team/frontend: still in acme's tree (acme/team).
     assert_eq!(
         members(&s.gitlab.base_url, "acme/team/frontend", None).await,
         StatusCode::NO_CONTENT
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
     // And from acme/team, his last group of acme: refused everywhere, within a second.
-    let before = Instant::now();
-    assert_eq!(
-        members(&s.gitlab.base_url, "acme/team", None).await,
-        StatusCode::NO_CONTENT
-    );
-    until(
-        &home,
-        &cookie,
-        StatusCode::FORBIDDEN,
-        Duration::from_secs(1),
-    )
-    .await;
-    assert!(before.elapsed() < Duration::from_secs(1));
+    out_of_acme_within_a_second(&s.gitlab.base_url, &home, &cookie).await;
     // Counted: the revalidations the events asked for, and the time from the event to the
     // refusal (both refusals were under a second).
     let metrics = s.app.metrics.render();
@@ -185,32 +173,16 @@ async fn a_listener_of_their_own_takes_the_hooks_and_the_main_one_does_not() {
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The stand-in's hooks go there, and bob is out within a second.
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
     assert_eq!(
         members(&s.gitlab.base_url, "acme/team/frontend", None).await,
         StatusCode::NO_CONTENT
     );
-    let before = Instant::now();
-    assert_eq!(
-        members(&s.gitlab.base_url, "acme/team", None).await,
-        StatusCode::NO_CONTENT
-    );
-    until(
-        &home,
-        &cookie,
-        StatusCode::FORBIDDEN,
-        Duration::from_secs(1),
-    )
-    .await;
-    assert!(before.elapsed() < Duration::from_secs(1));
+    out_of_acme_within_a_second(&s.gitlab.base_url, &home, &cookie).await;
     // Without a secret the listener has nothing to serve: a configuration error naming it.
-    let err = labgate::config::load_str(
-        &config
-            .replace(&format!("webhook_secret = \"{SECRET}\"\n"), "")
-            .replace("{labgate}", "http://127.0.0.1:4180")
-            .replace("{gitlab}", "http://127.0.0.1:4181")
-            .replace("{echo}", "http://127.0.0.1:4182"),
-    )
+    let err = labgate::config::load_str(&with_demo_addresses(
+        &config.replace(&format!("webhook_secret = \"{SECRET}\"\n"), ""),
+    ))
     .unwrap_err()
     .to_string();
     assert!(err.contains("server.webhook_listen"), "{err}");
@@ -244,7 +216,7 @@ async fn forged_replayed_and_unrelated_hooks_change_nothing_but_a_gitlab_call() 
         .await
         .unwrap();
     assert_eq!(two.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
     assert_eq!(calls(), at_start, "no GitLab call for a forged hook");
     // A real token on a replayed event for someone still a member: one revalidation, and
     // GitLab's answer (still a member) decides.
@@ -257,9 +229,9 @@ async fn forged_replayed_and_unrelated_hooks_change_nothing_but_a_gitlab_call() 
     .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let before = refreshes();
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
     assert_eq!(refreshes(), before + 1, "revalidated once");
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
     assert_eq!(refreshes(), before + 1, "and not again");
     // Hooks for people with no session here: no GitLab call, one bounded mark each; never
     // turned away for load (GitLab does not redeliver).
@@ -314,7 +286,7 @@ async fn forged_replayed_and_unrelated_hooks_change_nothing_but_a_gitlab_call() 
     .await;
     assert!(r.starts_with("HTTP/1.1 413"), "{r}");
     assert!(start.elapsed() < Duration::from_secs(2));
-    assert_eq!(status(&home, &cookie).await, StatusCode::OK);
+    assert_eq!(status_with(&home, &cookie).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -395,28 +367,19 @@ async fn with_redis_every_replica_refuses_within_a_second() {
     let bob = flow(&browser(), &s, "bob", "/").await;
     let cookie = session_cookie_header(&set_cookies(&bob));
     for base in [&s.labgate_url, &b.url] {
-        assert_eq!(status(&format!("{base}/"), &cookie).await, StatusCode::OK);
+        assert_eq!(
+            status_with(&format!("{base}/"), &cookie).await,
+            StatusCode::OK
+        );
     }
     // The stand-in's hook reaches replica A only; B learns of it through Redis.
     assert_eq!(
         members(&s.gitlab.base_url, "acme/team/frontend", None).await,
         StatusCode::NO_CONTENT
     );
-    let before = Instant::now();
+    out_of_acme_within_a_second(&s.gitlab.base_url, &format!("{}/", b.url), &cookie).await;
     assert_eq!(
-        members(&s.gitlab.base_url, "acme/team", None).await,
-        StatusCode::NO_CONTENT
-    );
-    until(
-        &format!("{}/", b.url),
-        &cookie,
-        StatusCode::FORBIDDEN,
-        Duration::from_secs(1),
-    )
-    .await;
-    assert!(before.elapsed() < Duration::from_secs(1));
-    assert_eq!(
-        status(&format!("{}/", s.labgate_url), &cookie).await,
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
         StatusCode::FORBIDDEN
     );
 }
