@@ -263,6 +263,9 @@ impl App {
         if differs(&old.machine, &new.machine) {
             restart.push("[machine]");
         }
+        if old.tracing != new.tracing {
+            restart.push("[tracing]");
+        }
         restart
     }
 

@@ -78,8 +78,20 @@ pub(crate) async fn handle(
     req.headers_mut().insert("x-request-id", id.clone());
     // The trace: continued from a trusted proxy, or started; the upstream sees labgate's
     // span as its parent.
-    let trace = crate::trace::TraceContext::of(req.headers(), trusted(&app, peer));
+    let trace = crate::trace::TraceContext::of(
+        req.headers(),
+        trusted(&app, peer),
+        app.config.tracing.sample_ratio,
+    );
     trace.apply(req.headers_mut());
+    // The request's own span, when spans are exported and this trace is sampled.
+    let exported = (crate::trace::export::active().is_some() && trace.sampled()).then(|| {
+        (
+            trace.clone(),
+            std::time::SystemTime::now(),
+            req.method().clone(),
+        )
+    });
     let trace_id = crate::telemetry::access_enabled().then(|| trace.trace_id());
     let route_kind = route_kind(&app, req.uri().path());
     // What the line needs from the request, taken only when the line is written.
@@ -139,6 +151,23 @@ pub(crate) async fn handle(
         })
         .inc();
     app.metrics.request_took(kind, route_kind, took);
+    if let Some((trace, started, method)) = exported {
+        use opentelemetry::KeyValue;
+        let attributes = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("http.response.status_code", i64::from(status)),
+            KeyValue::new("labgate.route", route_kind),
+            KeyValue::new("labgate.caller", kind),
+        ];
+        let outcome = match status {
+            500.. => crate::trace::export::Outcome::failed(
+                "labgate answered with a server error",
+                attributes,
+            ),
+            _ => crate::trace::export::Outcome::ok(attributes),
+        };
+        crate::trace::export::record_request(&trace, started, outcome);
+    }
     resp.headers_mut().insert("x-request-id", id);
     resp
 }
@@ -443,7 +472,25 @@ async fn proxy(
         None => views.forward.clone(),
     };
     let sent = Instant::now();
-    let resp = match upstream.forward(req, &target).await {
+    let forwarded = crate::trace::span(
+        "upstream",
+        crate::trace::Kind::Client,
+        async move {
+            // Within its span, the upstream's parent is the upstream call.
+            if crate::trace::export::active().is_some() {
+                crate::trace::apply_current(req.headers_mut());
+            }
+            upstream.forward(req, &target).await
+        },
+        |r| match r {
+            Ok(resp) => crate::trace::export::Outcome::ok(vec![opentelemetry::KeyValue::new(
+                "http.response.status_code",
+                i64::from(resp.status().as_u16()),
+            )]),
+            Err(_) => crate::trace::export::Outcome::failed("the upstream did not answer", vec![]),
+        },
+    );
+    let resp = match forwarded.await {
         Ok(mut r) => {
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());

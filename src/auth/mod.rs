@@ -48,14 +48,29 @@ pub(crate) async fn authenticate(
     peer: std::net::IpAddr,
     delivery: CookieDelivery,
 ) -> Result<Authenticated, Reject> {
-    if let Some(result) = bearer::authenticate(app, headers, peer).await {
-        return result.map(|principal| Authenticated {
-            principal,
-            cookies: Vec::new(),
-            marked: None,
-        });
-    }
-    session::authenticate(app, headers, delivery).await
+    let work = async {
+        if let Some(result) = bearer::authenticate(app, headers, peer).await {
+            return result.map(|principal| Authenticated {
+                principal,
+                cookies: Vec::new(),
+                marked: None,
+            });
+        }
+        session::authenticate(app, headers, delivery).await
+    };
+    crate::trace::span("authenticate", crate::trace::Kind::Internal, work, |r| {
+        use opentelemetry::KeyValue;
+        match r {
+            Ok(a) => crate::trace::export::Outcome::ok(vec![KeyValue::new(
+                "labgate.caller",
+                a.principal.kind(),
+            )]),
+            Err(_) => {
+                crate::trace::export::Outcome::ok(vec![KeyValue::new("labgate.caller", "refused")])
+            }
+        }
+    })
+    .await
 }
 
 /// Authenticate -> decide: the one admission every entry point uses (the proxy,

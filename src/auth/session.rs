@@ -259,7 +259,23 @@ async fn revalidate_locked(
     // The cross-replica lock must outlive the work it guards: renewed while GitLab is
     // asked, however long that takes (a second replica refreshing with the same single-use
     // token would sign the user out).
-    let work = revalidate(app, session, now);
+    let work = crate::trace::span(
+        "revalidate",
+        crate::trace::Kind::Internal,
+        revalidate(app, session, now),
+        |r| match r {
+            Ok(_) => crate::trace::export::Outcome::ok(Vec::new()),
+            Err(RevalidateError::Ended(why)) => {
+                crate::trace::export::Outcome::ok(vec![opentelemetry::KeyValue::new(
+                    "labgate.session_ended",
+                    *why,
+                )])
+            }
+            Err(_) => {
+                crate::trace::export::Outcome::failed("GitLab could not be reached", Vec::new())
+            }
+        },
+    );
     tokio::pin!(work);
     let result = loop {
         tokio::select! {

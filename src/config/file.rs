@@ -37,6 +37,7 @@ impl OneOrMany {
 pub struct FileConfig {
     pub server: ServerFile,
     pub log: LogFile,
+    pub tracing: TracingFile,
     pub upstream: UpstreamsFile,
     pub gitlab: GitlabFile,
     pub session: SessionFile,
@@ -83,6 +84,14 @@ pub struct ServerFile {
 pub struct LogFile {
     pub format: Option<String>,
     pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingFile {
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
 }
 
 /// `[upstream]` (one app: every host) or `[[upstream]]` (one entry per app, by host).

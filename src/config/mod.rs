@@ -182,6 +182,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Log format and filter.
     pub log: LogConfig,
+    /// Trace export (OTLP), off by default.
+    pub tracing: TracingConfig,
     /// The protected applications: one for every host (`[upstream]`), or one per host
     /// list (`[[upstream]]`), first match wins.
     pub upstreams: Vec<UpstreamConfig>,
@@ -384,6 +386,20 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter: `info`, or RUST_LOG-style directives.
     pub level: String,
+}
+
+/// `[tracing]`: spans exported over OTLP/HTTP (protobuf) to a collector, off unless
+/// `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// Where spans go: `<endpoint>/v1/traces` (the collector's OTLP/HTTP address, as
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` gives it); `None`: no export.
+    pub otlp_endpoint: Option<url::Url>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// The share of the traces labgate starts that are sampled (0 to 1); a trace continued
+    /// from a trusted proxy keeps its parent's decision.
+    pub sample_ratio: f64,
 }
 
 /// `[upstream]`, or one `[[upstream]]` entry.

@@ -105,6 +105,7 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
     };
     let server = server(&mut c, raw.server);
     let log = log(&mut c, raw.log);
+    let tracing = tracing(&mut c, raw.tracing);
     let upstreams = upstreams(&mut c, raw.upstream);
     let needs_read_api = !raw.access.allowed_projects.is_empty()
         || raw.route.iter().any(|r| !r.allowed_projects.is_empty());
@@ -139,6 +140,7 @@ pub(super) fn validate(raw: FileConfig, base_dir: Option<&Path>) -> Result<Confi
         Ok(Config {
             server,
             log,
+            tracing,
             upstreams,
             gitlab,
             session,
@@ -427,6 +429,50 @@ fn log(c: &mut Checker, l: file::LogFile) -> LogConfig {
         );
     }
     LogConfig { format, level }
+}
+
+fn tracing(c: &mut Checker, t: file::TracingFile) -> TracingConfig {
+    let otlp_endpoint = t.otlp_endpoint.filter(|e| !e.is_empty()).and_then(|e| {
+        match url::Url::parse(&e) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
+                // `OTEL_EXPORTER_OTLP_ENDPOINT`'s convention: the signal's path is added.
+                let path = u.path().trim_end_matches('/');
+                if path.ends_with("/v1/traces") {
+                    Some(u)
+                } else {
+                    let mut full = u.clone();
+                    full.set_path(&format!("{path}/v1/traces"));
+                    Some(full)
+                }
+            }
+            _ => {
+                c.problem(
+                    "tracing.otlp_endpoint",
+                    format!("tracing.otlp_endpoint = {e:?} is not an http(s) URL: give the collector's OTLP/HTTP address, e.g. \"http://otel-collector:4318\" (spans go to its /v1/traces)"),
+                );
+                None
+            }
+        }
+    });
+    let service_name = t.service_name.unwrap_or_else(|| "labgate".into());
+    if service_name.trim().is_empty() {
+        c.problem(
+            "tracing.service_name",
+            "tracing.service_name is empty: leave it out for \"labgate\"",
+        );
+    }
+    let sample_ratio = t.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        c.problem(
+            "tracing.sample_ratio",
+            format!("tracing.sample_ratio = {sample_ratio} is not between 0 and 1 (the share of new traces sampled: 1 all, 0.01 one in a hundred)"),
+        );
+    }
+    TracingConfig {
+        otlp_endpoint,
+        service_name,
+        sample_ratio,
+    }
 }
 
 /// `[upstream]` (every host, or the hosts it names) or `[[upstream]]` entries, each naming

@@ -120,7 +120,7 @@ impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
     type Future = TokenCall<'c>;
 
     fn call(&'c self, mut request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(async move {
+        let call = async move {
             request.headers_mut().extend(crate::trace::outgoing());
             let start = Instant::now();
             let answer = oauth2::AsyncHttpClient::call(&self.0.http, request).await;
@@ -135,7 +135,34 @@ impl<'c> oauth2::AsyncHttpClient<'c> for TokenClient<'_> {
                 .metrics
                 .observe(GitlabEndpoint::Token, outcome, start.elapsed());
             answer
-        })
+        };
+        Box::pin(crate::trace::span(
+            "gitlab",
+            crate::trace::Kind::Client,
+            call,
+            |answer| {
+                span_outcome(
+                    GitlabEndpoint::Token,
+                    answer.as_ref().map(|a| a.status().as_u16()).ok(),
+                )
+            },
+        ))
+    }
+}
+
+/// The span of one GitLab call: the endpoint, and GitLab's status (`None`: no answer).
+fn span_outcome(endpoint: GitlabEndpoint, status: Option<u16>) -> crate::trace::export::Outcome {
+    use opentelemetry::KeyValue;
+    let mut attributes = vec![KeyValue::new("labgate.gitlab.endpoint", endpoint.as_str())];
+    match status {
+        Some(status) => {
+            attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            crate::trace::export::Outcome::ok(attributes)
+        }
+        None => crate::trace::export::Outcome::failed("GitLab did not answer", attributes),
     }
 }
 
@@ -374,6 +401,21 @@ impl Gitlab {
     /// `endpoint`. A transport failure (no answer, a timeout, a body cut off) is
     /// [`GitlabError::Unreachable`]; the status is left to the caller.
     async fn send(
+        &self,
+        endpoint: GitlabEndpoint,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Answer, GitlabError> {
+        crate::trace::span(
+            "gitlab",
+            crate::trace::Kind::Client,
+            self.send_now(endpoint, req),
+            |answer| span_outcome(endpoint, answer.as_ref().map(|a| a.status.as_u16()).ok()),
+        )
+        .await
+    }
+
+    /// [`Gitlab::send`] within its span.
+    async fn send_now(
         &self,
         endpoint: GitlabEndpoint,
         req: reqwest::RequestBuilder,

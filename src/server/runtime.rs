@@ -170,7 +170,8 @@ pub fn run(
              create one with `labgate keygen` for production"
         );
     }
-    match config.server.runtime {
+    crate::trace::export::start(&config.tracing).map_err(RunError::Setup)?;
+    let served = match config.server.runtime {
         RuntimeLayout::WorkStealing => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.server.workers)
@@ -183,7 +184,9 @@ pub fn run(
             })
         }
         RuntimeLayout::PerCore => per_core(config, listeners, shutdown),
-    }
+    };
+    crate::trace::export::stop();
+    served
 }
 
 /// A single-threaded runtime.

@@ -67,8 +67,19 @@ impl Logged {
     /// The binary logging at `level` (its stderr is read at [`Logged::stop`] only: a level
     /// that writes a line per request fills the pipe under load).
     async fn start_at(format: &str, level: &str) -> Logged {
+        Self::start_edited(format, level, |c| c, &[]).await
+    }
+
+    /// [`Logged::start_at`] with its configuration edited and variables set.
+    async fn start_edited(
+        format: &str,
+        level: &str,
+        edit: impl FnOnce(String) -> String,
+        env: &[(&str, &str)],
+    ) -> Logged {
         let (cfg, port, gitlab) =
             real_config(&format!("format = \"{format}\"\nlevel = \"{level}\"")).await;
+        let cfg = edit(cfg);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("labgate.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -83,6 +94,7 @@ impl Logged {
             .env_remove("RUST_LOG")
             // Only the pipe may turn colour off.
             .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -853,4 +865,310 @@ async fn the_configuration_reloads_on_sighup_and_when_its_file_changes() {
     );
     assert!(lines.contains("needs_restart"), "{lines}");
     assert!(lines.contains("[server]"), "{lines}");
+}
+
+/// An OTLP/HTTP collector for one test: every span of every `POST /v1/traces` (protobuf),
+/// with the service name of its resource.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<std::sync::Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+}
+
+impl Collector {
+    /// Listens on a free port; returns its base URL.
+    async fn start(&self) -> String {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let spans = self.spans.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let spans = spans.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let spans = spans.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            use prost::Message;
+                            assert_eq!(req.uri().path(), "/v1/traces");
+                            assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let export = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body).unwrap();
+                            for rs in export.resource_spans {
+                                let service = rs
+                                    .resource
+                                    .iter()
+                                    .flat_map(|r| r.attributes.iter())
+                                    .find(|a| a.key == "service.name")
+                                    .and_then(|a| a.value.as_ref())
+                                    .map(|v| format!("{:?}", v.value))
+                                    .unwrap_or_default();
+                                for ss in rs.scope_spans {
+                                    for span in ss.spans {
+                                        spans.lock().unwrap().push((service.clone(), span));
+                                    }
+                                }
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/x-protobuf")
+                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        base
+    }
+
+    /// The spans of trace `trace_id` (hex) received so far.
+    fn of(&self, trace_id: &str) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| hex(&s.trace_id) == trace_id)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until trace `trace_id` has a span named `name`.
+    async fn wait_for(
+        &self,
+        trace_id: &str,
+        name: &str,
+    ) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        for _ in 0..200 {
+            let spans = self.of(trace_id);
+            if spans.iter().any(|s| s.name == name) {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no {name} span of {trace_id} exported: {:?}",
+            self.spans.lock().unwrap()
+        );
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_in_the_trace_the_front_proxy_and_the_app_share() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PROXY_SPAN: &str = "00f067aa0ba902b7";
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let lg = Logged::start_edited(
+        "json",
+        "warn",
+        |c| {
+            c.replace("revalidate = \"1m\"", "revalidate = \"1s\"")
+                + &format!("\n[tracing]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"labgate-test\"\n")
+        },
+        // Batches every 100 ms rather than every 5 s.
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let c = browser();
+    let r = flow_parts(&c, &lg.public, &lg.gitlab, "bob", "/").await;
+    assert_eq!(r.status(), StatusCode::FOUND, "bob signs in");
+    // The session is due for revalidation after a second.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = c
+        .get(format!("{}/x", lg.public))
+        .header(ACCEPT, "application/json")
+        .header("traceparent", format!("00-{TRACE_ID}-{PROXY_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let echoed: serde_json::Value = r.json().await.unwrap();
+    let at_app = echoed["headers"]["traceparent"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spans = collector.wait_for(TRACE_ID, "request").await;
+    let named = |name: &str| -> Vec<&opentelemetry_proto::tonic::trace::v1::Span> {
+        spans.iter().filter(|s| s.name == name).collect()
+    };
+    // The request: a server span whose parent is the front proxy's.
+    let [request] = named("request")[..] else {
+        panic!("{spans:?}")
+    };
+    assert_eq!(request.kind, SpanKind::Server as i32);
+    assert_eq!(hex(&request.parent_span_id), PROXY_SPAN);
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, k: &str| {
+        s.attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.as_ref())
+            .map(|v| format!("{:?}", v.value))
+            .unwrap_or_default()
+    };
+    assert!(
+        attr(request, "http.response.status_code").contains("200"),
+        "{request:?}"
+    );
+    assert!(attr(request, "http.request.method").contains("GET"));
+    let request_id = hex(&request.span_id);
+    // Within it: authenticate, which revalidated, which asked GitLab.
+    let [authenticate] = named("authenticate")[..] else {
+        panic!("{spans:?}")
+    };
+    assert_eq!(hex(&authenticate.parent_span_id), request_id);
+    let [revalidate] = named("revalidate")[..] else {
+        panic!("{spans:?}")
+    };
+    assert_eq!(hex(&revalidate.parent_span_id), hex(&authenticate.span_id));
+    let gitlab = named("gitlab");
+    assert!(
+        gitlab.len() >= 2,
+        "the refresh and the user's reload: {spans:?}"
+    );
+    for g in &gitlab {
+        assert_eq!(g.kind, SpanKind::Client as i32);
+        assert_eq!(hex(&g.parent_span_id), hex(&revalidate.span_id));
+        assert!(g.start_time_unix_nano >= revalidate.start_time_unix_nano);
+        assert!(g.end_time_unix_nano <= revalidate.end_time_unix_nano);
+    }
+    assert!(
+        gitlab
+            .iter()
+            .any(|g| attr(g, "labgate.gitlab.endpoint").contains("token")),
+        "{gitlab:?}"
+    );
+    // GitLab saw each call's span as its parent.
+    let at_gitlab = lg.gitlab.counters.traceparents.lock().unwrap().clone();
+    for g in &gitlab {
+        let expected = format!("00-{TRACE_ID}-{}-01", hex(&g.span_id));
+        assert!(at_gitlab.contains(&expected), "{expected} in {at_gitlab:?}");
+    }
+    // The upstream call: a client span, and the app's parent.
+    let [upstream] = named("upstream")[..] else {
+        panic!("{spans:?}")
+    };
+    assert_eq!(upstream.kind, SpanKind::Client as i32);
+    assert_eq!(hex(&upstream.parent_span_id), request_id);
+    assert_eq!(
+        at_app,
+        format!("00-{TRACE_ID}-{}-01", hex(&upstream.span_id))
+    );
+    assert!(request.start_time_unix_nano <= upstream.start_time_unix_nano);
+    assert!(request.end_time_unix_nano >= upstream.end_time_unix_nano);
+    // The resource names the service.
+    assert!(collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(service, _)| service.contains("labgate-test")));
+
+    // A trace the front proxy did not sample is not recorded (and stays unsampled).
+    const UNSAMPLED: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let r = c
+        .get(format!("{}/x", lg.public))
+        .header(ACCEPT, "application/json")
+        .header("traceparent", format!("00-{UNSAMPLED}-{PROXY_SPAN}-00"))
+        .send()
+        .await
+        .unwrap();
+    let echoed: serde_json::Value = r.json().await.unwrap();
+    assert!(echoed["headers"]["traceparent"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("-00"));
+    // A sampled request after it: once its spans are in, the unsampled one's would be too.
+    const LATER: &str = "6bf92f3577b34da6a3ce929d0e0e4736";
+    c.get(format!("{}/x", lg.public))
+        .header("traceparent", format!("00-{LATER}-{PROXY_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    collector.wait_for(LATER, "request").await;
+    assert!(collector.of(UNSAMPLED).is_empty());
+    // The spans queued at shutdown are sent before labgate exits.
+    const LAST: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
+    c.get(format!("{}/x", lg.public))
+        .header("traceparent", format!("00-{LAST}-{PROXY_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    // (The collector answers on this test's runtime while the process stops.)
+    let lines = tokio::task::spawn_blocking(move || lg.stop())
+        .await
+        .unwrap();
+    assert!(!collector.of(LAST).is_empty(), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains("spans")),
+        "every span was exported: {lines:?}"
+    );
+}
+
+#[test]
+fn tracing_settings_are_checked_and_name_their_key() {
+    let base = unpublished(&labgate::dev::config_template())
+        .replace("{labgate}", "http://127.0.0.1:4180")
+        .replace("{gitlab}", "http://127.0.0.1:4181")
+        .replace("{echo}", "http://127.0.0.1:4182");
+    let load = |tracing: &str| {
+        labgate::config::load_text(
+            &format!("{base}\n[tracing]\n{tracing}\n"),
+            Vec::<(String, String)>::new(),
+            &Default::default(),
+        )
+    };
+    // Off by default; the endpoint is the collector's, spans go to its /v1/traces.
+    let off = load("").unwrap();
+    assert!(off.tracing.otlp_endpoint.is_none());
+    assert_eq!(off.tracing.sample_ratio, 1.0);
+    for (given, used) in [
+        (
+            "http://otel-collector:4318",
+            "http://otel-collector:4318/v1/traces",
+        ),
+        (
+            "https://otel.example.com/otlp/",
+            "https://otel.example.com/otlp/v1/traces",
+        ),
+        (
+            "http://otel-collector:4318/v1/traces",
+            "http://otel-collector:4318/v1/traces",
+        ),
+    ] {
+        let c = load(&format!("otlp_endpoint = {given:?}")).unwrap();
+        assert_eq!(c.tracing.otlp_endpoint.unwrap().as_str(), used);
+    }
+    for (bad, key) in [
+        (
+            "otlp_endpoint = \"otel-collector:4318\"",
+            "tracing.otlp_endpoint",
+        ),
+        (
+            "otlp_endpoint = \"grpc://otel:4317\"",
+            "tracing.otlp_endpoint",
+        ),
+        ("sample_ratio = 1.5", "tracing.sample_ratio"),
+        ("sample_ratio = -0.1", "tracing.sample_ratio"),
+        ("service_name = \" \"", "tracing.service_name"),
+        ("otlp_endpont = \"http://x\"", "tracing"),
+    ] {
+        let e = load(bad).unwrap_err();
+        assert!(
+            e.problems.iter().any(|p| p.key.starts_with(key)),
+            "{bad}: {e}"
+        );
+    }
 }

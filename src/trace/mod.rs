@@ -5,6 +5,14 @@
 //!
 //! Like `X-Request-Id`, a trace context is taken only from `server.trusted_proxies`: from
 //! anyone else a new trace starts (a client does not choose how its request is filed).
+//!
+//! With `[tracing] otlp_endpoint` set, labgate's spans of sampled traces (the request, and
+//! within it authenticate, revalidate, each GitLab call and the upstream call) are exported
+//! over OTLP ([`export`]); off, nothing is recorded.
+
+pub mod export;
+
+pub use export::Kind;
 
 use http::header::{HeaderMap, HeaderValue};
 
@@ -21,23 +29,27 @@ const TRACESTATE_MAX: usize = 512;
 pub struct TraceContext {
     trace_id: u128,
     span_id: u64,
+    /// The span of the caller that handed the trace in (`None`: labgate started it).
+    parent: Option<u64>,
     flags: u8,
     state: Option<HeaderValue>,
 }
 
 impl TraceContext {
     /// The trace of a request: its `traceparent` (and `tracestate`) when `trusted` and
-    /// valid, else a new trace (sampled, so that an app sampling by its parent records it).
-    pub fn of(headers: &HeaderMap, trusted: bool) -> TraceContext {
+    /// valid, else a new trace, sampled with the probability `sample_ratio` (so that an app
+    /// sampling by its parent records what labgate records).
+    pub fn of(headers: &HeaderMap, trusted: bool, sample_ratio: f64) -> TraceContext {
         let span_id = nonzero_u64();
         if trusted {
-            if let Some((trace_id, flags)) = one(headers, TRACEPARENT).and_then(parse) {
+            if let Some((trace_id, parent, flags)) = one(headers, TRACEPARENT).and_then(parse) {
                 let state = one(headers, TRACESTATE)
                     .filter(|v| !v.is_empty() && v.len() <= TRACESTATE_MAX)
                     .cloned();
                 return TraceContext {
                     trace_id,
                     span_id,
+                    parent: Some(parent),
                     flags,
                     state,
                 };
@@ -51,8 +63,23 @@ impl TraceContext {
                 }
             },
             span_id,
-            flags: 0x01,
+            parent: None,
+            flags: u8::from(sample_ratio >= 1.0 || rand::random::<f64>() < sample_ratio),
             state: None,
+        }
+    }
+
+    /// Whether the trace is sampled (`traceparent`'s flag): only then are spans exported.
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+
+    /// The same trace with `span_id` as labgate's current span (a child span's context).
+    fn within(&self, span_id: u64) -> TraceContext {
+        TraceContext {
+            span_id,
+            parent: Some(self.span_id),
+            ..self.clone()
         }
     }
 
@@ -107,6 +134,39 @@ pub fn outgoing() -> HeaderMap {
     headers
 }
 
+/// Sets the current span's trace headers on a request labgate sends (the upstream call,
+/// within its own span when spans are exported).
+pub fn apply_current(headers: &mut HeaderMap) {
+    let _ = CURRENT.try_with(|t| t.apply(headers));
+}
+
+/// Runs `fut` as a span of the request being served, named `name`, when spans are
+/// exported and the trace is sampled (calls made within it name it as their parent);
+/// `describe` gives its attributes and, for a failure, an error description. Otherwise it
+/// just runs `fut`.
+pub async fn span<F: std::future::Future>(
+    name: &'static str,
+    kind: Kind,
+    fut: F,
+    describe: impl FnOnce(&F::Output) -> export::Outcome,
+) -> F::Output {
+    let Some(exporter) = export::active() else {
+        return fut.await;
+    };
+    let Some(parent) = CURRENT
+        .try_with(|t| t.sampled().then(|| t.clone()))
+        .ok()
+        .flatten()
+    else {
+        return fut.await;
+    };
+    let child = parent.within(nonzero_u64());
+    let start = std::time::SystemTime::now();
+    let out = CURRENT.scope(child.clone(), fut).await;
+    exporter.record(&child, name, kind, start, describe(&out));
+    out
+}
+
 /// The header's one value (none when absent or repeated).
 fn one<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
     let mut all = headers.get_all(name).iter();
@@ -118,7 +178,7 @@ fn one<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
 
 /// Reads `version-traceid-parentid-flags` (W3C Trace Context §3.2): version 00 exactly, a
 /// later version by its first four fields; ids not all zero; lower-case hex.
-fn parse(v: &HeaderValue) -> Option<(u128, u8)> {
+fn parse(v: &HeaderValue) -> Option<(u128, u64, u8)> {
     let s = v.to_str().ok()?;
     let hex = |t: &str, n: usize| {
         t.len() == n
@@ -148,7 +208,7 @@ fn parse(v: &HeaderValue) -> Option<(u128, u8)> {
     if trace_id == 0 || parent_id == 0 {
         return None;
     }
-    Some((trace_id, u8::from_str_radix(flags, 16).ok()?))
+    Some((trace_id, parent_id, u8::from_str_radix(flags, 16).ok()?))
 }
 
 fn nonzero_u64() -> u64 {
@@ -180,7 +240,11 @@ mod tests {
 
     #[test]
     fn a_trusted_trace_is_continued_with_labgates_span() {
-        let t = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN), (TRACESTATE, "a=1")]), true);
+        let t = TraceContext::of(
+            &headers(&[(TRACEPARENT, GIVEN), (TRACESTATE, "a=1")]),
+            true,
+            1.0,
+        );
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let out = t.traceparent();
         let out = out.to_str().unwrap();
@@ -198,7 +262,7 @@ mod tests {
 
     #[test]
     fn an_untrusted_or_malformed_trace_starts_a_new_one() {
-        let untrusted = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN)]), false);
+        let untrusted = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN)]), false, 1.0);
         assert_ne!(untrusted.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         for bad in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
@@ -211,13 +275,14 @@ mod tests {
             "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
             "",
         ] {
-            let t = TraceContext::of(&headers(&[(TRACEPARENT, bad)]), true);
+            let t = TraceContext::of(&headers(&[(TRACEPARENT, bad)]), true, 1.0);
             assert_ne!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad:?}");
         }
         // Two traceparent headers: neither is taken.
         let two = TraceContext::of(
             &headers(&[(TRACEPARENT, GIVEN), (TRACEPARENT, GIVEN)]),
             true,
+            1.0,
         );
         assert_ne!(two.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         // A later version is read by its first four fields.
@@ -227,13 +292,33 @@ mod tests {
                 "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next",
             )]),
             true,
+            1.0,
         );
         assert_eq!(later.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         // An oversized tracestate is dropped, the trace kept.
         let big = "a=".to_owned() + &"b".repeat(600);
-        let t = TraceContext::of(&headers(&[(TRACEPARENT, GIVEN), (TRACESTATE, &big)]), true);
+        let t = TraceContext::of(
+            &headers(&[(TRACEPARENT, GIVEN), (TRACESTATE, &big)]),
+            true,
+            1.0,
+        );
         let mut h = headers(&[(TRACESTATE, "stale=1")]);
         t.apply(&mut h);
         assert!(h.get(TRACESTATE).is_none());
+    }
+
+    #[test]
+    fn new_traces_are_sampled_by_the_ratio_and_continued_ones_keep_their_flag() {
+        let none = headers(&[]);
+        assert!(TraceContext::of(&none, true, 1.0).sampled());
+        assert!(!TraceContext::of(&none, true, 0.0).sampled());
+        let sampled = (0..2000)
+            .filter(|_| TraceContext::of(&none, false, 0.25).sampled())
+            .count();
+        assert!((350..650).contains(&sampled), "{sampled} of 2000 at 0.25");
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let t = TraceContext::of(&headers(&[(TRACEPARENT, unsampled)]), true, 1.0);
+        assert!(!t.sampled());
+        assert!(TraceContext::of(&headers(&[(TRACEPARENT, GIVEN)]), true, 0.0).sampled());
     }
 }
