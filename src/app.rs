@@ -1,5 +1,6 @@
 //! The running service's shared state, built once from the [`Config`].
 
+use std::ops::Not;
 use std::sync::Arc;
 
 use crate::access::Host;
@@ -13,10 +14,8 @@ use crate::proxy::Upstream;
 pub struct App {
     /// The validated configuration.
     pub config: Config,
-    /// The protected applications, one pooled client per `[[upstream]]` entry for each
-    /// worker runtime (`upstreams[worker][entry]`), so a request reuses connections owned
-    /// by its own runtime and each app has its own pool and limits.
-    upstreams: Vec<Vec<Upstream>>,
+    /// The protected applications in force (a reload swaps them whole).
+    upstreams: arc_swap::ArcSwap<Upstreams>,
     /// Where sessions live (cookie or Redis).
     pub sessions: crate::session::Sessions,
     /// GitLab.
@@ -46,6 +45,35 @@ pub struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+/// The protected applications: their settings, and one pooled client per entry for each
+/// worker runtime (`pools[worker][entry]`), so a request reuses connections owned by its
+/// own runtime and each app has its own pool and limits.
+struct Upstreams {
+    configs: Vec<crate::config::UpstreamConfig>,
+    pools: Vec<Vec<Arc<Upstream>>>,
+}
+
+impl Upstreams {
+    /// Clients for `upstreams`, as `config`'s server runs them.
+    fn new(
+        config: &Config,
+        upstreams: &[crate::config::UpstreamConfig],
+    ) -> Result<Upstreams, String> {
+        let pools = (0..config.server.worker_runtimes().max(1))
+            .map(|_| {
+                upstreams
+                    .iter()
+                    .map(|u| Upstream::new(u, config.server.idle_timeout).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Upstreams {
+            configs: upstreams.to_vec(),
+            pools,
+        })
     }
 }
 
@@ -109,15 +137,7 @@ impl App {
             webhook_budget: Default::default(),
             policy: arc_swap::ArcSwap::from_pointee(config.access.clone()),
             sessions,
-            upstreams: (0..config.server.worker_runtimes().max(1))
-                .map(|_| {
-                    config
-                        .upstreams
-                        .iter()
-                        .map(|u| Upstream::new(u, config.server.idle_timeout))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .collect::<Result<_, _>>()?,
+            upstreams: arc_swap::ArcSwap::from_pointee(Upstreams::new(&config, &config.upstreams)?),
             pages: Pages::new(&config.server),
             gitlab,
             signer,
@@ -131,14 +151,14 @@ impl App {
 
     /// The upstream of worker runtime `worker` for a request to `host` (canonical; `None`:
     /// unreadable): the first entry whose hosts match, `None` when no entry serves it.
-    pub fn upstream(&self, worker: usize, host: Option<&str>) -> Option<&Upstream> {
-        let pools = self.upstreams.get(worker).or(self.upstreams.first())?;
-        let i = self
-            .config
-            .upstreams
+    pub fn upstream(&self, worker: usize, host: Option<&str>) -> Option<Arc<Upstream>> {
+        let now = self.upstreams.load();
+        let pools = now.pools.get(worker).or(now.pools.first())?;
+        let i = now
+            .configs
             .iter()
             .position(|u| crate::access::host_listed(&u.hosts, host))?;
-        pools.get(i)
+        pools.get(i).cloned()
     }
 
     /// `{prefix}{path}`.
@@ -237,19 +257,35 @@ impl App {
     }
 
     /// Takes a new configuration while serving (SIGHUP, the file changed): its access
-    /// policy (rules, routes, public paths) replaces the one in force between requests.
-    /// Returns what else differs from the running configuration and needs a restart.
-    pub fn reload(&self, new: &Config) -> Vec<&'static str> {
-        self.policy.store(Arc::new(new.access.clone()));
+    /// policy (rules, routes, public paths) and its upstreams (addresses, timeouts, TLS;
+    /// the hosts each serves stay) replace the ones in force between requests. Returns what
+    /// else differs from the running configuration and needs a restart; an upstream that
+    /// cannot be set up (its `ca_file`) refuses the whole reload.
+    pub fn reload(&self, new: &Config) -> Result<Vec<&'static str>, String> {
         let old = &self.config;
         let differs =
             |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
         let mut restart = Vec::new();
+        // The apps' addresses, timeouts and TLS swap; which hosts each serves is part of
+        // what labgate serves at all (redirects, cookies, sign-in), fixed at start.
+        let same_hosts = old.upstreams.len() == new.upstreams.len()
+            && old
+                .upstreams
+                .iter()
+                .zip(&new.upstreams)
+                .all(|(a, b)| differs(&a.hosts, &b.hosts).not());
+        let upstreams = match same_hosts {
+            true if differs(&self.upstreams.load().configs, &new.upstreams) => {
+                Some(Upstreams::new(old, &new.upstreams)?)
+            }
+            true => None,
+            false => {
+                restart.push("[upstream] hosts");
+                None
+            }
+        };
         if differs(&old.server, &new.server) {
             restart.push("[server]");
-        }
-        if differs(&old.upstreams, &new.upstreams) {
-            restart.push("[upstream]");
         }
         if differs(&old.gitlab, &new.gitlab) {
             restart.push("[gitlab]");
@@ -266,7 +302,12 @@ impl App {
         if old.tracing != new.tracing {
             restart.push("[tracing]");
         }
-        restart
+        // Both at once, between requests: a request reads one policy and one set of apps.
+        self.policy.store(Arc::new(new.access.clone()));
+        if let Some(u) = upstreams {
+            self.upstreams.store(Arc::new(u));
+        }
+        Ok(restart)
     }
 
     /// public_url's host.

@@ -1,8 +1,9 @@
 //! Configuration reload while serving: on SIGHUP, and when the configuration file's
 //! content changes (a Kubernetes ConfigMap update swaps a symlink: the file is read again,
 //! not watched by inode), the configuration is loaded and validated as at start. A valid
-//! one replaces the access policy (rules, routes, public paths) whole, between requests,
-//! and the log level; what else differs needs a restart and is named. An invalid one is
+//! one replaces the access policy (rules, routes, public paths) and the upstreams (their
+//! addresses, timeouts, TLS) whole, between requests, and the log level; what else differs
+//! needs a restart and is named. An invalid one is
 //! refused with the errors `labgate check` gives, and the running configuration stays.
 
 use std::path::PathBuf;
@@ -67,17 +68,20 @@ pub(super) async fn watch(app: Arc<App>, reload: Reload) {
 
 /// Loads the configuration and puts it in force, or keeps the running one.
 fn apply(app: &App, reload: &Reload, why: &str) {
-    match (reload.load)() {
-        Ok(new) => {
-            let restart = app.reload(&new);
+    let loaded = (reload.load)().and_then(|new| {
+        let restart = app.reload(&new).map_err(|e| vec![e])?;
+        Ok((new, restart))
+    });
+    match loaded {
+        Ok((new, restart)) => {
             if let Err(e) = crate::telemetry::set_level(&new.log.level) {
                 tracing::warn!(error = %e, "log.level of the new configuration not applied");
             }
             app.metrics.config_reload("ok", !restart.is_empty());
             if restart.is_empty() {
-                tracing::info!(why, "configuration reloaded: access rules, routes, public paths and log level in force");
+                tracing::info!(why, "configuration reloaded: access rules, routes, public paths, upstreams and log level in force");
             } else {
-                tracing::warn!(why, needs_restart = %restart.join(", "), "configuration reloaded: access rules, routes, public paths and log level in force; the other changes take effect at the next restart");
+                tracing::warn!(why, needs_restart = %restart.join(", "), "configuration reloaded: access rules, routes, public paths, upstreams and log level in force; the other changes take effect at the next restart");
             }
         }
         Err(problems) => {

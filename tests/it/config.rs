@@ -477,11 +477,11 @@ fn the_demo_says_what_holds_its_port_and_how_to_move() {
 async fn reloading_the_same_configuration_needs_no_restart() {
     let s = crate::harness::stack(&crate::harness::config_with(None, "")).await;
     let same = labgate::config::load_str(&s.config_text).unwrap();
-    assert!(s.app.reload(&same).is_empty());
+    assert!(s.app.reload(&same).unwrap().is_empty());
     let other = labgate::config::load_str(
         &s.config_text
             .replace("app_name = ", "footer_text = \"x\"\napp_name = "),
     )
     .unwrap();
-    assert_eq!(s.app.reload(&other), ["[server]"]);
+    assert_eq!(s.app.reload(&other).unwrap(), ["[server]"]);
 }

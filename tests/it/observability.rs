@@ -1172,3 +1172,118 @@ fn tracing_settings_are_checked_and_name_their_key() {
         );
     }
 }
+
+/// An upstream that answers every request with `name` (and keeps connections alive).
+async fn named_upstream(name: &'static str) -> String {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(
+                    move |_req: hyper::Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(name.as_bytes())),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_reload_moves_the_app_to_its_new_address_under_load_without_a_failed_request() {
+    let (blue, green) = (named_upstream("blue").await, named_upstream("green").await);
+    let lg = Logged::start_edited(
+        "json",
+        "warn,labgate::server::reload=info",
+        // A public path: the load needs no session.
+        |c| {
+            let url = regex::Regex::new(r#"(?m)^url = "http://127\.0\.0\.1:\d+""#).unwrap();
+            url.replace(&c, format!("url = \"{blue}\"").as_str())
+                .into_owned()
+        },
+        &[],
+    )
+    .await;
+    let file = lg._dir.path().join("labgate.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    assert!(original.contains(&blue), "{original}");
+    let public = lg.public.clone();
+    let body = |path: &'static str| {
+        let public = public.clone();
+        async move {
+            let r = plain().get(format!("{public}{path}")).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    // The demo's public path.
+    assert_eq!(body("/public/x").await, (StatusCode::OK, "blue".to_owned()));
+    let load = {
+        let public = public.clone();
+        tokio::spawn(async move {
+            let c = plain();
+            let mut seen = Vec::new();
+            for _ in 0..300 {
+                let r = c.get(format!("{public}/public/x")).send().await.unwrap();
+                seen.push((r.status().as_u16(), r.text().await.unwrap()));
+            }
+            seen
+        })
+    };
+    // The app moved (with a longer timeout): the file changes, as a ConfigMap update.
+    std::fs::write(
+        &file,
+        original
+            .replace(&blue, &green)
+            .replacen("timeout = \"30s\"", "timeout = \"90s\"", 1),
+    )
+    .unwrap();
+    let mut moved = false;
+    for _ in 0..100 {
+        if body("/public/x").await.1 == "green" {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "the app is served from its new address");
+    let seen = load.await.unwrap();
+    assert!(
+        seen.iter()
+            .all(|(s, b)| *s == 200 && (b == "blue" || b == "green")),
+        "{seen:?}"
+    );
+    // Requests before the swap went to the old address, after it to the new one only.
+    let first_green = seen.iter().position(|(_, b)| b == "green");
+    if let Some(i) = first_green {
+        assert!(seen[i..].iter().all(|(_, b)| b == "green"), "{seen:?}");
+    }
+    // Serving another host list is a restart: named, and the rest applies.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file).unwrap().replacen(
+            "[upstream]\n",
+            "[upstream]\nhosts = [\"127.0.0.1\"]\n",
+            1,
+        ),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    assert_eq!(body("/public/x").await.1, "green");
+    let lines = tokio::task::spawn_blocking(move || lg.stop())
+        .await
+        .unwrap()
+        .join("\n");
+    assert!(
+        lines.contains("upstreams and log level in force"),
+        "{lines}"
+    );
+    assert!(lines.contains("[upstream] hosts"), "{lines}");
+}
