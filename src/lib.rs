@@ -43,10 +43,14 @@
 //!    headers.rs         hop-by-hop, identity / bearer / override stripping, forwarded
 //!    oauth/flow.rs      the sign-in's secrets and checks, no I/O
 //!    oauth/redirect.rs  `rd` validation
-//!    trace.rs           W3C trace context: continued from a trusted proxy or started
+//!    trace/             W3C trace context: continued from a trusted proxy or started;
+//!                       export.rs: the spans of sampled traces over OTLP (when configured)
 //! ```
 
 #![forbid(unsafe_code)]
+// The request path's nested futures (spans around authenticate, revalidate and the
+// GitLab calls) are deeper than the default layout query depth.
+#![recursion_limit = "256"]
 
 pub mod access;
 pub(crate) mod admin;

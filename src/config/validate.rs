@@ -956,13 +956,8 @@ fn redis_tls(c: &mut Checker, s: &file::SessionFile, target: &RedisTarget) -> Op
     let urls: Vec<&Secret> = match target {
         RedisTarget::Single(u) => vec![u],
         RedisTarget::Cluster(nodes) => nodes.iter().collect(),
-        RedisTarget::Sentinel { .. } => {
-            c.problem(
-                "session.redis_ca_file",
-                "a private CA or client certificate is not supported with Sentinel yet: use the system's trust store (rediss:// nodes), or a standalone or Cluster Redis",
-            );
-            return None;
-        }
+        // The Sentinels and the master they name: one CA, one client certificate.
+        RedisTarget::Sentinel { nodes, .. } => nodes.iter().collect(),
     };
     if urls.iter().any(|u| !u.expose().starts_with("rediss://")) {
         c.problem(

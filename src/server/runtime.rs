@@ -170,7 +170,10 @@ pub fn run(
              create one with `labgate keygen` for production"
         );
     }
-    crate::trace::export::start(&config.tracing).map_err(RunError::Setup)?;
+    if let Some(endpoint) = &config.tracing.otlp_endpoint {
+        crate::trace::export::start(endpoint, &config.tracing.service_name)
+            .map_err(RunError::Setup)?;
+    }
     let served = match config.server.runtime {
         RuntimeLayout::WorkStealing => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -32,11 +32,10 @@ enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
     Sentinel {
-        sentinel: tokio::sync::Mutex<redis::sentinel::Sentinel>,
-        master: String,
-        /// How to reach the master Sentinel names: its password (`redis_password`) and TLS
-        /// (when the Sentinels are `rediss://`).
-        master_info: redis::sentinel::SentinelNodeConnectionInfo,
+        /// The Sentinels, and how to reach the master they name: its password
+        /// (`redis_password`) and TLS (when the Sentinels are `rediss://`, with the
+        /// configured CA and client certificate for both).
+        sentinel: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
         current: tokio::sync::Mutex<Option<ConnectionManager>>,
     },
 }
@@ -112,6 +111,48 @@ fn certificates(cfg: &RedisConfig) -> Option<redis::TlsCertificates> {
     })
 }
 
+/// The client that asks the Sentinels `nodes` for `master`: the Sentinels' own credentials
+/// from their URLs (the first one's), the master's from `redis_password`; over TLS when the
+/// Sentinels are `rediss://`, to both, with the configured CA and client certificate.
+fn sentinel_client(
+    cfg: &RedisConfig,
+    master: &str,
+    nodes: &[crate::config::Secret],
+) -> Result<redis::sentinel::SentinelClient, StoreError> {
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let fail = |e: redis::RedisError| StoreError(e.to_string());
+    let infos = nodes
+        .iter()
+        .map(|n| with_password(n.expose(), None))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut builder = SentinelClientBuilder::new(
+        infos.iter().map(|i| i.addr().clone()),
+        master,
+        SentinelServerType::Master,
+    )
+    .map_err(fail)?;
+    if let Some(first) = infos.first().map(redis::ConnectionInfo::redis_settings) {
+        if let Some(user) = first.username() {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(pw) = first.password() {
+            builder = builder.set_client_to_sentinel_password(pw);
+        }
+    }
+    if let Some(pw) = &cfg.password {
+        builder = builder.set_client_to_redis_password(pw.expose());
+    }
+    if nodes.iter().any(|n| n.expose().starts_with("rediss://")) {
+        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        if let Some(certs) = certificates(cfg) {
+            builder = builder
+                .set_client_to_sentinel_certificates(certs.clone())
+                .set_client_to_redis_certificates(certs);
+        }
+    }
+    builder.build().map_err(fail)
+}
+
 fn manager_config(cfg: &RedisConfig) -> redis::aio::ConnectionManagerConfig {
     redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
@@ -158,29 +199,10 @@ impl RedisStore {
                         .map_err(|e| StoreError(e.to_string()))?;
                 Conn::Cluster(c)
             }
-            RedisTarget::Sentinel { master, nodes } => {
-                let infos = nodes
-                    .iter()
-                    .map(|n| with_password(n.expose(), None))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let sentinel = redis::sentinel::Sentinel::build(infos)
-                    .map_err(|e| StoreError(e.to_string()))?;
-                let mut master_info = redis::sentinel::SentinelNodeConnectionInfo::default();
-                if nodes.iter().any(|n| n.expose().starts_with("rediss://")) {
-                    master_info = master_info.set_tls_mode(redis::TlsMode::Secure);
-                }
-                if let Some(pw) = &cfg.password {
-                    master_info = master_info.set_redis_connection_info(
-                        redis::RedisConnectionInfo::default().set_password(pw.expose()),
-                    );
-                }
-                Conn::Sentinel {
-                    sentinel: tokio::sync::Mutex::new(sentinel),
-                    master: master.clone(),
-                    master_info,
-                    current: tokio::sync::Mutex::new(None),
-                }
-            }
+            RedisTarget::Sentinel { master, nodes } => Conn::Sentinel {
+                sentinel: tokio::sync::Mutex::new(sentinel_client(cfg, master, nodes)?),
+                current: tokio::sync::Mutex::new(None),
+            },
         };
         Ok(RedisStore {
             conn,
@@ -198,18 +220,13 @@ impl RedisStore {
             match &self.conn {
                 Conn::Single(m) => cmd.query_async(&mut m.clone()).await.map_err(fail),
                 Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await.map_err(fail),
-                Conn::Sentinel {
-                    sentinel,
-                    master,
-                    master_info,
-                    current,
-                } => {
+                Conn::Sentinel { sentinel, current } => {
                     let mut slot = current.lock().await;
                     if slot.is_none() {
                         let client = sentinel
                             .lock()
                             .await
-                            .async_master_for(master, Some(master_info))
+                            .async_get_client()
                             .await
                             .map_err(fail)?;
                         *slot = Some(

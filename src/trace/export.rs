@@ -19,7 +19,6 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanProcessor};
 
 use super::TraceContext;
-use crate::config::TracingConfig;
 
 /// What a span is, in OpenTelemetry's terms.
 #[derive(Debug, Clone, Copy)]
@@ -78,13 +77,10 @@ pub fn active() -> Option<&'static Exporter> {
     ACTIVE.get()
 }
 
-/// Starts the export `config` asks for (nothing when `otlp_endpoint` is unset). Call once,
-/// outside an async runtime, before serving.
-pub fn start(config: &TracingConfig) -> Result<(), String> {
+/// Starts exporting spans to `endpoint` (`[tracing] otlp_endpoint`, its `/v1/traces`) as
+/// `service_name`. Call once, outside an async runtime, before serving.
+pub fn start(endpoint: &url::Url, service_name: &str) -> Result<(), String> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    let Some(endpoint) = &config.otlp_endpoint else {
-        return Ok(());
-    };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(Collector::default())
@@ -94,7 +90,7 @@ pub fn start(config: &TracingConfig) -> Result<(), String> {
     let mut processor = BatchSpanProcessor::builder(exporter).build();
     processor.set_resource(
         &opentelemetry_sdk::Resource::builder()
-            .with_service_name(config.service_name.clone())
+            .with_service_name(service_name.to_owned())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build(),
     );

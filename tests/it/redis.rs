@@ -651,3 +651,108 @@ async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
         assert!(got.contains(key), "{extra}: {got}");
     }
 }
+
+/// Redis Sentinel and its master both over TLS with certificates of a private CA, each asking
+/// for a client certificate of another (mutual TLS): labgate asks the Sentinel for the master
+/// and reaches both with `redis_ca_file`, `redis_cert_file` and `redis_key_file`.
+#[tokio::test]
+async fn sentinel_and_master_over_tls_with_a_private_ca_and_a_client_certificate() {
+    let server = TestCa::with_name("redis server CA");
+    let clients = TestCa::with_name("redis clients CA");
+    let path = |p: &std::path::Path| p.display().to_string();
+    // The servers trust labgate's CA and each other's (the Sentinel is the master's client).
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("both-cas.pem");
+    std::fs::write(
+        &both,
+        std::fs::read_to_string(&server.ca).unwrap()
+            + &std::fs::read_to_string(&clients.ca).unwrap(),
+    )
+    .unwrap();
+    let tls_args = |port: u16| {
+        format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients yes\ntls-replication yes\n",
+            path(&server.cert),
+            path(&server.key),
+            path(&both)
+        )
+    };
+    let master_port = free_port();
+    let master_conf = dir.path().join("master.conf");
+    std::fs::write(
+        &master_conf,
+        tls_args(master_port) + "save \"\"\nappendonly no\n",
+    )
+    .unwrap();
+    let _master = Redis {
+        child: Command::new("redis-server")
+            .arg(&master_conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+        port: master_port,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    wait_for_port(master_port).await;
+    let sentinel_port = free_port();
+    let sentinel_conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &sentinel_conf,
+        tls_args(sentinel_port)
+            + &format!(
+                "dir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\n",
+                dir.path().display()
+            ),
+    )
+    .unwrap();
+    let _sentinel = Redis {
+        child: Command::new("redis-server")
+            .arg(&sentinel_conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel"),
+        port: sentinel_port,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    wait_for_port(sentinel_port).await;
+    let (_k, key) = key_file();
+    let config = |ca: &std::path::Path| {
+        redis_config(
+            &format!(
+                "redis_sentinel_master = \"mymaster\"\nredis_sentinel_nodes = [\"rediss://127.0.0.1:{sentinel_port}\"]\nredis_cache_ttl = \"0s\"\nredis_ca_file = {:?}\nredis_cert_file = {:?}\nredis_key_file = {:?}\n",
+                path(ca),
+                path(&clients.cert),
+                path(&clients.key)
+            ),
+            &key,
+        )
+    };
+    let s = stack(&config(&server.ca)).await;
+    let ready = |base: String| async move {
+        plain()
+            .get(format!("{base}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ready(s.labgate_url.clone()).await, StatusCode::OK);
+    let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
+    assert_eq!(
+        status_with(&format!("{}/", s.labgate_url), &cookie).await,
+        StatusCode::OK
+    );
+    // Trusting another CA, labgate refuses the Sentinel: not ready, nothing admitted.
+    let other = stack(&config(&clients.ca)).await;
+    assert_eq!(
+        ready(other.labgate_url.clone()).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        status_with(&format!("{}/", other.labgate_url), &cookie).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
