@@ -48,8 +48,8 @@
 //! ```
 
 #![forbid(unsafe_code)]
-// The request path's nested futures (spans around authenticate, revalidate and the
-// GitLab calls) are deeper than the default layout query depth.
+// The request future (spans around authenticate and the GitLab calls, the stores'
+// connection futures) is nested deeper than the compiler's default query depth.
 #![recursion_limit = "256"]
 
 pub mod access;

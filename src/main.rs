@@ -1,6 +1,9 @@
 //! The `labgate` binary: parse the command line, load the config, hand it to the library,
 //! turn the outcome into an exit code.
 
+// The request future is nested deeper than the compiler's default query depth (see lib.rs).
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 use labgate::check::notes;

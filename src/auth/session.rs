@@ -262,7 +262,9 @@ async fn revalidate_locked(
     let work = crate::trace::span(
         "revalidate",
         crate::trace::Kind::Internal,
-        revalidate(app, session, now),
+        // Boxed: a revalidation is rare (once per `session.revalidate`), and the request
+        // future around it stays shallow.
+        Box::pin(revalidate(app, session, now)),
         |r| match r {
             Ok(_) => crate::trace::export::Outcome::ok(Vec::new()),
             Err(RevalidateError::Ended(why)) => {
@@ -298,8 +300,7 @@ async fn revalidate_locked(
                 app.metrics.revalidation("ok");
                 let fresh = Arc::new(fresh);
                 state.fresh = Some((fresh.clone(), Instant::now()));
-                state.retry_at = None;
-                state.failures = 0;
+                state.answered();
                 valid(fresh, cookies)
             }
             Err(e) => {
@@ -321,8 +322,7 @@ async fn revalidate_locked(
         }
         Err(RevalidateError::Unreachable(e)) => {
             app.metrics.revalidation("unreachable");
-            state.failures = state.failures.saturating_add(1);
-            state.retry_at = Some(Instant::now() + backoff(state.failures));
+            state.failed();
             within_grace(app, session, now, Some(&e.to_string()))
         }
         Err(RevalidateError::Rotated { rotated, error }) => {
@@ -330,8 +330,7 @@ async fn revalidate_locked(
             // refresh token is spent, so the new pair must be kept (not yet validated)
             // or the next revalidation would be refused and sign the user out.
             app.metrics.revalidation("unreachable");
-            state.failures = state.failures.saturating_add(1);
-            state.retry_at = Some(Instant::now() + backoff(state.failures));
+            state.failed();
             match store_rotated(app, loaded, &rotated, headers, now, token).await {
                 Ok(None) => ended_meanwhile(app, session, headers),
                 Ok(Some(cookies)) => {
@@ -461,20 +460,6 @@ fn within_grace(
         Err(Reject::GitlabUnavailable)
     }
 }
-
-/// How long to wait before asking GitLab again after `failures` failures in a row: 5 s
-/// doubling to 60 s, with ±20% jitter so that sessions do not retry in step against a
-/// recovering GitLab.
-fn backoff(failures: u32) -> std::time::Duration {
-    use rand::Rng;
-    let base = BACKOFF_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(6));
-    let base = base.min(BACKOFF_MAX);
-    base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
-}
-
-/// The first and the longest wait after GitLab failed a revalidation.
-const BACKOFF_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
-const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether `session` is still within `revalidate + revalidate_grace` of its last
 /// confirmation with GitLab.

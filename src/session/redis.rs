@@ -223,12 +223,10 @@ impl RedisStore {
                 Conn::Sentinel { sentinel, current } => {
                     let mut slot = current.lock().await;
                     if slot.is_none() {
-                        let client = sentinel
-                            .lock()
-                            .await
-                            .async_get_client()
-                            .await
-                            .map_err(fail)?;
+                        // Boxed: asked once per (re)connection, and deep.
+                        let mut sentinel = sentinel.lock().await;
+                        let client = Box::pin(sentinel.async_get_client()).await.map_err(fail)?;
+                        drop(sentinel);
                         *slot = Some(
                             ConnectionManager::new_with_config(client, manager_config(&self.cfg))
                                 .await

@@ -21,8 +21,44 @@ pub struct RefreshState {
     pub fresh: Option<(Arc<Session>, Instant)>,
     /// After GitLab failed: not before this instant is it asked again (jittered back-off).
     pub retry_at: Option<Instant>,
-    /// GitLab failures in a row.
-    pub failures: u32,
+    /// The waits still to come while GitLab keeps failing (`None`: it answered last time).
+    backoff: Option<Backoff>,
+}
+
+/// The waits after GitLab failed revalidations in a row.
+type Backoff = <backon::ExponentialBuilder as backon::BackoffBuilder>::Backoff;
+
+/// The first wait after GitLab failed a revalidation, doubling up to the longest; each
+/// with up to as much again of random jitter (so 4-8 s, then 8-16 s, ... 40-80 s), so
+/// that sessions do not retry in step against a recovering GitLab.
+const BACKOFF_FIRST: Duration = Duration::from_secs(4);
+const BACKOFF_MAX: Duration = Duration::from_secs(40);
+
+impl RefreshState {
+    /// GitLab failed a revalidation: it is not asked again before the next wait is over.
+    pub fn failed(&mut self) {
+        use backon::BackoffBuilder;
+        let wait = self
+            .backoff
+            .get_or_insert_with(|| {
+                backon::ExponentialBuilder::default()
+                    .with_min_delay(BACKOFF_FIRST)
+                    .with_max_delay(BACKOFF_MAX)
+                    .with_factor(2.0)
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+            })
+            .next()
+            .unwrap_or(BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + wait);
+    }
+
+    /// GitLab answered: the back-off starts over.
+    pub fn answered(&mut self) {
+        self.retry_at = None;
+        self.backoff = None;
+    }
 }
 
 /// The revalidation state of one session; holders of its lock revalidate one at a time.
@@ -55,5 +91,47 @@ impl RefreshGate {
             });
         }
         slots.entry(sid.to_owned()).or_default().clone()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_with_jitter_up_to_the_longest_and_start_over_when_gitlab_answers() {
+        let mut state = RefreshState::default();
+        let wait = |state: &RefreshState| state.retry_at.unwrap() - Instant::now();
+        let mut first = Duration::ZERO;
+        for (n, (low, high)) in [
+            (4, 8),
+            (8, 16),
+            (16, 32),
+            (32, 64),
+            (40, 80),
+            (40, 80),
+            (40, 80),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            state.failed();
+            let w = wait(&state);
+            // (A few milliseconds pass between setting and reading.)
+            assert!(
+                w > Duration::from_secs(low) - Duration::from_millis(50)
+                    && w <= Duration::from_secs(high),
+                "failure {}: {w:?}",
+                n + 1
+            );
+            if n == 0 {
+                first = w;
+            }
+        }
+        state.answered();
+        assert!(state.retry_at.is_none());
+        state.failed();
+        assert!(wait(&state) <= Duration::from_secs(8), "{first:?}");
     }
 }
