@@ -357,27 +357,25 @@ fn split_ascii(s: &str, n: usize) -> Vec<&str> {
 
 /// The value of the first cookie called `name`, without allocating.
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (n, v) = pair.split_once('=')?;
-            (n.trim() == name).then(|| v.trim())
-        })
+    pairs(headers).find_map(|(n, v)| (n == name).then_some(v))
 }
 
 /// All (name, value) pairs of the request's `Cookie` headers.
 pub fn cookies(headers: &HeaderMap) -> Vec<(&str, &str)> {
+    pairs(headers).collect()
+}
+
+/// The (name, value) pairs of the request's `Cookie` headers as the `cookie` crate splits
+/// them (RFC 6265 §5.4: `; `-separated `name=value`, whitespace trimmed, a pair without `=`
+/// skipped), borrowed from the headers: nothing is allocated or decoded.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (n, v) = pair.split_once('=')?;
-            Some((n.trim(), v.trim()))
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(|c| {
+            let c = c.ok()?;
+            Some((c.name_raw()?, c.value_raw()?))
         })
-        .collect()
 }
