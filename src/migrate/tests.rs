@@ -666,9 +666,14 @@ spec:
     let notes = comments(&m);
     assert!(
         notes.contains(
-            "LABGATE__GITLAB__CLIENT_SECRET (env valueFrom the same Secret gitlab-app key secret)"
+            "LABGATE__GITLAB__CLIENT_SECRET (env valueFrom the same Secret gitlab-app key secret), in gitlab.client_secret_file (that key mounted as a file) or in gitlab.client_secret"
         ),
         "{notes}"
+    );
+    // The output cannot hold it: said on stderr too.
+    assert_eq!(
+        m.warnings,
+        ["--client-secret: oauth2-proxy read it from Secret gitlab-app key secret, which this input only names: labgate needs gitlab.client_secret (LABGATE__GITLAB__CLIENT_SECRET) from the same place"]
     );
     assert!(!m.toml.contains("literal-cookie"));
 }
