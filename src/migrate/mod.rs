@@ -4,13 +4,15 @@
 //! then validates it exactly as `labgate check` does.
 //!
 //! `source` reads oauth2-proxy's inputs (`yaml` its YAML and Kubernetes forms), `options`
-//! is its vocabulary, `map` the pure mapping, `doc` the commented TOML. Owns no policy of its own: what the output means is
+//! is its vocabulary, `old_names` what it did with names it no longer reads, `map` the pure
+//! mapping, `doc` the commented TOML. Owns no policy of its own: what the output means is
 //! decided by `config` when it is loaded, like any labgate file. The oauth2-proxy cookie
 //! secret is never carried over (a fresh one is generated), and secrets never appear in a
 //! comment.
 
 mod doc;
 mod map;
+mod old_names;
 mod options;
 mod source;
 #[cfg(test)]
@@ -71,6 +73,7 @@ pub fn oauth2_proxy(
         names.join(", ")
     )];
     let mut remarks = Vec::new();
+    let mut warnings = Vec::new();
     let mut mapped = if instances.len() > 1 {
         if let (Some(c), Some(a)) = (config, args) {
             return Err(SourceError::Apps {
@@ -93,6 +96,9 @@ pub fn oauth2_proxy(
                 let mut o = source::Options::default();
                 o.add(i.settings);
                 remarks.extend(i.remarks);
+                let (notes, warned) = old_names::notes(&o, i.version);
+                remarks.extend(notes.into_iter().map(source::Remark));
+                warnings.extend(warned);
                 (i.label.unwrap_or_default(), o)
             })
             .collect();
@@ -102,12 +108,18 @@ pub fn oauth2_proxy(
         if let Some(c) = config {
             o.add(source::from_toml(c.text, c.name)?);
         }
+        let mut version = None;
         for i in instances {
             o.add(i.settings);
             remarks.extend(i.remarks);
+            version = version.or(i.version);
         }
+        let (notes, warned) = old_names::notes(&o, version);
+        remarks.extend(notes.into_iter().map(source::Remark));
+        warnings.extend(warned);
         map::map(&o, fresh_cookie_secret)
     };
+    mapped.warnings.extend(warnings);
     header.push("Every oauth2-proxy setting is accounted for: the comment above a key says where it came from and what changed; comments at the top of a table cover settings labgate needs no key for; the list at the end holds what could not be mapped, with the reason. Review them all before use.".into());
     header.extend(remarks.iter().map(|r| format!("Input: {}", r.0)));
     mapped.doc.header = header;

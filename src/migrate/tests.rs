@@ -740,6 +740,10 @@ fn old_spellings_are_read() {
         at(&t, "session.cookie_domain").unwrap().as_str(),
         Some(".example.com")
     );
+    // Read as v5 did, and said: v6.0.0 and later refuse these keys.
+    let notes = comments(&m);
+    assert!(notes.contains("gitlab_group = [\"acme\"]: a config key oauth2-proxy v5.1.1 and earlier read; v6.0.0 renamed it gitlab_groups, and later versions refuse the old key"), "{notes}");
+    assert!(notes.contains("cookie_domain = [\".example.com\"]: a config key oauth2-proxy v5.1.1 and earlier read; v6.0.0 renamed it cookie_domains"), "{notes}");
 }
 
 #[test]
@@ -1337,4 +1341,143 @@ fn a_legacy_oauth2_setup_says_what_the_gitlab_application_needs() {
     // An OIDC setup gets neither.
     let m = migrate_toml(&format!("{BASE}email_domains = [\"*\"]\n"));
     assert!(!comments(&m).contains("legacy GitLab setup"));
+}
+
+/// A Deployment as many are written: oauth2-proxy's flag names turned into variables, in the
+/// singular, which oauth2-proxy does not read.
+fn singular_env_deployment(image: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: oauth2-proxy}}
+spec:
+  template:
+    spec:
+      containers:
+        - name: oauth2-proxy
+          image: {image}
+          args: [--provider=gitlab, --oidc-issuer-url=https://gitlab.example.com, --redirect-url=https://wiki.example.com/oauth2/callback, --client-id=app-id, --client-secret=gloas-not-a-real-secret-0123456789]
+          env:
+            - {{name: OAUTH2_PROXY_EMAIL_DOMAIN, value: example.com}}
+            - {{name: OAUTH2_PROXY_GITLAB_GROUP, value: acme/sre}}
+            - {{name: OAUTH2_PROXY_UPSTREAM, value: "http://wiki:8080/"}}
+            - {{name: OAUTH2_PROXY_WHITELIST_DOMAIN, value: .example.com}}
+            - {{name: OAUTH2_PROXY_COOKIE_SECRET, value: b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi}}{extra}
+"#
+    )
+}
+
+#[test]
+fn singular_env_names_say_what_oauth2_proxy_did_with_them() {
+    let m = migrate_args(&singular_env_deployment(
+        "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+        "",
+    ));
+    let t = parsed(&m);
+    let notes = comments(&m);
+    // Migrated as meant.
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["example.com"]
+    );
+    assert_eq!(
+        strings(at(&t, "access.allowed_groups")),
+        ["acme/sre:member"]
+    );
+    assert_eq!(
+        at(&t, "upstream.url").unwrap().as_str(),
+        Some("http://wiki:8080")
+    );
+    assert_eq!(
+        strings(at(&t, "server.allowed_redirect_domains")),
+        [".example.com"]
+    );
+    // And said truly, with the version the image names.
+    for want in [
+        "OAUTH2_PROXY_EMAIL_DOMAIN = [\"example.com\"]: oauth2-proxy v7.6.0 (the version its image names) does not read this variable, and no version does (checked up to v7.15.3): a variable is named after the config key, OAUTH2_PROXY_EMAIL_DOMAINS; migrated as meant, as email_domains: oauth2-proxy ran without this setting, and labgate now applies it",
+        "OAUTH2_PROXY_GITLAB_GROUP = [\"acme/sre\"]: oauth2-proxy v7.6.0 (the version its image names) ignores this variable: v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS (v5.1.1 and earlier read it)",
+        "OAUTH2_PROXY_UPSTREAM = [\"http://wiki:8080/\"]: oauth2-proxy v7.6.0",
+        "OAUTH2_PROXY_WHITELIST_DOMAIN = [\".example.com\"]",
+    ] {
+        assert!(notes.contains(want), "{want:?} not in\n{}", m.toml);
+    }
+    for var in [
+        "EMAIL_DOMAIN",
+        "GITLAB_GROUP",
+        "UPSTREAM",
+        "WHITELIST_DOMAIN",
+    ] {
+        assert!(
+            m.warnings.iter().any(|w| w.starts_with(&format!(
+                "OAUTH2_PROXY_{var}: oauth2-proxy ignored this variable"
+            ))),
+            "{var}: {:?}",
+            m.warnings
+        );
+    }
+    assert!(!m.toml.contains("b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi"));
+    loads(&m);
+
+    // v5.1.1 read OAUTH2_PROXY_GITLAB_GROUP: no warning for it, only the rename.
+    let m = migrate_args(&singular_env_deployment(
+        "quay.io/oauth2-proxy/oauth2-proxy:v5.1.1",
+        "",
+    ));
+    assert!(
+        comments(&m).contains("OAUTH2_PROXY_GITLAB_GROUP = [\"acme/sre\"]: oauth2-proxy v5.1.1 (the version its image names) reads this variable; v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS, and later versions ignore the old name; migrated as gitlab_groups"),
+        "{}",
+        m.toml
+    );
+    assert!(
+        !m.warnings.iter().any(|w| w.contains("GITLAB_GROUP")),
+        "{:?}",
+        m.warnings
+    );
+
+    // No version in the image: what each version did.
+    let m = migrate_args(&singular_env_deployment("oauth2-proxy:latest", ""));
+    assert!(
+        comments(&m).contains("oauth2-proxy v5.1.1 and earlier read this variable; v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS, and later versions ignore it silently; migrated as meant, as gitlab_groups: if your oauth2-proxy was v6.0.0 or later, it ran without this setting"),
+        "{}",
+        m.toml
+    );
+
+    // The name oauth2-proxy reads wins over the one it ignores, whatever the order.
+    let m = migrate_args(&singular_env_deployment(
+        "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+        "\n            - {name: OAUTH2_PROXY_EMAIL_DOMAINS, value: corp.example}\n            - {name: OAUTH2_PROXY_TYPO_SETTING, value: x}",
+    ));
+    let t = parsed(&m);
+    let notes = comments(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["corp.example"]
+    );
+    assert!(
+        notes.contains("not used: OAUTH2_PROXY_EMAIL_DOMAINS sets email_domains, and that is what oauth2-proxy read"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("OAUTH2_PROXY_TYPO_SETTING=<not shown>: names no oauth2-proxy option, so oauth2-proxy ignores it"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn versions_are_read_from_image_tags() {
+    use super::options::Version;
+    assert_eq!(
+        Version::of_image("quay.io/oauth2-proxy/oauth2-proxy:v7.6.0"),
+        Some(Version(7, 6, 0))
+    );
+    assert_eq!(
+        Version::of_image("registry:5000/oauth2-proxy:v7.15.3-alpine"),
+        Some(Version(7, 15, 3))
+    );
+    assert_eq!(Version::of_image("registry:5000/oauth2-proxy"), None);
+    assert_eq!(Version::of_image("oauth2-proxy:latest"), None);
+    assert_eq!(Version::of_image("oauth2-proxy@sha256:abc"), None);
+    assert!(Version(5, 1, 1) < Version(6, 0, 0));
+    assert!(Version(7, 10, 0) > Version(7, 9, 9));
 }

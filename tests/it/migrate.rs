@@ -81,6 +81,17 @@ const CASES: &[O2p] = &[
         redis: false,
         credentials_from_secret: false,
     },
+    O2p {
+        file: "deployment-singular-env.yaml",
+        args: true,
+        // As meant: oauth2-proxy v7.6.0 ignored OAUTH2_PROXY_GITLAB_GROUP (see the test).
+        groups: &["acme"],
+        projects: &[],
+        email_domains: &["*"],
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: true,
+    },
 ];
 
 /// The values in the data files that the test replaces (tests/data/oauth2-proxy/README.md).
@@ -314,6 +325,8 @@ struct Running {
     gitlab: std::sync::Arc<StandIn>,
     fixture: Fixture,
     migrated: String,
+    /// What `migrate` said on stderr.
+    stderr: String,
     _labgate: Proc,
     _redis: Option<Proc>,
     _dir: tempfile::TempDir,
@@ -416,6 +429,7 @@ async fn migrate_and_run(rules: &O2p) -> Running {
         gitlab,
         fixture,
         migrated,
+        stderr,
         _labgate: proc,
         _redis: redis,
         _dir: dir,
@@ -570,6 +584,69 @@ async fn the_gitlab_docs_flags_give_oauth2_proxy_s_answers() {
     assert_eq!(preflight.status(), StatusCode::OK);
     let (get, _) = get_json(&c, &format!("{}/api", r.front)).await;
     assert_eq!(get, StatusCode::UNAUTHORIZED);
+}
+
+/// The comments of a migrated file as one text (wrapped lines joined), to look for
+/// phrases in.
+fn comment_text(migrated: &str) -> String {
+    migrated
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `deployment-singular-env.yaml`: options as variables named after the flags. oauth2-proxy
+/// v7.6.0 ignored `OAUTH2_PROXY_GITLAB_GROUP`; the migration applies it as meant and says so,
+/// and the users labgate now refuses are exactly those v7.6.0 let in without the rule.
+#[tokio::test]
+async fn singular_env_names_are_migrated_as_meant_and_said_to_be_ignored() {
+    let rules = &CASES[4];
+    let r = migrate_and_run(rules).await;
+    let said = comment_text(&r.migrated);
+    for want in [
+        "OAUTH2_PROXY_GITLAB_GROUP = [\"acme\"]: oauth2-proxy v7.6.0 (the version its image names) ignores this variable: v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS (v5.1.1 and earlier read it); migrated as meant, as gitlab_groups: oauth2-proxy ran without this setting, and labgate now applies it",
+        "OAUTH2_PROXY_WHITELIST_DOMAIN = [\".example.com\"]: oauth2-proxy v7.6.0 (the version its image names) does not read this variable, and no version does (checked up to v7.15.3): a variable is named after the config key, OAUTH2_PROXY_WHITELIST_DOMAINS",
+        "OAUTH2_PROXY_GITLAB_GROUP=[\"acme\"]: as \"acme:member\"",
+    ] {
+        assert!(said.contains(want), "{want:?} not in\n{}", r.migrated);
+    }
+    for var in ["GITLAB_GROUP", "WHITELIST_DOMAIN"] {
+        assert!(
+            r.stderr.contains(&format!(
+                "warning: OAUTH2_PROXY_{var}: oauth2-proxy ignored this variable (the name is OAUTH2_PROXY_{var}S)"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    // The names oauth2-proxy reads are not remarked upon.
+    assert!(!said.contains("OAUTH2_PROXY_EMAIL_DOMAINS = "), "{said}");
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let as_run = O2p {
+        groups: &[],
+        ..*rules
+    };
+    let now_refused: Vec<&str> = r
+        .fixture
+        .users
+        .iter()
+        .map(|u| u.username.as_str())
+        .filter(|u| {
+            oauth2_proxy_admits(&as_run, &r.fixture, u) && !admitted.iter().any(|(n, _)| n == u)
+        })
+        .collect();
+    assert!(
+        !now_refused.is_empty(),
+        "the ignored rule made a difference"
+    );
+    for u in &now_refused {
+        assert!(
+            !oauth2_proxy_admits(rules, &r.fixture, u),
+            "{u}: refused only by the group rule"
+        );
+    }
 }
 
 #[test]

@@ -173,10 +173,14 @@ fn said_plain(x: &Setting) -> String {
             .map(|i| format!("{}={i}", x.shown))
             .collect::<Vec<_>>()
             .join(" "),
-        (Origin::Flag | Origin::Env, Value::Text(t)) if !x.is_secret() && x.spec.is_some() => {
+        (Origin::Flag | Origin::Env | Origin::OldEnv, Value::Text(t))
+            if !x.is_secret() && x.spec.is_some() =>
+        {
             format!("{}={t}", x.shown)
         }
-        (Origin::Flag | Origin::Env, _) => format!("{}={}", x.shown, x.shown_value()),
+        (Origin::Flag | Origin::Env | Origin::OldEnv, _) => {
+            format!("{}={}", x.shown, x.shown_value())
+        }
     }
 }
 
