@@ -6,6 +6,7 @@
 //! Owns parsing only: every value is kept as written (typed by [`Kind`]), and anything that
 //! is not an oauth2-proxy option is kept too, so that nothing is dropped silently.
 
+use super::helm::ChartConfig;
 use super::options::{self, Kind, Spec, Version};
 
 /// Where a value came from, which decides precedence (higher wins).
@@ -250,6 +251,12 @@ pub(crate) struct Instance {
     pub(crate) remarks: Vec<Remark>,
     /// The oauth2-proxy version its image names, when it does.
     pub(crate) version: Option<Version>,
+    /// A Helm values file: the config file the chart mounts (`None`: not a values file).
+    pub(crate) chart: Option<ChartConfig>,
+    /// Values of its input that are not oauth2-proxy settings and are not mapped, with why.
+    pub(crate) unmapped: Vec<String>,
+    /// Said on stderr too.
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Reads the flags file of one oauth2-proxy (see [`instances_from_args`]).
@@ -285,7 +292,22 @@ pub(crate) fn instances_from_args(text: &str, file: &str) -> Result<Vec<Instance
     let mut out = Vec::new();
     for p in processes {
         let label = p.label;
-        let (settings, remarks) = instance(&p.args, &p.env, p.version);
+        let (mut settings, mut remarks) = instance(&p.args, &p.env, p.version);
+        let (mut unmapped, mut warnings, mut chart) = (Vec::new(), Vec::new(), None);
+        if let Some(c) = p.chart {
+            if let ChartConfig::Written { from, text, shown } = &c.config {
+                for mut x in from_toml(text, &format!("{file}: {from}"))? {
+                    if let Some((_, name)) = shown.iter().find(|(k, _)| *k == x.key) {
+                        x.shown.clone_from(name);
+                    }
+                    settings.push(x);
+                }
+            }
+            remarks.extend(c.remarks);
+            unmapped = c.unmapped;
+            warnings = c.warnings;
+            chart = Some(c.config);
+        }
         let settings = settings
             .into_iter()
             .map(|s| Setting {
@@ -300,11 +322,19 @@ pub(crate) fn instances_from_args(text: &str, file: &str) -> Result<Vec<Instance
                 .collect(),
             None => remarks,
         };
+        if let Some(l) = &label {
+            for line in unmapped.iter_mut().chain(warnings.iter_mut()) {
+                *line = format!("{l}: {line}");
+            }
+        }
         out.push(Instance {
             label,
             settings,
             remarks,
             version: p.version,
+            chart,
+            unmapped,
+            warnings,
         });
     }
     Ok(out)

@@ -1,11 +1,13 @@
 //! The YAML forms of oauth2-proxy's flags file: a list of args (a container's `args:`), a
 //! container, Kubernetes workloads (Deployment, StatefulSet, DaemonSet, Pod, CronJob, a
 //! `kind: List` of them), whose oauth2-proxy containers' `command` flags, `args` and `env`
-//! are read. Several oauth2-proxy containers are several processes, each labelled by the
-//! workload around it (`metadata.name`).
+//! are read, or the oauth2-proxy Helm chart's values file (read by `helm`). Several
+//! oauth2-proxy containers are several processes, each labelled by the workload around it
+//! (`metadata.name`).
 //!
 //! Owns the YAML only; the flags and variables are read by `source`.
 
+use super::helm::{self, Chart};
 use super::options::Version;
 use super::source::{EnvVar, SourceError, Value};
 
@@ -21,6 +23,8 @@ pub(crate) struct Process {
     /// The oauth2-proxy version its image names (`...oauth2-proxy:v7.6.0`), when it does:
     /// which names that version reads (see [`super::options::OldName`]).
     pub(crate) version: Option<Version>,
+    /// A Helm values file: what the chart gives oauth2-proxy besides args and env.
+    pub(crate) chart: Option<Chart>,
 }
 
 pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceError> {
@@ -40,6 +44,18 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
             return Ok(vec![Process {
                 args: items.iter().filter_map(yaml_scalar).collect(),
                 ..Process::default()
+            }]);
+        }
+    }
+    if let [doc] = docs.as_slice() {
+        if let Some((values, under)) = helm::values(doc) {
+            let chart = helm::chart(values, under);
+            return Ok(vec![Process {
+                label: None,
+                args: chart.args.clone(),
+                env: chart.env.clone(),
+                version: chart.version,
+                chart: Some(chart),
             }]);
         }
     }
@@ -127,6 +143,7 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
                 args,
                 env,
                 version,
+                chart: None,
             }
         })
         .collect())
