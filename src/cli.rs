@@ -106,7 +106,8 @@ pub enum MigrateFrom {
     )]
     Oauth2Proxy {
         /// oauth2-proxy's flags: a Kubernetes workload (its oauth2-proxy container's args
-        /// and OAUTH2_PROXY_* env), a YAML list of args, or lines of --flag=value / --flag value.
+        /// and OAUTH2_PROXY_* env), the oauth2-proxy Helm chart's values file, a YAML list of
+        /// args, or lines of --flag=value / --flag value.
         #[arg(long, value_name = "FILE")]
         args: Option<PathBuf>,
     },

@@ -1,16 +1,20 @@
 //! `labgate migrate oauth2-proxy`: turns an oauth2-proxy configuration (its TOML config
-//! file, its flags, or both, as a Kubernetes Deployment gives them) into an equivalent
+//! file, its flags, or both, as a Kubernetes Deployment or the oauth2-proxy Helm chart's
+//! values give them) into an equivalent
 //! labgate TOML with a comment for every setting (mapped, changed, or not mapped and why),
 //! then validates it exactly as `labgate check` does.
 //!
-//! `source` reads oauth2-proxy's inputs (`yaml` its YAML and Kubernetes forms), `options`
-//! is its vocabulary, `map` the pure mapping, `doc` the commented TOML. Owns no policy of its own: what the output means is
+//! `source` reads oauth2-proxy's inputs (`yaml` its YAML and Kubernetes forms, `helm` the
+//! chart's values), `options` is its vocabulary, `old_names` what it did with names it no
+//! longer reads, `map` the pure mapping, `doc` the commented TOML. Owns no policy of its own: what the output means is
 //! decided by `config` when it is loaded, like any labgate file. The oauth2-proxy cookie
 //! secret is never carried over (a fresh one is generated), and secrets never appear in a
 //! comment.
 
 mod doc;
+mod helm;
 mod map;
+mod old_names;
 mod options;
 mod source;
 #[cfg(test)]
@@ -61,16 +65,33 @@ pub fn oauth2_proxy(
         Some(a) => source::instances_from_args(a.text, a.name)?,
         None => Vec::new(),
     };
+    let chart = instances.iter().find_map(|i| i.chart.clone());
+    if let (Some(c), Some(a), Some(helm::ChartConfig::Written { from, .. })) =
+        (config, args, &chart)
+    {
+        return Err(SourceError::Yaml {
+            file: a.name.to_owned(),
+            detail: format!("the chart mounts oauth2-proxy's config file itself, {from}, so {} is not the one oauth2-proxy read: leave --config out, or set config.existingConfig to the ConfigMap that file is in", c.name),
+        });
+    }
     let names: Vec<String> = config
         .iter()
         .map(|c| format!("config file {}", c.name))
-        .chain(args.iter().map(|a| format!("flags in {}", a.name)))
+        .chain(args.iter().map(|a| {
+            if chart.is_some() {
+                format!("Helm values {} of the oauth2-proxy chart", a.name)
+            } else {
+                format!("flags in {}", a.name)
+            }
+        }))
         .collect();
     let mut header = vec![format!(
         "labgate configuration migrated from oauth2-proxy ({}) by `labgate migrate oauth2-proxy`.",
         names.join(", ")
     )];
     let mut remarks = Vec::new();
+    let mut unmapped = Vec::new();
+    let mut warnings = Vec::new();
     let mut mapped = if instances.len() > 1 {
         if let (Some(c), Some(a)) = (config, args) {
             return Err(SourceError::Apps {
@@ -93,6 +114,10 @@ pub fn oauth2_proxy(
                 let mut o = source::Options::default();
                 o.add(i.settings);
                 remarks.extend(i.remarks);
+                let (notes, warned) = old_names::notes(&o, i.version);
+                remarks.extend(notes.into_iter().map(source::Remark));
+                warnings.extend(warned.into_iter().chain(i.warnings));
+                unmapped.extend(i.unmapped);
                 (i.label.unwrap_or_default(), o)
             })
             .collect();
@@ -102,12 +127,23 @@ pub fn oauth2_proxy(
         if let Some(c) = config {
             o.add(source::from_toml(c.text, c.name)?);
         }
+        let mut version = None;
         for i in instances {
             o.add(i.settings);
             remarks.extend(i.remarks);
+            warnings.extend(i.warnings);
+            unmapped.extend(i.unmapped);
+            version = version.or(i.version);
         }
+        let (notes, warned) = old_names::notes(&o, version);
+        remarks.extend(notes.into_iter().map(source::Remark));
+        warnings.extend(warned);
         map::map(&o, fresh_cookie_secret)
     };
+    for u in unmapped {
+        mapped.doc.unmapped(u);
+    }
+    mapped.warnings.extend(warnings);
     header.push("Every oauth2-proxy setting is accounted for: the comment above a key says where it came from and what changed; comments at the top of a table cover settings labgate needs no key for; the list at the end holds what could not be mapped, with the reason. Review them all before use.".into());
     header.extend(remarks.iter().map(|r| format!("Input: {}", r.0)));
     mapped.doc.header = header;
@@ -142,7 +178,7 @@ pub fn command(
     notes: impl Fn(&Config) -> Vec<String>,
 ) -> ExitCode {
     if config.is_none() && args.is_none() {
-        eprintln!("labgate migrate oauth2-proxy: give oauth2-proxy's config file (--config FILE), its flags (--args FILE: a Deployment, its args list, or --flag=value lines), or both");
+        eprintln!("labgate migrate oauth2-proxy: give oauth2-proxy's config file (--config FILE), its flags (--args FILE: a Deployment, its args list, the oauth2-proxy Helm chart's values, or --flag=value lines), or both");
         return ExitCode::from(EXIT_CONFIG);
     }
     let read = |p: Option<&Path>| -> Result<Option<(String, String)>, String> {

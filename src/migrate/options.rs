@@ -319,13 +319,134 @@ pub(crate) const SPECS: &[Spec] = &[
     o("logging_compress", "logging-compress", Bool),
 ];
 
-/// Older config-file spellings that oauth2-proxy read as today's key: `gitlab_group` (until
-/// v6, a single string), `cookie_domain` (until v6.0), `google_group`.
-const ALIASES: &[(&str, &str)] = &[
-    ("gitlab_group", "gitlab_groups"),
-    ("cookie_domain", "cookie_domains"),
-    ("google_group", "google_groups"),
+/// The oauth2-proxy release whose source this vocabulary and the version notes below were
+/// checked against (pkg/apis/options, and the tags back to v4.0.0).
+pub(crate) const CHECKED_UP_TO: &str = "v7.15.3";
+
+/// An older config-file spelling oauth2-proxy still reads as today's key: `google_group`
+/// (the legacy field beside `google_groups`, deprecated since v7.5.1).
+const ALIASES: &[(&str, &str)] = &[("google_group", "google_groups")];
+
+/// A name oauth2-proxy no longer reads, or never did though Deployments use it: the
+/// singular, flag-derived environment names (`OAUTH2_PROXY_EMAIL_DOMAIN`) and options
+/// renamed in a major release.
+///
+/// How oauth2-proxy reads its environment (pkg/apis/options/load.go): since v6.0.0 viper's
+/// `AutomaticEnv` with the prefix `OAUTH2_PROXY`, looked up only for the config keys it
+/// knows, so a variable is `OAUTH2_PROXY_` + the upper-cased config key and any other name is
+/// silently ignored; v4.0.0 to v5.1.1 read an explicit `env:` tag per option, already named
+/// after the config key (`OAUTH2_PROXY_EMAIL_DOMAINS`, `OAUTH2_PROXY_UPSTREAMS`); before
+/// v4.0.0 only a handful of options had a variable at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OldName {
+    /// Today's config key: the setting it is meant as.
+    pub(crate) cfg: &'static str,
+    /// The last version that read it and the version that renamed it; `None`: no version
+    /// read it as an environment variable.
+    pub(crate) renamed: Option<(&'static str, &'static str)>,
+    /// It was a config-file key too (oauth2-proxy refuses it in a config file since the
+    /// rename: viper's `UnmarshalExact` rejects unknown keys, so it does not start).
+    pub(crate) in_file: bool,
+}
+
+/// Options renamed in a major release (CHANGELOG.md; the `cfg:`/`env:` tags of each tag).
+const RENAMED: &[(&str, OldName)] = &[
+    // #639: "The environment variable OAUTH2_PROXY_GITLAB_GROUP is now OAUTH2_PROXY_GITLAB_GROUPS".
+    (
+        "gitlab_group",
+        OldName {
+            cfg: "gitlab_groups",
+            renamed: Some(("v5.1.1", "v6.0.0")),
+            in_file: true,
+        },
+    ),
+    // #412/#559: "OAUTH2_PROXY_COOKIE_DOMAIN is now OAUTH2_PROXY_COOKIE_DOMAINS".
+    (
+        "cookie_domain",
+        OldName {
+            cfg: "cookie_domains",
+            renamed: Some(("v5.1.1", "v6.0.0")),
+            in_file: true,
+        },
+    ),
+    // v7.0.0: `keycloak_group` (one string) became the list `keycloak_groups`.
+    (
+        "keycloak_group",
+        OldName {
+            cfg: "keycloak_groups",
+            renamed: Some(("v6.1.1", "v7.0.0")),
+            in_file: true,
+        },
+    ),
+    // v4.0.0 to v5.1.1 tagged auth_logging `env:"OAUTH2_PROXY_LOGGING_AUTH_LOGGING"`.
+    (
+        "logging_auth_logging",
+        OldName {
+            cfg: "auth_logging",
+            renamed: Some(("v5.1.1", "v6.0.0")),
+            in_file: false,
+        },
+    ),
 ];
+
+impl OldName {
+    /// Whether oauth2-proxy `version` reads the old name from its environment (unknown:
+    /// the current releases, which do not).
+    pub(crate) fn read_by(self, version: Option<Version>) -> bool {
+        match (self.renamed, version) {
+            (Some((last, _)), Some(v)) => Version::parse(last).is_some_and(|last| v <= last),
+            _ => false,
+        }
+    }
+}
+
+/// The old name `name` (lower-case) stands for, if it is one: a renamed option, or an
+/// option's flag name with underscores where that differs from its config key
+/// (`email_domain` for `email_domains`), which no version read from the environment.
+pub(crate) fn old_name(name: &str) -> Option<OldName> {
+    if let Some((_, r)) = RENAMED.iter().find(|(old, _)| *old == name) {
+        return Some(*r);
+    }
+    SPECS
+        .iter()
+        .find(|s| s.cfg != name && s.flag.replace('-', "_") == name)
+        .map(|s| OldName {
+            cfg: s.cfg,
+            renamed: None,
+            in_file: false,
+        })
+}
+
+/// An oauth2-proxy release, `v7.6.0` as (7, 6, 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version(pub(crate) u32, pub(crate) u32, pub(crate) u32);
+
+impl Version {
+    /// `v7.6.0`, `7.6.0`, `v7.6.0-alpine`; `None` for anything else (`latest`, a digest).
+    pub(crate) fn parse(s: &str) -> Option<Version> {
+        let s = s.trim();
+        let s = s.strip_prefix('v').unwrap_or(s);
+        let core = s.split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+        let v = Version(parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(v)
+    }
+
+    /// The version a container image names (`quay.io/oauth2-proxy/oauth2-proxy:v7.6.0`).
+    pub(crate) fn of_image(image: &str) -> Option<Version> {
+        if image.contains('@') {
+            return None;
+        }
+        let last = image.rsplit('/').next()?;
+        Version::parse(last.split_once(':')?.1)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "v{}.{}.{}", self.0, self.1, self.2)
+    }
+}
 
 /// Flags of oauth2-proxy's command itself (not options): `--config` names the file it reads.
 pub(crate) const COMMAND_FLAGS: &[&str] = &[
@@ -336,13 +457,24 @@ pub(crate) const COMMAND_FLAGS: &[&str] = &[
     "config-test",
 ];
 
-/// The option a config-file (or environment) key names, old spellings included.
+/// The option a config-file (or environment) key names, `google_group` included.
 pub(crate) fn by_cfg(key: &str) -> Option<&'static Spec> {
     let key = ALIASES
         .iter()
         .find(|(old, _)| *old == key)
         .map_or(key, |(_, new)| new);
     SPECS.iter().find(|s| s.cfg == key)
+}
+
+/// The option a config-file key names, renamed keys (`gitlab_group`) included: they are
+/// read as meant (see [`OldName`]).
+pub(crate) fn by_file_key(key: &str) -> Option<&'static Spec> {
+    by_cfg(key).or_else(|| {
+        RENAMED
+            .iter()
+            .find(|(old, r)| r.in_file && *old == key)
+            .and_then(|(_, r)| by_cfg(r.cfg))
+    })
 }
 
 /// The option a flag (without dashes) names.

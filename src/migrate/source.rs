@@ -6,11 +6,15 @@
 //! Owns parsing only: every value is kept as written (typed by [`Kind`]), and anything that
 //! is not an oauth2-proxy option is kept too, so that nothing is dropped silently.
 
-use super::options::{self, Kind, Spec};
+use super::helm::ChartConfig;
+use super::options::{self, Kind, Spec, Version};
 
 /// Where a value came from, which decides precedence (higher wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Origin {
+    /// An environment variable under a name oauth2-proxy does not read (see
+    /// [`options::OldName`]): read as meant, below everything oauth2-proxy did read.
+    OldEnv,
     /// The TOML config file.
     File,
     /// An `OAUTH2_PROXY_*` environment variable of the workload.
@@ -166,7 +170,7 @@ pub(crate) fn from_toml(text: &str, file: &str) -> Result<Vec<Setting>, SourceEr
         })?;
     let mut out = Vec::new();
     for (key, v) in table {
-        let spec = options::by_cfg(&key);
+        let spec = options::by_file_key(&key);
         let value = match (spec.map(|s| s.kind), v) {
             (_, toml::Value::Array(items)) => Value::List(items.iter().map(toml_scalar).collect()),
             (Some(Kind::Bool), toml::Value::Boolean(b)) => Value::Bool(b),
@@ -245,6 +249,14 @@ pub(crate) struct Instance {
     pub(crate) settings: Vec<Setting>,
     /// Remarks about its input.
     pub(crate) remarks: Vec<Remark>,
+    /// The oauth2-proxy version its image names, when it does.
+    pub(crate) version: Option<Version>,
+    /// A Helm values file: the config file the chart mounts (`None`: not a values file).
+    pub(crate) chart: Option<ChartConfig>,
+    /// Values of its input that are not oauth2-proxy settings and are not mapped, with why.
+    pub(crate) unmapped: Vec<String>,
+    /// Said on stderr too.
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Reads the flags file of one oauth2-proxy (see [`instances_from_args`]).
@@ -272,11 +284,30 @@ pub(crate) fn instances_from_args(text: &str, file: &str) -> Result<Vec<Instance
     let processes = if looks_like_yaml(text) {
         super::yaml::processes(text, file)?
     } else {
-        vec![(None, shell_words(text), Vec::new())]
+        vec![super::yaml::Process {
+            args: shell_words(text),
+            ..super::yaml::Process::default()
+        }]
     };
     let mut out = Vec::new();
-    for (label, args, env) in processes {
-        let (settings, remarks) = instance(&args, &env);
+    for p in processes {
+        let label = p.label;
+        let (mut settings, mut remarks) = instance(&p.args, &p.env, p.version);
+        let (mut unmapped, mut warnings, mut chart) = (Vec::new(), Vec::new(), None);
+        if let Some(c) = p.chart {
+            if let ChartConfig::Written { from, text, shown } = &c.config {
+                for mut x in from_toml(text, &format!("{file}: {from}"))? {
+                    if let Some((_, name)) = shown.iter().find(|(k, _)| *k == x.key) {
+                        x.shown.clone_from(name);
+                    }
+                    settings.push(x);
+                }
+            }
+            remarks.extend(c.remarks);
+            unmapped = c.unmapped;
+            warnings = c.warnings;
+            chart = Some(c.config);
+        }
         let settings = settings
             .into_iter()
             .map(|s| Setting {
@@ -291,18 +322,31 @@ pub(crate) fn instances_from_args(text: &str, file: &str) -> Result<Vec<Instance
                 .collect(),
             None => remarks,
         };
+        if let Some(l) = &label {
+            for line in unmapped.iter_mut().chain(warnings.iter_mut()) {
+                *line = format!("{l}: {line}");
+            }
+        }
         out.push(Instance {
             label,
             settings,
             remarks,
+            version: p.version,
+            chart,
+            unmapped,
+            warnings,
         });
     }
     Ok(out)
 }
 
 /// The settings of one process: its env (unless its args read a variable as `$(NAME)`)
-/// and its flags.
-fn instance(args: &[String], env: &[EnvVar]) -> (Vec<Setting>, Vec<Remark>) {
+/// and its flags; `version`, its image's, decides which variable names it read.
+fn instance(
+    args: &[String],
+    env: &[EnvVar],
+    version: Option<Version>,
+) -> (Vec<Setting>, Vec<Remark>) {
     let mut remarks = Vec::new();
     // Variables the args use as $(NAME) are read through them.
     let referenced: Vec<&str> = args
@@ -318,7 +362,7 @@ fn instance(args: &[String], env: &[EnvVar]) -> (Vec<Setting>, Vec<Remark>) {
         .filter(|e| !referenced.contains(&e.name.as_str()))
         .cloned()
         .collect();
-    let mut settings = env_settings(&unreferenced, &mut remarks);
+    let mut settings = env_settings(&unreferenced, version, &mut remarks);
     settings.extend(flag_settings(args, env, &mut remarks));
     (settings, remarks)
 }
@@ -373,8 +417,15 @@ fn shell_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// `OAUTH2_PROXY_<CONFIG KEY>` variables become settings; others are remarked upon.
-fn env_settings(env: &[EnvVar], remarks: &mut Vec<Remark>) -> Vec<Setting> {
+/// `OAUTH2_PROXY_<CONFIG KEY>` variables become settings; others are remarked upon. A
+/// name oauth2-proxy does not read (`OAUTH2_PROXY_EMAIL_DOMAIN`, see [`options::OldName`])
+/// is read as the option it was meant for, below every name that `version` (unknown: the
+/// current releases) does read.
+fn env_settings(
+    env: &[EnvVar],
+    version: Option<Version>,
+    remarks: &mut Vec<Remark>,
+) -> Vec<Setting> {
     let mut out = Vec::new();
     for e in env {
         let Some(rest) = e.name.strip_prefix("OAUTH2_PROXY_") else {
@@ -385,13 +436,18 @@ fn env_settings(env: &[EnvVar], remarks: &mut Vec<Remark>) -> Vec<Setting> {
             continue;
         };
         let key = rest.to_ascii_lowercase();
-        let spec = options::by_cfg(&key);
+        let (spec, origin) = match (options::by_cfg(&key), options::old_name(&key)) {
+            (Some(spec), _) => (Some(spec), Origin::Env),
+            (None, Some(old)) if old.read_by(version) => (options::by_cfg(old.cfg), Origin::Env),
+            (None, Some(old)) => (options::by_cfg(old.cfg), Origin::OldEnv),
+            (None, None) => (None, Origin::Env),
+        };
         out.push(Setting {
             key: spec.map_or_else(|| key.clone(), |s| s.cfg.to_owned()),
             shown: e.name.clone(),
             spec,
             value: typed(spec, e.value.clone()),
-            origin: Origin::Env,
+            origin,
             app: None,
         });
     }

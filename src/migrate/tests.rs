@@ -666,9 +666,14 @@ spec:
     let notes = comments(&m);
     assert!(
         notes.contains(
-            "LABGATE__GITLAB__CLIENT_SECRET (env valueFrom the same Secret gitlab-app key secret)"
+            "LABGATE__GITLAB__CLIENT_SECRET (env valueFrom the same Secret gitlab-app key secret), in gitlab.client_secret_file (that key mounted as a file) or in gitlab.client_secret"
         ),
         "{notes}"
+    );
+    // The output cannot hold it: said on stderr too.
+    assert_eq!(
+        m.warnings,
+        ["--client-secret: oauth2-proxy read it from Secret gitlab-app key secret, which this input only names: labgate needs gitlab.client_secret (LABGATE__GITLAB__CLIENT_SECRET) from the same place"]
     );
     assert!(!m.toml.contains("literal-cookie"));
 }
@@ -735,6 +740,10 @@ fn old_spellings_are_read() {
         at(&t, "session.cookie_domain").unwrap().as_str(),
         Some(".example.com")
     );
+    // Read as v5 did, and said: v6.0.0 and later refuse these keys.
+    let notes = comments(&m);
+    assert!(notes.contains("gitlab_group = [\"acme\"]: a config key oauth2-proxy v5.1.1 and earlier read; v6.0.0 renamed it gitlab_groups, and later versions refuse the old key"), "{notes}");
+    assert!(notes.contains("cookie_domain = [\".example.com\"]: a config key oauth2-proxy v5.1.1 and earlier read; v6.0.0 renamed it cookie_domains"), "{notes}");
 }
 
 #[test]
@@ -1332,4 +1341,488 @@ fn a_legacy_oauth2_setup_says_what_the_gitlab_application_needs() {
     // An OIDC setup gets neither.
     let m = migrate_toml(&format!("{BASE}email_domains = [\"*\"]\n"));
     assert!(!comments(&m).contains("legacy GitLab setup"));
+}
+
+/// A Helm values file of the oauth2-proxy chart, as a team writes it: the credentials in
+/// `config`, oauth2-proxy's own config file in `config.configFile`, flags as a map.
+const HELM_INLINE: &str = r#"
+config:
+  clientID: "app-id"
+  clientSecret: "gloas-not-a-real-secret-0123456789"
+  cookieSecret: "b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi"
+  configFile: |-
+    email_domains = [ "example.com" ]
+    upstreams = [ "http://wiki.wiki.svc:8080/" ]
+    pass_access_token = true
+extraArgs:
+  provider: gitlab
+  oidc-issuer-url: https://gitlab.example.com
+  redirect-url: https://wiki.example.com/oauth2/callback
+  gitlab-group:
+    - acme/sre
+    - acme/ops
+  skip-provider-button: true
+  cookie-expire: 12h
+  silence-ping-logging:
+image:
+  tag: v7.6.0
+replicaCount: 2
+resources: {}
+"#;
+
+#[test]
+fn helm_values_are_read_as_the_chart_passes_them() {
+    let (settings, remarks) = source::from_args(HELM_INLINE, "values.yaml").unwrap();
+    let mut o = Options::default();
+    o.add(settings);
+    let value = |k: &str| o.get(k).map(|x| x.value.clone());
+    // config.clientID / clientSecret: the chart's Secret, then OAUTH2_PROXY_* env.
+    assert_eq!(value("client_id"), Some(Value::Text("app-id".into())));
+    assert_eq!(o.get("client_id").unwrap().shown, "OAUTH2_PROXY_CLIENT_ID");
+    assert_eq!(
+        value("client_secret"),
+        Some(Value::Text("gloas-not-a-real-secret-0123456789".into()))
+    );
+    // The chart's own flags.
+    assert_eq!(
+        value("http_address"),
+        Some(Value::Text("0.0.0.0:4180".into()))
+    );
+    assert_eq!(
+        value("metrics_address"),
+        Some(Value::Text("0.0.0.0:44180".into()))
+    );
+    // extraArgs: `key: value` is --key=value, a null value a bare flag, a list one flag per
+    // item (as meant: the chart itself writes --gitlab-group=[acme/sre acme/ops]).
+    assert_eq!(value("provider"), Some(Value::Text("gitlab".into())));
+    assert_eq!(value("skip_provider_button"), Some(Value::Bool(true)));
+    assert_eq!(value("silence_ping_logging"), Some(Value::Bool(true)));
+    assert_eq!(
+        value("gitlab_groups"),
+        Some(Value::List(vec!["acme/sre".into(), "acme/ops".into()]))
+    );
+    // config.configFile: oauth2-proxy's config file, below the flags.
+    let file = o.get("pass_access_token").unwrap();
+    assert_eq!(file.origin, source::Origin::File);
+    assert_eq!(
+        value("email_domains"),
+        Some(Value::List(vec!["example.com".into()]))
+    );
+    assert!(
+        remarks.iter().any(|r| r.0.contains("--http-address=0.0.0.0:4180 --https-address=0.0.0.0:4443 --metrics-address=0.0.0.0:44180")),
+        "{remarks:?}"
+    );
+    assert!(
+        remarks
+            .iter()
+            .any(|r| r.0.contains("not read: replicaCount, resources")),
+        "{remarks:?}"
+    );
+    assert!(
+        remarks.iter().any(|r| r.0.starts_with("the chart passes config.clientID as OAUTH2_PROXY_CLIENT_ID, config.clientSecret as OAUTH2_PROXY_CLIENT_SECRET, config.cookieSecret as OAUTH2_PROXY_COOKIE_SECRET through a Secret of its own")),
+        "{remarks:?}"
+    );
+
+    let m = migrate_args(HELM_INLINE);
+    let t = parsed(&m);
+    let notes = comments(&m);
+    assert!(m.toml.starts_with("# labgate configuration migrated from oauth2-proxy (Helm values args of the oauth2-proxy chart)"), "{}", m.toml);
+    assert_eq!(at(&t, "gitlab.client_id").unwrap().as_str(), Some("app-id"));
+    assert_eq!(
+        strings(at(&t, "access.allowed_groups")),
+        ["acme/sre:member", "acme/ops:member"]
+    );
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["example.com"]
+    );
+    assert_eq!(
+        at(&t, "identity.pass_access_token").and_then(toml::Value::as_bool),
+        Some(true)
+    );
+    assert_eq!(
+        at(&t, "server.public_url").unwrap().as_str(),
+        Some("https://wiki.example.com")
+    );
+    assert_ne!(
+        at(&t, "session.cookie_secret").unwrap().as_str(),
+        Some("b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi")
+    );
+    assert!(!notes.contains("gloas-not-a-real-secret"), "{notes}");
+    assert!(
+        !notes.contains("b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi"),
+        "{notes}"
+    );
+    assert!(
+        m.warnings.iter().any(|w| w.contains("extraArgs.gitlab-group: the chart writes a list as one flag, --gitlab-group=[acme/sre acme/ops]")),
+        "{:?}",
+        m.warnings
+    );
+    // v7.6.0 is only used for names; nothing here is an old one.
+    assert!(!notes.contains("renamed"), "{notes}");
+    loads(&m);
+}
+
+#[test]
+fn helm_existing_secret_redis_and_a_list_of_args() {
+    let values = r#"
+config:
+  existingSecret: oauth2-proxy-creds
+  emailDomains: ["example.com"]
+extraArgs:
+  - --provider=gitlab
+  - --oidc-issuer-url=https://gitlab.example.com
+  - --redirect-url=https://app.example.com/oauth2/callback
+  - --gitlab-group=acme
+sessionStorage:
+  type: redis
+  redis:
+    existingSecret: redis-auth
+    standalone:
+      connectionUrl: redis://redis.auth.svc:6379
+extraEnv:
+  - name: OAUTH2_PROXY_COOKIE_REFRESH
+    value: 1h
+ingress:
+  enabled: true
+  hosts: [app.example.com]
+"#;
+    let (settings, remarks) = source::from_args(values, "values.yaml").unwrap();
+    let mut o = Options::default();
+    o.add(settings);
+    assert_eq!(
+        o.get("client_secret").unwrap().value,
+        Value::External("Secret oauth2-proxy-creds key client-secret".into())
+    );
+    assert_eq!(
+        o.get("client_id").unwrap().value,
+        Value::External("Secret oauth2-proxy-creds key client-id".into())
+    );
+    assert_eq!(
+        o.get("session_store_type").unwrap().value,
+        Value::Text("redis".into())
+    );
+    assert_eq!(
+        o.get("redis_password").unwrap().value,
+        Value::External("Secret redis-auth key redis-password".into())
+    );
+    // The chart writes oauth2_proxy.cfg from config.emailDomains and config.upstreams.
+    let domains = o.get("email_domains").unwrap();
+    assert_eq!(domains.shown, "config.emailDomains");
+    let upstreams = o.get("upstreams").unwrap();
+    assert_eq!(upstreams.shown, "config.upstreams (the chart's default)");
+    assert_eq!(
+        upstreams.value,
+        Value::List(vec!["file:///dev/null".into()])
+    );
+    assert_eq!(
+        o.get("cookie_refresh").unwrap().value,
+        Value::Text("1h".into())
+    );
+    assert!(
+        remarks.iter().any(|r| r.0 == "sessionStorage.type = \"redis\" (sessionStorage.redis.clientType standalone): the chart passes OAUTH2_PROXY_SESSION_STORE_TYPE, OAUTH2_PROXY_REDIS_PASSWORD, OAUTH2_PROXY_REDIS_CONNECTION_URL; they are read as those variables below"),
+        "{remarks:?}"
+    );
+
+    let m = migrate_args(values);
+    let t = parsed(&m);
+    let notes = comments(&m);
+    assert_eq!(at(&t, "session.store").unwrap().as_str(), Some("redis"));
+    assert_eq!(
+        at(&t, "session.redis_url").unwrap().as_str(),
+        Some("redis://redis.auth.svc:6379")
+    );
+    assert!(at(&t, "gitlab.client_secret").is_none());
+    // The Ingress is routing; redirect_url names the origin, so no guess at it.
+    assert!(
+        notes.contains("ingress.enabled (hosts app.example.com): the chart's Ingress sends those hosts to oauth2-proxy's Service; routing is not labgate configuration"),
+        "{notes}"
+    );
+    assert!(!notes.contains("there is no redirect_url"), "{notes}");
+    assert!(
+        notes.contains("OAUTH2_PROXY_CLIENT_SECRET: oauth2-proxy read it from Secret oauth2-proxy-creds key client-secret at run time; give labgate the same value as LABGATE__GITLAB__CLIENT_SECRET (env valueFrom the same Secret oauth2-proxy-creds key client-secret), in gitlab.client_secret_file (that key mounted as a file) or in gitlab.client_secret"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("config.existingSecret = \"oauth2-proxy-creds\": the chart passes that Secret's key client-id as OAUTH2_PROXY_CLIENT_ID, key client-secret as OAUTH2_PROXY_CLIENT_SECRET, key cookie-secret as OAUTH2_PROXY_COOKIE_SECRET"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("LABGATE__SESSION__REDIS_PASSWORD (env valueFrom the same Secret redis-auth key redis-password"),
+        "{notes}"
+    );
+    for var in [
+        "OAUTH2_PROXY_CLIENT_ID",
+        "OAUTH2_PROXY_CLIENT_SECRET",
+        "OAUTH2_PROXY_REDIS_PASSWORD",
+    ] {
+        assert!(
+            m.warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("{var}: oauth2-proxy read it from"))),
+            "{var}: {:?}",
+            m.warnings
+        );
+    }
+    // The cookie secret is never carried over, from a Secret either.
+    assert!(!m.warnings.iter().any(|w| w.contains("COOKIE_SECRET")));
+    // With the Secret's values supplied as labgate's environment, it loads.
+    let env = [
+        ("LABGATE__GITLAB__CLIENT_ID", "app-id"),
+        (
+            "LABGATE__GITLAB__CLIENT_SECRET",
+            "gloas-not-a-real-secret-0123456789",
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    validate(&m.toml, env).unwrap_or_else(|e| panic!("{e}\n{}", m.toml));
+}
+
+#[test]
+fn what_the_chart_does_besides_oauth2_proxy_s_settings_is_said() {
+    // An umbrella chart's values for oauth2-proxy as a subchart.
+    let values = r#"
+oauth2-proxy:
+  proxyVarsAsSecrets: false
+  config:
+    clientID: app-id
+    clientSecret: gloas-not-shown
+    forceLegacyConfig: true
+    upstreams: ["http://app:8080/"]
+  alphaConfig:
+    enabled: true
+  ingress:
+    enabled: true
+    hosts: [auth.example.com]
+    tls:
+      - secretName: auth-tls
+        hosts: [auth.example.com]
+  sessionStorage:
+    type: redis
+  redis-ha:
+    enabled: true
+  envFrom:
+    - secretRef: {name: more-settings}
+  metrics:
+    enabled: false
+"#;
+    let m = migrate_args(values);
+    let notes = comments(&m);
+    for want in [
+        "oauth2-proxy.config.clientID = app-id: proxyVarsAsSecrets is false, so the chart passes it to oauth2-proxy nowhere",
+        "oauth2-proxy.config.clientSecret = <secret>: proxyVarsAsSecrets is false",
+        "oauth2-proxy.alphaConfig.enabled: oauth2-proxy's alpha (YAML) configuration is not migrated",
+        "oauth2-proxy.ingress.enabled (hosts auth.example.com): the chart's Ingress sends those hosts to oauth2-proxy's Service",
+        "server.public_url = \"https://auth.example.com\"",
+        "oauth2-proxy.redis-ha.enabled: the chart deploys a Redis for oauth2-proxy's sessions",
+        "OAUTH2_PROXY_REDIS_CONNECTION_URL: oauth2-proxy read it from the redis-ha subchart's Service, redis://RELEASE-redis-ha:6379 (RELEASE: the Helm release's name) at run time; give labgate that value in session.redis_url or LABGATE__SESSION__REDIS_URL",
+        "oauth2-proxy.envFrom (Secret more-settings)",
+        // Alpha configuration on: the chart's config file holds email_domains only.
+        "config.emailDomains (the chart's default) = [\"*\"]",
+    ] {
+        assert!(notes.contains(want), "{want:?} not in\n{}", m.toml);
+    }
+    assert!(!notes.contains("gloas-not-shown"));
+    assert!(
+        !notes.contains("--http-address"),
+        "alpha: the chart passes no listen flags"
+    );
+    assert!(
+        !notes.contains("http://app:8080"),
+        "alpha: config.upstreams is not written"
+    );
+    assert!(m.warnings.iter().any(|w| w.contains("envFrom")));
+
+    // A list of secrets in extraArgs is said without its values.
+    let m = migrate_args(
+        "extraArgs:\n  redis-sentinel-connection-urls:\n    - redis://:MARKERpw@s1:26379\n",
+    );
+    assert!(!comments(&m).contains("MARKERpw"), "{}", m.toml);
+    assert!(!m.warnings.iter().any(|w| w.contains("MARKERpw")));
+    assert!(m
+        .warnings
+        .iter()
+        .any(|w| w.contains("--redis-sentinel-connection-urls=[<secret> ...]")));
+}
+
+#[test]
+fn a_values_file_with_its_own_config_file_refuses_another() {
+    let config = Input {
+        name: "o.cfg",
+        text: BASE,
+    };
+    let e = oauth2_proxy(
+        Some(config),
+        Some(Input {
+            name: "values.yaml",
+            text: "config:\n  configFile: |-\n    email_domains = [\"*\"]\n",
+        }),
+        fresh(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the chart mounts oauth2-proxy's config file itself, config.configFile"),
+        "{e}"
+    );
+    // With config.existingConfig the file is elsewhere: --config gives it.
+    let m = oauth2_proxy(
+        Some(config),
+        Some(Input {
+            name: "values.yaml",
+            text: "config:\n  existingConfig: o2p-config\n  existingSecret: creds\nextraArgs:\n  email-domain: example.com\n",
+        }),
+        fresh(),
+    )
+    .unwrap();
+    let t = parsed(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["example.com"]
+    );
+    assert_eq!(
+        at(&t, "upstream.url").unwrap().as_str(),
+        Some("http://127.0.0.1:8080")
+    );
+    // The Secret's client id (the chart's env) beats the config file's, as in oauth2-proxy.
+    assert!(at(&t, "gitlab.client_id").is_none(), "{}", m.toml);
+}
+
+/// A Deployment as many are written: oauth2-proxy's flag names turned into variables, in the
+/// singular, which oauth2-proxy does not read.
+fn singular_env_deployment(image: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: oauth2-proxy}}
+spec:
+  template:
+    spec:
+      containers:
+        - name: oauth2-proxy
+          image: {image}
+          args: [--provider=gitlab, --oidc-issuer-url=https://gitlab.example.com, --redirect-url=https://wiki.example.com/oauth2/callback, --client-id=app-id, --client-secret=gloas-not-a-real-secret-0123456789]
+          env:
+            - {{name: OAUTH2_PROXY_EMAIL_DOMAIN, value: example.com}}
+            - {{name: OAUTH2_PROXY_GITLAB_GROUP, value: acme/sre}}
+            - {{name: OAUTH2_PROXY_UPSTREAM, value: "http://wiki:8080/"}}
+            - {{name: OAUTH2_PROXY_WHITELIST_DOMAIN, value: .example.com}}
+            - {{name: OAUTH2_PROXY_COOKIE_SECRET, value: b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi}}{extra}
+"#
+    )
+}
+
+#[test]
+fn singular_env_names_say_what_oauth2_proxy_did_with_them() {
+    let m = migrate_args(&singular_env_deployment(
+        "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+        "",
+    ));
+    let t = parsed(&m);
+    let notes = comments(&m);
+    // Migrated as meant.
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["example.com"]
+    );
+    assert_eq!(
+        strings(at(&t, "access.allowed_groups")),
+        ["acme/sre:member"]
+    );
+    assert_eq!(
+        at(&t, "upstream.url").unwrap().as_str(),
+        Some("http://wiki:8080")
+    );
+    assert_eq!(
+        strings(at(&t, "server.allowed_redirect_domains")),
+        [".example.com"]
+    );
+    // And said truly, with the version the image names.
+    for want in [
+        "OAUTH2_PROXY_EMAIL_DOMAIN = [\"example.com\"]: oauth2-proxy v7.6.0 (the version its image names) does not read this variable, and no version does (checked up to v7.15.3): a variable is named after the config key, OAUTH2_PROXY_EMAIL_DOMAINS; migrated as meant, as email_domains: oauth2-proxy ran without this setting, and labgate now applies it",
+        "OAUTH2_PROXY_GITLAB_GROUP = [\"acme/sre\"]: oauth2-proxy v7.6.0 (the version its image names) ignores this variable: v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS (v5.1.1 and earlier read it)",
+        "OAUTH2_PROXY_UPSTREAM = [\"http://wiki:8080/\"]: oauth2-proxy v7.6.0",
+        "OAUTH2_PROXY_WHITELIST_DOMAIN = [\".example.com\"]",
+    ] {
+        assert!(notes.contains(want), "{want:?} not in\n{}", m.toml);
+    }
+    for var in [
+        "EMAIL_DOMAIN",
+        "GITLAB_GROUP",
+        "UPSTREAM",
+        "WHITELIST_DOMAIN",
+    ] {
+        assert!(
+            m.warnings.iter().any(|w| w.starts_with(&format!(
+                "OAUTH2_PROXY_{var}: oauth2-proxy ignored this variable"
+            ))),
+            "{var}: {:?}",
+            m.warnings
+        );
+    }
+    assert!(!m.toml.contains("b2F1dGgyLXByb3h5LWNvb2tpZS1zZWNyZXQtMzJi"));
+    loads(&m);
+
+    // v5.1.1 read OAUTH2_PROXY_GITLAB_GROUP: no warning for it, only the rename.
+    let m = migrate_args(&singular_env_deployment(
+        "quay.io/oauth2-proxy/oauth2-proxy:v5.1.1",
+        "",
+    ));
+    assert!(
+        comments(&m).contains("OAUTH2_PROXY_GITLAB_GROUP = [\"acme/sre\"]: oauth2-proxy v5.1.1 (the version its image names) reads this variable; v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS, and later versions ignore the old name; migrated as gitlab_groups"),
+        "{}",
+        m.toml
+    );
+    assert!(
+        !m.warnings.iter().any(|w| w.contains("GITLAB_GROUP")),
+        "{:?}",
+        m.warnings
+    );
+
+    // No version in the image: what each version did.
+    let m = migrate_args(&singular_env_deployment("oauth2-proxy:latest", ""));
+    assert!(
+        comments(&m).contains("oauth2-proxy v5.1.1 and earlier read this variable; v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS, and later versions ignore it silently; migrated as meant, as gitlab_groups: if your oauth2-proxy was v6.0.0 or later, it ran without this setting"),
+        "{}",
+        m.toml
+    );
+
+    // The name oauth2-proxy reads wins over the one it ignores, whatever the order.
+    let m = migrate_args(&singular_env_deployment(
+        "quay.io/oauth2-proxy/oauth2-proxy:v7.6.0",
+        "\n            - {name: OAUTH2_PROXY_EMAIL_DOMAINS, value: corp.example}\n            - {name: OAUTH2_PROXY_TYPO_SETTING, value: x}",
+    ));
+    let t = parsed(&m);
+    let notes = comments(&m);
+    assert_eq!(
+        strings(at(&t, "access.allowed_email_domains")),
+        ["corp.example"]
+    );
+    assert!(
+        notes.contains("not used: OAUTH2_PROXY_EMAIL_DOMAINS sets email_domains, and that is what oauth2-proxy read"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("OAUTH2_PROXY_TYPO_SETTING=<not shown>: names no oauth2-proxy option, so oauth2-proxy ignores it"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn versions_are_read_from_image_tags() {
+    use super::options::Version;
+    assert_eq!(
+        Version::of_image("quay.io/oauth2-proxy/oauth2-proxy:v7.6.0"),
+        Some(Version(7, 6, 0))
+    );
+    assert_eq!(
+        Version::of_image("registry:5000/oauth2-proxy:v7.15.3-alpine"),
+        Some(Version(7, 15, 3))
+    );
+    assert_eq!(Version::of_image("registry:5000/oauth2-proxy"), None);
+    assert_eq!(Version::of_image("oauth2-proxy:latest"), None);
+    assert_eq!(Version::of_image("oauth2-proxy@sha256:abc"), None);
+    assert!(Version(5, 1, 1) < Version(6, 0, 0));
+    assert!(Version(7, 10, 0) > Version(7, 9, 9));
 }

@@ -1,15 +1,31 @@
 //! The YAML forms of oauth2-proxy's flags file: a list of args (a container's `args:`), a
-//! container, or Kubernetes workloads (Deployment, StatefulSet, DaemonSet, Pod, CronJob, a
+//! container, Kubernetes workloads (Deployment, StatefulSet, DaemonSet, Pod, CronJob, a
 //! `kind: List` of them), whose oauth2-proxy containers' `command` flags, `args` and `env`
-//! are read. Several oauth2-proxy containers are several processes, each labelled by the
-//! workload around it (`metadata.name`).
+//! are read, or the oauth2-proxy Helm chart's values file (read by `helm`). Several
+//! oauth2-proxy containers are several processes, each labelled by the workload around it
+//! (`metadata.name`).
 //!
 //! Owns the YAML only; the flags and variables are read by `source`.
 
+use super::helm::{self, Chart};
+use super::options::Version;
 use super::source::{EnvVar, SourceError, Value};
 
-/// One process of a YAML flags file: its label (several only), args and env.
-pub(crate) type Process = (Option<String>, Vec<String>, Vec<EnvVar>);
+/// One process of a YAML flags file.
+#[derive(Debug, Default)]
+pub(crate) struct Process {
+    /// Its name when the file holds several.
+    pub(crate) label: Option<String>,
+    /// Its flags: the container's `command` after the program, then its `args`.
+    pub(crate) args: Vec<String>,
+    /// Its environment.
+    pub(crate) env: Vec<EnvVar>,
+    /// The oauth2-proxy version its image names (`...oauth2-proxy:v7.6.0`), when it does:
+    /// which names that version reads (see [`super::options::OldName`]).
+    pub(crate) version: Option<Version>,
+    /// A Helm values file: what the chart gives oauth2-proxy besides args and env.
+    pub(crate) chart: Option<Chart>,
+}
 
 pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceError> {
     use serde::Deserialize;
@@ -25,11 +41,22 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
     }
     for doc in &docs {
         if let serde_yaml::Value::Sequence(items) = doc {
-            return Ok(vec![(
-                None,
-                items.iter().filter_map(yaml_scalar).collect(),
-                Vec::new(),
-            )]);
+            return Ok(vec![Process {
+                args: items.iter().filter_map(yaml_scalar).collect(),
+                ..Process::default()
+            }]);
+        }
+    }
+    if let [doc] = docs.as_slice() {
+        if let Some((values, under)) = helm::values(doc) {
+            let chart = helm::chart(values, under);
+            return Ok(vec![Process {
+                label: None,
+                args: chart.args.clone(),
+                env: chart.env.clone(),
+                version: chart.version,
+                chart: Some(chart),
+            }]);
         }
     }
     let mut containers = Vec::new();
@@ -107,7 +134,17 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
                 .and_then(serde_yaml::Value::as_sequence)
                 .map(|items| items.iter().filter_map(yaml_env).collect())
                 .unwrap_or_default();
-            (label, args, env)
+            let version = c
+                .get("image")
+                .and_then(serde_yaml::Value::as_str)
+                .and_then(Version::of_image);
+            Process {
+                label,
+                args,
+                env,
+                version,
+                chart: None,
+            }
         })
         .collect())
 }
@@ -153,7 +190,8 @@ fn find_containers<'a>(v: &'a serde_yaml::Value, owner: Option<&str>, out: &mut 
     }
 }
 
-fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+/// A scalar as text (a string, a boolean, a number).
+pub(crate) fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
     match v {
         serde_yaml::Value::String(s) => Some(s.clone()),
         serde_yaml::Value::Bool(b) => Some(b.to_string()),
@@ -162,7 +200,8 @@ fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
     }
 }
 
-fn yaml_env(v: &serde_yaml::Value) -> Option<EnvVar> {
+/// A Kubernetes env var: `value`, or `valueFrom` described (`Secret NAME key KEY`).
+pub(crate) fn yaml_env(v: &serde_yaml::Value) -> Option<EnvVar> {
     let name = v.get("name")?.as_str()?.to_owned();
     if let Some(s) = v.get("value").and_then(yaml_scalar) {
         return Some(EnvVar {

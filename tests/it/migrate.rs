@@ -35,6 +35,9 @@ struct O2p {
     redis: bool,
     /// The client id and secret come from a Kubernetes Secret (env `valueFrom`).
     credentials_from_secret: bool,
+    /// A Helm values file: the chart's own listen flags are not in it, so labgate gets
+    /// its addresses from the environment.
+    helm: bool,
 }
 
 const CASES: &[O2p] = &[
@@ -47,6 +50,7 @@ const CASES: &[O2p] = &[
         forward_auth: false,
         redis: false,
         credentials_from_secret: false,
+        helm: false,
     },
     O2p {
         file: "gitlab-projects-redis.cfg",
@@ -60,6 +64,7 @@ const CASES: &[O2p] = &[
         forward_auth: false,
         redis: true,
         credentials_from_secret: false,
+        helm: false,
     },
     O2p {
         file: "deployment.yaml",
@@ -70,6 +75,7 @@ const CASES: &[O2p] = &[
         forward_auth: true,
         redis: false,
         credentials_from_secret: true,
+        helm: false,
     },
     O2p {
         file: "args.txt",
@@ -80,6 +86,41 @@ const CASES: &[O2p] = &[
         forward_auth: false,
         redis: false,
         credentials_from_secret: false,
+        helm: false,
+    },
+    O2p {
+        file: "deployment-singular-env.yaml",
+        args: true,
+        // As meant: oauth2-proxy v7.6.0 ignored OAUTH2_PROXY_GITLAB_GROUP (see the test).
+        groups: &["acme"],
+        projects: &[],
+        email_domains: &["*"],
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: true,
+        helm: false,
+    },
+    O2p {
+        file: "helm-values.yaml",
+        args: true,
+        groups: &["acme/team", "outsiders"],
+        projects: &[],
+        email_domains: &["example.com"],
+        forward_auth: false,
+        redis: false,
+        credentials_from_secret: false,
+        helm: true,
+    },
+    O2p {
+        file: "helm-values-existing-secret.yaml",
+        args: true,
+        groups: &["acme"],
+        projects: &[("acme/app", level::DEVELOPER)],
+        email_domains: &["*"],
+        forward_auth: true,
+        redis: true,
+        credentials_from_secret: true,
+        helm: true,
     },
 ];
 
@@ -314,6 +355,8 @@ struct Running {
     gitlab: std::sync::Arc<StandIn>,
     fixture: Fixture,
     migrated: String,
+    /// What `migrate` said on stderr.
+    stderr: String,
     _labgate: Proc,
     _redis: Option<Proc>,
     _dir: tempfile::TempDir,
@@ -358,6 +401,18 @@ async fn migrate_and_run(rules: &O2p) -> Running {
     std::fs::write(&input_path, &input).unwrap();
     // The deployment takes its credentials from a Secret: labgate gets them the same way.
     let mut env = vec![("LABGATE__LOG__LEVEL".to_owned(), "warn".to_owned())];
+    // The chart passes oauth2-proxy --http-address=0.0.0.0:4180 and
+    // --metrics-address=0.0.0.0:44180 itself: labgate gets the test's addresses instead.
+    if rules.helm {
+        env.push((
+            "LABGATE__SERVER__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ));
+        env.push((
+            "LABGATE__SERVER__METRICS_LISTEN".into(),
+            format!("127.0.0.1:{}", free_port()),
+        ));
+    }
     if rules.credentials_from_secret {
         env.push((
             "LABGATE__GITLAB__CLIENT_ID".into(),
@@ -416,6 +471,7 @@ async fn migrate_and_run(rules: &O2p) -> Running {
         gitlab,
         fixture,
         migrated,
+        stderr,
         _labgate: proc,
         _redis: redis,
         _dir: dir,
@@ -572,6 +628,180 @@ async fn the_gitlab_docs_flags_give_oauth2_proxy_s_answers() {
     assert_eq!(get, StatusCode::UNAUTHORIZED);
 }
 
+/// The comments of a migrated file as one text (wrapped lines joined), to look for
+/// phrases in.
+fn comment_text(migrated: &str) -> String {
+    migrated
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `helm-values.yaml`: the oauth2-proxy chart's values with the credentials in `config.*`,
+/// oauth2-proxy's config file in `config.configFile`, flags as an `extraArgs` map.
+#[tokio::test]
+async fn helm_values_with_a_config_file_give_oauth2_proxy_s_answers() {
+    let rules = &CASES[5];
+    let r = migrate_and_run(rules).await;
+    let said = comment_text(&r.migrated);
+    for want in [
+        "the chart passes config.clientID as OAUTH2_PROXY_CLIENT_ID, config.clientSecret as OAUTH2_PROXY_CLIENT_SECRET, config.cookieSecret as OAUTH2_PROXY_COOKIE_SECRET through a Secret of its own",
+        "OAUTH2_PROXY_CLIENT_ID=labgate-dev-client-id: the GitLab application's ID",
+        "the chart passes oauth2-proxy --http-address=0.0.0.0:4180 --https-address=0.0.0.0:4443 --metrics-address=0.0.0.0:44180 --cookie-name=_wiki_auth itself",
+        "extraArgs.gitlab-group: the chart writes a list as one flag, --gitlab-group=[acme/team outsiders], which oauth2-proxy reads as the one value \"[acme/team outsiders]\"; migrated as meant, one --gitlab-group per item",
+        "pass_access_token = true: X-Forwarded-Access-Token upstream",
+        "ingress.enabled (hosts app.example.com): the chart's Ingress sends those hosts to oauth2-proxy's Service",
+        "not read: replicaCount, resources",
+    ] {
+        assert!(said.contains(want), "{want:?} not in\n{}", r.migrated);
+    }
+    assert!(
+        r.stderr
+            .contains("warning: extraArgs.gitlab-group: the chart writes a list as one flag"),
+        "{}",
+        r.stderr
+    );
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let names: Vec<&str> = admitted.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice", "bob", "frank"],
+        "members of acme/team (frank through acme) or outsiders, with an example.com address"
+    );
+    // config.configFile's pass_access_token: the app gets the user's GitLab token.
+    let (_, alice) = &admitted[0];
+    let (status, body) = get_json(alice, &format!("{}/", r.front)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["headers"]["x-forwarded-access-token"][0]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    // extraArgs' skip-auth-regex: /healthz needs no sign-in, the rest does.
+    let (healthz, _) = get_json(&plain(), &format!("{}/healthz", r.front)).await;
+    assert_eq!(healthz, StatusCode::OK);
+    let (wiki, _) = get_json(&plain(), &format!("{}/wiki", r.front)).await;
+    assert_eq!(wiki, StatusCode::UNAUTHORIZED);
+}
+
+/// `helm-values-existing-secret.yaml`: the credentials in `config.existingSecret`, flags as
+/// an `extraArgs` list, sessions in Redis (`sessionStorage`), forward-auth only.
+#[tokio::test]
+async fn helm_values_with_an_existing_secret_and_redis_give_oauth2_proxy_s_answers() {
+    let rules = &CASES[6];
+    // The Secret's values are not in the file: the output says where they are, and without
+    // them labgate cannot run.
+    let data: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests/data/oauth2-proxy",
+        rules.file,
+    ]
+    .iter()
+    .collect();
+    let out = labgate(
+        &["migrate", "oauth2-proxy", "--args", data.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for var in ["CLIENT_ID", "CLIENT_SECRET"] {
+        let key = var.to_ascii_lowercase();
+        assert!(
+            comment_text(&stdout).contains(&format!("OAUTH2_PROXY_{var}: oauth2-proxy read it from Secret oauth2-proxy-gitlab key {} at run time; give labgate the same value as LABGATE__GITLAB__{var} (env valueFrom the same Secret oauth2-proxy-gitlab key {})", key.replace('_', "-"), key.replace('_', "-"))),
+            "{var}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!("warning: OAUTH2_PROXY_{var}: oauth2-proxy read it from Secret oauth2-proxy-gitlab key {}", key.replace('_', "-"))),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&format!("gitlab.{key}")), "{stderr}");
+    }
+    assert!(
+        comment_text(&stdout).contains("config.existingSecret = \"oauth2-proxy-gitlab\": the chart passes that Secret's key client-id as OAUTH2_PROXY_CLIENT_ID, key client-secret as OAUTH2_PROXY_CLIENT_SECRET, key cookie-secret as OAUTH2_PROXY_COOKIE_SECRET"),
+        "{stdout}"
+    );
+    // Given so (the test sets LABGATE__GITLAB__CLIENT_ID and _SECRET), it passes `labgate
+    // check` and runs.
+    let r = migrate_and_run(rules).await;
+    let said = comment_text(&r.migrated);
+    assert!(r.migrated.contains("store = \"redis\""));
+    for want in [
+        "sessionStorage.type = \"redis\" (sessionStorage.redis.clientType standalone): the chart passes OAUTH2_PROXY_SESSION_STORE_TYPE, OAUTH2_PROXY_REDIS_CONNECTION_URL",
+        "config.upstreams (the chart's default) = [\"file:///dev/null\"]: forward-auth only",
+        "config.emailDomains = [\"*\"]: no email domain rule",
+    ] {
+        assert!(said.contains(want), "{want:?} not in\n{}", r.migrated);
+    }
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let names: Vec<&str> = admitted.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alice", "frank", "heidi"],
+        "members of acme itself (any role), developers of acme/app"
+    );
+    let (_, heidi) = admitted.iter().find(|(n, _)| n == "heidi").unwrap();
+    let auth = heidi
+        .get(format!("{}/oauth2/auth", r.front))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(auth.headers()["x-auth-request-user"], "heidi");
+}
+
+/// `deployment-singular-env.yaml`: options as variables named after the flags. oauth2-proxy
+/// v7.6.0 ignored `OAUTH2_PROXY_GITLAB_GROUP`; the migration applies it as meant and says so,
+/// and the users labgate now refuses are exactly those v7.6.0 let in without the rule.
+#[tokio::test]
+async fn singular_env_names_are_migrated_as_meant_and_said_to_be_ignored() {
+    let rules = &CASES[4];
+    let r = migrate_and_run(rules).await;
+    let said = comment_text(&r.migrated);
+    for want in [
+        "OAUTH2_PROXY_GITLAB_GROUP = [\"acme\"]: oauth2-proxy v7.6.0 (the version its image names) ignores this variable: v6.0.0 renamed it OAUTH2_PROXY_GITLAB_GROUPS (v5.1.1 and earlier read it); migrated as meant, as gitlab_groups: oauth2-proxy ran without this setting, and labgate now applies it",
+        "OAUTH2_PROXY_WHITELIST_DOMAIN = [\".example.com\"]: oauth2-proxy v7.6.0 (the version its image names) does not read this variable, and no version does (checked up to v7.15.3): a variable is named after the config key, OAUTH2_PROXY_WHITELIST_DOMAINS",
+        "OAUTH2_PROXY_GITLAB_GROUP=[\"acme\"]: as \"acme:member\"",
+    ] {
+        assert!(said.contains(want), "{want:?} not in\n{}", r.migrated);
+    }
+    for var in ["GITLAB_GROUP", "WHITELIST_DOMAIN"] {
+        assert!(
+            r.stderr.contains(&format!(
+                "warning: OAUTH2_PROXY_{var}: oauth2-proxy ignored this variable (the name is OAUTH2_PROXY_{var}S)"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    // The names oauth2-proxy reads are not remarked upon.
+    assert!(!said.contains("OAUTH2_PROXY_EMAIL_DOMAINS = "), "{said}");
+    let admitted = every_user_gets_oauth2_proxy_s_answer(rules, &r).await;
+    let as_run = O2p {
+        groups: &[],
+        ..*rules
+    };
+    let now_refused: Vec<&str> = r
+        .fixture
+        .users
+        .iter()
+        .map(|u| u.username.as_str())
+        .filter(|u| {
+            oauth2_proxy_admits(&as_run, &r.fixture, u) && !admitted.iter().any(|(n, _)| n == u)
+        })
+        .collect();
+    assert!(
+        !now_refused.is_empty(),
+        "the ignored rule made a difference"
+    );
+    for u in &now_refused {
+        assert!(
+            !oauth2_proxy_admits(rules, &r.fixture, u),
+            "{u}: refused only by the group rule"
+        );
+    }
+}
+
 #[test]
 fn the_oracle_reads_oauth2_proxy_s_rules() {
     // The oracle itself, on cases whose answers oauth2-proxy's code makes plain.
@@ -585,6 +815,7 @@ fn the_oracle_reads_oauth2_proxy_s_rules() {
         forward_auth: false,
         redis: false,
         credentials_from_secret: false,
+        helm: false,
     };
     let any = rules(&[], &[], &["*"]);
     assert!(oauth2_proxy_admits(&any, &f, "mallory"));
@@ -712,6 +943,7 @@ async fn one_oauth2_proxy_per_app_becomes_one_labgate_serving_each_host() {
         forward_auth: false,
         redis: false,
         credentials_from_secret: true,
+        helm: false,
     };
     let grafana_rules = O2p {
         groups: &["acme/team"],

@@ -173,12 +173,22 @@ fn said_plain(x: &Setting) -> String {
             .map(|i| format!("{}={i}", x.shown))
             .collect::<Vec<_>>()
             .join(" "),
-        (Origin::Flag | Origin::Env, Value::Text(t)) if !x.is_secret() && x.spec.is_some() => {
+        (Origin::Flag | Origin::Env | Origin::OldEnv, Value::Text(t))
+            if !x.is_secret() && x.spec.is_some() =>
+        {
             format!("{}={t}", x.shown)
         }
-        (Origin::Flag | Origin::Env, _) => format!("{}={}", x.shown, x.shown_value()),
+        (Origin::Flag | Origin::Env | Origin::OldEnv, _) => {
+            format!("{}={}", x.shown, x.shown_value())
+        }
     }
 }
+
+/// labgate keys that have a `_file` twin reading the value from a file (a mounted Secret).
+const FILE_KEYS: &[(&str, &str)] = &[
+    ("gitlab.client_secret", "gitlab.client_secret_file"),
+    ("session.redis_password", "session.redis_password_file"),
+];
 
 /// The environment variable that sets a labgate key (`gitlab.client_secret` ->
 /// `LABGATE__GITLAB__CLIENT_SECRET`).
@@ -194,20 +204,34 @@ impl<'a> M<'a> {
     }
 
     /// A value that comes from outside the input (a Kubernetes Secret): labgate's key must
-    /// come from the same place.
+    /// come from the same place. Said on stderr too: the output cannot hold it.
     fn external(&mut self, x: &Setting, target: &str) {
         let from = match &x.value {
             Value::External(f) => f.clone(),
             _ => return,
         };
+        let env = env_name(target);
+        let how = if from.starts_with("Secret ") || from.starts_with("ConfigMap ") {
+            let file = FILE_KEYS
+                .iter()
+                .find(|(k, _)| *k == target)
+                .map(|(_, f)| format!(", in {f} (that key mounted as a file)"))
+                .unwrap_or_default();
+            format!("give labgate the same value as {env} (env valueFrom the same {from}){file} or in {target}")
+        } else {
+            format!("give labgate that value in {target} or {env}")
+        };
         self.doc.remark(
             target.split('.').next().unwrap_or("server"),
             format!(
-                "{}: oauth2-proxy read it from {from} at run time; give labgate the same value as {} (env valueFrom the same {from}) or in {target}",
-                x.shown,
-                env_name(target)
+                "{}: oauth2-proxy read it from {from} at run time; {how}",
+                shown(x)
             ),
         );
+        self.warnings.push(format!(
+            "{}: oauth2-proxy read it from {from}, which this input only names: labgate needs {target} ({env}) from the same place",
+            shown(x)
+        ));
     }
 
     fn text(&mut self, key: &str, target: &str) -> Option<(&'a Setting, String)> {

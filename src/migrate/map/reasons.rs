@@ -3,7 +3,7 @@
 
 use super::{said, M};
 use crate::migrate::options::Kind;
-use crate::migrate::source::Setting;
+use crate::migrate::source::{Origin, Setting};
 
 impl M<'_> {
     /// Options whose behaviour labgate always has, whatever their value.
@@ -24,16 +24,21 @@ impl M<'_> {
             self.doc.unmapped(format!("{}: {}", said(x), why_not(x)));
         }
         for (x, by) in &self.o.overridden {
-            self.doc.unmapped(format!("{}: overridden by {by} (oauth2-proxy's order: flags, then environment, then the config file)", said(x)));
+            if x.origin == Origin::OldEnv {
+                self.doc.unmapped(format!("{}: a name oauth2-proxy does not read (see the top); {by} set {}, and that is what it used", said(x), x.key));
+            } else {
+                self.doc.unmapped(format!("{}: overridden by {by} (oauth2-proxy's order: flags, then environment, then the config file)", said(x)));
+            }
         }
     }
 }
 
 /// Why a setting is not mapped.
 pub(super) fn why_not(x: &Setting) -> String {
-    match x.spec {
-        Some(spec) => reason(spec.cfg, spec.kind),
-        None => "not an oauth2-proxy option (a typo? oauth2-proxy itself refuses unknown keys and flags)".to_owned(),
+    match (x.spec, x.origin) {
+        (Some(spec), _) => reason(spec.cfg, spec.kind),
+        (None, Origin::Env | Origin::OldEnv) => "names no oauth2-proxy option, so oauth2-proxy ignores it: it reads OAUTH2_PROXY_ + a config key, upper-cased (a typo?)".to_owned(),
+        (None, _) => "not an oauth2-proxy option (a typo? oauth2-proxy itself refuses unknown keys and flags)".to_owned(),
     }
 }
 
