@@ -29,10 +29,10 @@ pub struct RefreshState {
 type Backoff = <backon::ExponentialBuilder as backon::BackoffBuilder>::Backoff;
 
 /// The first wait after GitLab failed a revalidation, doubling up to the longest; each
-/// with up to as much again of random jitter (so 4-8 s, then 8-16 s, ... 40-80 s), so
+/// with up to as much again of random jitter (so 3-6 s, then 6-12 s, ... 30-60 s), so
 /// that sessions do not retry in step against a recovering GitLab.
-const BACKOFF_FIRST: Duration = Duration::from_secs(4);
-const BACKOFF_MAX: Duration = Duration::from_secs(40);
+const BACKOFF_FIRST: Duration = Duration::from_secs(3);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl RefreshState {
     /// GitLab failed a revalidation: it is not asked again before the next wait is over.
@@ -132,6 +132,6 @@ mod tests {
         state.answered();
         assert!(state.retry_at.is_none());
         state.failed();
-        assert!(wait(&state) <= Duration::from_secs(8), "{first:?}");
+        assert!(wait(&state) <= Duration::from_secs(6), "{first:?}");
     }
 }

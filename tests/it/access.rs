@@ -401,7 +401,7 @@ async fn tokens_rotated_before_a_gitlab_failure_are_kept() {
         refreshes + 1,
         "GitLab rotated the tokens"
     );
-    // GitLab is back; the back-off (5 s, jittered) is over; the next revalidation uses
+    // GitLab is back; the back-off (3-6 s) is over; the next revalidation uses
     // the rotated refresh token.
     s.gitlab.set_faults(Faults::default());
     tokio::time::sleep(std::time::Duration::from_millis(6100)).await;

@@ -585,7 +585,7 @@ async fn measure(workers: u64) -> Measured {
     );
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n{server}\
-         [log]\nlevel = \"warn\"\n[upstream]\nurl = \"{echo}\"\n\
+         [log]\nlevel = \"error\"\n[upstream]\nurl = \"{echo}\"\n\
          [gitlab]\nurl = \"http://127.0.0.1:9\"\nclient_id = \"labgate-measure\"\nclient_secret = \"{}\"\n\
          [session]\ncookie_secret = \"{}\"\ncookie_secure = false\n\
          [access]\nallow_any_gitlab_user = true\n[[access.public]]\npath = \"^/measure$\"\n",

@@ -54,7 +54,7 @@ impl Drop for Process {
 fn config(listen: &str, public_url: &str, gitlab: &str, server: &str) -> String {
     format!(
         "[server]\nlisten = \"{listen}\"\npublic_url = \"{public_url}\"\n{server}\
-         [log]\nlevel = \"warn\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n\
+         [log]\nlevel = \"error\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n\
          [gitlab]\nurl = \"{gitlab}\"\nclient_id = \"labgate-dev-client-id\"\nclient_secret = \"{}\"\n\
          [session]\ncookie_secret = \"{}\"\ncookie_secure = false\n[access]\nallowed_groups = [\"acme\"]\n",
         test_client_secret(),
