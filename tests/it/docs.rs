@@ -163,7 +163,33 @@ fn resolve(from: &str, rel: &str) -> Option<String> {
 }
 
 fn is_external(target: &str) -> bool {
-    target.contains("://") || target.starts_with("mailto:")
+    target.contains("://") || target.starts_with("mailto:") || is_forge_link(target)
+}
+
+/// The changelog's compare links, relative to the page on GitHub or GitLab
+/// (`/owner/repo/blob/main/CHANGELOG.md` -> `/owner/repo/compare/v0.1.0...v0.2.0`; GitLab's
+/// `/-/blob/` -> `/-/compare/`): a version tag or `main` on each side, nothing else.
+fn is_forge_link(target: &str) -> bool {
+    let re = regex::Regex::new(
+        r"^\.\./\.\./(compare/v\d+\.\d+\.\d+\.\.\.(v\d+\.\d+\.\d+|main)|tree/v\d+\.\d+\.\d+)$",
+    )
+    .unwrap();
+    re.is_match(target)
+}
+
+#[test]
+fn only_version_compare_links_leave_the_repository() {
+    assert!(is_forge_link("../../compare/v0.1.0...v0.2.0"));
+    assert!(is_forge_link("../../compare/v0.2.0...main"));
+    assert!(is_forge_link("../../tree/v0.1.0"));
+    for not in [
+        "../../compare/x",
+        "../../tree/main/../secret",
+        "../../README.md",
+        "../../compare/v0.1.0...v0.2.0/../../x",
+    ] {
+        assert!(!is_forge_link(not), "{not}");
+    }
 }
 
 /// Every relative link of `pages` that points at nothing, and every anchor no heading of
