@@ -14,8 +14,9 @@ use crate::proxy::Upstream;
 pub struct App {
     /// The validated configuration.
     pub config: Config,
-    /// The protected applications in force (a reload swaps them whole).
-    upstreams: arc_swap::ArcSwap<Upstreams>,
+    /// The access policy and the protected applications in force: `config`'s at start,
+    /// swapped together, whole, by a reload.
+    live: arc_swap::ArcSwap<Live>,
     /// Where sessions live (cookie or Redis).
     pub sessions: crate::session::Sessions,
     /// GitLab.
@@ -37,15 +38,18 @@ pub struct App {
     redirect_allowed: Vec<String>,
     /// GitLab events accepted this second (`{prefix}/webhooks/gitlab`).
     pub webhook_budget: crate::session::marks::EventBudget,
-    /// The access policy in force: `config.access` at start, swapped whole by a reload
-    /// (each decision reads one policy, never a mix).
-    policy: arc_swap::ArcSwap<crate::access::Policy>,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App").finish_non_exhaustive()
     }
+}
+
+/// What a reload swaps.
+struct Live {
+    policy: Arc<crate::access::Policy>,
+    upstreams: Arc<Upstreams>,
 }
 
 /// The protected applications: their settings, and one pooled client per entry for each
@@ -135,9 +139,11 @@ impl App {
         Ok(Arc::new(App {
             redirect_allowed,
             webhook_budget: Default::default(),
-            policy: arc_swap::ArcSwap::from_pointee(config.access.clone()),
             sessions,
-            upstreams: arc_swap::ArcSwap::from_pointee(Upstreams::new(&config, &config.upstreams)?),
+            live: arc_swap::ArcSwap::from_pointee(Live {
+                policy: Arc::new(config.access.clone()),
+                upstreams: Arc::new(Upstreams::new(&config, &config.upstreams)?),
+            }),
             pages: Pages::new(&config.server),
             gitlab,
             signer,
@@ -152,7 +158,8 @@ impl App {
     /// The upstream of worker runtime `worker` for a request to `host` (canonical; `None`:
     /// unreadable): the first entry whose hosts match, `None` when no entry serves it.
     pub fn upstream(&self, worker: usize, host: Option<&str>) -> Option<Arc<Upstream>> {
-        let now = self.upstreams.load();
+        let live = self.live.load();
+        let now = &live.upstreams;
         let pools = now.pools.get(worker).or(now.pools.first())?;
         let i = now
             .configs
@@ -251,9 +258,10 @@ impl App {
         !matches!(h("sec-fetch-site"), Some("cross-site" | "same-site"))
     }
 
-    /// The access policy in force (a reload swaps it whole).
-    pub fn policy(&self) -> arc_swap::Guard<Arc<crate::access::Policy>> {
-        self.policy.load()
+    /// The access policy in force (a reload swaps it whole: each decision reads one
+    /// policy, never a mix).
+    pub fn policy(&self) -> Arc<crate::access::Policy> {
+        self.live.load().policy.clone()
     }
 
     /// Takes a new configuration while serving (SIGHUP, the file changed): its access
@@ -274,15 +282,18 @@ impl App {
                 .iter()
                 .zip(&new.upstreams)
                 .all(|(a, b)| differs(&a.hosts, &b.hosts).not());
-        let upstreams = match same_hosts {
-            true if differs(&self.upstreams.load().configs, &new.upstreams) => {
-                Some(Upstreams::new(old, &new.upstreams)?)
-            }
-            true => None,
-            false => {
-                restart.push("[upstream] hosts");
-                None
-            }
+        // Which hosts labgate serves (the apps', and those its rules name) decides which
+        // app and which rules a request meets: changed, nothing is taken (the new rules
+        // with the old apps would judge one app's requests by another's rules).
+        if !same_hosts || differs(&old.server.hosts, &new.server.hosts) {
+            return Err("which hosts labgate serves changed ([[upstream]] hosts, or hosts named by [[route]] or [[access.public]]): that needs a restart".into());
+        }
+        // Unchanged apps keep their pools (and their kept-alive connections).
+        let running = self.live.load().upstreams.clone();
+        let upstreams = if differs(&running.configs, &new.upstreams) {
+            Arc::new(Upstreams::new(old, &new.upstreams)?)
+        } else {
+            running
         };
         if differs(&old.server, &new.server) {
             restart.push("[server]");
@@ -302,11 +313,11 @@ impl App {
         if old.tracing != new.tracing {
             restart.push("[tracing]");
         }
-        // Both at once, between requests: a request reads one policy and one set of apps.
-        self.policy.store(Arc::new(new.access.clone()));
-        if let Some(u) = upstreams {
-            self.upstreams.store(Arc::new(u));
-        }
+        // Both in one swap, between requests.
+        self.live.store(Arc::new(Live {
+            policy: Arc::new(new.access.clone()),
+            upstreams,
+        }));
         Ok(restart)
     }
 

@@ -154,7 +154,16 @@ pub(crate) async fn handle(
     if let Some((trace, started, method)) = exported {
         use opentelemetry::KeyValue;
         let attributes = vec![
-            KeyValue::new("http.request.method", method.to_string()),
+            // OpenTelemetry's convention: a method outside RFC 9110's (and PATCH) is
+            // `_OTHER`, so a client cannot write what it likes into the span.
+            KeyValue::new(
+                "http.request.method",
+                match method.as_str() {
+                    m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS"
+                    | "TRACE" | "PATCH") => m.to_owned(),
+                    _ => "_OTHER".to_owned(),
+                },
+            ),
             KeyValue::new("http.response.status_code", i64::from(status)),
             KeyValue::new("labgate.route", route_kind),
             KeyValue::new("labgate.caller", kind),

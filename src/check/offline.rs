@@ -35,6 +35,20 @@ fn describe(c: &Config) -> String {
     line("server.app_name", format!("{:?}", s.app_name));
     line("log.format", format!("{:?}", c.log.format).to_lowercase());
     line("log.level", c.log.level.clone());
+    match &c.tracing.otlp_endpoint {
+        Some(endpoint) => {
+            line("tracing.otlp_endpoint", endpoint.to_string());
+            line(
+                "tracing.service_name",
+                format!("{:?}", c.tracing.service_name),
+            );
+            line("tracing.sample_ratio", c.tracing.sample_ratio.to_string());
+        }
+        None => line(
+            "tracing.otlp_endpoint",
+            "(none: spans are not exported)".into(),
+        ),
+    }
     for (i, u) in c.upstreams.iter().enumerate() {
         let key = if c.upstreams.len() > 1 || !u.hosts.is_empty() {
             format!("upstream[{i}]")

@@ -434,6 +434,13 @@ fn log(c: &mut Checker, l: file::LogFile) -> LogConfig {
 fn tracing(c: &mut Checker, t: file::TracingFile) -> TracingConfig {
     let otlp_endpoint = t.otlp_endpoint.filter(|e| !e.is_empty()).and_then(|e| {
         match url::Url::parse(&e) {
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                c.problem(
+                    "tracing.otlp_endpoint",
+                    "tracing.otlp_endpoint carries credentials in the URL: they would be logged and are not sent; give the collector's headers in OTEL_EXPORTER_OTLP_HEADERS (e.g. \"authorization=Bearer ...\")",
+                );
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
                 // `OTEL_EXPORTER_OTLP_ENDPOINT`'s convention: the signal's path is added.
                 let path = u.path().trim_end_matches('/');
@@ -832,15 +839,45 @@ fn redis(c: &mut Checker, s: &file::SessionFile) -> Option<RedisConfig> {
                     .collect(),
             )
         }
-        (None, true, Some(master)) if !s.redis_sentinel_nodes.is_empty() => RedisTarget::Sentinel {
-            master: master.clone(),
-            nodes: s
-                .redis_sentinel_nodes
+        (None, true, Some(master)) if !s.redis_sentinel_nodes.is_empty() => {
+            // One way to reach every Sentinel: labgate asks them with one TLS setting and
+            // one set of credentials, so a plaintext node must not receive a TLS node's
+            // password.
+            let nodes = &s.redis_sentinel_nodes;
+            for (i, n) in nodes.iter().enumerate() {
+                if !url_ok(n) {
+                    c.problem(
+                        &format!("session.redis_sentinel_nodes[{i}]"),
+                        "each Sentinel is a redis:// or rediss:// URL",
+                    );
+                }
+            }
+            let tls = |n: &String| n.starts_with("rediss://");
+            if nodes.iter().any(tls) && !nodes.iter().all(tls) {
+                c.problem(
+                    "session.redis_sentinel_nodes",
+                    "the Sentinels mix redis:// and rediss://: write them all as rediss:// (TLS) or all as redis://",
+                );
+            }
+            let credentials = |n: &String| {
+                url::Url::parse(n)
+                    .ok()
+                    .map(|u| (u.username().to_owned(), u.password().map(str::to_owned)))
+            };
+            if nodes
                 .iter()
-                .cloned()
-                .map(Secret::new)
-                .collect(),
-        },
+                .any(|n| credentials(n) != nodes.first().and_then(credentials))
+            {
+                c.problem(
+                    "session.redis_sentinel_nodes",
+                    "the Sentinels' URLs carry different credentials: labgate asks every Sentinel with the same user and password, so write the same on each (or none)",
+                );
+            }
+            RedisTarget::Sentinel {
+                master: master.clone(),
+                nodes: nodes.iter().cloned().map(Secret::new).collect(),
+            }
+        }
         (None, true, None) => {
             c.problem(
                 "session.redis_url",

@@ -1099,6 +1099,22 @@ async fn spans_are_exported_over_otlp_in_the_trace_the_front_proxy_and_the_app_s
         .unwrap();
     collector.wait_for(LATER, "request").await;
     assert!(collector.of(UNSAMPLED).is_empty());
+    // A method of the client's own is `_OTHER` in the span, not its text.
+    const ODD: &str = "8bf92f3577b34da6a3ce929d0e0e4736";
+    c.request(
+        reqwest::Method::from_bytes(b"SMUGGLED-TEXT").unwrap(),
+        format!("{}/x", lg.public),
+    )
+    .header("traceparent", format!("00-{ODD}-{PROXY_SPAN}-01"))
+    .send()
+    .await
+    .unwrap();
+    let odd = collector.wait_for(ODD, "request").await;
+    let odd = odd.iter().find(|s| s.name == "request").unwrap();
+    assert!(
+        attr(odd, "http.request.method").contains("_OTHER"),
+        "{odd:?}"
+    );
     // The spans queued at shutdown are sent before labgate exits.
     const LAST: &str = "7bf92f3577b34da6a3ce929d0e0e4736";
     c.get(format!("{}/x", lg.public))
@@ -1164,6 +1180,10 @@ fn tracing_settings_are_checked_and_name_their_key() {
         ("sample_ratio = -0.1", "tracing.sample_ratio"),
         ("service_name = \" \"", "tracing.service_name"),
         ("otlp_endpont = \"http://x\"", "tracing"),
+        (
+            "otlp_endpoint = \"http://user:secret@otel:4318\"",
+            "tracing.otlp_endpoint",
+        ),
     ] {
         let e = load(bad).unwrap_err();
         assert!(
@@ -1265,14 +1285,14 @@ async fn a_reload_moves_the_app_to_its_new_address_under_load_without_a_failed_r
     if let Some(i) = first_green {
         assert!(seen[i..].iter().all(|(_, b)| b == "green"), "{seen:?}");
     }
-    // Serving another host list is a restart: named, and the rest applies.
+    // Serving another host list is a restart: the whole reload is refused (new rules with
+    // the old apps would judge one app's requests by another's rules), the running stays.
     std::fs::write(
         &file,
-        std::fs::read_to_string(&file).unwrap().replacen(
-            "[upstream]\n",
-            "[upstream]\nhosts = [\"127.0.0.1\"]\n",
-            1,
-        ),
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replacen("[upstream]\n", "[upstream]\nhosts = [\"127.0.0.1\"]\n", 1)
+            .replace(&green, &blue),
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(2600)).await;
@@ -1285,5 +1305,9 @@ async fn a_reload_moves_the_app_to_its_new_address_under_load_without_a_failed_r
         lines.contains("upstreams and log level in force"),
         "{lines}"
     );
-    assert!(lines.contains("[upstream] hosts"), "{lines}");
+    assert!(
+        lines.contains("configuration reload refused")
+            && lines.contains("which hosts labgate serves changed"),
+        "{lines}"
+    );
 }

@@ -756,3 +756,34 @@ async fn sentinel_and_master_over_tls_with_a_private_ca_and_a_client_certificate
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+/// Every Sentinel is asked the same way: a mix of plaintext and TLS nodes, or of
+/// credentials, would send one node's password to another in the clear.
+#[test]
+fn sentinels_reached_in_different_ways_are_refused_by_name() {
+    let (_k, key) = key_file();
+    let problems = |nodes: &str| {
+        labgate::config::load_str(&with_demo_addresses(&redis_config(
+            &format!("redis_sentinel_master = \"mymaster\"\nredis_sentinel_nodes = {nodes}"),
+            &key,
+        )))
+        .map(|_| String::new())
+        .unwrap_or_else(|e| e.to_string())
+    };
+    for nodes in [
+        r#"["rediss://:pw@127.0.0.1:26379", "redis://:pw@127.0.0.1:26380"]"#,
+        r#"["redis://:pw@127.0.0.1:26379", "redis://127.0.0.1:26380"]"#,
+        r#"["redis://:pw@127.0.0.1:26379", "redis://:other@127.0.0.1:26380"]"#,
+        r#"["redis://127.0.0.1:26379", "http://127.0.0.1:26380"]"#,
+    ] {
+        let got = problems(nodes);
+        assert!(
+            got.contains("session.redis_sentinel_nodes"),
+            "{nodes}: {got}"
+        );
+    }
+    assert_eq!(
+        problems(r#"["rediss://:pw@127.0.0.1:26379", "rediss://:pw@127.0.0.1:26380"]"#),
+        ""
+    );
+}
