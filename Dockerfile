@@ -4,10 +4,14 @@
 # docs/container.md describes building, running and the Kubernetes manifests.
 #   docker build -t registry.example.com/labgate:0.2.0 \
 #     --build-arg LABGATE_BUILD_COMMIT="$(git rev-parse HEAD)" .
+# Without a Docker engine, scripts/image builds the same layout with buildah from a binary.
 #   docker run --read-only -p 4180:4180 \
 #     -v "$PWD/labgate.toml:/etc/labgate/labgate.toml:ro" registry.example.com/labgate:0.2.0
 
-FROM rust:1.95-bookworm AS build
+# Base images fully qualified (podman and buildah refuse short names by default) and pinned by
+# digest, so a rebuild starts from the bytes that were reviewed. To move to a newer base:
+#   skopeo inspect --format '{{.Digest}}' docker://docker.io/library/rust:1.95-bookworm
+FROM docker.io/library/rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /src
 # The commit labgate_build_info reports (build.rs; the context has no .git).
 ARG LABGATE_BUILD_COMMIT=unknown
@@ -28,8 +32,18 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/labgate /usr/local/bin/labgate
 
 # glibc and libgcc only (what a Rust binary links); ships no shell.
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
+ARG LABGATE_BUILD_COMMIT=unknown
+ARG LABGATE_VERSION=0.2.0
+# OCI annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
+LABEL org.opencontainers.image.title="labgate" \
+      org.opencontainers.image.description="A reverse-proxy authentication sidecar for GitLab sign-in" \
+      org.opencontainers.image.version="${LABGATE_VERSION}" \
+      org.opencontainers.image.revision="${LABGATE_BUILD_COMMIT}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot"
 COPY --from=build /usr/local/bin/labgate /usr/local/bin/labgate
+COPY LICENSE /usr/share/doc/labgate/LICENSE
 COPY config/labgate.example.toml /etc/labgate/labgate.example.toml
 # Every setting can also come from LABGATE__SECTION__KEY environment variables.
 ENV LABGATE_CONFIG=/etc/labgate/labgate.toml

@@ -34,13 +34,13 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
         detail,
     };
     let mut docs = Vec::new();
-    for d in serde_yaml::Deserializer::from_str(text) {
+    for d in serde_norway::Deserializer::from_str(text) {
         docs.push(
-            serde_yaml::Value::deserialize(d).map_err(|e| err(format!("not valid YAML: {e}")))?,
+            serde_norway::Value::deserialize(d).map_err(|e| err(format!("not valid YAML: {e}")))?,
         );
     }
     for doc in &docs {
-        if let serde_yaml::Value::Sequence(items) = doc {
+        if let serde_norway::Value::Sequence(items) = doc {
             return Ok(vec![Process {
                 args: items.iter().filter_map(yaml_scalar).collect(),
                 ..Process::default()
@@ -68,7 +68,7 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
         .filter(|(_, c)| {
             ["image", "name"].iter().any(|k| {
                 c.get(*k)
-                    .and_then(serde_yaml::Value::as_str)
+                    .and_then(serde_norway::Value::as_str)
                     .is_some_and(|v| v.contains("oauth2-proxy") || v.contains("oauth2_proxy"))
             })
         })
@@ -92,7 +92,7 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
         .iter()
         .enumerate()
         .map(|(i, (owner, c))| {
-            let name = c.get("name").and_then(serde_yaml::Value::as_str);
+            let name = c.get("name").and_then(serde_norway::Value::as_str);
             let shared = chosen
                 .iter()
                 .filter(|(o, _)| o.is_some() && o == owner)
@@ -122,7 +122,7 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
         .map(|((_, c), label)| {
             let seq = |k: &str| -> Vec<String> {
                 c.get(k)
-                    .and_then(serde_yaml::Value::as_sequence)
+                    .and_then(serde_norway::Value::as_sequence)
                     .map(|s| s.iter().filter_map(yaml_scalar).collect())
                     .unwrap_or_default()
             };
@@ -131,12 +131,12 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
             args.extend(seq("args"));
             let env = c
                 .get("env")
-                .and_then(serde_yaml::Value::as_sequence)
+                .and_then(serde_norway::Value::as_sequence)
                 .map(|items| items.iter().filter_map(yaml_env).collect())
                 .unwrap_or_default();
             let version = c
                 .get("image")
-                .and_then(serde_yaml::Value::as_str)
+                .and_then(serde_norway::Value::as_str)
                 .and_then(Version::of_image);
             Process {
                 label,
@@ -150,14 +150,14 @@ pub(crate) fn processes(text: &str, file: &str) -> Result<Vec<Process>, SourceEr
 }
 
 /// A container and the name of the workload it is in (the nearest `metadata.name`).
-type Found<'a> = (Option<String>, &'a serde_yaml::Value);
+type Found<'a> = (Option<String>, &'a serde_norway::Value);
 
 /// Containers anywhere in a document (Deployment, StatefulSet, CronJob, Pod, a List of
 /// them...), or the document itself when it is a container (has `args`), each with the
 /// name of the workload around it.
-fn find_containers<'a>(v: &'a serde_yaml::Value, owner: Option<&str>, out: &mut Vec<Found<'a>>) {
+fn find_containers<'a>(v: &'a serde_norway::Value, owner: Option<&str>, out: &mut Vec<Found<'a>>) {
     match v {
-        serde_yaml::Value::Mapping(m) => {
+        serde_norway::Value::Mapping(m) => {
             if m.contains_key("args") && !m.contains_key("containers") {
                 out.push((owner.map(str::to_owned), v));
                 return;
@@ -165,7 +165,7 @@ fn find_containers<'a>(v: &'a serde_yaml::Value, owner: Option<&str>, out: &mut 
             let named = m
                 .get("metadata")
                 .and_then(|md| md.get("name"))
-                .and_then(serde_yaml::Value::as_str);
+                .and_then(serde_norway::Value::as_str);
             let owner = named.or(owner);
             for (k, child) in m {
                 if k.as_str() == Some("containers") {
@@ -181,7 +181,7 @@ fn find_containers<'a>(v: &'a serde_yaml::Value, owner: Option<&str>, out: &mut 
                 }
             }
         }
-        serde_yaml::Value::Sequence(items) => {
+        serde_norway::Value::Sequence(items) => {
             for i in items {
                 find_containers(i, owner, out);
             }
@@ -191,17 +191,17 @@ fn find_containers<'a>(v: &'a serde_yaml::Value, owner: Option<&str>, out: &mut 
 }
 
 /// A scalar as text (a string, a boolean, a number).
-pub(crate) fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+pub(crate) fn yaml_scalar(v: &serde_norway::Value) -> Option<String> {
     match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_norway::Value::String(s) => Some(s.clone()),
+        serde_norway::Value::Bool(b) => Some(b.to_string()),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 /// A Kubernetes env var: `value`, or `valueFrom` described (`Secret NAME key KEY`).
-pub(crate) fn yaml_env(v: &serde_yaml::Value) -> Option<EnvVar> {
+pub(crate) fn yaml_env(v: &serde_norway::Value) -> Option<EnvVar> {
     let name = v.get("name")?.as_str()?.to_owned();
     if let Some(s) = v.get("value").and_then(yaml_scalar) {
         return Some(EnvVar {
@@ -217,10 +217,10 @@ pub(crate) fn yaml_env(v: &serde_yaml::Value) -> Option<EnvVar> {
             Some(format!(
                 "{what} {} key {}",
                 r.get("name")
-                    .and_then(serde_yaml::Value::as_str)
+                    .and_then(serde_norway::Value::as_str)
                     .unwrap_or("?"),
                 r.get("key")
-                    .and_then(serde_yaml::Value::as_str)
+                    .and_then(serde_norway::Value::as_str)
                     .unwrap_or("?")
             ))
         })

@@ -519,8 +519,8 @@ fn the_envoy_example_rejects_underscore_headers() {
         "/deploy/envoy/envoy.yaml"
     ))
     .unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let managers: Vec<&serde_yaml::Value> = doc["static_resources"]["listeners"]
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    let managers: Vec<&serde_norway::Value> = doc["static_resources"]["listeners"]
         .as_sequence()
         .unwrap()
         .iter()

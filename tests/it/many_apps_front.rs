@@ -154,12 +154,12 @@ async fn nginx(port: u16, up: &Upstreams) -> Front {
 /// deploy/traefik/many-apps.yml, plus a router for evil.example.com with the apps'
 /// middlewares.
 fn traefik(port: u16, up: &Upstreams) -> Front {
-    let mut y: serde_yaml::Value = serde_yaml::from_str(&up.replace(&read(TRAEFIK))).unwrap();
-    let router: serde_yaml::Value = serde_yaml::from_str(&format!(
+    let mut y: serde_norway::Value = serde_norway::from_str(&up.replace(&read(TRAEFIK))).unwrap();
+    let router: serde_norway::Value = serde_norway::from_str(&format!(
         "rule: \"Host(`{EVIL}`)\"\nmiddlewares: [labgate, labgate-strip]\nservice: evil\ntls: {{}}\n"
     ))
     .unwrap();
-    let service: serde_yaml::Value = serde_yaml::from_str(&format!(
+    let service: serde_norway::Value = serde_norway::from_str(&format!(
         "loadBalancer:\n  servers: [{{ url: \"http://{}\" }}]\n",
         up.evil
     ))
@@ -172,7 +172,7 @@ fn traefik(port: u16, up: &Upstreams) -> Front {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("many-apps.yml");
-    std::fs::write(&file, serde_yaml::to_string(&y).unwrap()).unwrap();
+    std::fs::write(&file, serde_norway::to_string(&y).unwrap()).unwrap();
     let child = Command::new(find_binary("traefik"))
         .args([
             &format!("--entryPoints.websecure.address=127.0.0.1:{port}"),
@@ -990,7 +990,7 @@ async fn caddy_many_apps_from_deploy() {
 }
 
 /// An Ingress's annotation.
-fn annotation<'a>(docs: &'a [serde_yaml::Value], ingress: &str, key: &str) -> &'a str {
+fn annotation<'a>(docs: &'a [serde_norway::Value], ingress: &str, key: &str) -> &'a str {
     docs.iter()
         .find(|d| d["kind"] == "Ingress" && d["metadata"]["name"] == ingress)
         .unwrap_or_else(|| panic!("{INGRESS}: Ingress {ingress}"))["metadata"]["annotations"]
@@ -1088,7 +1088,7 @@ async fn ingress_sign_in(s: &Stack, labgate: &str, signin: &str, user: &str) -> 
 /// signed in through its `auth-signin`.
 #[tokio::test]
 async fn ingress_nginx_many_apps_as_ingress_nginx_asks() {
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&read(INGRESS))
+    let docs: Vec<serde_norway::Value> = serde_norway::Deserializer::from_str(&read(INGRESS))
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
     // Each app's host goes to its Service, labgate's endpoints on every host to labgate's
@@ -1311,7 +1311,7 @@ fn many_apps_examples_keep_the_single_app_header_handling() {
     );
 
     // Traefik: the same middlewares as deploy/traefik/dynamic.yml.
-    let yaml = |f: &str| serde_yaml::from_str::<serde_yaml::Value>(&read(f)).unwrap();
+    let yaml = |f: &str| serde_norway::from_str::<serde_norway::Value>(&read(f)).unwrap();
     assert_eq!(
         yaml(TRAEFIK)["http"]["middlewares"],
         yaml("deploy/traefik/dynamic.yml")["http"]["middlewares"]

@@ -332,14 +332,14 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     assert!(!hex64.is_match(&all), "a GitLab token reached the log");
 }
 
-fn yaml_docs(path: &str) -> Vec<serde_yaml::Value> {
+fn yaml_docs(path: &str) -> Vec<serde_norway::Value> {
     let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect()
 }
 
-fn kind<'a>(docs: &'a [serde_yaml::Value], k: &str) -> Vec<&'a serde_yaml::Value> {
+fn kind<'a>(docs: &'a [serde_norway::Value], k: &str) -> Vec<&'a serde_norway::Value> {
     docs.iter()
         .filter(|d| d["kind"].as_str() == Some(k))
         .collect()
@@ -361,14 +361,14 @@ fn kubernetes_examples_are_consistent() {
                 &d["spec"]["selector"]["matchLabels"], labels,
                 "{file}: selector matches the pod labels"
             );
-            let volumes: Vec<&serde_yaml::Value> =
+            let volumes: Vec<&serde_norway::Value> =
                 pod["volumes"].as_sequence().unwrap().iter().collect();
             for c in pod["containers"].as_sequence().unwrap() {
-                let ports: Vec<&serde_yaml::Value> = c["ports"]
+                let ports: Vec<&serde_norway::Value> = c["ports"]
                     .as_sequence()
                     .map(|p| p.iter().collect())
                     .unwrap_or_default();
-                let port_ok = |p: &serde_yaml::Value| {
+                let port_ok = |p: &serde_norway::Value| {
                     ports
                         .iter()
                         .any(|cp| cp["name"] == *p || cp["containerPort"] == *p)

@@ -9,7 +9,9 @@
 //! scripts/test does); a missing one fails the test with how to install it.
 
 mod healthcheck;
+mod image;
 mod pss;
+mod supply;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,12 +21,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::harness::*;
 
 /// The repository root.
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -300,7 +302,7 @@ const CUSTOM_RESOURCES: &[(&str, &str)] = &[
 /// Every YAML document of a file, null documents dropped.
 fn yaml_docs_of(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .filter(|v: &Value| !v.is_null())
         .collect()
@@ -426,7 +428,7 @@ fn kubernetes_validate_rejects_a_misspelt_field() {
     let file = dir.path().join("broken.yaml");
     let text: Vec<String> = docs
         .iter()
-        .map(|d| serde_yaml::to_string(d).unwrap())
+        .map(|d| serde_norway::to_string(d).unwrap())
         .collect();
     std::fs::write(&file, text.join("---\n")).unwrap();
     let (ok, lines) = kubernetes_validate(&file);

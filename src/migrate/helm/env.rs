@@ -3,7 +3,7 @@
 //!
 //! Owns those two blocks of the template only; `extraEnv` is read by the chart's entry.
 
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 use super::{at, strings, text, truthy, Chart};
 use crate::migrate::source::{EnvVar, Remark, Value};

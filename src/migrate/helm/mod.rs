@@ -11,7 +11,7 @@
 //! Owns the chart's templates only: the settings are read by `source` and mapped by `map`.
 //! Values given at install time (`--set`) and Helm template expressions are not seen.
 
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 mod env;
 

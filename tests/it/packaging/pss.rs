@@ -8,7 +8,7 @@
 //!
 //! The checker is shown to fail: each way of breaking the shipped manifests is reported.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::manifests;
 
@@ -349,7 +349,7 @@ fn remove(v: &mut Value, path: &[&str]) {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap()
+    serde_norway::from_str(text).unwrap()
 }
 
 #[test]
