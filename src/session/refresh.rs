@@ -105,13 +105,13 @@ mod tests {
         let wait = |state: &RefreshState| state.retry_at.unwrap() - Instant::now();
         let mut first = Duration::ZERO;
         for (n, (low, high)) in [
-            (4, 8),
-            (8, 16),
-            (16, 32),
-            (32, 64),
-            (40, 80),
-            (40, 80),
-            (40, 80),
+            (3, 6),
+            (6, 12),
+            (12, 24),
+            (24, 48),
+            (30, 60),
+            (30, 60),
+            (30, 60),
         ]
         .into_iter()
         .enumerate()

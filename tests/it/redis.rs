@@ -40,6 +40,27 @@ pub(crate) async fn redis_on(port: u16, extra: &[&str]) -> Redis {
     }
 }
 
+/// `redis-server CONF` (a Sentinel with `sentinel`) listening on `port`; killed when
+/// dropped, also when an assertion fails. The caller keeps CONF's directory.
+async fn redis_with_conf(conf: &std::path::Path, port: u16, sentinel: bool) -> Redis {
+    let mut cmd = Command::new("redis-server");
+    cmd.arg(conf);
+    if sentinel {
+        cmd.arg("--sentinel");
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    wait_for_port(port).await;
+    Redis {
+        child,
+        port,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
 pub(crate) fn key_file() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.pem");
@@ -472,19 +493,7 @@ async fn sentinel_with_a_password_protected_master() {
         ),
     )
     .unwrap();
-    // Killed when dropped (also when an assertion fails), like the other servers.
-    let _sentinel = Redis {
-        child: Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server --sentinel"),
-        port: sentinel_port,
-        _dir: dir,
-    };
-    wait_for_port(sentinel_port).await;
+    let _sentinel = redis_with_conf(&conf, sentinel_port, true).await;
     let (_k, key) = key_file();
     let s = stack(&redis_config(
         &format!(
@@ -684,17 +693,7 @@ async fn sentinel_and_master_over_tls_with_a_private_ca_and_a_client_certificate
         tls_args(master_port) + "save \"\"\nappendonly no\n",
     )
     .unwrap();
-    let _master = Redis {
-        child: Command::new("redis-server")
-            .arg(&master_conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-        port: master_port,
-        _dir: tempfile::tempdir().unwrap(),
-    };
-    wait_for_port(master_port).await;
+    let _master = redis_with_conf(&master_conf, master_port, false).await;
     let sentinel_port = free_port();
     let sentinel_conf = dir.path().join("sentinel.conf");
     std::fs::write(
@@ -706,18 +705,7 @@ async fn sentinel_and_master_over_tls_with_a_private_ca_and_a_client_certificate
             ),
     )
     .unwrap();
-    let _sentinel = Redis {
-        child: Command::new("redis-server")
-            .arg(&sentinel_conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server --sentinel"),
-        port: sentinel_port,
-        _dir: tempfile::tempdir().unwrap(),
-    };
-    wait_for_port(sentinel_port).await;
+    let _sentinel = redis_with_conf(&sentinel_conf, sentinel_port, true).await;
     let (_k, key) = key_file();
     let config = |ca: &std::path::Path| {
         redis_config(
