@@ -2,10 +2,10 @@
 # labgate container image: the production build (no `labgate dev`, no GitLab stand-in) on a
 # distroless base: no shell, no package manager, numeric non-root user 65532:65532.
 # docs/container.md describes building, running and the Kubernetes manifests.
-#   docker build -t registry.example.com/labgate:0.1.0 \
+#   docker build -t registry.example.com/labgate:0.2.0 \
 #     --build-arg LABGATE_BUILD_COMMIT="$(git rev-parse HEAD)" .
 #   docker run --read-only -p 4180:4180 \
-#     -v "$PWD/labgate.toml:/etc/labgate/labgate.toml:ro" registry.example.com/labgate:0.1.0
+#     -v "$PWD/labgate.toml:/etc/labgate/labgate.toml:ro" registry.example.com/labgate:0.2.0
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

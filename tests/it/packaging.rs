@@ -361,6 +361,7 @@ fn every_manifest_in_deploy_matches_the_kubernetes_schemas() {
     for expected in [
         "deploy/kubernetes/sidecar.yaml",
         "deploy/kubernetes/forward-auth.yaml",
+        "deploy/kubernetes/example-secret.yaml",
         "deploy/ingress-nginx/ingress.yaml",
         "deploy/envoy-gateway/security-policy.yaml",
     ] {
@@ -437,10 +438,37 @@ fn kubernetes_validate_rejects_a_misspelt_field() {
     );
 }
 
+/// The version the manifests are written for: the newest release in CHANGELOG.md
+/// (`## [x.y.z]`). Cargo.toml's version is that one, or older while the release is
+/// prepared; never newer (a release adds its heading, and the manifests follow).
+fn release_version() -> String {
+    let heading = regex::Regex::new(r"(?m)^## \[(\d+)\.(\d+)\.(\d+)\]").unwrap();
+    let changelog = read("CHANGELOG.md");
+    let c = heading
+        .captures(&changelog)
+        .expect("CHANGELOG.md has a release heading");
+    let newest: Vec<u64> = (1..=3).map(|i| c[i].parse().unwrap()).collect();
+    let cargo: Vec<u64> = env!("CARGO_PKG_VERSION")
+        .split(['.', '-', '+'])
+        .take(3)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        cargo <= newest,
+        "Cargo.toml's version {} is newer than CHANGELOG.md's newest release {}.{}.{}: add its heading (and move the manifests' image tag and version labels)",
+        env!("CARGO_PKG_VERSION"),
+        newest[0],
+        newest[1],
+        newest[2]
+    );
+    format!("{}.{}.{}", newest[0], newest[1], newest[2])
+}
+
 /// The image every labgate container names: a placeholder that is obviously to be
-/// replaced with the registry the image is pushed to (docs/container.md).
+/// replaced with the registry the image is pushed to (docs/container.md), tagged with the
+/// release the manifests are written for.
 fn image_placeholder() -> String {
-    format!("registry.example.com/labgate:{}", env!("CARGO_PKG_VERSION"))
+    format!("registry.example.com/labgate:{}", release_version())
 }
 
 /// The labgate containers of a manifest's pod specs.
