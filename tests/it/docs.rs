@@ -318,11 +318,12 @@ fn readme_problems(readme: &str, docs: &[String], ci_run: &str) -> Vec<String> {
 // The configuration reference.
 
 /// The keys the serde mirror of the TOML file accepts, as dotted paths, and the tables that
-/// are arrays (`[[route]]`).
+/// are arrays (`[[route]]`). The Helm chart's values schema is checked against it too
+/// (`packaging/helm.rs`).
 #[derive(Debug, Default)]
-struct Schema {
-    keys: BTreeSet<String>,
-    arrays: BTreeSet<String>,
+pub(crate) struct Schema {
+    pub(crate) keys: BTreeSet<String>,
+    pub(crate) arrays: BTreeSet<String>,
 }
 
 static STRUCT: LazyLock<Regex> =
@@ -335,7 +336,7 @@ static RENAME: LazyLock<Regex> =
 /// Reads the schema from the source of `src/config/file.rs`: the fields of `FileConfig`,
 /// recursing into every field whose type (inside `Option<>` / `Vec<>`) is a struct of the
 /// file, with `#[serde(rename)]` applied.
-fn schema_of(source: &str) -> Schema {
+pub(crate) fn schema_of(source: &str) -> Schema {
     assert!(
         !source.contains("flatten") && !source.contains("alias"),
         "file.rs uses serde flatten/alias: teach tests/it/docs.rs::schema_of about it"

