@@ -394,6 +394,10 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
     // labgate restart (no in-process cache left), then one more: alice stays signed in,
     // so the browser got every rotated cookie.
     let refreshes = s.gitlab.counters.refresh_grants.load(Ordering::SeqCst);
+    // A client's trace context is not continued through the proxy: the revalidations'
+    // GitLab calls carry labgate's own trace (the deploy files clear the client's).
+    const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    s.gitlab.counters.traceparents.lock().unwrap().clear();
     for round in 1..=4 {
         if round == 4 {
             s.restart().await.unwrap();
@@ -402,6 +406,10 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
         let r = alice
             .get(url("/deep/page"))
             .header(ACCEPT, "text/html")
+            .header(
+                "traceparent",
+                format!("00-{CLIENT_TRACE}-b7ad6b7169203331-01"),
+            )
             .send()
             .await
             .unwrap();
@@ -422,6 +430,15 @@ async fn front_proxy_story(name: &str, front: &Front, s: &mut Stack) {
         s.gitlab.counters.refresh_grants.load(Ordering::SeqCst),
         refreshes + 4,
         "{name}: one refresh per revalidation"
+    );
+    let at_gitlab = s.gitlab.counters.traceparents.lock().unwrap().clone();
+    assert!(
+        !at_gitlab.is_empty(),
+        "{name}: the revalidations reached GitLab"
+    );
+    assert!(
+        at_gitlab.iter().all(|t| !t.contains(CLIENT_TRACE)),
+        "{name}: a client's trace was continued through the proxy: {at_gitlab:?}"
     );
     let (status, body) = get(&alice, Method::GET, &url("/x"), &[]).await;
     assert_eq!(status, StatusCode::OK, "{name}: still signed in: {body}");
