@@ -13,10 +13,11 @@ clk = int(clk)
 runs = [json.loads(l) for l in open(os.path.join(w, "runs.jsonl"))]
 fixed = [json.loads(l) for l in open(os.path.join(w, "fixed.jsonl"))] if os.path.exists(os.path.join(w, "fixed.jsonl")) else []
 
-order = ["upstream", "nginx", "labgate-cookie", "labgate-redis", "labgate-ws", "labgate-auth", "apache-openidc"]
+order = ["upstream", "nginx", "bare-hyper", "labgate-cookie", "labgate-redis", "labgate-ws", "labgate-auth", "apache-openidc"]
 names = {
     "upstream": "upstream direct (tiny hyper server)",
     "nginx": "nginx plain reverse proxy (no auth)",
+    "bare-hyper": "bare hyper proxy, labgate's runtime layout (no auth; the floor)",
     "labgate-cookie": "labgate, signed in (cookie store)",
     "labgate-redis": "labgate, signed in (Redis store)",
     "labgate-ws": "labgate, signed in, `runtime = \"work-stealing\"` (one shared runtime)",
@@ -55,6 +56,11 @@ p("CPU µs / request: user + system time of the target's own processes (nginx ma
 p("")
 lg = med["labgate-cookie"]["rps"]
 auth = med["labgate-auth"]["rps"]
+bare = med["bare-hyper"]
+p(f"labgate (cookie store) vs the bare hyper proxy (its floor): **{lg / (bare['rps'] or 1):.2f}x** the throughput at "
+  f"**{med['labgate-cookie']['cpu_us'] / (bare['cpu_us'] or 1):.2f}x** the CPU per request; the bare proxy vs nginx: "
+  f"{bare['rps'] / nginx:.2f}x the throughput at {bare['cpu_us'] / ncpu:.2f}x the CPU.")
+p("")
 p(f"labgate (cookie store) vs nginx plain proxy: **{lg / nginx:.2f}x** the throughput at **{med['labgate-cookie']['cpu_us'] / ncpu:.2f}x** the CPU per request; "
   f"`/oauth2/auth` **{auth / nginx:.2f}x**; vs Apache + mod_auth_openidc: **{lg / apache:.1f}x** the throughput.")
 p("")
@@ -64,7 +70,7 @@ if fixed:
         added = f["labgate-cookie"]["p99_ms"] - f["upstream"]["p99_ms"]
         p(f"Latency at half of labgate's peak ({f['upstream']['rate']:,} req/s fixed rate, oha): upstream p99 {f['upstream']['p99_ms']:.3f} ms, "
           f"labgate p99 {f['labgate-cookie']['p99_ms']:.3f} ms: **{added:.3f} ms added at p99** (p50 {f['labgate-cookie']['p50_ms'] - f['upstream']['p50_ms']:.3f} ms).")
-        others = [(n, t) for n, t in (("nginx plain proxy", "nginx"), ("labgate `runtime = \"work-stealing\"`", "labgate-ws")) if t in f]
+        others = [(n, t) for n, t in (("nginx plain proxy", "nginx"), ("bare hyper proxy", "bare-hyper"), ("labgate `runtime = \"work-stealing\"`", "labgate-ws")) if t in f]
         if others:
             p("At the same rate: " + "; ".join(f"{n} p99 {f[t]['p99_ms']:.3f} ms ({f[t]['p99_ms'] - f['upstream']['p99_ms']:.3f} ms added)" for n, t in others) + ".")
         p("")
