@@ -24,8 +24,14 @@ type Body = BoxBody<Bytes, hyper::Error>;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let listen = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:8097".into());
-    let upstream = args.get(2).cloned().unwrap_or_else(|| "127.0.0.1:8099".into());
+    let listen = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:8097".into());
+    let upstream = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:8099".into());
     let workers: usize = args.get(3).and_then(|w| w.parse().ok()).unwrap_or(1);
     let socket = std::net::TcpListener::bind(&listen).expect("bind");
     socket.set_nonblocking(true).expect("nonblocking");
