@@ -93,6 +93,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
+{{/* The replicas the Deployment always runs: more than one (a PDB may then keep one). */}}
+{{- define "labgate.alwaysMany" -}}
+{{- if .Values.autoscaling.enabled }}{{ if gt (int .Values.autoscaling.minReplicas) 1 }}true{{ end }}
+{{- else if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
 {{/*
 Refuses values that would deploy something broken or leak a secret, naming the value
 and the fix. Included by the Deployment.
@@ -116,6 +122,13 @@ and the fix. Included by the Deployment.
 {{- fail "config.server.metrics_listen is set by the chart from metrics.port (with metrics.enabled): set those instead" }}
 {{- end }}
 {{- $session := get $config "session" | default dict }}
+{{- $urls := list (get $session "redis_url" | default "") }}
+{{- $urls = concat $urls (get $session "redis_cluster_nodes" | default list) (get $session "redis_sentinel_nodes" | default list) }}
+{{- range $urls }}
+{{- if regexMatch "://[^/@]*:[^/@]*@" (toString .) }}
+{{- fail "config.session: a Redis URL carries a password, which would sit in the ConfigMap: give it as secrets.redisPassword (or existingSecretKeys.redisPassword) instead" }}
+{{- end }}
+{{- end }}
 {{- if and (include "labgate.manyReplicas" .) (ne (get $session "store" | default "cookie") "redis") }}
 {{- fail "replicaCount > 1 and autoscaling need config.session.store: redis (with the cookie store two replicas could both spend one session's single-use GitLab refresh token); see examples/redis.yaml" }}
 {{- end }}
@@ -145,12 +158,15 @@ the upstream, the Secret's files), as a dict. Keys the user set win, except the 
 {{- $_ := set $server "metrics_listen" (printf "0.0.0.0:%d" (int .Values.metrics.port)) }}
 {{- end }}
 {{- $_ := set $config "server" $server }}
-{{- if not (hasKey $config "upstream") }}
+{{- /* One upstream table without a url (a timeout set, say): the chart's url. */}}
+{{- $upstream := get $config "upstream" | default dict }}
+{{- if and (kindIs "map" $upstream) (not (hasKey $upstream "url")) }}
 {{- if eq .Values.mode "sidecar" }}
-{{- $_ := set $config "upstream" (dict "url" (printf "http://127.0.0.1:%d" (int .Values.sidecar.app.port))) }}
+{{- $_ := set $upstream "url" (printf "http://127.0.0.1:%d" (int .Values.sidecar.app.port)) }}
 {{- else }}
-{{- $_ := set $config "upstream" (dict "url" "http://127.0.0.1:9") }}
+{{- $_ := set $upstream "url" "http://127.0.0.1:9" }}
 {{- end }}
+{{- $_ := set $config "upstream" $upstream }}
 {{- end }}
 {{- $gitlab := get $config "gitlab" | default dict }}
 {{- $_ := set $gitlab "client_secret_file" (get $gitlab "client_secret_file" | default (printf "%s/client-secret" $dir)) }}

@@ -332,6 +332,10 @@ fn the_chart_refuses_values_that_would_break_the_deployment_or_leak_a_secret() {
             "secrets:\n  cookieSecret: \"\"\n",
             "secrets.cookieSecret is empty",
         ),
+        (
+            "config:\n  session:\n    store: redis\n    redis_url: \"redis://:hunter2@redis:6379\"\n",
+            "a Redis URL carries a password",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -356,6 +360,43 @@ fn the_chart_refuses_values_that_would_break_the_deployment_or_leak_a_secret() {
     // One replica: the budget lets a drain take it.
     let r = rendered(&[]);
     assert_eq!(r.one("PodDisruptionBudget")["spec"]["maxUnavailable"], 1);
+    // An autoscaler that may go down to one: the same (minAvailable 1 would block drains).
+    let scaled = values_file(
+        dir.path(),
+        "scaled.yaml",
+        "autoscaling:\n  enabled: true\n  minReplicas: 1\nconfig:\n  session:\n    store: redis\n    redis_url: \"redis://redis:6379\"\n",
+    );
+    let scaled = rendered(&[scaled]);
+    let pdb = &scaled.one("PodDisruptionBudget")["spec"];
+    assert_eq!(pdb["maxUnavailable"], 1, "{pdb:?}");
+    // Recreate (the cookie store's way to never run two pods): no rollingUpdate block, which
+    // the API server refuses with it.
+    let recreate = values_file(dir.path(), "recreate.yaml", "strategy:\n  type: Recreate\n");
+    let recreate = rendered(&[recreate]);
+    let strategy = &recreate.one("Deployment")["spec"]["strategy"];
+    assert_eq!(strategy["type"], "Recreate");
+    assert!(strategy["rollingUpdate"].is_null(), "{strategy:?}");
+}
+
+#[test]
+fn an_upstream_setting_of_the_user_keeps_the_chart_s_upstream_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let timeout = values_file(
+        dir.path(),
+        "timeout.yaml",
+        "config:\n  upstream:\n    timeout: 5m\n",
+    );
+    let sidecar = chart().join("examples/sidecar.yaml");
+    let r = rendered(&[sidecar, timeout]);
+    let toml = r.one("ConfigMap")["data"]["labgate.toml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(toml.contains("timeout = \"5m\""), "{toml}");
+    assert!(
+        toml.contains("url = \"http://127.0.0.1:"),
+        "the app's address: {toml}"
+    );
 }
 
 #[test]
