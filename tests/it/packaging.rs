@@ -510,6 +510,38 @@ fn labgate_containers(docs: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// Every labgate pod in `docs` keeps serving a few seconds after SIGTERM is decided (a
+/// preStop sleep: the Service's endpoints are updated asynchronously) and has time to
+/// drain after it (`server.shutdown_grace`, 25 s by default).
+pub(crate) fn assert_drains_gracefully(file: &str, docs: &[Value]) {
+    let mut pods = 0;
+    for (_, pod) in docs.iter().flat_map(pss::pod_specs) {
+        let spec = &pod["spec"];
+        for (_, c) in pss::containers(spec) {
+            if !c["image"].as_str().is_some_and(|i| i.contains("/labgate")) {
+                continue;
+            }
+            pods += 1;
+            let sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+                .as_u64()
+                .unwrap_or(0);
+            assert!(sleep >= 3, "{file}: labgate needs a preStop sleep: {c:?}");
+            let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+            assert!(grace > sleep + 25, "{file}: terminationGracePeriodSeconds {grace} <= preStop {sleep} s + shutdown_grace 25 s");
+        }
+    }
+    assert!(pods > 0, "{file}: no labgate container");
+}
+
+#[test]
+fn labgate_pods_keep_serving_while_their_endpoints_are_removed() {
+    for (file, docs) in manifests() {
+        if docs.iter().any(|d| d["kind"] == "Deployment") {
+            assert_drains_gracefully(&file, &docs);
+        }
+    }
+}
+
 #[test]
 fn labgate_containers_name_the_placeholder_image() {
     for (file, docs) in manifests() {

@@ -186,6 +186,7 @@ fn every_rendered_pod_meets_the_restricted_pod_security_standard() {
         assert_eq!(pods.len(), 1, "{name}: one pod template");
         let problems = pss_problems(&docs);
         assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+        crate::packaging::assert_drains_gracefully(name, &docs);
     }
     // The sidecar overlay's pod holds the app beside labgate, and the app is checked too.
     let docs = render(&overlay("sidecar")).docs;

@@ -7,6 +7,7 @@ use super::*;
 fn forward_auth_runs_labgate_alone_and_sidecar_puts_the_app_behind_it() {
     let examples = chart().join("examples");
     let r = rendered(&[examples.join("forward-auth.yaml")]);
+    crate::packaging::assert_drains_gracefully("chart (forward-auth)", &r.objects);
     let containers = r.pod()["spec"]["containers"].as_sequence().unwrap();
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0]["name"], "labgate");
