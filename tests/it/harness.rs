@@ -325,12 +325,31 @@ impl TestCa {
 }
 
 /// A loopback port that was free a moment ago (for servers the test starts as processes).
+/// Taken below the kernel's ephemeral range: a port the kernel hands out (`bind :0`) is
+/// soon the source port of some test's outgoing connection, and the server started on it
+/// a moment later finds it in use. Never the same port twice in one run.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_low.max(10_001));
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(low..high);
+        let mut given = GIVEN.lock().unwrap();
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port between {low} and {high}");
 }
 
 /// Waits (up to 5 s) until something accepts connections on a loopback port.
