@@ -327,7 +327,9 @@ impl TestCa {
 /// A loopback port that was free a moment ago (for servers the test starts as processes).
 /// Taken below the kernel's ephemeral range: a port the kernel hands out (`bind :0`) is
 /// soon the source port of some test's outgoing connection, and the server started on it
-/// a moment later finds it in use. Never the same port twice in one run.
+/// a moment later finds it in use. Below 20000, so that a Redis Cluster node's bus port
+/// (its port + 10000) falls in a range nothing else picks. Never the same port twice in
+/// one run.
 pub fn free_port() -> u16 {
     use rand::Rng;
     use std::sync::Mutex;
@@ -336,7 +338,7 @@ pub fn free_port() -> u16 {
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let (low, high) = (10_000, ephemeral_low.max(10_001));
+    let (low, high) = (10_000, ephemeral_low.clamp(10_001, 20_000));
     let mut rng = rand::thread_rng();
     for _ in 0..1000 {
         let port = rng.gen_range(low..high);
