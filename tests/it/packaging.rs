@@ -510,6 +510,27 @@ fn labgate_containers(docs: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// `labgate keygen`'s cookie secret and ES256 key (PEM): fresh secrets for a rendered
+/// configuration (the published examples' are refused).
+pub(crate) fn keygen() -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_labgate"))
+        .arg("keygen")
+        .env_remove("LABGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "labgate keygen: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let cookie = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap()
+        .to_owned();
+    let (begin, end) = ("-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----");
+    let pem = &text[text.find(begin).unwrap()..text.find(end).unwrap() + end.len()];
+    (cookie, format!("{pem}\n"))
+}
+
 /// Every labgate pod in `docs` keeps serving a few seconds after SIGTERM is decided (a
 /// preStop sleep: the Service's endpoints are updated asynchronously) and has time to
 /// drain after it (`server.shutdown_grace`, 25 s by default).

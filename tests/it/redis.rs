@@ -61,6 +61,16 @@ async fn redis_with_conf(conf: &std::path::Path, port: u16, sentinel: bool) -> R
     }
 }
 
+/// What labgate's `/ready` answers.
+async fn ready(base: &str) -> StatusCode {
+    plain()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 pub(crate) fn key_file() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signing.pem");
@@ -603,15 +613,7 @@ async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
     };
     // The right CA and a client certificate: sessions live in Redis.
     let s = stack(&tls(&server.ca, true)).await;
-    let ready = |base: String| async move {
-        plain()
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
-    assert_eq!(ready(s.labgate_url.clone()).await, StatusCode::OK);
+    assert_eq!(ready(&s.labgate_url).await, StatusCode::OK);
     let bob = flow(&browser(), &s, "bob", "/").await;
     let cookie = session_cookie_header(&set_cookies(&bob));
     assert_eq!(
@@ -623,7 +625,7 @@ async fn redis_over_tls_with_a_private_ca_and_a_client_certificate() {
     for config in [tls(&server.ca, false), tls(&clients.ca, true)] {
         let other = stack(&config).await;
         assert_eq!(
-            ready(other.labgate_url.clone()).await,
+            ready(&other.labgate_url).await,
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
@@ -719,15 +721,7 @@ async fn sentinel_and_master_over_tls_with_a_private_ca_and_a_client_certificate
         )
     };
     let s = stack(&config(&server.ca)).await;
-    let ready = |base: String| async move {
-        plain()
-            .get(format!("{base}/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    };
-    assert_eq!(ready(s.labgate_url.clone()).await, StatusCode::OK);
+    assert_eq!(ready(&s.labgate_url).await, StatusCode::OK);
     let cookie = session_cookie_header(&set_cookies(&flow(&browser(), &s, "alice", "/").await));
     assert_eq!(
         status_with(&format!("{}/", s.labgate_url), &cookie).await,
@@ -736,7 +730,7 @@ async fn sentinel_and_master_over_tls_with_a_private_ca_and_a_client_certificate
     // Trusting another CA, labgate refuses the Sentinel: not ready, nothing admitted.
     let other = stack(&config(&clients.ca)).await;
     assert_eq!(
-        ready(other.labgate_url.clone()).await,
+        ready(&other.labgate_url).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(

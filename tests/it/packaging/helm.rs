@@ -29,7 +29,7 @@ use std::process::Command;
 use base64::Engine as _;
 use serde_norway::Value;
 
-use super::{assert_valid, kib, pss, read, root};
+use super::{assert_valid, keygen, kib, pss, read, root};
 
 /// The chart, relative to the repository root.
 const CHART: &str = "deploy/helm/labgate";
@@ -219,26 +219,6 @@ fn cases() -> Vec<(String, Vec<PathBuf>)> {
 
 // ---------------------------------------------------------------------------------------
 // Fresh secrets, as an operator makes them.
-
-/// `labgate keygen`'s cookie secret and ES256 key (PEM).
-fn keygen() -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_labgate"))
-        .arg("keygen")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let cookie = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap()
-        .to_owned();
-    let (begin, end) = ("-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----");
-    let from = text.find(begin).unwrap();
-    let to = text.find(end).unwrap() + end.len();
-    (cookie, format!("{}\n", &text[from..to]))
-}
 
 /// A fresh value for each key of the Secret.
 fn fresh_secrets() -> BTreeMap<&'static str, String> {

@@ -16,7 +16,7 @@ use std::process::Command;
 use serde_norway::Value;
 
 use super::{
-    image_placeholder, kubernetes_validate, labgate_containers, manifests, pss, root, tool,
+    image_placeholder, keygen, kubernetes_validate, labgate_containers, manifests, pss, root, tool,
     yaml_docs_of,
 };
 
@@ -217,26 +217,6 @@ fn every_rendered_pod_meets_the_restricted_pod_security_standard() {
 
 // ---------------------------------------------------------------------------------------
 // labgate.toml, as rendered, through the real binary
-
-/// Fresh secrets from `labgate keygen`: (cookie secret, ES256 key in PEM).
-fn keygen() -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_labgate"))
-        .arg("keygen")
-        .env_remove("LABGATE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "labgate keygen: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let cookie = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .unwrap()
-        .to_owned();
-    let (begin, end) = ("-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----");
-    let pem = &text[text.find(begin).unwrap()..text.find(end).unwrap() + end.len()];
-    (cookie, format!("{pem}\n"))
-}
 
 /// `labgate check` on a labgate.toml whose `/secrets/NAME` files are `secrets[NAME]`, in a
 /// temporary directory: (success, exit code, everything it printed).
