@@ -58,14 +58,16 @@ pub(crate) async fn authenticate(
             if iss.trim_end_matches('/') != app.config.gitlab.url {
                 Err(invalid("the token was not issued by the configured GitLab"))
             } else {
-                ci_job(app, token).await
+                Box::pin(ci_job(app, token)).await
             }
         }
         Some(_) if !policy.gitlab_tokens => Err(invalid(
             "CI ID tokens are not accepted here ([[machine.allow]] is empty)",
         )),
         Some(_) => Err(invalid("a JWT that is not a GitLab CI ID token")),
-        None if policy.gitlab_tokens => access_token(app, headers, token, peer, now).await,
+        None if policy.gitlab_tokens => {
+            Box::pin(access_token(app, headers, token, peer, now)).await
+        }
         None => Err(invalid(
             "only GitLab CI ID tokens are accepted as bearer credentials here",
         )),

@@ -112,17 +112,21 @@ pub(crate) async fn authenticate(
     ) {
         Plan::Future => {
             tracing::warn!(target: "labgate::audit", user = %session.user.username, "a session dated in the future was refused");
-            let _ = app.sessions.end(&loaded).await;
+            let _ = Box::pin(app.sessions.end(&loaded)).await;
             Err(Reject::Unauthenticated { clear: clear() })
         }
         Plan::Expired => {
-            let _ = app.sessions.end(&loaded).await;
+            let _ = Box::pin(app.sessions.end(&loaded)).await;
             Err(Reject::Unauthenticated { clear: clear() })
         }
         Plan::UseAsIs => valid(loaded.session, Vec::new()),
         Plan::UseWithinGrace if in_grace(app, session, now) => valid(loaded.session, Vec::new()),
         Plan::UseWithinGrace => Err(Reject::Unauthenticated { clear: Vec::new() }),
-        Plan::Revalidate => revalidate_due(app, headers, loaded, (now, now_ms), due).await,
+        // Boxed, as every rare path here: the request's future is as large as its largest
+        // branch, and hyper moves it whole.
+        Plan::Revalidate => {
+            Box::pin(revalidate_due(app, headers, loaded, (now, now_ms), due)).await
+        }
     }
 }
 

@@ -14,12 +14,16 @@ pub mod export;
 
 pub use export::Kind;
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// `traceparent`.
 pub const TRACEPARENT: &str = "traceparent";
 /// `tracestate`.
 pub const TRACESTATE: &str = "tracestate";
+
+/// The same names, parsed once (a `&str` name is parsed again at every map operation).
+const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
 
 /// Longest `tracestate` passed on (W3C: at least 512 characters must be propagated).
 const TRACESTATE_MAX: usize = 512;
@@ -42,8 +46,9 @@ impl TraceContext {
     pub fn of(headers: &HeaderMap, trusted: bool, sample_ratio: f64) -> TraceContext {
         let span_id = nonzero_u64();
         if trusted {
-            if let Some((trace_id, parent, flags)) = one(headers, TRACEPARENT).and_then(parse) {
-                let state = one(headers, TRACESTATE)
+            if let Some((trace_id, parent, flags)) = one(headers, &TRACEPARENT_NAME).and_then(parse)
+            {
+                let state = one(headers, &TRACESTATE_NAME)
                     .filter(|v| !v.is_empty() && v.len() <= TRACESTATE_MAX)
                     .cloned();
                 return TraceContext {
@@ -90,11 +95,19 @@ impl TraceContext {
 
     /// `traceparent` for a call labgate makes in this trace: labgate's span as the parent.
     pub fn traceparent(&self) -> HeaderValue {
-        let text = format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
+        // `00-{trace_id:032x}-{span_id:016x}-{flags:02x}`, written in place (once per
+        // request: no formatting machinery, one allocation).
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        crate::hex_into(text.get_mut(3..35).unwrap_or_default(), self.trace_id);
+        crate::hex_into(
+            text.get_mut(36..52).unwrap_or_default(),
+            u128::from(self.span_id),
         );
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(
+        crate::hex_into(
+            text.get_mut(53..55).unwrap_or_default(),
+            u128::from(self.flags),
+        );
+        HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(
             "00-00000000000000000000000000000000-0000000000000000-00",
         ))
     }
@@ -102,13 +115,13 @@ impl TraceContext {
     /// Sets `traceparent` (and the `tracestate` taken in, if any) on an outgoing request,
     /// replacing what was there.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(TRACEPARENT, self.traceparent());
+        headers.insert(TRACEPARENT_NAME, self.traceparent());
         match &self.state {
             Some(s) => {
-                headers.insert(TRACESTATE, s.clone());
+                headers.insert(TRACESTATE_NAME, s.clone());
             }
             None => {
-                headers.remove(TRACESTATE);
+                headers.remove(TRACESTATE_NAME);
             }
         }
     }
@@ -144,31 +157,92 @@ pub fn apply_current(headers: &mut HeaderMap) {
 /// exported and the trace is sampled (calls made within it name it as their parent);
 /// `describe` gives its attributes and, for a failure, an error description. Otherwise it
 /// just runs `fut`.
-pub async fn span<F: std::future::Future>(
+///
+/// A future of its own rather than an `async fn`: one taking a future by value holds it
+/// twice (the argument and the awaited copy), and these wrap the request's largest ones.
+pub fn span<F, D>(name: &'static str, kind: Kind, fut: F, describe: D) -> Span<F, D>
+where
+    F: std::future::Future,
+    D: FnOnce(&F::Output) -> export::Outcome,
+{
+    let recorded = export::active().and_then(|exporter| {
+        let parent = CURRENT
+            .try_with(|t| t.sampled().then(|| t.clone()))
+            .ok()
+            .flatten()?;
+        Some((exporter, parent.within(nonzero_u64())))
+    });
+    match recorded {
+        None => Span::Plain { fut },
+        Some((exporter, child)) => Span::Recorded {
+            fut: CURRENT.scope(child.clone(), fut),
+            record: Some(Record {
+                exporter,
+                child,
+                name,
+                kind,
+                start: std::time::SystemTime::now(),
+                describe,
+            }),
+        },
+    }
+}
+
+/// What a recorded span writes when its future finishes.
+#[derive(Debug)]
+pub struct Record<D> {
+    exporter: &'static export::Exporter,
+    child: TraceContext,
     name: &'static str,
     kind: Kind,
-    fut: F,
-    describe: impl FnOnce(&F::Output) -> export::Outcome,
-) -> F::Output {
-    let Some(exporter) = export::active() else {
-        return fut.await;
-    };
-    let Some(parent) = CURRENT
-        .try_with(|t| t.sampled().then(|| t.clone()))
-        .ok()
-        .flatten()
-    else {
-        return fut.await;
-    };
-    let child = parent.within(nonzero_u64());
-    let start = std::time::SystemTime::now();
-    let out = CURRENT.scope(child.clone(), fut).await;
-    exporter.record(&child, name, kind, start, describe(&out));
-    out
+    start: std::time::SystemTime,
+    describe: D,
+}
+
+pin_project_lite::pin_project! {
+    /// A future run as a span ([`span`]).
+    #[project = SpanProj]
+    #[derive(Debug)]
+    pub enum Span<F: std::future::Future, D> {
+        /// Not exported: just the future.
+        Plain { #[pin] fut: F },
+        /// Exported: the future within the span's trace context, then the span recorded.
+        Recorded {
+            #[pin]
+            fut: tokio::task::futures::TaskLocalFuture<TraceContext, F>,
+            record: Option<Record<D>>,
+        },
+    }
+}
+
+impl<F, D> std::future::Future for Span<F, D>
+where
+    F: std::future::Future,
+    D: FnOnce(&F::Output) -> export::Outcome,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project() {
+            SpanProj::Plain { fut } => fut.poll(cx),
+            SpanProj::Recorded { fut, record } => {
+                let out = std::task::ready!(fut.poll(cx));
+                if let Some(r) = record.take() {
+                    let outcome = (r.describe)(&out);
+                    r.exporter
+                        .record(&r.child, r.name, r.kind, r.start, outcome);
+                }
+                std::task::Poll::Ready(out)
+            }
+        }
+    }
 }
 
 /// The header's one value (none when absent or repeated).
-fn one<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a HeaderValue> {
+fn one<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
     let mut all = headers.get_all(name).iter();
     match (all.next(), all.next()) {
         (Some(v), None) => Some(v),
