@@ -44,8 +44,9 @@ pub fn strip_connection_nominated(headers: &mut HeaderMap) {
 
 /// Headers that apply to one connection only (RFC 9110 §7.6.1, plus the legacy ones
 /// proxies still meet, and RFC 9113 §3.2.1's h2c `HTTP2-Settings`), parsed at compile
-/// time. `te` and `upgrade` are handled by the caller where they matter.
-const HOP_BY_HOP_NAMES: [HeaderName; 10] = [
+/// time. `te` and `upgrade` are handled by the caller where they matter. A `static`: a
+/// `const` array would be built and dropped again at every use.
+static HOP_BY_HOP_NAMES: [HeaderName; 10] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -156,26 +157,81 @@ pub fn strip_client_supplied(
 ) {
     let assertion = assertion_header.as_str();
     remove_where(headers, |n| {
-        is_identity_header(n, assertion)
-            || is_lookalike(n)
-            || is_method_override(n)
-            || (!peer_trusted && is_override(n))
+        let canon = canonical(n);
+        let kinds = kinds_of(&canon);
+        kinds & (IDENTITY | METHOD_OVERRIDE) != 0
+            || identity_prefixed(&canon)
+            || same_name(n, assertion)
+            || (n.contains('_') && kinds & (MANAGED_NAME | OVERRIDE) != 0)
+            || (!peer_trusted && kinds & OVERRIDE != 0)
     });
+}
+
+/// What a header name is to the rules above, by its canonical spelling (flags).
+const IDENTITY: u8 = 1;
+const OVERRIDE: u8 = 2;
+const MANAGED_NAME: u8 = 4;
+const METHOD_OVERRIDE: u8 = 8;
+
+/// Every exact name of [`IDENTITY_EXACT`], [`OVERRIDES`], [`MANAGED`] and
+/// [`METHOD_OVERRIDES`] with its flags: one lookup per header instead of a comparison with
+/// each name of each list.
+static KINDS: std::sync::LazyLock<rustc_hash::FxHashMap<&'static str, u8>> =
+    std::sync::LazyLock::new(|| {
+        let mut kinds = rustc_hash::FxHashMap::default();
+        for (names, kind) in [
+            (IDENTITY_EXACT, IDENTITY),
+            (OVERRIDES, OVERRIDE),
+            (MANAGED, MANAGED_NAME),
+            (METHOD_OVERRIDES, METHOD_OVERRIDE),
+        ] {
+            for name in names {
+                *kinds.entry(*name).or_insert(0) |= kind;
+            }
+        }
+        kinds
+    });
+
+/// A header name as the lists spell it: lower case, `_` read as `-` (borrowed when it
+/// already is, as every name in a `HeaderMap` without `_` is). The same reading as
+/// [`same_name`].
+fn canonical(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(
+            name.chars()
+                .map(|c| match c {
+                    '_' => '-',
+                    c => c.to_ascii_lowercase(),
+                })
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// The flags of a canonical name (0: on no list).
+fn kinds_of(canon: &str) -> u8 {
+    KINDS.get(canon).copied().unwrap_or(0)
+}
+
+/// Whether a canonical name starts with one of the [`IDENTITY_PREFIXES`] (their first
+/// bytes compared first: most names share none).
+fn identity_prefixed(canon: &str) -> bool {
+    let first = canon.as_bytes().first();
+    IDENTITY_PREFIXES
+        .iter()
+        .any(|p| p.as_bytes().first() == first && canon.starts_with(p))
 }
 
 /// Whether `name` is one of the [`OVERRIDES`], in any spelling.
 fn is_override(name: &str) -> bool {
-    OVERRIDES.iter().any(|o| same_name(name, o))
-}
-
-/// Whether `name` is one of the [`METHOD_OVERRIDES`], in any spelling.
-fn is_method_override(name: &str) -> bool {
-    METHOD_OVERRIDES.iter().any(|o| same_name(name, o))
+    kinds_of(&canonical(name)) & OVERRIDE != 0
 }
 
 /// Whether `name` is a `_` spelling of a managed header or an override.
 fn is_lookalike(name: &str) -> bool {
-    name.contains('_') && MANAGED.iter().chain(OVERRIDES).any(|o| same_name(name, o))
+    name.contains('_') && kinds_of(&canonical(name)) & (MANAGED_NAME | OVERRIDE) != 0
 }
 
 /// Removes the URL and client-address override headers (see [`OVERRIDES`]), in any
@@ -282,10 +338,9 @@ const IDENTITY_PREFIXES: &[&str] = &[
 
 /// Whether `name` is an identity header in any spelling.
 pub fn is_identity_header(name: &str, assertion_header: &str) -> bool {
-    IDENTITY_EXACT.iter().any(|e| same_name(name, e))
-        || IDENTITY_PREFIXES
-            .iter()
-            .any(|p| name.get(..p.len()).is_some_and(|head| same_name(head, p)))
+    let canon = canonical(name);
+    kinds_of(&canon) & IDENTITY != 0
+        || identity_prefixed(&canon)
         || same_name(name, assertion_header)
 }
 

@@ -19,7 +19,7 @@ use crate::auth::{self, CookieDelivery};
 use crate::forward_auth::endpoint;
 use crate::headers;
 use crate::identity::{set_identity_headers, HeaderSet, Principal};
-use crate::proxy::Body;
+use crate::proxy::{Body, ConnectionHold};
 use crate::reject::{Reject, Style};
 use crate::respond;
 use crate::{admin, sessions_page, signin, userinfo, webhooks};
@@ -31,6 +31,12 @@ pub(crate) use crate::headers::Peer;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UpstreamTime(pub std::time::Duration);
 
+/// `X-Request-Id`, `X-Forwarded-Host` and `X-Forwarded-Access-Token`, parsed once.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+const X_FORWARDED_HOST: http::HeaderName = http::HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_ACCESS_TOKEN: http::HeaderName =
+    http::HeaderName::from_static("x-forwarded-access-token");
+
 /// Whether the peer is one of `server.trusted_proxies`.
 fn trusted(app: &App, peer: Peer) -> bool {
     headers::is_trusted(&app.config.server.trusted_proxies, peer.addr.ip())
@@ -38,7 +44,7 @@ fn trusted(app: &App, peer: Peer) -> bool {
 
 /// The request id: the trusted front proxy's `X-Request-Id` when it is sane, else a new one.
 fn request_id<B>(app: &App, peer: Peer, req: &Request<B>) -> HeaderValue {
-    let given = req.headers().get("x-request-id").filter(|v| {
+    let given = req.headers().get(X_REQUEST_ID).filter(|v| {
         trusted(app, peer)
             && !v.is_empty()
             && v.len() <= 128
@@ -61,7 +67,15 @@ fn fresh_request_id() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let prefix = PREFIX.get_or_init(|| crate::random_token(6));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix}-{n:x}")).unwrap_or(HeaderValue::from_static("-"))
+    // `{prefix}-{n:x}`, written in place: one allocation, no formatting machinery.
+    let mut digits = [0u8; 16];
+    crate::hex_into(&mut digits, u128::from(n));
+    let start = digits.iter().position(|d| *d != b'0').unwrap_or(15);
+    let mut id = Vec::with_capacity(prefix.len() + 17);
+    id.extend_from_slice(prefix.as_bytes());
+    id.push(b'-');
+    id.extend_from_slice(digits.get(start..).unwrap_or_default());
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(id)).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// Handles one request and writes its access-log line (docs/observability.md): who
@@ -70,12 +84,16 @@ fn fresh_request_id() -> HeaderValue {
 pub(crate) async fn handle(
     app: Arc<App>,
     peer: Peer,
+    hold: ConnectionHold,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     use tracing::Instrument;
     let start = Instant::now();
     let id = request_id(&app, peer, &req);
-    req.headers_mut().insert("x-request-id", id.clone());
+    // Room for what labgate adds (request id, trace, forwarded and identity headers) in one
+    // allocation, rather than the map growing and rehashing several times.
+    req.headers_mut().reserve(16);
+    req.headers_mut().insert(X_REQUEST_ID, id.clone());
     // The trace: continued from a trusted proxy, or started; the upstream sees labgate's
     // span as its parent.
     let trace = crate::trace::TraceContext::of(
@@ -107,7 +125,7 @@ pub(crate) async fn handle(
     let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
     let mut routed = std::pin::pin!(crate::telemetry::with_caller(crate::trace::scope(
         trace,
-        dispatch(&app, peer, req).instrument(span.clone())
+        dispatch(&app, peer, &hold, req).instrument(span.clone())
     )));
     let mut resp = routed.as_mut().await;
     let caller = crate::telemetry::caller(routed);
@@ -143,14 +161,7 @@ pub(crate) async fn handle(
             );
         });
     }
-    app.metrics
-        .requests
-        .get_or_create(&crate::metrics::RequestLabels {
-            class: crate::metrics::class(status),
-            route: route_kind,
-        })
-        .inc();
-    app.metrics.request_took(kind, route_kind, took);
+    app.metrics.request_done(status, kind, route_kind, took);
     if let Some((trace, started, method)) = exported {
         use opentelemetry::KeyValue;
         let attributes = vec![
@@ -177,7 +188,7 @@ pub(crate) async fn handle(
         };
         crate::trace::export::record_request(&trace, started, outcome);
     }
-    resp.headers_mut().insert("x-request-id", id);
+    resp.headers_mut().insert(X_REQUEST_ID, id);
     resp
 }
 
@@ -200,7 +211,12 @@ fn route_kind(app: &App, path: &str) -> &'static str {
 }
 
 /// Classifies a request: probes, labgate's own endpoints, or the application.
-async fn dispatch(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Response<Body> {
+async fn dispatch(
+    app: &Arc<App>,
+    peer: Peer,
+    hold: &ConnectionHold,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.method() == Method::CONNECT && !crate::proxy::is_h2_websocket(&req) {
         return respond::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -234,16 +250,22 @@ async fn dispatch(app: &Arc<App>, peer: Peer, req: Request<Incoming>) -> Respons
     }
     match views.forward.as_str() {
         "/ping" => return admin::ping(),
-        "/ready" => return admin::ready(app).await,
+        "/ready" => return Box::pin(admin::ready(app)).await,
         _ => {}
     }
     let prefix = app.config.server.prefix.as_str();
     if let Some(rest) = views.forward.strip_prefix(prefix) {
         if rest.is_empty() || rest.starts_with('/') {
-            return endpoint(app, peer, rest, req).await;
+            // Forward-auth answers every request of the apps behind a front proxy: inline.
+            // The other endpoints are boxed, so that the request's future stays as small
+            // as the proxy path needs (hyper moves it whole).
+            if rest == "/auth" && matches!(*req.method(), Method::GET | Method::HEAD) {
+                return endpoint::forward_auth(app, peer, &req, None).await;
+            }
+            return Box::pin(endpoint(app, peer, rest, req)).await;
         }
     }
-    proxy(app, peer, req, &views).await
+    proxy(app, peer, hold, req, &views).await
 }
 
 /// A 400 that says what is wrong with the request, as a page for a browser.
@@ -395,6 +417,7 @@ async fn endpoint(
 async fn proxy(
     app: &App,
     peer: Peer,
+    hold: &ConnectionHold,
     mut req: Request<Incoming>,
     views: &PathViews,
 ) -> Response<Body> {
@@ -489,7 +512,7 @@ async fn proxy(
             if crate::trace::export::active().is_some() {
                 crate::trace::apply_current(req.headers_mut());
             }
-            upstream.forward(req, &target).await
+            upstream.forward(req, &target, hold).await
         },
         |r| match r {
             Ok(resp) => crate::trace::export::Outcome::ok(vec![opentelemetry::KeyValue::new(
@@ -503,7 +526,9 @@ async fn proxy(
         Ok(mut r) => {
             let took = sent.elapsed();
             app.metrics.upstream_seconds.observe(took.as_secs_f64());
-            r.extensions_mut().insert(UpstreamTime(took));
+            if crate::telemetry::access_enabled() {
+                r.extensions_mut().insert(UpstreamTime(took));
+            }
             if principal.is_some() {
                 private_html(&mut r);
             }
@@ -563,7 +588,7 @@ fn rewrite(
         // or front proxy wrote.
         if let Ok(v) = HeaderValue::from_str(&app.front_door(host).to_string()) {
             h.insert(HOST, v.clone());
-            h.insert("x-forwarded-host", v);
+            h.insert(X_FORWARDED_HOST, v);
         }
     }
     headers::strip_own_cookies(h, &cfg.session.cookie_name);
@@ -589,7 +614,7 @@ fn set_identity(
     if let Some(s) = p.session() {
         if cfg.pass_access_token.to(host) && !s.access_token.is_empty() {
             if let Ok(v) = HeaderValue::from_str(&s.access_token) {
-                h.insert("x-forwarded-access-token", v);
+                h.insert(X_FORWARDED_ACCESS_TOKEN, v);
             }
         }
         if cfg.pass_authorization.to(host) {

@@ -215,18 +215,25 @@ pub async fn serve_worker(
             let tls = acceptor.is_some();
             let peer = Peer { addr, tls, worker };
             let state = app.clone();
-            let handler = move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(hold.clone());
-                router::handle(state.clone(), peer, req)
+            let handler = move |req: http::Request<hyper::body::Incoming>| {
+                router::handle(state.clone(), peer, hold.clone(), req)
             };
             match acceptor {
+                // Boxed: a task holds its future for as long as the connection is open, and
+                // the TLS handshake and stream would make every plain connection's as large.
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => serve_conn(&builder, watcher, tls, deadlines, handler).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
+                    Box::pin(async move {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => {
+                                serve_conn(&builder, watcher, tls, deadlines, handler).await;
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
+                    })
+                    .await;
                 }
                 None => serve_conn(&builder, watcher, stream, deadlines, handler).await,
             }
