@@ -66,11 +66,12 @@ impl Upstreams {
         config: &Config,
         upstreams: &[crate::config::UpstreamConfig],
     ) -> Result<Upstreams, String> {
-        let pools = (0..config.server.worker_runtimes().max(1))
+        let runtimes = config.server.worker_runtimes().max(1);
+        let pools = (0..runtimes)
             .map(|_| {
                 upstreams
                     .iter()
-                    .map(|u| Upstream::new(u, config.server.idle_timeout).map(Arc::new))
+                    .map(|u| Upstream::new(u, config.server.idle_timeout, runtimes).map(Arc::new))
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<_, _>>()?;

@@ -190,6 +190,7 @@ pub struct UpstreamFile {
     pub url: Option<String>,
     pub timeout: Option<String>,
     pub ca_file: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -415,6 +415,9 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// Private CA for an https upstream.
     pub ca_file: Option<PathBuf>,
+    /// Most connections to it at once (0: no limit); more requests wait for one, within
+    /// `timeout`. WebSocket tunnels are not counted.
+    pub max_connections: usize,
 }
 
 /// `[gitlab]`.

@@ -15,6 +15,9 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A peer's body passed through as it arrives.
     Stream(Incoming),
+    /// The upstream's body, holding its connection slot (`upstream.max_connections`)
+    /// until it is done.
+    Upstream(Incoming, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Chunks produced by a task (the dev echo app's streams).
     Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
@@ -65,7 +68,7 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(s) => Pin::new(s).poll_frame(cx),
+            Body::Stream(s) | Body::Upstream(s, _) => Pin::new(s).poll_frame(cx),
             Body::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -73,7 +76,7 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(b) => b.is_none(),
-            Body::Stream(s) => s.is_end_stream(),
+            Body::Stream(s) | Body::Upstream(s, _) => s.is_end_stream(),
             Body::Channel(_) => false,
         }
     }
@@ -81,7 +84,7 @@ impl http_body::Body for Body {
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Body::Stream(s) => s.size_hint(),
+            Body::Stream(s) | Body::Upstream(s, _) => s.size_hint(),
             Body::Channel(_) => SizeHint::default(),
         }
     }

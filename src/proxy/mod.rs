@@ -10,7 +10,10 @@ mod tunnel;
 
 pub(crate) use body::Body;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::{Request, Response, StatusCode};
@@ -47,10 +50,10 @@ impl std::fmt::Debug for ConnectionHold {
 
 /// Why forwarding failed, which decides the status code.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// The upstream refused or could not be reached (502).
     #[error("upstream unreachable: {0}")]
-    Unreachable(#[source] hyper_util::client::legacy::Error),
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The upstream did not answer in time (504).
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
@@ -61,7 +64,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The status to answer with.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::Unreachable(_) | ProxyError::Handshake(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -78,11 +81,19 @@ pub struct Upstream {
     timeout: Duration,
     /// A WebSocket tunnel with no traffic for this long is closed (`server.idle_timeout`).
     tunnel_idle: Duration,
+    /// This runtime's share of `upstream.max_connections` (`None`: no limit): a request
+    /// holds one until its response body is done, and waits for one when none is free.
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl Upstream {
-    /// A pooled client for the configured upstream.
-    pub fn new(cfg: &UpstreamConfig, tunnel_idle: Duration) -> Result<Self, String> {
+    /// A pooled client for the configured upstream, for one of `runtimes` worker runtimes
+    /// (each gets its share of `max_connections`).
+    pub fn new(
+        cfg: &UpstreamConfig,
+        tunnel_idle: Duration,
+        runtimes: usize,
+    ) -> Result<Self, String> {
         let (dest, base) = match &cfg.target {
             UpstreamTarget::Http {
                 tls: true,
@@ -112,24 +123,32 @@ impl Upstream {
             .timer(TokioTimer::new())
             .set_host(false)
             .build(connector::Connector::new(dest));
+        let slots = (cfg.max_connections > 0).then(|| {
+            Arc::new(Semaphore::new(
+                cfg.max_connections.div_ceil(runtimes.max(1)).max(1),
+            ))
+        });
         Ok(Upstream {
             client,
             base,
             timeout: cfg.timeout,
             tunnel_idle,
+            slots,
         })
     }
 
     /// Sends `req` (headers already rewritten; `path_and_query` is what the upstream gets)
-    /// and returns the upstream's response with its body streaming.
-    pub async fn forward(
+    /// and returns the upstream's response with its body streaming. `hold` is the client
+    /// connection's share of the limits, kept by a WebSocket tunnel until it closes.
+    pub(crate) async fn forward(
         &self,
         mut req: Request<Incoming>,
         path_and_query: &str,
+        hold: &ConnectionHold,
     ) -> Result<Response<Body>, ProxyError> {
         let h2_websocket = is_h2_websocket(&req);
         let upgrade = wants_upgrade(&req) || h2_websocket;
-        let hold = req.extensions().get::<ConnectionHold>().cloned();
+        let hold = upgrade.then(|| hold.clone());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // The Connection-nominated headers were removed before labgate set its own.
         strip_fixed_hop_by_hop(req.headers_mut());
@@ -168,9 +187,21 @@ impl Upstream {
         *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.version_mut() = http::Version::HTTP_11;
 
-        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(ProxyError::Unreachable(e)),
+        // A connection slot (free ones at once, else in turn), then the response head: both
+        // within `upstream.timeout`.
+        let sent = async {
+            let slot = match &self.slots {
+                Some(slots) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => Some(slot),
+                    Err(_) => slots.clone().acquire_owned().await.ok(),
+                },
+                None => None,
+            };
+            (slot, self.client.request(req).await)
+        };
+        let (slot, mut resp) = match tokio::time::timeout(self.timeout, sent).await {
+            Ok((slot, Ok(r))) => (slot, r),
+            Ok((_, Err(e))) => return Err(ProxyError::Unreachable(e.into())),
             Err(_) => return Err(ProxyError::Timeout(self.timeout)),
         };
 
@@ -208,7 +239,7 @@ impl Upstream {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, Body::Stream(body)))
+        Ok(Response::from_parts(parts, Body::Upstream(body, slot)))
     }
 }
 

@@ -301,3 +301,38 @@ async fn spellings_and_upgrades_that_must_not_pass() {
     );
     assert_eq!(h["x-real-ip"], serde_json::json!(["127.0.0.1"]));
 }
+
+/// `upstream.max_connections`: a request beyond it waits for a connection to the app and then
+/// gets one, so a burst of clients costs the app at most that many connections. Six requests
+/// that each take the app 400 ms, at once: with two connections they take three turns; with no
+/// limit, one.
+#[tokio::test]
+async fn requests_beyond_the_upstream_connection_limit_wait_their_turn() {
+    const SLOW_MS: u64 = 400;
+    let mut took = Vec::new();
+    for limit in [2, 0] {
+        let config = config_with(None, "")
+            .replace(
+                "timeout = \"30s\"",
+                &format!("timeout = \"30s\"\nmax_connections = {limit}"),
+            )
+            .replace("[server]\n", "[server]\nworkers = 1\n");
+        assert!(config.contains(&format!("max_connections = {limit}")));
+        let s = stack(&config).await;
+        let alice = signed_in(&s, "alice").await;
+        let start = std::time::Instant::now();
+        let answers = futures_util::future::join_all((0..6).map(|_| {
+            alice
+                .get(format!("{}/slow?ms={SLOW_MS}", s.labgate_url))
+                .send()
+        }))
+        .await;
+        took.push(start.elapsed());
+        for r in answers {
+            assert_eq!(r.unwrap().status(), StatusCode::OK, "limit {limit}");
+        }
+    }
+    let turn = std::time::Duration::from_millis(SLOW_MS);
+    assert!(took[0] >= turn * 3 - turn / 10, "limit 2: {took:?}");
+    assert!(took[1] < turn * 2, "no limit: {took:?}");
+}
