@@ -7,7 +7,8 @@ import statistics
 import sys
 
 (w, quick, rss_idle, rss_big, big_conns, big_ok, rss_before_up, rss_peak, upload, upload_code,
- signins, t0, t1, signin_ticks, clk, dur, conns, rounds, proxy_cpus, load_cpus, proxy_ncpu) = sys.argv[1:22]
+ signins, t0, t1, signin_ticks, clk, dur, conns, rounds, proxy_cpus, load_cpus, proxy_ncpu,
+ nginx_big, nginx_big_ok) = sys.argv[1:24]
 quick = quick == "1"
 clk = int(clk)
 runs = [json.loads(l) for l in open(os.path.join(w, "runs.jsonl"))]
@@ -80,6 +81,8 @@ p("| memory (labgate RSS) | MiB |")
 p("| --- | ---: |")
 p(f"| idle, after the runs above | {mb(rss_idle):.1f} |")
 p(f"| with {int(big_conns):,} concurrent keep-alive connections ({big['rps']:,.0f} req/s, {big['errors']} errors) | {mb(rss_big):.1f} |")
+nbig = json.loads(nginx_big_ok)
+p(f"| nginx (master and worker), the same {int(big_conns):,} connections ({nbig['rps']:,.0f} req/s, {nbig['errors']} errors) | {mb(nginx_big):.1f} |")
 p(f"| growth during a {int(upload) / 2**20:,.0f} MiB upload (HTTP {upload_code}) | {mb(int(rss_peak) - int(rss_before_up)):.1f} |")
 p("")
 secs = float(t1) - float(t0)
