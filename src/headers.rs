@@ -542,6 +542,73 @@ fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
 mod tests {
     use super::*;
 
+    /// The lists as they were read before the lookup table: every name compared with every
+    /// entry, `_` read as `-`, case ignored. The table must doom exactly the same names.
+    fn doomed_by_comparison(name: &str, assertion: &str, trusted: bool) -> bool {
+        let any = |list: &[&str]| list.iter().any(|e| same_name(name, e));
+        any(IDENTITY_EXACT)
+            || IDENTITY_PREFIXES
+                .iter()
+                .any(|p| name.get(..p.len()).is_some_and(|head| same_name(head, p)))
+            || same_name(name, assertion)
+            || (name.contains('_') && (any(MANAGED) || any(OVERRIDES)))
+            || any(METHOD_OVERRIDES)
+            || (!trusted && any(OVERRIDES))
+    }
+
+    #[test]
+    fn the_lookup_table_dooms_what_the_lists_name() {
+        let mut names: Vec<String> = Vec::new();
+        for base in IDENTITY_EXACT
+            .iter()
+            .chain(IDENTITY_PREFIXES)
+            .chain(OVERRIDES)
+            .chain(MANAGED)
+            .chain(METHOD_OVERRIDES)
+            .chain(["x-labgate-assertion", "host", "cookie", "accept", "x-forwarded"].iter())
+        {
+            for name in [
+                base.to_string(),
+                base.replace('-', "_"),
+                base.replacen('-', "_", 1),
+                format!("{base}x"),
+                format!("{base}-extra"),
+                format!("x{base}"),
+                base.trim_end_matches('-').to_string(),
+                base.get(..base.len().saturating_sub(1)).unwrap().to_string(),
+            ] {
+                if !name.is_empty() && HeaderName::from_bytes(name.as_bytes()).is_ok() {
+                    names.push(name);
+                }
+            }
+        }
+        assert!(names.len() > 400, "{}", names.len());
+        for trusted in [false, true] {
+            let mut h = HeaderMap::new();
+            for n in &names {
+                h.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_static("1"),
+                );
+            }
+            let assertion = HeaderName::from_static("x-labgate-assertion");
+            strip_client_supplied(&mut h, &assertion, trusted);
+            for n in &names {
+                let expected = !doomed_by_comparison(n, assertion.as_str(), trusted);
+                assert_eq!(h.contains_key(n.as_str()), expected, "{n} (trusted: {trusted})");
+            }
+        }
+        // `is_identity_header` also reads names as written (upper case, `_`).
+        for n in &names {
+            let upper = n.to_ascii_uppercase();
+            assert_eq!(
+                is_identity_header(&upper, "x-labgate-assertion"),
+                is_identity_header(n, "x-labgate-assertion"),
+                "{upper}"
+            );
+        }
+    }
+
     #[test]
     fn identity_header_spellings() {
         let a = "x-labgate-assertion";
