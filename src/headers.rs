@@ -565,7 +565,16 @@ mod tests {
             .chain(OVERRIDES)
             .chain(MANAGED)
             .chain(METHOD_OVERRIDES)
-            .chain(["x-labgate-assertion", "host", "cookie", "accept", "x-forwarded"].iter())
+            .chain(
+                [
+                    "x-labgate-assertion",
+                    "host",
+                    "cookie",
+                    "accept",
+                    "x-forwarded",
+                ]
+                .iter(),
+            )
         {
             for name in [
                 base.to_string(),
@@ -575,7 +584,9 @@ mod tests {
                 format!("{base}-extra"),
                 format!("x{base}"),
                 base.trim_end_matches('-').to_string(),
-                base.get(..base.len().saturating_sub(1)).unwrap().to_string(),
+                base.get(..base.len().saturating_sub(1))
+                    .unwrap()
+                    .to_string(),
             ] {
                 if !name.is_empty() && HeaderName::from_bytes(name.as_bytes()).is_ok() {
                     names.push(name);
@@ -595,7 +606,11 @@ mod tests {
             strip_client_supplied(&mut h, &assertion, trusted);
             for n in &names {
                 let expected = !doomed_by_comparison(n, assertion.as_str(), trusted);
-                assert_eq!(h.contains_key(n.as_str()), expected, "{n} (trusted: {trusted})");
+                assert_eq!(
+                    h.contains_key(n.as_str()),
+                    expected,
+                    "{n} (trusted: {trusted})"
+                );
             }
         }
         // `is_identity_header` also reads names as written (upper case, `_`).

@@ -90,17 +90,6 @@ pub use server::{Listeners, RunError};
 use base64::Engine;
 use rand::RngCore;
 
-/// Writes `value`'s lowest `out.len()` hex digits (lower case, zero-padded) into `out`.
-pub(crate) fn hex_into(out: &mut [u8], mut value: u128) {
-    for byte in out.iter_mut().rev() {
-        *byte = b"0123456789abcdef"
-            .get(usize::from(value as u8 & 0x0f))
-            .copied()
-            .unwrap_or(b'0');
-        value >>= 4;
-    }
-}
-
 /// A random URL-safe token of `bytes` random bytes (session ids, jti).
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -69,7 +69,7 @@ fn fresh_request_id() -> HeaderValue {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     // `{prefix}-{n:x}`, written in place: one allocation, no formatting machinery.
     let mut digits = [0u8; 16];
-    crate::hex_into(&mut digits, u128::from(n));
+    crate::trace::hex_into(&mut digits, u128::from(n));
     let start = digits.iter().position(|d| *d != b'0').unwrap_or(15);
     let mut id = Vec::with_capacity(prefix.len() + 17);
     id.extend_from_slice(prefix.as_bytes());

@@ -98,12 +98,12 @@ impl TraceContext {
         // `00-{trace_id:032x}-{span_id:016x}-{flags:02x}`, written in place (once per
         // request: no formatting machinery, one allocation).
         let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        crate::hex_into(text.get_mut(3..35).unwrap_or_default(), self.trace_id);
-        crate::hex_into(
+        hex_into(text.get_mut(3..35).unwrap_or_default(), self.trace_id);
+        hex_into(
             text.get_mut(36..52).unwrap_or_default(),
             u128::from(self.span_id),
         );
-        crate::hex_into(
+        hex_into(
             text.get_mut(53..55).unwrap_or_default(),
             u128::from(self.flags),
         );
@@ -238,6 +238,17 @@ where
                 std::task::Poll::Ready(out)
             }
         }
+    }
+}
+
+/// Writes `value`'s lowest `out.len()` hex digits (lower case, zero-padded) into `out`.
+pub(crate) fn hex_into(out: &mut [u8], mut value: u128) {
+    for byte in out.iter_mut().rev() {
+        *byte = b"0123456789abcdef"
+            .get(usize::from(value as u8 & 0x0f))
+            .copied()
+            .unwrap_or(b'0');
+        value >>= 4;
     }
 }
 
