@@ -572,14 +572,12 @@ fn upstream(c: &mut Checker, u: file::UpstreamFile, key: &str) -> UpstreamConfig
         url,
         timeout,
         ca_file: u.ca_file.map(|p| c.path(&p)),
-        max_connections: u.max_connections.unwrap_or(DEFAULT_UPSTREAM_CONNECTIONS),
+        // No limit unless set: a shared limit lets the clients holding responses open (event
+        // streams, or HTTP/2 streams whose flow-control window stays shut) keep everyone
+        // else waiting (docs/configuration.md).
+        max_connections: u.max_connections.unwrap_or(0),
     }
 }
-
-/// `upstream.max_connections` unless set: Envoy's default circuit-breaker limit. Enough
-/// for any app one labgate core can keep busy; it keeps a burst of clients (10,000 at
-/// once) from opening as many upstream connections, file descriptors and buffers.
-const DEFAULT_UPSTREAM_CONNECTIONS: usize = 1024;
 
 fn gitlab(c: &mut Checker, g: file::GitlabFile, read_api: bool, read_user: bool) -> GitlabConfig {
     let url_text = g.url.unwrap_or_else(|| "https://gitlab.com".into());
