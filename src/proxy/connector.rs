@@ -69,20 +69,6 @@ async fn tcp(addr: &str) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-impl Connector {
-    /// A new connection to the upstream.
-    pub(crate) async fn connect(&self) -> io::Result<Stream> {
-        match &*self.dest {
-            Dest::Tcp(addr) => Ok(Stream::Tcp(TokioIo::new(tcp(addr).await?))),
-            Dest::Tls(addr, name, connector) => {
-                let tls = connector.connect(name.clone(), tcp(addr).await?).await?;
-                Ok(Stream::Tls(Box::new(TokioIo::new(tls))))
-            }
-            Dest::Unix(path) => Ok(Stream::Unix(TokioIo::new(UnixStream::connect(path).await?))),
-        }
-    }
-}
-
 impl tower_service::Service<http::Uri> for Connector {
     type Response = Stream;
     type Error = io::Error;
@@ -93,8 +79,19 @@ impl tower_service::Service<http::Uri> for Connector {
     }
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.connect().await })
+        let dest = self.dest.clone();
+        Box::pin(async move {
+            match &*dest {
+                Dest::Tcp(addr) => Ok(Stream::Tcp(TokioIo::new(tcp(addr).await?))),
+                Dest::Tls(addr, name, connector) => {
+                    let tls = connector.connect(name.clone(), tcp(addr).await?).await?;
+                    Ok(Stream::Tls(Box::new(TokioIo::new(tls))))
+                }
+                Dest::Unix(path) => {
+                    Ok(Stream::Unix(TokioIo::new(UnixStream::connect(path).await?)))
+                }
+            }
+        })
     }
 }
 

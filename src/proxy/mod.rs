@@ -53,7 +53,7 @@ impl std::fmt::Debug for ConnectionHold {
 pub(crate) enum ProxyError {
     /// The upstream refused or could not be reached (502).
     #[error("upstream unreachable: {0}")]
-    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Unreachable(#[source] hyper_util::client::legacy::Error),
     /// The upstream did not answer in time (504).
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
@@ -187,21 +187,18 @@ impl Upstream {
         *req.uri_mut() = uri.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.version_mut() = http::Version::HTTP_11;
 
-        // A connection slot (free ones at once, else in turn), then the response head: both
-        // within `upstream.timeout`.
+        // A connection slot (at once when one is free, else in turn), then the response
+        // head: both within `upstream.timeout`.
         let sent = async {
             let slot = match &self.slots {
-                Some(slots) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => Some(slot),
-                    Err(_) => slots.clone().acquire_owned().await.ok(),
-                },
+                Some(slots) => slots.clone().acquire_owned().await.ok(),
                 None => None,
             };
             (slot, self.client.request(req).await)
         };
         let (slot, mut resp) = match tokio::time::timeout(self.timeout, sent).await {
             Ok((slot, Ok(r))) => (slot, r),
-            Ok((_, Err(e))) => return Err(ProxyError::Unreachable(e.into())),
+            Ok((_, Err(e))) => return Err(ProxyError::Unreachable(e)),
             Err(_) => return Err(ProxyError::Timeout(self.timeout)),
         };
 
