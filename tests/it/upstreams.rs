@@ -336,3 +336,39 @@ async fn requests_beyond_the_upstream_connection_limit_wait_their_turn() {
     assert!(took[0] >= turn * 3 - turn / 10, "limit 2: {took:?}");
     assert!(took[1] < turn * 2, "no limit: {took:?}");
 }
+
+/// A slot of `upstream.max_connections` is given back however its response ends: downloads
+/// dropped half-way, answers after the upstream timed out (504), HEAD. With one connection
+/// allowed, a slot kept by any of them would leave the next request waiting until its 504.
+#[tokio::test]
+async fn connection_slots_come_back_from_aborted_and_failed_requests() {
+    let config = config_with(None, "")
+        .replace("timeout = \"30s\"", "timeout = \"2s\"\nmax_connections = 1")
+        .replace("[server]\n", "[server]\nworkers = 1\n");
+    assert!(config.contains("max_connections = 1"));
+    let s = stack(&config).await;
+    let alice = signed_in(&s, "alice").await;
+    let url = |path: &str| format!("{}{path}", s.labgate_url);
+    for _ in 0..5 {
+        // 64 MiB, of which only the head is read before the response is dropped.
+        let r = alice
+            .get(url("/download?bytes=67108864"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        drop(r);
+        let r = alice.get(url("/slow?ms=3000")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        let r = alice.head(url("/download")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let start = std::time::Instant::now();
+    let r = alice.get(url("/slow?ms=10")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
